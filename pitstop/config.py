@@ -1,0 +1,156 @@
+"""Configuration: one pydantic-settings model, read from `PITSTOP_*` env vars and an optional YAML file.
+
+Nested fields use `__` in env names, e.g. `PITSTOP_TEMPORAL__ADDRESS=temporal:7233`.
+The YAML file is `$PITSTOP_CONFIG` (default `~/.config/pitstop/config.yaml`) when it exists.
+Environment variables win over the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_TASK_QUEUE = "pitstop"
+DEFAULT_REGIONS = ("eu-central", "us-east")
+SHIPPED_RUNBOOKS_DIR = Path(__file__).resolve().parent.parent / "runbooks"
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "pitstop"
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pitstop"
+
+
+def regional_task_queue(base: str, region: str) -> str:
+    """Task queue for activities that touch one region's cluster: `pitstop-<region>`."""
+    return f"{base}-{region}"
+
+
+class TemporalSettings(BaseModel):
+    address: str = Field("127.0.0.1:7233", description="host:port of the Temporal frontend")
+    namespace: str = "default"
+    task_queue: str = Field(DEFAULT_TASK_QUEUE, description="queue for workflows and region-less activities")
+    tls: bool = False
+    tls_cert: Path | None = Field(None, description="client certificate (mTLS)")
+    tls_key: Path | None = None
+    api_key: SecretStr | None = Field(None, description="Temporal Cloud API key")
+    ui_port: int = 8233
+    embedded: bool = Field(True, description="`pitstop up` starts a local dev server at `address`")
+
+
+class RegionCluster(BaseModel):
+    """Where a region's Kubernetes API is: a kubeconfig file and a context in it."""
+
+    kubeconfig: Path | None = Field(None, description="kubeconfig path; None = in-cluster or ~/.kube/config")
+    context: str | None = Field(None, description="kubeconfig context; default = the region name")
+    max_concurrent_calls: int = Field(8, description="activities running at once against this cluster")
+
+
+class KubernetesSettings(BaseModel):
+    regions: dict[str, RegionCluster] = Field(
+        default_factory=dict,
+        description="region name -> cluster; empty = the local sandbox's regions",
+    )
+
+
+class PrometheusSettings(BaseModel):
+    url: str = Field("http://127.0.0.1:9090", description="Prometheus HTTP API base URL")
+    timeout_seconds: float = 10.0
+
+
+class AlertmanagerSettings(BaseModel):
+    url: str = Field("http://127.0.0.1:9093", description="Alertmanager base URL")
+
+
+class WebhookSettings(BaseModel):
+    listen: str = Field("127.0.0.1:8787", description="host:port the alert webhook listens on")
+    token: SecretStr | None = Field(None, description="bearer token Alertmanager must send")
+    max_body_bytes: int = 1_048_576
+
+
+class WorkerSettings(BaseModel):
+    metrics_port: int = Field(9464, description="Prometheus endpoint for the SDK's runtime metrics (0 = off)")
+    max_concurrent_activities: int = 50
+    max_concurrent_workflow_tasks: int = 50
+
+
+class SandboxSettings(BaseModel):
+    regions: list[str] = Field(default_factory=lambda: list(DEFAULT_REGIONS))
+    services: int = 40
+    seed: int = 7
+
+
+class Settings(BaseSettings):
+    """Effective pitstop configuration."""
+
+    model_config = SettingsConfigDict(env_prefix="PITSTOP_", env_nested_delimiter="__", extra="forbid")
+
+    state_dir: Path = Field(default_factory=default_state_dir, description="Temporal DB, sandbox state")
+    cache_dir: Path = Field(default_factory=default_cache_dir, description="built binaries")
+    runbooks_dir: Path = Field(default_factory=lambda: SHIPPED_RUNBOOKS_DIR, description="where runbook YAML files are read from")
+    temporal: TemporalSettings = Field(default_factory=TemporalSettings)
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    alertmanager: AlertmanagerSettings = Field(default_factory=AlertmanagerSettings)
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+
+    @field_validator("state_dir", "cache_dir", "runbooks_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlFileSource(settings_cls))
+
+    def region_names(self) -> list[str]:
+        return list(self.kubernetes.regions) or list(self.sandbox.regions)
+
+    def masked(self) -> dict[str, Any]:
+        """The effective configuration as plain data, every secret replaced by `********`."""
+        return self.model_dump(mode="json")  # SecretStr dumps as '**********'
+
+
+def config_file_path() -> Path:
+    return Path(os.environ.get("PITSTOP_CONFIG", Path.home() / ".config" / "pitstop" / "config.yaml")).expanduser()
+
+
+class ConfigFileError(ValueError):
+    """The YAML config file exists but cannot be used."""
+
+
+class _YamlFileSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = config_file_path()
+        if not path.exists():
+            return {}
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigFileError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigFileError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+        return data
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)
