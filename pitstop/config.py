@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, SecretStr, field_validator
@@ -65,6 +65,15 @@ class PrometheusSettings(BaseModel):
     timeout_seconds: float = 10.0
 
 
+class TrafficSettings(BaseModel):
+    """How traffic is shifted (flagger-style router choice): `istio` VirtualServices or `none` (no mesh)."""
+
+    provider: Literal["istio", "none"] = Field("istio", description="default traffic router")
+    services_without_mesh: list[str] = Field(
+        default_factory=list, description="`namespace/name` of services that use the do-nothing router"
+    )
+
+
 class AlertmanagerSettings(BaseModel):
     url: str = Field("http://127.0.0.1:9093", description="Alertmanager base URL")
 
@@ -98,6 +107,7 @@ class Settings(BaseSettings):
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    traffic: TrafficSettings = Field(default_factory=TrafficSettings)
     alertmanager: AlertmanagerSettings = Field(default_factory=AlertmanagerSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
