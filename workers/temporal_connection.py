@@ -1,0 +1,48 @@
+"""Connecting to Temporal: the one place a `temporalio.client.Client` is built from Settings.
+
+Every client uses the pydantic data converter, so workflow inputs and outputs are typed models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio.client import Client, TLSConfig
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
+
+from pitstop.config import Settings
+
+from .errors import EXIT_UNAVAILABLE, CliError
+
+
+async def connect(settings: Settings, *, timeout_seconds: float = 5.0, runtime: Runtime | None = None) -> Client:
+    """Connect or raise CliError naming the address (never hangs longer than `timeout_seconds`)."""
+    temporal = settings.temporal
+    tls: TLSConfig | bool = False
+    if temporal.tls or temporal.tls_cert:
+        tls = TLSConfig(
+            client_cert=temporal.tls_cert.read_bytes() if temporal.tls_cert else None,
+            client_private_key=temporal.tls_key.read_bytes() if temporal.tls_key else None,
+        )
+    api_key = temporal.api_key.get_secret_value() if temporal.api_key else None
+    try:
+        return await asyncio.wait_for(
+            Client.connect(
+                temporal.address,
+                namespace=temporal.namespace,
+                data_converter=pydantic_data_converter,
+                tls=tls,
+                api_key=api_key,
+                runtime=runtime,
+            ),
+            timeout=timeout_seconds,
+        )
+    except (asyncio.TimeoutError, RuntimeError, OSError) as exc:
+        text = str(exc)
+        detail = "connection refused" if "refused" in text.lower() else (text.splitlines()[0][:160] if text else "timed out")
+        raise CliError(
+            f"cannot reach Temporal at {temporal.address} (namespace {temporal.namespace}): {detail}. "
+            "Is `pitstop up` running, or PITSTOP_TEMPORAL__ADDRESS set?",
+            exit_code=EXIT_UNAVAILABLE,
+        ) from exc
