@@ -1,0 +1,301 @@
+"""Live, watch-based view of one region's cluster, as the simulator needs it.
+
+`RegionWatcher` lists then watches (no per-object polling) Deployments, Pods, VirtualServices,
+DestinationRules and the `pitstop-sandbox` ConfigMaps (faults, global-traffic) of one cluster, and
+keeps small summaries of them in memory. On a 410 Gone or a broken connection it re-lists.
+"""
+
+from __future__ import annotations
+
+import calendar
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from kubernetes.client import ApiClient
+
+from sandbox.faults import FAULTS_CONFIGMAP, FaultRecord, parse_fault_configmap
+from sandbox.fleet import GLOBAL_TRAFFIC_CONFIGMAP, SANDBOX_NAMESPACE, SPEC_ANNOTATION
+from sandbox.kube_rest import JsonObject, KubeApiError, list_objects, watch_events
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REGION_WEIGHT = 100.0
+
+
+def parse_quantity(value: str | int | float | None) -> float:
+    """A Kubernetes quantity ("250m", "512Mi", "1", "2Gi") as a float in base units."""
+    if value is None:
+        return 0.0
+    if isinstance(value, int | float):
+        return float(value)
+    text = value.strip()
+    suffixes = {
+        "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+        "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
+    }
+    for suffix in ("Ki", "Mi", "Gi", "Ti", "m", "k", "M", "G", "T"):
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * suffixes[suffix]
+    return float(text)
+
+
+@dataclass(frozen=True)
+class DeploymentSummary:
+    namespace: str
+    name: str
+    app: str
+    version: str
+    replicas: int
+    available_replicas: int
+    model: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class PodSummary:
+    namespace: str
+    name: str
+    app: str
+    version: str
+    container: str
+    node: str
+    running: bool
+    restart_count: int
+    cpu_request: float
+    cpu_limit: float
+    memory_request: float
+    memory_limit: float
+    created_unix: float
+
+
+@dataclass(frozen=True)
+class RouteSummary:
+    """A VirtualService's default HTTP route: (subset, weight) pairs."""
+
+    namespace: str
+    name: str
+    weights: tuple[tuple[str, float], ...]
+
+
+def summarize_deployment(obj: JsonObject) -> DeploymentSummary | None:
+    meta = obj["metadata"]
+    labels = (obj.get("spec", {}).get("template", {}).get("metadata", {}) or {}).get("labels") or {}
+    if "app" not in labels:
+        return None
+    annotation = (meta.get("annotations") or {}).get(SPEC_ANNOTATION)
+    model = None
+    if annotation:
+        try:
+            model = yaml.safe_load(annotation)
+        except yaml.YAMLError:
+            log.warning("ignoring unparsable %s on %s/%s", SPEC_ANNOTATION, meta["namespace"], meta["name"])
+    status = obj.get("status") or {}
+    return DeploymentSummary(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        app=labels["app"],
+        version=labels.get("version", "unknown"),
+        replicas=int(obj.get("spec", {}).get("replicas", 1)),
+        available_replicas=int(status.get("availableReplicas") or 0),
+        model=model,
+    )
+
+
+def summarize_pod(obj: JsonObject) -> PodSummary | None:
+    meta = obj["metadata"]
+    labels = meta.get("labels") or {}
+    if "app" not in labels:
+        return None
+    spec = obj.get("spec") or {}
+    containers = spec.get("containers") or [{}]
+    container = containers[0]
+    resources = container.get("resources") or {}
+    requests = resources.get("requests") or {}
+    limits = resources.get("limits") or {}
+    status = obj.get("status") or {}
+    statuses = status.get("containerStatuses") or []
+    restarts = int(statuses[0].get("restartCount", 0)) if statuses else 0
+    created = meta.get("creationTimestamp")
+    created_unix = time.time()
+    if created:
+        created_unix = float(calendar.timegm(time.strptime(created, "%Y-%m-%dT%H:%M:%SZ")))
+    return PodSummary(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        app=labels["app"],
+        version=labels.get("version", "unknown"),
+        container=container.get("name", labels["app"]),
+        node=spec.get("nodeName") or "",
+        running=status.get("phase") == "Running" and meta.get("deletionTimestamp") is None,
+        restart_count=restarts,
+        cpu_request=parse_quantity(requests.get("cpu")),
+        cpu_limit=parse_quantity(limits.get("cpu") or requests.get("cpu")),
+        memory_request=parse_quantity(requests.get("memory")),
+        memory_limit=parse_quantity(limits.get("memory") or requests.get("memory")),
+        created_unix=created_unix,
+    )
+
+
+def summarize_virtual_service(obj: JsonObject) -> RouteSummary:
+    """The default route: the last `http` entry without a `match` (or the last entry)."""
+    meta = obj["metadata"]
+    http = (obj.get("spec") or {}).get("http") or []
+    default = next((r for r in reversed(http) if not r.get("match")), http[-1] if http else {})
+    routes = default.get("route") or []
+    weights = []
+    for route in routes:
+        destination = route.get("destination") or {}
+        weight = route.get("weight", 100 if len(routes) == 1 else 0)
+        weights.append((destination.get("subset") or "", float(weight)))
+    return RouteSummary(namespace=meta["namespace"], name=meta["name"], weights=tuple(weights))
+
+
+def summarize_destination_rule(obj: JsonObject) -> dict[str, str]:
+    """subset name -> the `version` label it selects."""
+    subsets = (obj.get("spec") or {}).get("subsets") or []
+    return {s["name"]: (s.get("labels") or {}).get("version", "") for s in subsets if "name" in s}
+
+
+@dataclass
+class RegionSnapshot:
+    """A consistent copy of a region's state for one simulator tick."""
+
+    region: str
+    deployments: list[DeploymentSummary]
+    pods: list[PodSummary]
+    routes: dict[tuple[str, str], RouteSummary]
+    subsets: dict[tuple[str, str], dict[str, str]]
+    faults: list[FaultRecord]
+    traffic_weight: float
+
+
+@dataclass
+class _Store:
+    items: dict[tuple[str, str], Any] = field(default_factory=dict)
+    synced: bool = False
+
+
+class RegionWatcher:
+    """Watches one region's cluster and serves snapshots of it."""
+
+    KINDS = ("Deployment", "Pod", "VirtualService", "DestinationRule", "ConfigMap")
+
+    def __init__(self, *, region: str, api_client: ApiClient) -> None:
+        self.region = region
+        self._client = api_client
+        self._lock = threading.Lock()
+        self._stores = {kind: _Store() for kind in self.KINDS}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.errors: dict[str, str] = {}
+
+    def _summarize(self, kind: str, obj: JsonObject) -> Any:
+        if kind == "Deployment":
+            return summarize_deployment(obj)
+        if kind == "Pod":
+            return summarize_pod(obj)
+        if kind == "VirtualService":
+            return summarize_virtual_service(obj)
+        if kind == "DestinationRule":
+            return summarize_destination_rule(obj)
+        return (obj.get("data") or {})
+
+    def _query(self, kind: str) -> dict[str, Any]:
+        if kind == "ConfigMap":
+            return {"namespace": SANDBOX_NAMESPACE}
+        if kind in ("Deployment", "Pod"):
+            return {"label_selector": "app"}
+        return {}
+
+    def _apply(self, kind: str, event: str, obj: JsonObject) -> None:
+        meta = obj.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        with self._lock:
+            items = self._stores[kind].items
+            if event == "DELETED":
+                items.pop(key, None)
+                return
+            summary = self._summarize(kind, obj)
+            if summary is None:
+                items.pop(key, None)
+            else:
+                items[key] = summary
+
+    def _run(self, kind: str) -> None:
+        query = self._query(kind)
+        while not self._stop.is_set():
+            try:
+                objects, version = list_objects(self._client, kind=kind, **query)
+                fresh = {}
+                for obj in objects:
+                    summary = self._summarize(kind, obj)
+                    if summary is not None:
+                        meta = obj["metadata"]
+                        fresh[(meta.get("namespace", ""), meta["name"])] = summary
+                with self._lock:
+                    self._stores[kind].items = fresh
+                    self._stores[kind].synced = True
+                self.errors.pop(kind, None)
+                while not self._stop.is_set():
+                    for event, obj in watch_events(self._client, kind=kind, resource_version=version,
+                                                   timeout_seconds=240, **query):
+                        if event == "BOOKMARK":
+                            version = obj["metadata"]["resourceVersion"]
+                            continue
+                        version = obj["metadata"].get("resourceVersion", version)
+                        self._apply(kind, event, obj)
+                        if self._stop.is_set():
+                            return
+            except KubeApiError as exc:
+                if exc.status != 410:
+                    self.errors[kind] = str(exc)
+                    log.warning("%s %s watch failed: %s", self.region, kind, exc)
+                    self._stop.wait(1.0)
+            except Exception as exc:  # connection reset, API server restarting, ...
+                self.errors[kind] = repr(exc)
+                log.warning("%s %s watch failed: %r", self.region, kind, exc)
+                self._stop.wait(1.0)
+
+    def start(self) -> None:
+        for kind in self.KINDS:
+            thread = threading.Thread(target=self._run, args=(kind,), daemon=True,
+                                      name=f"watch-{self.region}-{kind}")
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def synced(self) -> bool:
+        with self._lock:
+            return all(store.synced for store in self._stores.values())
+
+    def snapshot(self, *, parse_faults: Callable[[dict[str, str] | None], list[FaultRecord]]
+                 = parse_fault_configmap) -> RegionSnapshot:
+        with self._lock:
+            configmaps = dict(self._stores["ConfigMap"].items)
+            snapshot = RegionSnapshot(
+                region=self.region,
+                deployments=list(self._stores["Deployment"].items.values()),
+                pods=list(self._stores["Pod"].items.values()),
+                routes=dict(self._stores["VirtualService"].items),
+                subsets=dict(self._stores["DestinationRule"].items),
+                faults=[],
+                traffic_weight=DEFAULT_REGION_WEIGHT,
+            )
+        try:
+            snapshot.faults = parse_faults(configmaps.get((SANDBOX_NAMESPACE, FAULTS_CONFIGMAP)))
+        except ValueError as exc:
+            log.warning("%s: %s", self.region, exc)
+        weight_data = configmaps.get((SANDBOX_NAMESPACE, GLOBAL_TRAFFIC_CONFIGMAP))
+        if weight_data and "weight" in weight_data:
+            try:
+                snapshot.traffic_weight = max(0.0, float(weight_data["weight"]))
+            except ValueError:
+                log.warning("%s: global-traffic weight %r is not a number", self.region, weight_data["weight"])
+        return snapshot

@@ -1,0 +1,182 @@
+"""Declarative, live faults for the sandbox, stored in each region's cluster.
+
+A region's faults live in the ConfigMap `pitstop-sandbox/faults` of that region's cluster, one data key
+per fault id, the value a JSON `FaultRecord`. The simulator watches the ConfigMap and applies the faults
+to the metrics it serves within a second; clearing a fault removes its key.
+
+Kinds:
+- `bad-release`: one service version answers `error_ratio` of requests with 500 and adds latency
+- `region-outage`: every request in the region fails with 503
+- `saturated-service`: the service's containers are pinned at their CPU limit, latency rises
+- `crash-loop`: the service's containers restart every `restart_interval_seconds`
+
+CLI: `python -m sandbox.faults --kubeconfig F --context eu-central inject bad-release --service ota-update
+--version v3.5.0 --error-ratio 0.4`, `... clear <id>`, `... list`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Literal
+
+from kubernetes.client import ApiClient
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from sandbox.kube_rest import FIELD_MANAGER, get_object, merge_patch, server_side_apply
+
+FAULTS_NAMESPACE = "pitstop-sandbox"
+FAULTS_CONFIGMAP = "faults"
+
+
+class BadRelease(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["bad-release"] = "bad-release"
+    service: str
+    version: str | None = Field(default=None, description="None: every version of the service")
+    error_ratio: float = Field(default=0.3, ge=0, le=1)
+    extra_latency_ms: float = Field(default=150.0, ge=0)
+
+
+class RegionOutage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["region-outage"] = "region-outage"
+
+
+class SaturatedService(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["saturated-service"] = "saturated-service"
+    service: str
+
+
+class CrashLoop(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["crash-loop"] = "crash-loop"
+    service: str
+    version: str | None = None
+    restart_interval_seconds: float = Field(default=20.0, gt=0)
+
+
+Fault = Annotated[BadRelease | RegionOutage | SaturatedService | CrashLoop, Field(discriminator="kind")]
+
+
+class FaultRecord(BaseModel):
+    """A fault as stored: its id, when it started and what it does."""
+
+    id: str
+    started_at: datetime
+    fault: Fault
+
+
+_RECORD = TypeAdapter(FaultRecord)
+
+
+def parse_fault_configmap(data: dict[str, str] | None) -> list[FaultRecord]:
+    """Fault records from a ConfigMap's data; unparsable entries raise with the key named."""
+    records = []
+    for key, value in sorted((data or {}).items()):
+        try:
+            records.append(_RECORD.validate_json(value))
+        except ValueError as exc:
+            raise ValueError(f"fault {FAULTS_NAMESPACE}/{FAULTS_CONFIGMAP}[{key}] is invalid: {exc}") from exc
+    return records
+
+
+def _ensure_configmap(api_client: ApiClient) -> None:
+    server_side_apply(
+        api_client,
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": FAULTS_NAMESPACE}},
+    )
+    existing = get_object(api_client, kind="ConfigMap", name=FAULTS_CONFIGMAP, namespace=FAULTS_NAMESPACE)
+    if existing is None:
+        server_side_apply(
+            api_client,
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": FAULTS_CONFIGMAP, "namespace": FAULTS_NAMESPACE,
+                             "labels": {"app.kubernetes.io/managed-by": FIELD_MANAGER}},
+            },
+        )
+
+
+def inject_fault(*, api_client: ApiClient, fault: Fault, fault_id: str | None = None,
+                 now: datetime | None = None) -> FaultRecord:
+    """Start a fault in the cluster behind `api_client`; returns its record (id for `clear_fault`)."""
+    _ensure_configmap(api_client)
+    record = FaultRecord(
+        id=fault_id or f"{fault.kind}-{secrets.token_hex(3)}",
+        started_at=now or datetime.now(UTC),
+        fault=fault,
+    )
+    merge_patch(api_client, kind="ConfigMap", name=FAULTS_CONFIGMAP, namespace=FAULTS_NAMESPACE,
+                patch={"data": {record.id: record.model_dump_json()}})
+    return record
+
+
+def clear_fault(*, api_client: ApiClient, fault_id: str) -> bool:
+    """Stop a fault; False if it was not active."""
+    configmap = get_object(api_client, kind="ConfigMap", name=FAULTS_CONFIGMAP, namespace=FAULTS_NAMESPACE)
+    if configmap is None or fault_id not in (configmap.get("data") or {}):
+        return False
+    merge_patch(api_client, kind="ConfigMap", name=FAULTS_CONFIGMAP, namespace=FAULTS_NAMESPACE,
+                patch={"data": {fault_id: None}})
+    return True
+
+
+def clear_all_faults(*, api_client: ApiClient) -> int:
+    records = list_faults(api_client=api_client)
+    for record in records:
+        clear_fault(api_client=api_client, fault_id=record.id)
+    return len(records)
+
+
+def list_faults(*, api_client: ApiClient) -> list[FaultRecord]:
+    configmap = get_object(api_client, kind="ConfigMap", name=FAULTS_CONFIGMAP, namespace=FAULTS_NAMESPACE)
+    return parse_fault_configmap((configmap or {}).get("data"))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from kubernetes.config import new_client_from_config
+
+    parser = argparse.ArgumentParser(description="inject, clear and list sandbox faults")
+    parser.add_argument("--kubeconfig", type=Path, required=True)
+    parser.add_argument("--context", required=True, help="the region's kube context")
+    commands = parser.add_subparsers(dest="command", required=True)
+    inject = commands.add_parser("inject")
+    inject.add_argument("kind", choices=["bad-release", "region-outage", "saturated-service", "crash-loop"])
+    inject.add_argument("--service")
+    inject.add_argument("--version")
+    inject.add_argument("--error-ratio", type=float, default=0.3)
+    inject.add_argument("--extra-latency-ms", type=float, default=150.0)
+    inject.add_argument("--restart-interval-seconds", type=float, default=20.0)
+    inject.add_argument("--id")
+    clear = commands.add_parser("clear")
+    clear.add_argument("fault_id")
+    commands.add_parser("list")
+    args = parser.parse_args(argv)
+    client = new_client_from_config(config_file=str(args.kubeconfig), context=args.context)
+    if args.command == "list":
+        for record in list_faults(api_client=client):
+            print(record.model_dump_json())
+    elif args.command == "clear":
+        if not clear_fault(api_client=client, fault_id=args.fault_id):
+            raise SystemExit(f"no active fault {args.fault_id!r} in {args.context}")
+    else:
+        fault_fields = {k: v for k, v in {
+            "kind": args.kind, "service": args.service, "version": args.version,
+            "error_ratio": args.error_ratio if args.kind == "bad-release" else None,
+            "extra_latency_ms": args.extra_latency_ms if args.kind == "bad-release" else None,
+            "restart_interval_seconds": args.restart_interval_seconds if args.kind == "crash-loop" else None,
+        }.items() if v is not None}
+        fault: Fault = TypeAdapter(Fault).validate_python(fault_fields)  # type: ignore[arg-type]
+        print(json.dumps(json.loads(inject_fault(api_client=client, fault=fault, fault_id=args.id)
+                                    .model_dump_json())))
+
+
+if __name__ == "__main__":
+    main()
