@@ -7,6 +7,9 @@ shows up in validation and in the published JSON Schema.
 
 Step types that talk to one region's cluster are `regional`: their arguments carry a `region` field and
 their activity runs on that region's task queue (`pitstop-<region>`).
+
+`native` step types (sleep, approval, runbook) have no activity: the interpreter workflow executes them
+(timers, updates, child workflows). They live in `pitstop/runbook/native_steps.py`.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ class StepType:
     description: ClassVar[str] = ""
     args_model: ClassVar[type[StepArgs]]
     result_model: ClassVar[type[StepResult]] = StepResult
-    activity: ClassVar[str]  # Temporal activity name
+    activity: ClassVar[str] = ""  # Temporal activity name (empty for native steps)
+    native: ClassVar[bool] = False  # executed by the interpreter itself (sleep, approval, runbook), no activity
     mutating: ClassVar[bool] = False
     regional: ClassVar[bool] = False  # args_model has `region: str`; runs on task queue pitstop-<region>
     default_timeout_seconds: ClassVar[float] = 60.0
@@ -62,6 +66,8 @@ StepTypeT = TypeVar("StepTypeT", bound=type[StepType])
 def register_step_type(cls: StepTypeT) -> StepTypeT:
     if cls.name in STEP_TYPES and STEP_TYPES[cls.name] is not cls:
         raise ValueError(f"step type {cls.name!r} registered twice ({STEP_TYPES[cls.name].__module__}, {cls.__module__})")
+    if not cls.native and not cls.activity:
+        raise ValueError(f"step type {cls.name!r} needs an `activity` name (or `native = True`)")
     if cls.regional and "region" not in cls.args_model.model_fields:
         raise ValueError(f"regional step type {cls.name!r} needs a `region` argument")
     STEP_TYPES[cls.name] = cls

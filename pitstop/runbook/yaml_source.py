@@ -1,0 +1,70 @@
+"""Load YAML keeping line numbers: plain data plus a map from each value's path to its 1-based line.
+
+Paths are tuples of keys and list indexes, e.g. `("steps", 2, "with", "replicas")`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+Path = tuple[Any, ...]
+
+
+@dataclass
+class SourceDoc:
+    data: Any
+    lines: dict[Path, int] = field(default_factory=dict)
+
+    def line(self, path: Path) -> int:
+        """Line of the nearest enclosing value that has one (1 when nothing is known)."""
+        path = tuple(path)
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return self.lines.get((), 1)
+
+
+class YamlSyntaxError(ValueError):
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def load(text: str) -> SourceDoc:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise YamlSyntaxError(f"not valid YAML: {problem}", (mark.line + 1) if mark else 1) from exc
+    doc = SourceDoc(data=None)
+    if node is None:
+        return doc
+    doc.data = _build(node, (), doc.lines)
+    return doc
+
+
+def _build(node: yaml.Node, path: Path, lines: dict[Path, int]) -> Any:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = _scalar(key_node)
+            result[key] = _build(value_node, path + (key,), lines)
+            lines[path + (key,)] = key_node.start_mark.line + 1  # a key's line, not its value's
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(item, path + (i,), lines) for i, item in enumerate(node.value)]
+    return _scalar(node)
+
+
+def _scalar(node: yaml.Node) -> Any:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
