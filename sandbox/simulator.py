@@ -14,6 +14,9 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -462,3 +465,70 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+class SimulatorProcess:
+    """A simulator running as a child process (`python -m sandbox.simulator`)."""
+
+    def __init__(self, *, process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+        self.process = process
+        self.port = port
+        self.log_path = log_path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.target}"
+
+    def stop(self, *, timeout_seconds: float = 10.0) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=timeout_seconds)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_simulator_process(
+    *,
+    kubeconfig: Path,
+    contexts: Sequence[str],
+    log_path: Path,
+    port: int | None = None,
+    tick_seconds: float = 1.0,
+    ready_timeout_seconds: float = 120.0,
+) -> SimulatorProcess:
+    """Start the simulator on 127.0.0.1 and wait until every region's watches have synced."""
+    import httpx
+
+    from sandbox.monitoring import free_loopback_port
+
+    port = port or free_loopback_port()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sandbox.simulator", "--kubeconfig", str(kubeconfig),
+         "--contexts", ",".join(contexts), "--port", str(port), "--tick-seconds", str(tick_seconds)],
+        stdout=log_path.open("ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    handle = SimulatorProcess(process=process, port=port, log_path=log_path)
+    deadline = time.monotonic() + ready_timeout_seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"simulator exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{handle.url}/healthz", timeout=2).status_code == 200:
+                return handle
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    handle.stop()
+    raise RuntimeError(f"simulator not ready after {ready_timeout_seconds}s; log {log_path}")
