@@ -73,64 +73,76 @@ def _module_exists(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
+def _raise_keyboard_interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_up(settings: Settings, *, temporal_address: str | None, with_sandbox: bool) -> None:
+    """Start everything, supervise until Ctrl-C / SIGTERM, then stop children and the server (always)."""
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     started = time.monotonic()
-    state_dir = settings.state_dir
-    (state_dir / "logs").mkdir(parents=True, exist_ok=True)
     server: DevServer | None = None
-    if temporal_address is None:
-        host, _, port = settings.temporal.address.rpartition(":")
-        ports = DevServerPorts(frontend=int(port), ui=settings.temporal.ui_port,
-                               http=int(port) + 10, metrics=int(port) + 11)
-        server = DevServer(state_dir=state_dir / "temporal", ports=ports, ip=host or "127.0.0.1")
-        try:
-            server.start()
-        except (RuntimeError, FileNotFoundError) as exc:
-            raise CliError(f"cannot start the embedded Temporal server: {exc}", exit_code=EXIT_UNAVAILABLE) from exc
-        temporal_address = server.address
-        print(f"[up] Temporal dev server ready at {server.address} (state {server.state_dir / 'temporal.db'})", flush=True)
-
-    if with_sandbox and not settings.kubernetes.regions and _module_exists("sandbox.lifecycle"):
-        from sandbox.lifecycle import ensure_sandbox  # the local fleet sandbox (kube API + kwok, Prometheus)
-
-        print("[up] starting the local fleet sandbox (first run builds Kubernetes binaries; may take long)", flush=True)
-        ensure_sandbox(settings)
-
-    env = child_env(settings, temporal_address)
-    python = sys.executable
-    children = [
-        SupervisedProcess("worker", [python, "-m", "workers.cli", "worker"], env, state_dir / "logs" / "worker.log"),
-    ]
-    if _module_exists("workers.webhook"):
-        children.append(
-            SupervisedProcess("webhook", [python, "-m", "workers.webhook"], env, state_dir / "logs" / "webhook.log")
-        )
-    for child in children:
-        child.start()
-
-    ui_host = temporal_address.rpartition(":")[0]
-    print(f"[up] worker{' and webhook' if len(children) > 1 else ''} started; logs in {state_dir / 'logs'}")
-    if server is not None:
-        print(f"[up] Temporal Web UI: http://{ui_host}:{settings.temporal.ui_port}")
-    print(f"[up] ready in {time.monotonic() - started:.1f}s — Ctrl-C to stop", flush=True)
-
-    stopping = False
-
-    def _stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    children: list[SupervisedProcess] = []
     try:
-        while not stopping:
+        server, temporal_address = _start_temporal(settings, temporal_address)
+        if with_sandbox and not settings.kubernetes.regions and _module_exists("sandbox.lifecycle"):
+            from sandbox.lifecycle import ensure_sandbox  # the local fleet sandbox (kube API + kwok, Prometheus)
+
+            print("[up] starting the local fleet sandbox (the first run builds Kubernetes binaries)", flush=True)
+            ensure_sandbox(settings)
+        children = _start_children(settings, temporal_address)
+        print(f"[up] ready in {time.monotonic() - started:.1f}s — Ctrl-C to stop", flush=True)
+        while True:
             for child in children:
                 child.check()
             time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("[up] stopping...", flush=True)
         for child in children:
             child.stop()
         if server is not None:
             server.stop()
         print("[up] stopped", flush=True)
+
+
+def _start_temporal(settings: Settings, temporal_address: str | None) -> tuple[DevServer | None, str]:
+    if temporal_address is not None:
+        return None, temporal_address
+    started = time.monotonic()
+    host, _, port = settings.temporal.address.rpartition(":")
+    ports = DevServerPorts(frontend=int(port), ui=settings.temporal.ui_port, http=int(port) + 10, metrics=int(port) + 11)
+    server = DevServer(state_dir=settings.state_dir / "temporal", ports=ports, ip=host or "127.0.0.1")
+    try:
+        server.start()
+    except (RuntimeError, FileNotFoundError) as exc:
+        server.stop()
+        raise CliError(f"cannot start the embedded Temporal server: {exc}", exit_code=EXIT_UNAVAILABLE) from exc
+    except BaseException:
+        server.stop()
+        raise
+    print(
+        f"[up] Temporal dev server ready at {server.address} in {time.monotonic() - started:.1f}s "
+        f"(state {server.state_dir / 'temporal.db'})",
+        flush=True,
+    )
+    print(f"[up] Temporal Web UI: {server.ui_url}", flush=True)
+    return server, server.address
+
+
+def _start_children(settings: Settings, temporal_address: str) -> list[SupervisedProcess]:
+    logs = settings.state_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = child_env(settings, temporal_address)
+    python = sys.executable
+    children = [SupervisedProcess("worker", [python, "-m", "workers.cli", "worker"], env, logs / "worker.log")]
+    if _module_exists("workers.webhook"):
+        children.append(SupervisedProcess("webhook", [python, "-m", "workers.webhook"], env, logs / "webhook.log"))
+    for child in children:
+        child.start()
+    names = " and ".join(child.name for child in children)
+    print(f"[up] {names} started; logs in {logs}", flush=True)
+    return children
