@@ -344,7 +344,7 @@ class FleetSimulator:
 
             family("istio_requests_total", "counter", "Requests received by the destination workload.")
             for _r, m in states:
-                out.extend(f"istio_requests_total{{{k}}} {math.floor(v)}" for k, v in m.requests.items())
+                out.extend(f"istio_requests_total{{{k}}} {v:.3f}" for k, v in m.requests.items())
             family("istio_request_duration_milliseconds", "histogram", "Request duration in milliseconds.")
             for _r, m in states:
                 for k, h in m.histograms.items():
