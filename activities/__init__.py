@@ -2,13 +2,27 @@
 
 `build_activities(clients)` returns what the worker registers: activities for the main task queue and,
 per region, activities that touch that region's cluster (served on task queue `pitstop-<region>`).
+
+| module | class | activities |
+|---|---|---|
+| `kubernetes` | `KubernetesActivities` | `kubernetes.*` (regional, sync, thread pool) |
+| `istio` (+ `traffic` routers) | `IstioActivities` | `istio.*` (regional, sync, thread pool) |
+| `prometheus` (+ `metrics` providers) | `PrometheusActivities` | `prometheus.*` (shared, async) |
+| `http` | `HttpActivities` | `http.call` (shared, async) |
+| `notify` | `NotifyActivities` | `notify.*` (shared, async) |
+| `runbook_catalog`, `runbook_debug` | engine's classes | `runbook.*`, `lease.*` (shared), when present; leases need `clients.temporal` |
+
+Sync activities need the worker's `activity_executor` (a ThreadPoolExecutor).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from .clients import ActivityClients
 
 
 @dataclass
@@ -17,5 +31,59 @@ class ActivitySet:
     regional: dict[str, list[Callable[..., Any]]] = field(default_factory=dict)
 
 
-def build_activities(clients: Any) -> ActivitySet:
-    return ActivitySet()
+def activity_methods(instance: object) -> list[Callable[..., Any]]:
+    """The bound `@activity.defn` methods of an activity class instance."""
+    methods = []
+    for name in sorted(dir(type(instance))):
+        if name.startswith("_"):
+            continue
+        member = getattr(instance, name)
+        if callable(member) and hasattr(member, "__temporal_activity_definition"):
+            methods.append(member)
+    return methods
+
+
+def _optional_module(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name:
+            return None
+        raise
+
+
+def _engine_activities(clients: ActivityClients) -> list[Callable[..., Any]]:
+    """The runbook engine's own activities (catalog, leases, debug steps), when those modules exist."""
+    found: list[Callable[..., Any]] = []
+    catalog = _optional_module("activities.runbook_catalog")
+    if catalog is not None:
+        if hasattr(catalog, "RunbookCatalogActivities"):
+            found += activity_methods(catalog.RunbookCatalogActivities(clients.settings))
+        if hasattr(catalog, "RunbookCatalog"):
+            found += activity_methods(catalog.RunbookCatalog(clients.settings.runbooks_dir))
+        if hasattr(catalog, "LeaseActivities") and clients.temporal is not None:
+            found += activity_methods(catalog.LeaseActivities(clients.temporal))
+    debug = _optional_module("activities.runbook_debug")
+    if debug is not None and hasattr(debug, "DebugSteps"):
+        found += activity_methods(debug.DebugSteps())
+    return found
+
+
+def build_activities(clients: ActivityClients) -> ActivitySet:
+    from .http import HttpActivities
+    from .istio import IstioActivities
+    from .kubernetes import KubernetesActivities
+    from .notify import NotifyActivities
+    from .prometheus import PrometheusActivities
+
+    shared = [
+        *activity_methods(PrometheusActivities(clients)),
+        *activity_methods(HttpActivities(clients)),
+        *activity_methods(NotifyActivities(clients)),
+        *_engine_activities(clients),
+    ]
+    regional: dict[str, list[Callable[..., Any]]] = {}
+    for region in clients.kube:
+        scoped = clients.for_region(region)  # a regional worker only ever touches its own cluster
+        regional[region] = [*activity_methods(KubernetesActivities(scoped)), *activity_methods(IstioActivities(scoped))]
+    return ActivitySet(shared=shared, regional=regional)

@@ -1,11 +1,73 @@
-"""Construction of the real clients activities use (Kubernetes per region, HTTP). Only workers/ builds them."""
+"""Construction of the real clients activities use — the only place they are built.
+
+Per region a `kubernetes.client.ApiClient` from `settings.kubernetes.regions` (kubeconfig + context; no
+kubeconfig = in-cluster config, else the default kubeconfig). When no regions are configured, the local
+sandbox's regions are used: `$PITSTOP_STATE_DIR/sandbox/kubeconfig` with one context per region name.
+Prometheus is reached through `PrometheusProvider` (httpx) at `settings.prometheus.url`.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
 
-from pitstop.config import Settings
+from kubernetes import config as kube_config
+from kubernetes.client import ApiClient, Configuration
+from temporalio.client import Client
+
+from activities.clients import ActivityClients
+from activities.metrics import PrometheusProvider
+from pitstop.config import RegionCluster, Settings
 
 
-def build_activity_clients(settings: Settings) -> Any:
-    return settings
+class ClusterConfigError(RuntimeError):
+    """A region's cluster configuration cannot be loaded (missing kubeconfig, unknown context)."""
+
+
+def sandbox_kubeconfig(settings: Settings) -> Path:
+    return settings.state_dir / "sandbox" / "kubeconfig"
+
+
+def region_clusters(settings: Settings) -> dict[str, RegionCluster]:
+    """Configured regions, or the sandbox's regions in its kubeconfig (context = region name)."""
+    if settings.kubernetes.regions:
+        return dict(settings.kubernetes.regions)
+    kubeconfig = sandbox_kubeconfig(settings)
+    return {region: RegionCluster(kubeconfig=kubeconfig, context=region) for region in settings.sandbox.regions}
+
+
+def build_kube_client(region: str, cluster: RegionCluster) -> ApiClient:
+    configuration = Configuration()
+    try:
+        if cluster.kubeconfig is None and cluster.context is None:
+            try:
+                kube_config.load_incluster_config(client_configuration=configuration)
+            except kube_config.ConfigException:
+                kube_config.load_kube_config(client_configuration=configuration, persist_config=False)
+        else:
+            if cluster.kubeconfig is not None and not cluster.kubeconfig.exists():
+                raise ClusterConfigError(f"region {region}: kubeconfig {cluster.kubeconfig} does not exist")
+            kube_config.load_kube_config(
+                config_file=str(cluster.kubeconfig) if cluster.kubeconfig else None,
+                context=cluster.context or region,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+    except kube_config.ConfigException as exc:
+        raise ClusterConfigError(f"region {region}: cannot load cluster config: {exc}") from exc
+    return ApiClient(configuration=configuration)
+
+
+def build_activity_clients(
+    settings: Settings, *, temporal: Client | None = None, require_clusters: bool = False
+) -> ActivityClients:
+    """Clients for every region whose configuration loads. A sandbox that is not running yet is skipped
+    (its regional activities then fail with "unknown region") unless `require_clusters`."""
+    kube: dict[str, ApiClient] = {}
+    for region, cluster in region_clusters(settings).items():
+        try:
+            kube[region] = build_kube_client(region, cluster)
+        except ClusterConfigError:
+            if require_clusters or settings.kubernetes.regions:
+                raise
+    metrics = PrometheusProvider(base_url=settings.prometheus.url, timeout_seconds=settings.prometheus.timeout_seconds)
+    return ActivityClients(settings=settings, kube=kube, metrics=metrics, temporal=temporal)

@@ -1,0 +1,82 @@
+"""`ActivityClients`: the injected clients every activity class holds.
+
+Built by `workers.clients.build_activity_clients(settings)` (the only place real clients are constructed) or
+by tests from real servers. Activities never construct clients themselves.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import httpx
+from kubernetes.client import ApiClient
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+
+from pitstop.config import Settings
+
+from .metrics import MetricsProvider, PrometheusProvider
+
+
+@dataclass
+class ActivityClients:
+    settings: Settings
+    kube: dict[str, ApiClient] = field(default_factory=dict)  # region -> client of that region's cluster
+    http: httpx.AsyncClient | None = None
+    metrics: MetricsProvider | None = None
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    temporal: Client | None = None  # for activities that talk to Temporal itself (runbook leases)
+
+    def kube_client(self, region: str) -> ApiClient:
+        """The ApiClient of `region`'s cluster; a region this worker has no cluster for is a domain error."""
+        try:
+            return self.kube[region]
+        except KeyError:
+            known = ", ".join(sorted(self.kube)) or "none"
+            raise ApplicationError(
+                f"unknown region {region!r}: this worker has clusters for [{known}]",
+                type="UnknownRegion",
+                non_retryable=True,
+            ) from None
+
+    def for_region(self, region: str) -> ActivityClients:
+        """A copy limited to one region's cluster (what a regional worker's activities get)."""
+        return ActivityClients(
+            settings=self.settings,
+            kube={region: self.kube_client(region)},
+            http=self.http,
+            metrics=self.metrics,
+            environ=self.environ,
+            temporal=self.temporal,
+        )
+
+    @asynccontextmanager
+    async def http_session(self, timeout_seconds: float) -> AsyncIterator[httpx.AsyncClient]:
+        """The injected httpx client if there is one, else a fresh client closed afterwards."""
+        if self.http is not None:
+            yield self.http
+            return
+        async with httpx.AsyncClient(timeout=timeout_seconds, follow_redirects=False) as client:
+            yield client
+
+    def metrics_provider(self) -> MetricsProvider:
+        if self.metrics is None:
+            self.metrics = PrometheusProvider(
+                base_url=self.settings.prometheus.url,
+                timeout_seconds=self.settings.prometheus.timeout_seconds,
+            )
+        return self.metrics
+
+    def secret(self, env_var: str, *, purpose: str) -> str:
+        """Value of a secret referenced by env var name; a missing variable is a domain error (never retried)."""
+        value = self.environ.get(env_var)
+        if not value:
+            raise ApplicationError(
+                f"environment variable {env_var} ({purpose}) is not set on the worker",
+                type="MissingSecret",
+                non_retryable=True,
+            )
+        return value

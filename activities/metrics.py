@@ -1,0 +1,90 @@
+"""`MetricsProvider`: the one interface to a metrics backend (flagger pkg/metrics/providers style),
+and its Prometheus implementation over httpx (async).
+
+`query(promql)` returns a float, or None for "no data" (empty vector, NaN). A backend that cannot be asked
+raises `MetricsUnavailable`; a query Prometheus rejects (or that returns several series) raises
+`MetricsQueryError`. Callers decide what those mean (a threshold check turns both "no data" and
+"unavailable" into an inconclusive verdict).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Protocol
+
+import httpx
+
+
+class MetricsUnavailable(Exception):
+    """The metrics backend could not be reached or answered with a server error."""
+
+
+class MetricsQueryError(Exception):
+    """The query itself is wrong (rejected by the backend, or not reducible to one number)."""
+
+
+class MetricsProvider(Protocol):
+    async def query(self, promql: str) -> float | None: ...
+
+    async def is_online(self) -> bool: ...
+
+
+class PrometheusProvider:
+    """Prometheus HTTP API v1, instant queries (`/api/v1/query`)."""
+
+    def __init__(self, *, base_url: str, timeout_seconds: float = 10.0, client: httpx.AsyncClient | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout_seconds = timeout_seconds
+        self._client = client
+
+    async def _get(self, path: str, params: dict[str, str] | None = None) -> httpx.Response:
+        try:
+            if self._client is not None:
+                return await self._client.get(self.base_url + path, params=params, timeout=self.timeout_seconds)
+            async with httpx.AsyncClient(timeout=self.timeout_seconds) as client:
+                return await client.get(self.base_url + path, params=params)
+        except httpx.HTTPError as exc:  # connect/read errors, timeouts
+            raise MetricsUnavailable(f"Prometheus at {self.base_url} unreachable: {type(exc).__name__}: {exc}") from exc
+
+    async def query(self, promql: str) -> float | None:
+        response = await self._get("/api/v1/query", {"query": promql})
+        if response.status_code >= 500 or response.status_code == 429:
+            raise MetricsUnavailable(f"Prometheus at {self.base_url} answered {response.status_code}")
+        try:
+            body: dict[str, Any] = response.json()
+        except ValueError as exc:
+            raise MetricsUnavailable(f"Prometheus at {self.base_url} answered non-JSON ({response.status_code})") from exc
+        if body.get("status") != "success":
+            raise MetricsQueryError(
+                f"Prometheus rejected query {promql!r}: {body.get('errorType', response.status_code)}: {body.get('error', '')}"
+            )
+        return _single_value(promql, body.get("data") or {})
+
+    async def is_online(self) -> bool:
+        try:
+            response = await self._get("/-/ready")
+        except MetricsUnavailable:
+            return False
+        return response.status_code == 200
+
+
+def _single_value(promql: str, data: dict[str, Any]) -> float | None:
+    result_type = data.get("resultType")
+    result = data.get("result")
+    if result_type == "scalar":
+        return _number(result[1]) if result else None
+    if result_type == "vector":
+        if not result:
+            return None
+        if len(result) > 1:
+            labels = [r.get("metric", {}) for r in result[:3]]
+            raise MetricsQueryError(
+                f"query {promql!r} returned {len(result)} series (e.g. {labels}); aggregate it to one (sum/avg/max ...)"
+            )
+        return _number(result[0]["value"][1])
+    raise MetricsQueryError(f"query {promql!r} returned a {result_type}; use an instant vector or scalar expression")
+
+
+def _number(raw: str) -> float | None:
+    value = float(raw)
+    return None if math.isnan(value) else value
