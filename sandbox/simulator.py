@@ -283,7 +283,7 @@ class FleetSimulator:
         live_pods: set[str] = set()
         state.pod_resources = {}
         for p in snap.pods:
-            s = services.get(p.app)
+            pod_service = services.get(p.app)
             key = label_text((("region", region), ("cluster", region), ("namespace", p.namespace),
                               ("pod", p.name), ("container", p.container)))
             live_pods.add(key)
@@ -293,7 +293,7 @@ class FleetSimulator:
                 state.pod_resources[f"kube_pod_container_resource_requests{{{res_labels}}}"] = req
                 state.pod_resources[f"kube_pod_container_resource_limits{{{res_labels}}}"] = lim
             restarts_base = float(p.restart_count)
-            crash = next((f for f in snap.faults if isinstance(f.fault, CrashLoop) and s is not None
+            crash = next((f for f in snap.faults if isinstance(f.fault, CrashLoop) and pod_service is not None
                           and f.fault.service == p.app and f.fault.version in (None, p.version)), None)
             previous_extra = state.restarts.get(key, restarts_base) - restarts_base
             if crash is not None and p.running:
@@ -306,14 +306,15 @@ class FleetSimulator:
             if not p.running:
                 state.memory_bytes.pop(key, None)
                 continue
-            vt = traffic.get(p.app, {}).get(p.version) if s is not None else None
+            pod_traffic = traffic.get(p.app, {}).get(p.version)
+            sm = pod_service
             usage = pod_usage(
-                rps_per_pod=vt.rps_per_pod if vt else 0.0,
-                nominal_peak_rps_per_pod=(nominal_served.get(p.app, 0.0) / s.stable_replicas) if s else 1.0,
+                rps_per_pod=pod_traffic.rps_per_pod if pod_traffic else 0.0,
+                nominal_peak_rps_per_pod=(nominal_served.get(p.app, 0.0) / sm.stable_replicas) if sm else 1.0,
                 cpu_request_cores=p.cpu_request, cpu_limit_cores=p.cpu_limit or p.cpu_request,
                 memory_request_bytes=p.memory_request, memory_limit_bytes=p.memory_limit or p.memory_request,
-                cpu_utilization_at_peak=s.cpu_utilization_at_peak if s else 0.1,
-                memory_utilization_at_peak=s.memory_utilization_at_peak if s else 0.5,
+                cpu_utilization_at_peak=sm.cpu_utilization_at_peak if sm else 0.1,
+                memory_utilization_at_peak=sm.memory_utilization_at_peak if sm else 0.5,
                 saturated=any(isinstance(f.fault, SaturatedService) and f.fault.service == p.app
                               for f in snap.faults),
                 wobble=wobble(key=p.name, unix_seconds=now_unix),
@@ -399,7 +400,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server API
         url = urlparse(self.path)
         if url.path == "/metrics":
-            region = (parse_qs(url.query).get("region") or [None])[0]
+            regions = parse_qs(url.query).get("region")
+            region = regions[0] if regions else None
             body = self.simulator.render(region=region).encode()
             self._send(200, body, "text/plain; version=0.0.4; charset=utf-8")
         elif url.path in ("/healthz", "/readyz"):
