@@ -1,0 +1,134 @@
+"""Alertmanager's webhook payload (version 4) as pydantic models, and how an alert names its incident.
+
+Pure: no I/O. The webhook receiver (`workers/webhook.py`) validates a request body into
+`AlertmanagerWebhook`, turns each alert into an `AlertNotification` and signals (or starts) the incident
+workflow whose id is `incident_id(alert)`: the alert's fingerprint plus its `startsAt`, so every
+notification of one firing episode (repeats, the final `resolved`) reaches the same incident, while the
+same alert firing again later opens a new one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+AlertStatus = Literal["firing", "resolved"]
+
+MAX_ALERTS_PER_NOTIFICATION = 1000
+MAX_LABELS = 64
+MAX_LABEL_VALUE = 1024
+MAX_ANNOTATION_VALUE = 16_384
+
+SEVERITY_ORDER: dict[str, int] = {"none": 0, "info": 1, "warning": 2, "page": 3, "error": 3, "critical": 4}
+
+
+def severity_rank(severity: str) -> int:
+    """Rank of a `severity` label value (unknown values rank as `warning`)."""
+    return SEVERITY_ORDER.get(severity.strip().lower(), SEVERITY_ORDER["warning"])
+
+
+def _check_mapping(value: dict[str, str], *, what: str, max_value: int) -> dict[str, str]:
+    if len(value) > MAX_LABELS:
+        raise ValueError(f"too many {what} ({len(value)} > {MAX_LABELS})")
+    for key, text in value.items():
+        if not key or len(key) > 256:
+            raise ValueError(f"{what} name {key[:40]!r} is empty or longer than 256 characters")
+        if len(text) > max_value:
+            raise ValueError(f"{what} {key!r} is longer than {max_value} characters")
+    return value
+
+
+class Alert(BaseModel):
+    """One alert of a notification, as Alertmanager sends it."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    status: AlertStatus
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    starts_at: datetime = Field(alias="startsAt")
+    ends_at: datetime | None = Field(None, alias="endsAt", description="zero time (year 1) while firing")
+    generator_url: str = Field("", alias="generatorURL", max_length=4096)
+    fingerprint: str = Field(pattern=r"^[0-9a-fA-F]{1,32}$", description="hash of the label set")
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        if "alertname" not in value:
+            raise ValueError("an alert needs an `alertname` label")
+        return _check_mapping(value, what="label", max_value=MAX_LABEL_VALUE)
+
+    @field_validator("annotations")
+    @classmethod
+    def _annotations(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_mapping(value, what="annotation", max_value=MAX_ANNOTATION_VALUE)
+
+    @field_validator("starts_at", "ends_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
+
+    @property
+    def name(self) -> str:
+        return self.labels["alertname"]
+
+    @property
+    def severity(self) -> str:
+        return self.labels.get("severity", "warning")
+
+    @property
+    def resolved_at(self) -> datetime | None:
+        """`endsAt` of a resolved alert (None while firing: Alertmanager sends a zero or future time)."""
+        if self.status != "resolved" or self.ends_at is None or self.ends_at.year < 2000:
+            return None
+        return self.ends_at
+
+
+class AlertmanagerWebhook(BaseModel):
+    """The body of one Alertmanager webhook POST (`version: "4"`)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    version: Literal["4"]
+    group_key: str = Field("", alias="groupKey", max_length=4096)
+    truncated_alerts: int = Field(0, alias="truncatedAlerts", ge=0)
+    status: AlertStatus
+    receiver: str = Field("", max_length=256)
+    group_labels: dict[str, str] = Field(default_factory=dict, alias="groupLabels")
+    common_labels: dict[str, str] = Field(default_factory=dict, alias="commonLabels")
+    common_annotations: dict[str, str] = Field(default_factory=dict, alias="commonAnnotations")
+    external_url: str = Field("", alias="externalURL", max_length=4096)
+    alerts: list[Alert] = Field(min_length=1, max_length=MAX_ALERTS_PER_NOTIFICATION)
+
+
+class AlertNotification(BaseModel):
+    """What the receiver hands an incident workflow: one alert, and when and how it arrived."""
+
+    alert: Alert
+    received_at: datetime = Field(description="when the receiver accepted the notification (wall clock)")
+    group_key: str = ""
+    receiver: str = ""
+
+    @property
+    def incident_id(self) -> str:
+        return incident_id(self.alert)
+
+
+def incident_id(alert: Alert) -> str:
+    """`incident-<fingerprint>-<startsAt as epoch seconds>`: one incident per firing episode of an alert."""
+    return f"incident-{alert.fingerprint.lower()}-{int(alert.starts_at.timestamp())}"
+
+
+def notifications_from(payload: AlertmanagerWebhook, *, received_at: datetime) -> list[AlertNotification]:
+    """One notification per alert; duplicates of the same alert inside one payload collapse (latest status wins)."""
+    by_incident: dict[str, AlertNotification] = {}
+    for alert in payload.alerts:
+        note = AlertNotification(
+            alert=alert, received_at=received_at, group_key=payload.group_key, receiver=payload.receiver
+        )
+        by_incident[note.incident_id] = note
+    return list(by_incident.values())
