@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .lease import TargetLease
 from .runbook import RunbookWorkflow
 
-ALL_WORKFLOWS: list[type] = [RunbookWorkflow]
+ALL_WORKFLOWS: list[type] = [RunbookWorkflow, TargetLease]

@@ -1,15 +1,403 @@
-"""The runbook interpreter workflow (foundation placeholder: echoes its request; the engine replaces it)."""
+"""The runbook interpreter workflow (`Runbook`): walks a validated runbook DAG durably.
+
+Input is one simple JSON object (`RunbookRequest`: runbook name + inputs), so a run can be started from the
+Temporal Web UI. The runbook is loaded and validated by the `runbook.load` activity; then:
+lease (mutating runbooks) -> ready steps in parallel (bounded) -> compensations in reverse order on failure
+or abort -> lease released. Pause / resume / abort / approve are updates; `status` is a query; search
+attributes (RunbookName, Target*, Trigger, Phase) and the current details make the Web UI list runs usefully.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
+from typing import Any
+
 from temporalio import workflow
+from temporalio.common import SearchAttributeKey
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
+    from pitstop.runbook import dag
+    from pitstop.runbook import expressions as ex
+    from pitstop.runbook.leases import LeaseGrant, LeaseHolder, lease_id
+    from pitstop.runbook.model import Runbook, Step
+    from pitstop.runbook.request import RUNBOOK_WORKFLOW, LoadedRunbook, LoadRunbookRequest, RunbookOutcome, RunbookRequest
+    from pitstop.runbook.run_state import (
+        ApprovalDecision, ControlRequest, Phase, RunStatus, StepState, StepStatus,
+    )
+
+from .approvals import ApprovalGate
+from .lease import LeaseHolderSide
+from .saga import Saga
+from .step_calls import STEP_TYPES, StepCalls, StepFailed, failure_text
+
+SA_KEYS = {
+    "runbook": SearchAttributeKey.for_keyword("RunbookName"),
+    "service": SearchAttributeKey.for_keyword("TargetService"),
+    "namespace": SearchAttributeKey.for_keyword("TargetNamespace"),
+    "region": SearchAttributeKey.for_keyword("TargetRegion"),
+    "trigger": SearchAttributeKey.for_keyword("Trigger"),
+    "phase": SearchAttributeKey.for_keyword("Phase"),
+}
+
+
+class Aborted(Exception):
+    pass
 
 
 @workflow.defn(name=RUNBOOK_WORKFLOW)
 class RunbookWorkflow:
+    @workflow.init
+    def __init__(self, request: RunbookRequest) -> None:
+        self._request = request
+        self._phase = Phase.LOADING
+        self._paused = False
+        self._abort: ControlRequest | None = None
+        self._runbook: Runbook | None = None
+        self._inputs: dict[str, Any] = {}
+        self._steps: dict[str, StepStatus] = {}
+        self._target: dict[str, str] = {}
+        self._error = ""
+        self._tick = 0
+        self._approvals = ApprovalGate()
+        self._lease = LeaseHolderSide()
+        self._saga = Saga()
+        self._waiting_approvals = 0
+
+    # ------------------------------------------------------------ handlers
+
+    @workflow.query
+    def status(self) -> RunStatus:
+        return RunStatus(
+            workflow_id=workflow.info().workflow_id, runbook=self._request.runbook, phase=self._phase,
+            paused=self._paused, dry_run=self._request.dry_run, target=self._target, lease_id=self._lease.lease_id,
+            started_at=workflow.info().start_time, steps=list(self._steps.values()),
+            approvals=list(self._approvals.waiting.values()), error=self._error,
+        )
+
+    @workflow.update
+    def pause(self, request: ControlRequest) -> Phase:
+        self._paused = True
+        self._wake()
+        workflow.logger.info("paused by %s: %s", request.identity, request.reason)
+        return self._phase
+
+    @workflow.update
+    def resume(self, request: ControlRequest) -> Phase:
+        self._paused = False
+        self._wake()
+        return self._phase
+
+    @workflow.update
+    def abort(self, request: ControlRequest) -> Phase:
+        self._abort = self._abort or request
+        self._wake()
+        return self._phase
+
+    @pause.validator
+    def _check_pause(self, request: ControlRequest) -> None:
+        self._check_active("pause")
+
+    @resume.validator
+    def _check_resume(self, request: ControlRequest) -> None:
+        self._check_active("resume")
+        if not self._paused:
+            raise ValueError("the run is not paused")
+
+    @abort.validator
+    def _check_abort(self, request: ControlRequest) -> None:
+        self._check_active("abort")
+
+    @workflow.update
+    def approve(self, decision: ApprovalDecision) -> str:
+        self._approvals.decide(decision)
+        self._wake()
+        return f"{'approved' if decision.approved else 'rejected'} {decision.step} as {decision.identity}"
+
+    @approve.validator
+    def _check_approve(self, decision: ApprovalDecision) -> None:
+        self._approvals.validate(decision)
+
+    @workflow.signal
+    def lease_granted(self, grant: LeaseGrant) -> None:
+        self._lease.granted(grant)
+
+    @workflow.signal
+    def lease_refused(self, grant: LeaseGrant) -> None:
+        self._lease.refused(grant)
+
+    def _check_active(self, action: str) -> None:
+        if self._phase.final or self._phase == Phase.COMPENSATING or self._abort is not None:
+            raise ValueError(f"cannot {action}: the run is {self._phase.value}")
+
+    def _wake(self) -> None:
+        self._tick += 1
+
+    # ------------------------------------------------------------ main
+
     @workflow.run
     async def run(self, request: RunbookRequest) -> RunbookOutcome:
-        return RunbookOutcome(runbook=request.runbook, status="succeeded", outputs=dict(request.inputs))
+        loaded = await workflow.execute_activity(
+            "runbook.load", LoadRunbookRequest(runbook=request.runbook, inputs=request.inputs),
+            result_type=LoadedRunbook, activity_id="load", start_to_close_timeout=timedelta(seconds=30),
+            summary=f"load {request.runbook}",
+        )
+        self._setup(loaded)
+        cancelled = False
+        try:
+            await self._acquire_lease()
+            if self._abort is None:
+                self._set_phase(Phase.RUNNING)
+            await self._run_dag()
+        except asyncio.CancelledError:
+            cancelled = True  # Temporal cancellation ("Request cancellation" in the UI) = abort
+            self._abort = self._abort or ControlRequest(identity="temporal", reason="workflow cancellation requested")
+        except (ApplicationError, StepFailed) as exc:  # lease refused / timed out
+            self._error = self._error or (exc.message if isinstance(exc, ApplicationError) else str(exc))
+        finally:
+            await self._finish()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        if cancelled:
+            raise asyncio.CancelledError()
+        if self._phase == Phase.FAILED:
+            raise ApplicationError(self._error, type="RunbookFailed", non_retryable=True)
+        return self._outcome()
+
+    def _setup(self, loaded: LoadedRunbook) -> None:
+        self._runbook = loaded.runbook
+        self._inputs = loaded.inputs
+        self._steps = {s.id: StepStatus(id=s.id, uses=s.uses) for s in loaded.runbook.steps}
+        context = {"inputs": self._inputs}
+        if loaded.runbook.target:
+            target = loaded.runbook.target.model_dump()
+            self._target = {k: str(ex.render(v, context) or "") for k, v in target.items()}
+            self._target["cluster"] = self._target["cluster"] or self._target["region"]
+        attributes = [
+            SA_KEYS["runbook"].value_set(loaded.runbook.name),
+            SA_KEYS["trigger"].value_set(self._request.trigger or "ui"),
+        ]
+        for name in ("service", "namespace", "region"):
+            if self._target.get(name):
+                attributes.append(SA_KEYS[name].value_set(self._target[name]))
+        workflow.upsert_search_attributes(attributes)
+        self._set_phase(Phase.LOADING)
+
+    async def _finish(self) -> None:
+        if self._phase not in (Phase.SUCCEEDED,):
+            failed = bool(self._error) or any(s.state == StepState.FAILED for s in self._steps.values())
+            if self._abort is not None or failed:
+                if not self._request.dry_run and self._saga.entries:
+                    self._set_phase(Phase.COMPENSATING)
+                    await self._saga.compensate(self._calls(), self._context, self._steps)
+                    self._error = self._saga.annotate(self._error)
+                self._set_phase(Phase.ABORTED if self._abort is not None else Phase.FAILED)
+                if self._abort is not None and not self._error:
+                    self._error = f"aborted by {self._abort.identity or 'unknown'}: {self._abort.reason or 'no reason given'}"
+            else:
+                self._set_phase(Phase.SUCCEEDED)
+        await self._lease.release()
+
+    async def _acquire_lease(self) -> None:
+        runbook = self._runbook
+        if runbook is None or self._request.dry_run or not self._target.get("service"):
+            return
+        mutating = runbook.mutating
+        if mutating is None:
+            kinds = [s.uses for s in runbook.steps] + [s.compensate.uses for s in runbook.steps if s.compensate]
+            mutating = any(STEP_TYPES[k].mutating for k in kinds if k in STEP_TYPES)
+        if not mutating:
+            return
+        lease = lease_id(cluster=self._target["cluster"], namespace=self._target["namespace"], service=self._target["service"])
+        if lease in self._request.held_leases:
+            return  # a parent run holds this target for us
+        self._set_phase(Phase.WAITING_FOR_LEASE)
+        info = workflow.info()
+        holder = LeaseHolder(workflow_id=info.workflow_id, run_id=info.run_id, runbook=runbook.name, policy=runbook.lease.policy)
+        await self._lease.acquire(
+            lease=lease, holder=holder, wait_timeout=runbook.lease.wait_timeout, stop=lambda: self._abort is not None
+        )
+
+    # ------------------------------------------------------------ the DAG
+
+    async def _run_dag(self) -> None:
+        runbook = self._runbook
+        if runbook is None:
+            return
+        graph = {s.id: s.needs for s in runbook.steps}
+        running: dict[str, asyncio.Task[None]] = {}
+        started: set[str] = set()
+        while True:
+            if self._abort is not None:
+                await self._cancel(running)
+                return
+            if not self._paused and not self._failed():
+                finished = [sid for sid, st in self._steps.items() if st.state.finished_ok]
+                for sid in dag.ready(graph, finished, started):
+                    if len(running) >= runbook.max_parallel:
+                        break
+                    started.add(sid)
+                    running[sid] = asyncio.create_task(self._run_step(runbook.step(sid)))  # type: ignore[arg-type]
+            if not running and (self._failed() or len(started) == len(graph)):
+                return
+            self._refresh_phase()
+            seen = self._tick
+            await workflow.wait_condition(
+                lambda: self._tick != seen or any(t.done() for t in running.values())
+            )
+            for sid in [s for s, t in running.items() if t.done()]:
+                running.pop(sid).result()
+
+    def _failed(self) -> bool:
+        return any(s.state == StepState.FAILED for s in self._steps.values())
+
+    async def _cancel(self, running: dict[str, asyncio.Task[None]]) -> None:
+        for task in running.values():
+            task.cancel()
+        if running:
+            await asyncio.gather(*running.values(), return_exceptions=True)
+
+    async def _run_step(self, step: Step) -> None:
+        status = self._steps[step.id]
+        status.state, status.started_at = StepState.RUNNING, workflow.now()
+        try:
+            if not ex.truthy(step.if_, self._context()):
+                status.state, status.summary = StepState.SKIPPED, "condition false"
+                return
+            if step.for_each is None:
+                status.outputs = await self._run_item(step, None, None)
+            else:
+                status.outputs = await self._fan_out(step, status)
+            status.state = StepState.SUCCEEDED
+            status.summary = status.summary or self._item_summary(status.outputs)
+        except asyncio.CancelledError:
+            status.state, status.error = StepState.CANCELLED, "cancelled by abort"
+            raise
+        except (StepFailed, ex.ExpressionError) as exc:
+            status.state, status.error = StepState.FAILED, str(exc)
+            self._error = self._error or f"runbook {self._request.runbook!r} failed at step {step.id!r} ({step.uses}): {exc}"
+        finally:
+            status.ended_at = workflow.now()
+            self._wake()
+
+    async def _fan_out(self, step: Step, status: StepStatus) -> list[Any]:
+        evaluated = ex.render(step.for_each.items, self._context()) if step.for_each else []
+        if not isinstance(evaluated, list):
+            raise StepFailed(f"for_each.items evaluated to {type(evaluated).__name__}, not a list")
+        items: list[Any] = evaluated
+        status.items_total = len(items)
+        results: list[Any] = [None] * len(items)
+        limit = step.for_each.parallelism if step.for_each else 1
+        pending = list(range(len(items)))
+        active: dict[int, asyncio.Task[Any]] = {}
+        error: BaseException | None = None
+        try:
+            while pending or active:
+                while pending and len(active) < limit and error is None and not self._paused and self._abort is None:
+                    index = pending.pop(0)
+                    active[index] = asyncio.create_task(self._run_item(step, items[index], index))
+                if not active:
+                    if error is not None:
+                        break
+                    seen = self._tick
+                    await workflow.wait_condition(lambda: self._tick != seen)
+                    continue
+                await workflow.wait_condition(lambda: any(t.done() for t in active.values()))
+                for index in [i for i, t in active.items() if t.done()]:
+                    task = active.pop(index)
+                    if task.exception() is not None:
+                        error = error or task.exception()
+                    else:
+                        results[index] = task.result()
+                        status.items_done += 1
+        except asyncio.CancelledError:
+            for task in active.values():
+                task.cancel()
+            await asyncio.gather(*active.values(), return_exceptions=True)
+            raise
+        if error is not None:
+            raise error
+        return results
+
+    async def _run_item(self, step: Step, item: Any, index: int | None) -> dict[str, Any]:
+        key = step.id if index is None else f"{step.id}[{index}]"
+        context = self._context(item)
+        args = ex.render(step.with_, context)
+        outputs = await self._calls().call(
+            key=key, uses=step.uses, args=args, timeout=step.timeout, retry=step.retry, activity_id=key
+        )
+        if step.compensate is not None:
+            self._saga.record(step, key, item, outputs)
+        return outputs
+
+    # ------------------------------------------------------------ helpers
+
+    def _calls(self) -> StepCalls:
+        return StepCalls(
+            run_id=workflow.info().workflow_id, dry_run=self._request.dry_run, approvals=self._approvals,
+            default_approvers=self._runbook.approvers if self._runbook else [],
+            child_request=self._child_request, on_waiting=self._on_waiting,
+        )
+
+    def _child_request(self, name: str, inputs: dict[str, Any]) -> RunbookRequest:
+        held = list(self._request.held_leases) + ([self._lease.lease_id] if self._lease.lease_id else [])
+        return RunbookRequest(
+            runbook=name, inputs=inputs, dry_run=self._request.dry_run, trigger="runbook",
+            started_by=workflow.info().workflow_id, held_leases=held,
+        )
+
+    def _on_waiting(self, key: str, waiting: bool) -> None:
+        self._waiting_approvals += 1 if waiting else -1
+        step_id = key.split("[", 1)[0]
+        if step_id in self._steps and self._steps[step_id].state in (StepState.RUNNING, StepState.WAITING_FOR_APPROVAL):
+            self._steps[step_id].state = StepState.WAITING_FOR_APPROVAL if waiting else StepState.RUNNING
+        self._refresh_phase()
+
+    def _context(self, item: Any = None) -> dict[str, Any]:
+        return {
+            "inputs": self._inputs,
+            "steps": {sid: {"status": st.state.value, "outputs": st.outputs} for sid, st in self._steps.items()},
+            "item": item,
+            "run": {"id": workflow.info().workflow_id, "dry_run": self._request.dry_run, "runbook": self._request.runbook},
+        }
+
+    def _refresh_phase(self) -> None:
+        if self._phase.final or self._phase in (Phase.LOADING, Phase.WAITING_FOR_LEASE, Phase.COMPENSATING):
+            return
+        if self._waiting_approvals:
+            self._set_phase(Phase.WAITING_FOR_APPROVAL)
+        elif self._paused:
+            self._set_phase(Phase.PAUSED)
+        else:
+            self._set_phase(Phase.RUNNING)
+
+    def _set_phase(self, phase: Phase) -> None:
+        changed = phase != self._phase or phase == Phase.LOADING
+        self._phase = phase
+        if changed:
+            workflow.upsert_search_attributes([SA_KEYS["phase"].value_set(phase.value)])
+        done = sum(1 for s in self._steps.values() if s.state in (StepState.SUCCEEDED, StepState.SKIPPED))
+        target = "/".join(v for v in (self._target.get("namespace"), self._target.get("service")) if v)
+        workflow.set_current_details(
+            f"**{self._request.runbook}**{' on ' + target if target else ''} — {phase.value}, "
+            f"{done}/{len(self._steps)} steps done{' (dry run)' if self._request.dry_run else ''}"
+            + (f"\n\n{self._error}" if self._error else "")
+        )
+
+    def _item_summary(self, outputs: Any) -> str:
+        if isinstance(outputs, dict):
+            return str(outputs.get("summary", ""))
+        if isinstance(outputs, list):
+            return "; ".join(str(o.get("summary", "")) for o in outputs if isinstance(o, dict) and o.get("summary"))
+        return ""
+
+    def _outcome(self) -> RunbookOutcome:
+        return RunbookOutcome(
+            runbook=self._request.runbook, status=self._phase.value, error=self._error, dry_run=self._request.dry_run,
+            outputs={sid: st.outputs for sid, st in self._steps.items() if st.outputs is not None},
+            steps={sid: st.state.value for sid, st in self._steps.items()},
+            summaries={sid: st.summary or st.error for sid, st in self._steps.items()},
+        )
+
+
+__all__ = ["RunbookWorkflow", "ActivityError", "failure_text", "STEP_TYPES"]

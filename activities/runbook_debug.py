@@ -1,0 +1,56 @@
+"""Activities of the test/debug step types (`log`, `debug.fail`, `debug.wait`, `debug.change`).
+
+No external system: they exist so the engine can be tested and benchmarked end to end for real.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from pitstop.runbook.native_steps import (
+    ChangeArgs, ChangeResult, FailArgs, FailResult, LogArgs, LogResult, WaitArgs, WaitResult,
+)
+from pitstop.runbook.step_types import StepInvocation
+
+
+class DebugSteps:
+    @activity.defn(name="runbook.log")
+    async def log(self, call: StepInvocation[LogArgs]) -> LogResult:
+        return LogResult(message=call.args.message, summary=call.args.message)
+
+    @activity.defn(name="runbook.debug_fail")
+    async def fail(self, call: StepInvocation[FailArgs]) -> FailResult:
+        attempt = activity.info().attempt
+        if call.args.fail_attempts < 0 or attempt <= call.args.fail_attempts:
+            raise ApplicationError(
+                f"{call.args.message} (attempt {attempt})", type="InjectedFailure", non_retryable=call.args.non_retryable
+            )
+        return FailResult(attempts=attempt, summary=f"succeeded on attempt {attempt}")
+
+    @activity.defn(name="runbook.debug_wait")
+    def wait(self, call: StepInvocation[WaitArgs]) -> WaitResult:
+        """Sync (thread pool) on purpose: works while heartbeating, like a real long call."""
+        deadline = time.monotonic() + call.args.seconds
+        while time.monotonic() < deadline:
+            activity.heartbeat()
+            if activity.is_cancelled():
+                raise ApplicationError("cancelled", type="Cancelled")
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        attempt = activity.info().attempt
+        if call.args.record_to:
+            with Path(call.args.record_to).open("a") as out:
+                out.write(f"{call.run_id} {call.step_id} attempt={attempt}\n")
+        return WaitResult(seconds=call.args.seconds, attempt=attempt, summary=f"waited {call.args.seconds}s")
+
+    @activity.defn(name="runbook.debug_change")
+    async def change(self, call: StepInvocation[ChangeArgs]) -> ChangeResult:
+        if call.dry_run:
+            return ChangeResult(changed=False, would_change=call.args.what, summary=f"would {call.args.what}")
+        return ChangeResult(changed=True, summary=f"did {call.args.what}")
+
+    def activities(self) -> list:
+        return [self.log, self.fail, self.wait, self.change]

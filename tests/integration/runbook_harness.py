@@ -1,0 +1,69 @@
+"""Helpers for the engine's integration tests: a worker with the engine's workflows and activities."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+
+from activities.runbook_catalog import LeaseActivities, RunbookCatalog
+from activities.runbook_debug import DebugSteps
+from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
+from pitstop.runbook.run_state import RunStatus
+from tests.fixtures.temporal import running_worker
+from workflows import ALL_WORKFLOWS
+
+TEST_RUNBOOKS = Path(__file__).resolve().parents[1] / "data" / "runbooks"
+
+
+def engine_activities(client: Client, runbooks_dir: Path = TEST_RUNBOOKS, lease_check_seconds: float = 1.0) -> list[Any]:
+    return [
+        *RunbookCatalog(runbooks_dir).activities(),
+        *DebugSteps().activities(),
+        *LeaseActivities(client, check_seconds=lease_check_seconds).activities(),
+    ]
+
+
+@asynccontextmanager
+async def engine(client: Client, task_queue: str, runbooks_dir: Path = TEST_RUNBOOKS) -> AsyncIterator[None]:
+    async with running_worker(
+        client, task_queue=task_queue, workflows=ALL_WORKFLOWS, activities=engine_activities(client, runbooks_dir)
+    ):
+        yield
+
+
+async def start(client: Client, task_queue: str, runbook: str, workflow_id: str | None = None, **inputs: Any) -> WorkflowHandle[Any, RunbookOutcome]:
+    return await client.start_workflow(
+        RUNBOOK_WORKFLOW,
+        RunbookRequest(runbook=runbook, inputs=inputs, trigger="test", started_by="pytest"),
+        id=workflow_id or f"{runbook}-{uuid.uuid4().hex[:8]}",
+        task_queue=task_queue,
+        result_type=RunbookOutcome,
+    )
+
+
+async def status(handle: WorkflowHandle[Any, Any]) -> RunStatus:
+    return await handle.query("status", result_type=RunStatus)
+
+
+async def wait_until(handle: WorkflowHandle[Any, Any], predicate: Callable[[RunStatus], bool], timeout: float = 30) -> RunStatus:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            current = await status(handle)
+            if predicate(current):
+                return current
+        except Exception:  # the first workflow task may not have run yet
+            current = None
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not reached in {timeout}s; last status: {current}")
+        await asyncio.sleep(0.1)
+
+
+def step_state(current: RunStatus, step_id: str) -> str:
+    return next(s.state.value for s in current.steps if s.id == step_id)

@@ -1,0 +1,165 @@
+"""The per-target lease: one workflow per (cluster, namespace, service), id `lease/<cluster>/<ns>/<service>`.
+
+Protocol (no external lock service; all durable Temporal state):
+- a runbook asks with the `lease.request` activity (signal-with-start of this workflow, signal `request`);
+- the lease grants FIFO by signalling the holder's `lease_granted`; a holder with policy `refuse` that finds
+  the lease taken is signalled `lease_refused` at once;
+- the holder signals `release` when it closes (success, failure, abort: a `finally`);
+- while held, the lease checks every `check_seconds` that its holder still runs (`lease.holder_open`), so a
+  terminated holder cannot keep the target forever;
+- the workflow ends when nobody holds or waits, and continues-as-new after many grants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from pitstop.runbook.leases import (
+        LEASE_WORKFLOW, HolderCheck, LeaseGrant, LeaseHolder, LeaseRequest, LeaseState,
+    )
+
+GRANTS_BEFORE_CONTINUE_AS_NEW = 200
+
+
+@workflow.defn(name=LEASE_WORKFLOW)
+class TargetLease:
+    def __init__(self) -> None:
+        self._state = LeaseState(lease_id="")
+        self._incoming: list[LeaseHolder] = []
+        self._released: list[str] = []
+
+    @workflow.signal
+    def request(self, holder: LeaseHolder) -> None:
+        self._incoming.append(holder)
+
+    @workflow.signal
+    def release(self, workflow_id: str) -> None:
+        self._released.append(workflow_id)
+
+    @workflow.query
+    def state(self) -> LeaseState:
+        return self._state
+
+    @workflow.run
+    async def run(self, state: LeaseState) -> None:
+        self._state = state
+        while True:
+            await self._process_messages()
+            if self._state.holder is None and self._state.waiters:
+                await self._grant_next()
+                continue
+            if self._state.holder is None and not self._incoming and not self._released:
+                return  # idle: a later request signal-with-starts a fresh lease workflow
+            if self._state.grants >= GRANTS_BEFORE_CONTINUE_AS_NEW or workflow.info().is_continue_as_new_suggested():
+                await self._process_messages()
+                workflow.continue_as_new(self._state)
+            try:
+                await workflow.wait_condition(
+                    lambda: bool(self._incoming or self._released), timeout=timedelta(seconds=self._state.check_seconds)
+                )
+            except TimeoutError:
+                await self._check_holder()
+
+    async def _process_messages(self) -> None:
+        while self._released:
+            workflow_id = self._released.pop(0)
+            if self._state.holder and self._state.holder.workflow_id == workflow_id:
+                self._state.holder = None
+            self._state.waiters = [w for w in self._state.waiters if w.workflow_id != workflow_id]
+        while self._incoming:
+            holder = self._incoming.pop(0)
+            current = self._state.holder
+            if current and current.workflow_id == holder.workflow_id:
+                await self._signal(holder, True, "lease already held by this run")  # a retried request
+            elif any(w.workflow_id == holder.workflow_id for w in self._state.waiters):
+                continue
+            elif current is None:
+                self._state.waiters.append(holder)
+            elif holder.policy == "refuse":
+                await self._signal(holder, False, f"{self._state.lease_id} is held by run {current.workflow_id} ({current.runbook})")
+            else:
+                self._state.waiters.append(holder)
+
+    async def _grant_next(self) -> None:
+        holder = self._state.waiters.pop(0)
+        self._state.holder = holder
+        self._state.grants += 1
+        if not await self._signal(holder, True, ""):
+            self._state.holder = None  # the waiter is gone
+
+    async def _signal(self, holder: LeaseHolder, granted: bool, message: str) -> bool:
+        handle = workflow.get_external_workflow_handle(holder.workflow_id, run_id=holder.run_id or None)
+        signal = "lease_granted" if granted else "lease_refused"
+        try:
+            await handle.signal(signal, LeaseGrant(lease_id=self._state.lease_id, granted=granted, message=message))
+        except FailureError:
+            return False
+        return True
+
+    async def _check_holder(self) -> None:
+        holder = self._state.holder
+        if holder is None:
+            return
+        still_open = await workflow.execute_activity(
+            "lease.holder_open",
+            HolderCheck(workflow_id=holder.workflow_id, run_id=holder.run_id),
+            result_type=bool,
+            start_to_close_timeout=timedelta(seconds=30),
+        )
+        if not still_open and self._state.holder == holder:
+            workflow.logger.info("lease %s: holder %s is closed; releasing", self._state.lease_id, holder.workflow_id)
+            self._state.holder = None
+
+
+class LeaseHolderSide:
+    """The runbook side of the lease protocol (used by the interpreter, which owns the signal handlers)."""
+
+    def __init__(self) -> None:
+        self.lease_id = ""
+        self.grant: LeaseGrant | None = None
+        self.requested = False
+
+    def granted(self, grant: LeaseGrant) -> None:
+        if grant.lease_id == self.lease_id and self.grant is None:
+            self.grant = grant
+
+    def refused(self, grant: LeaseGrant) -> None:
+        self.granted(grant)
+
+    async def acquire(
+        self, *, lease: str, holder: LeaseHolder, wait_timeout: float | None, stop: Callable[[], bool]
+    ) -> None:
+        """Wait in line for the target (or fail at once with policy `refuse`); returns early if `stop()`."""
+        self.lease_id = lease
+        self.requested = True
+        await workflow.execute_activity(
+            "lease.request", LeaseRequest(lease_id=lease, holder=holder),
+            activity_id="lease", start_to_close_timeout=timedelta(seconds=30), summary=f"lease {lease}",
+        )
+        try:
+            await workflow.wait_condition(
+                lambda: self.grant is not None or stop(),
+                timeout=timedelta(seconds=wait_timeout) if wait_timeout else None,
+            )
+        except TimeoutError:
+            raise ApplicationError(
+                f"gave up after {wait_timeout:g}s waiting for {lease} (another mutating runbook holds it); "
+                "retry later or raise lease.wait_timeout", type="LeaseTimeout", non_retryable=True,
+            ) from None
+        if self.grant is not None and not self.grant.granted:
+            raise ApplicationError(
+                f"target busy, refused by lease policy: {self.grant.message}", type="LeaseRefused", non_retryable=True
+            )
+
+    async def release(self) -> None:
+        if not self.requested:
+            return
+        try:
+            await workflow.get_external_workflow_handle(self.lease_id).signal("release", workflow.info().workflow_id)
+        except FailureError:
+            pass  # the lease workflow already ended (it frees closed holders by itself)

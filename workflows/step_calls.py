@@ -1,0 +1,160 @@
+"""Executing one call of a step type from the interpreter: an activity (with the step's retry, timeout and
+regional task queue) or a native step (durable sleep, approval, child runbook).
+
+`StepCalls.call(...)` renders nothing itself: it receives rendered arguments and returns the result as plain
+data. Failures surface as `StepFailed` with a human message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import (
+    ActivityError, CancelledError, ChildWorkflowError, FailureError, TimeoutError as TemporalTimeout,
+)
+
+with workflow.unsafe.imports_passed_through():
+    from pitstop.config import regional_task_queue
+    from pitstop.runbook.model import RetrySpec
+    from pitstop.runbook.native_steps import (
+        ApprovalArgs, ApprovalResult, ChildRunbookArgs, ChildRunbookResult, SleepArgs, SleepResult,
+    )
+    from pitstop.runbook.registry import load_step_types
+    from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
+    from pitstop.runbook.step_types import StepInvocation, StepType
+
+    STEP_TYPES = load_step_types()
+
+DEFAULT_RETRY = RetrySpec(attempts=3, backoff=1.0)
+
+
+class StepFailed(Exception):
+    """A step (or one fan-out item) failed for good; the message is for humans."""
+
+
+def failure_text(exc: BaseException) -> str:
+    """The innermost useful message of a Temporal failure chain."""
+    parts: list[str] = []
+    current: BaseException | None = exc
+    while current is not None:
+        if isinstance(current, TemporalTimeout):
+            parts.append(f"timed out ({current.type.name.lower() if current.type else 'timeout'})")
+        elif isinstance(current, FailureError) and not isinstance(current, (ActivityError, ChildWorkflowError)):
+            parts.append(current.message)
+        current = current.__cause__
+    return "; ".join(p for p in parts if p) or str(exc) or type(exc).__name__
+
+
+class StepCalls:
+    def __init__(
+        self, *, run_id: str, dry_run: bool, approvals: Any, default_approvers: list[str],
+        child_request: Callable[[str, dict[str, Any]], RunbookRequest],
+        on_waiting: Callable[[str, bool], None],
+    ) -> None:
+        self.run_id = run_id
+        self.dry_run = dry_run
+        self.approvals = approvals
+        self.default_approvers = default_approvers
+        self.child_request = child_request
+        self.on_waiting = on_waiting
+
+    async def call(
+        self, *, key: str, uses: str, args: dict[str, Any], timeout: float | None, retry: RetrySpec | None,
+        activity_id: str,
+    ) -> dict[str, Any]:
+        step_type = STEP_TYPES.get(uses)
+        if step_type is None:
+            raise StepFailed(f"unknown step type {uses!r} (is the worker's step library up to date?)")
+        try:
+            typed_args = step_type.args_model.model_validate(args)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise StepFailed(f"invalid arguments after evaluating expressions: {problems}") from exc
+        if step_type.native:
+            native = {"sleep": self._sleep, "approval": self._approval, "runbook": self._child}[uses]
+            result = await native(key, typed_args, timeout)
+        else:
+            result = await self._activity(step_type, key, typed_args, timeout, retry, activity_id)
+        return result.model_dump(mode="json")
+
+    async def _activity(
+        self, step_type: type[StepType], key: str, args: Any, timeout: float | None, retry: RetrySpec | None,
+        activity_id: str,
+    ) -> Any:
+        retry = retry or DEFAULT_RETRY
+        task_queue = None
+        if step_type.regional:
+            task_queue = regional_task_queue(workflow.info().task_queue, getattr(args, "region"))
+        invocation = StepInvocation[step_type.args_model](  # type: ignore[name-defined]
+            args=args, dry_run=self.dry_run, run_id=self.run_id, step_id=key
+        )
+        try:
+            return await workflow.execute_activity(
+                step_type.activity,
+                invocation,
+                result_type=step_type.result_model,
+                activity_id=activity_id,
+                task_queue=task_queue,
+                start_to_close_timeout=timedelta(seconds=timeout or step_type.default_timeout_seconds),
+                heartbeat_timeout=timedelta(seconds=step_type.heartbeat_seconds) if step_type.heartbeat_seconds else None,
+                retry_policy=RetryPolicy(
+                    maximum_attempts=retry.attempts,
+                    initial_interval=timedelta(seconds=max(retry.backoff, 0.001)),
+                    backoff_coefficient=retry.backoff_coefficient,
+                    maximum_interval=timedelta(seconds=retry.max_backoff) if retry.max_backoff else None,
+                ),
+                summary=f"{key} ({step_type.name})",
+            )
+        except ActivityError as exc:
+            if isinstance(exc.cause, CancelledError):
+                raise asyncio.CancelledError() from exc  # the step was cancelled (abort), not failed
+            raise StepFailed(failure_text(exc)) from exc
+
+    async def _sleep(self, key: str, args: SleepArgs, timeout: float | None) -> SleepResult:
+        if self.dry_run:
+            return SleepResult(seconds=args.duration, summary=f"would sleep {args.duration:g}s")
+        await workflow.sleep(timedelta(seconds=args.duration), summary=key)
+        return SleepResult(seconds=args.duration, summary=f"slept {args.duration:g}s")
+
+    async def _approval(self, key: str, args: ApprovalArgs, timeout: float | None) -> ApprovalResult:
+        approvers = args.approvers or self.default_approvers
+        if self.dry_run:
+            who = ", ".join(approvers) or "anyone"
+            return ApprovalResult(approved=True, by_default=True, summary=f"would wait for approval by {who}")
+        self.on_waiting(key, True)
+        try:
+            result = await self.approvals.wait(key, args, self.default_approvers)
+        finally:
+            self.on_waiting(key, False)
+        if not result.approved:
+            raise StepFailed(f"approval {key!r} not granted: {result.summary}")
+        return result
+
+    async def _child(self, key: str, args: ChildRunbookArgs, timeout: float | None) -> ChildRunbookResult:
+        child_id = f"{self.run_id}/{key}"
+        try:
+            outcome = await workflow.execute_child_workflow(
+                RUNBOOK_WORKFLOW,
+                self.child_request(args.name, args.inputs),
+                id=child_id,
+                result_type=RunbookOutcome,
+                execution_timeout=timedelta(seconds=timeout) if timeout else None,
+                static_summary=f"{args.name} (child of {self.run_id}, step {key})",
+            )
+        except ChildWorkflowError as exc:
+            raise StepFailed(f"child runbook {args.name!r} ({child_id}) failed: {failure_text(exc)}") from exc
+        if outcome.status != "succeeded":
+            raise StepFailed(f"child runbook {args.name!r} ({child_id}) ended {outcome.status}")
+        return ChildRunbookResult(
+            workflow_id=child_id, phase=outcome.status, outputs=outcome.outputs,
+            summary=f"{args.name} {outcome.status}",
+        )
+
+
+Runner = Callable[..., Awaitable[dict[str, Any]]]
