@@ -1,0 +1,75 @@
+"""Shared helpers of the step-library sandbox tests: clients built the production way, test objects."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from kubernetes.client import ApiClient
+from temporalio.testing import ActivityEnvironment
+
+from activities.clients import ActivityClients
+from activities.kube_api import KubeJson
+from pitstop.config import Settings
+from sandbox.clusters import SandboxClusters
+from workers.clients import build_activity_clients
+
+NAMESPACE = "team-platform"
+REGION = "eu-central"
+
+
+def sandbox_activity_clients(clusters: SandboxClusters, **settings: Any) -> ActivityClients:
+    """What the worker would build for these clusters (`workers.clients.build_activity_clients`)."""
+    regions = {region: {"kubeconfig": clusters.kubeconfig, "context": ctx} for region, ctx in clusters.contexts.items()}
+    return build_activity_clients(Settings(kubernetes={"regions": regions}, **settings), require_clusters=True)
+
+
+def unique(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:5]}"
+
+
+def eventually(what: str, check: Callable[[], Any], timeout: float = 90) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.3)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+def deployment_manifest(name: str, image: str, replicas: int = 2, **pod_spec: Any) -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": {**labels, "version": "stable"}},
+                "spec": {"containers": [{"name": "app", "image": image}], **pod_spec},
+            },
+        },
+    }
+
+
+def create_deployment(api: ApiClient, manifest: dict[str, Any], namespace: str = NAMESPACE) -> None:
+    KubeJson(api).post(f"/apis/apps/v1/namespaces/{namespace}/deployments", manifest)
+
+
+class Recorder:
+    """An ActivityEnvironment that keeps every heartbeat."""
+
+    def __init__(self) -> None:
+        self.heartbeats: list[Any] = []
+        self.env = ActivityEnvironment()
+        self.env.on_heartbeat = lambda *details: self.heartbeats.append(details)
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return self.env.run(fn, *args)

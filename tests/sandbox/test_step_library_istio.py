@@ -1,0 +1,157 @@
+"""Traffic step activities against real VirtualService/DestinationRule objects in the sandbox API server
+(Istio's CRDs with their real schemas): weights, idempotence, 409 conflicts, dry runs, header routes, mirroring."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from temporalio.exceptions import ApplicationError
+
+from activities.clients import ActivityClients
+from activities.istio import IstioActivities
+from activities.kube_api import KubeJson
+from activities.traffic import ISTIO_GROUP_VERSION, IstioRouter, RouteTarget
+from pitstop.runbook.step_types import StepInvocation
+from pitstop.steps.istio import HeaderMatch, RouteArgs, SetHeaderRouteArgs, SetMirrorArgs, SetWeightsArgs
+from sandbox.clusters import SandboxClusters
+
+from .step_library_support import NAMESPACE, REGION, Recorder, sandbox_activity_clients, unique
+
+pytestmark = pytest.mark.sandbox
+
+
+@pytest.fixture(scope="module")
+def clients(kube_sandbox: SandboxClusters) -> Iterator[ActivityClients]:
+    built = sandbox_activity_clients(kube_sandbox, traffic={"services_without_mesh": [f"{NAMESPACE}/legacy-batch"]})
+    yield built
+    for api in built.kube.values():
+        api.close()
+
+
+@pytest.fixture
+def api(clients: ActivityClients) -> KubeJson:
+    return KubeJson(clients.kube[REGION])
+
+
+def vs_path(name: str = "") -> str:
+    base = f"/apis/{ISTIO_GROUP_VERSION}/namespaces/{NAMESPACE}/virtualservices"
+    return f"{base}/{name}" if name else base
+
+
+@pytest.fixture
+def service(api: KubeJson) -> str:
+    """A service with stable/canary subsets and a VirtualService sending everything to stable."""
+    name = unique("checkout")
+    api.post(
+        f"/apis/{ISTIO_GROUP_VERSION}/namespaces/{NAMESPACE}/destinationrules",
+        {
+            "apiVersion": ISTIO_GROUP_VERSION, "kind": "DestinationRule", "metadata": {"name": name},
+            "spec": {"host": name, "subsets": [{"name": "stable", "labels": {"version": "stable"}},
+                                                {"name": "canary", "labels": {"version": "canary"}}]},
+        },
+    )
+    api.post(
+        vs_path(),
+        {
+            "apiVersion": ISTIO_GROUP_VERSION, "kind": "VirtualService", "metadata": {"name": name},
+            "spec": {"hosts": [name], "http": [{"name": "primary", "route": [
+                {"destination": {"host": name, "subset": "stable", "port": {"number": 8080}}, "weight": 100}]}]},
+        },
+    )
+    return name
+
+
+def call(args: Any, *, dry_run: bool = False) -> StepInvocation[Any]:
+    return StepInvocation[type(args)](args=args, dry_run=dry_run, run_id="run-1", step_id="traffic")  # type: ignore[misc]
+
+
+def test_set_weights_is_absolute_idempotent_and_previewable(clients: ActivityClients, api: KubeJson, service: str) -> None:
+    istio, env = IstioActivities(clients), Recorder()
+    weights = SetWeightsArgs(region=REGION, namespace=NAMESPACE, name=service, weights={"stable": 90, "canary": 10})
+
+    before = api.get(vs_path(service))
+    preview = env.run(istio.set_weights, call(weights, dry_run=True))
+    assert preview.changed and preview.previous == {"stable": 100} and preview.summary.startswith("would set")
+    assert api.get(vs_path(service))["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+    first = env.run(istio.set_weights, call(weights))
+    assert (first.changed, first.previous, first.weights) == (True, {"stable": 100}, {"stable": 90, "canary": 10})
+    route = api.get(vs_path(service))["spec"]["http"][0]["route"]
+    assert route == [
+        {"destination": {"host": service, "subset": "stable", "port": {"number": 8080}}, "weight": 90},
+        {"destination": {"host": service, "subset": "canary"}, "weight": 10},
+    ]
+    version = api.get(vs_path(service))["metadata"]["resourceVersion"]
+    second = env.run(istio.set_weights, call(weights))
+    assert second.changed is False and second.previous == {"stable": 90, "canary": 10}
+    assert api.get(vs_path(service))["metadata"]["resourceVersion"] == version  # no write at all
+
+    routes = env.run(istio.get_routes, call(RouteArgs(region=REGION, namespace=NAMESPACE, name=service)))
+    assert routes.provider == "istio" and routes.weights == {"stable": 90, "canary": 10}
+
+
+def test_a_409_conflict_is_resolved_by_re_reading(clients: ActivityClients, api: KubeJson, service: str) -> None:
+    """Another writer changes the VirtualService between our read and our write: the API server answers
+    409 (stale resourceVersion); the router re-reads and applies the weights on top of the other change."""
+
+    class RacingRouter(IstioRouter):
+        raced = False
+
+        def _read_virtual_service(self, target: RouteTarget) -> dict[str, Any]:
+            vs = super()._read_virtual_service(target)
+            if not self.raced:
+                self.raced = True
+                other = api.get(vs_path(service))
+                other["metadata"].setdefault("labels", {})["touched-by"] = "someone-else"
+                api.put(vs_path(service), other)
+            return vs
+
+    router = RacingRouter(api)
+    target = RouteTarget(region=REGION, namespace=NAMESPACE, virtual_service=service)
+    result = router.set_routes(target, {"stable": 50, "canary": 50}, dry_run=False)
+    assert result.changed and result.conflicts == 1
+    vs = api.get(vs_path(service))
+    assert vs["metadata"]["labels"]["touched-by"] == "someone-else"  # the other writer's change survived
+    assert [d["weight"] for d in vs["spec"]["http"][0]["route"]] == [50, 50]
+
+
+def test_domain_errors_are_non_retryable(clients: ActivityClients, service: str) -> None:
+    istio, env = IstioActivities(clients), Recorder()
+    with pytest.raises(ApplicationError, match=f"virtualservice {NAMESPACE}/no-such-vs in region {REGION} not found") as info:
+        env.run(istio.set_weights, call(SetWeightsArgs(region=REGION, namespace=NAMESPACE, name="no-such-vs", weights={"stable": 100})))
+    assert info.value.non_retryable
+    with pytest.raises(ApplicationError, match=r"subsets \['blue'\] are not defined") as info:
+        env.run(istio.set_weights, call(SetWeightsArgs(region=REGION, namespace=NAMESPACE, name=service, weights={"stable": 50, "blue": 50})))
+    assert info.value.non_retryable
+
+
+def test_header_route_and_mirror(clients: ActivityClients, api: KubeJson, service: str) -> None:
+    istio, env = IstioActivities(clients), Recorder()
+    ab = SetHeaderRouteArgs(region=REGION, namespace=NAMESPACE, name=service, subset="canary",
+                            headers={"x-pitstop-cohort": HeaderMatch(exact="beta")})
+    added = env.run(istio.set_header_route, call(ab))
+    assert added.changed
+    http = api.get(vs_path(service))["spec"]["http"]
+    assert http[0]["name"] == "pitstop-header-route" and http[0]["match"] == [{"headers": {"x-pitstop-cohort": {"exact": "beta"}}}]
+    assert http[1]["name"] == "primary"
+    assert env.run(istio.set_header_route, call(ab)).changed is False
+
+    mirror = env.run(istio.set_mirror, call(SetMirrorArgs(region=REGION, namespace=NAMESPACE, name=service, subset="canary", percent=25)))
+    assert mirror.changed
+    primary = api.get(vs_path(service))["spec"]["http"][1]
+    assert primary["mirror"] == {"host": service, "subset": "canary"} and primary["mirrorPercentage"] == {"value": 25.0}
+
+    removed = env.run(istio.set_header_route, call(ab.model_copy(update={"enabled": False})))
+    assert removed.changed and [r["name"] for r in api.get(vs_path(service))["spec"]["http"]] == ["primary"]
+    unmirrored = env.run(istio.set_mirror, call(SetMirrorArgs(region=REGION, namespace=NAMESPACE, name=service, subset=None)))
+    assert unmirrored.changed and "mirror" not in api.get(vs_path(service))["spec"]["http"][0]
+
+
+def test_services_without_a_mesh_use_the_do_nothing_router(clients: ActivityClients) -> None:
+    istio, env = IstioActivities(clients), Recorder()
+    result = env.run(istio.set_weights, call(SetWeightsArgs(region=REGION, namespace=NAMESPACE, name="legacy-batch", weights={"stable": 100})))
+    assert result.provider == "none" and result.changed is False and "no mesh" in result.summary
+    explicit = env.run(istio.get_routes, call(RouteArgs(region=REGION, namespace=NAMESPACE, name="anything", provider="none")))
+    assert explicit.provider == "none"
