@@ -79,9 +79,9 @@ def kube_request(
         header_params=headers,
         auth_settings=["BearerToken"],
     )
-    payload = None if body is None else json.dumps(body)
+    # The REST client JSON-encodes structured bodies itself for JSON and YAML content types.
     response = api_client.call_api(
-        method, url, header_params=headers, body=payload, _request_timeout=timeout_seconds
+        method, url, header_params=headers, body=body, _request_timeout=timeout_seconds
     )
     raw = response.response
     if stream and 200 <= response.status < 300:
