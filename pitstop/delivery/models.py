@@ -1,0 +1,246 @@
+"""Models crossing the workflow/activity boundary for releases, and the live status workflows expose.
+
+Activity inputs carry the `ReleaseTarget` (which objects, in which region) and absolute desired state;
+`ReleaseSnapshot` is what the release recorded before its first change — rollback writes it back.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from pitstop.analysis import Measurement, Verdict
+
+from .promql import CheckQuery
+from .spec import ReleaseTarget
+
+JsonObject = dict[str, Any]
+
+
+class Phase(StrEnum):
+    PENDING = "pending"
+    WAITING_FOR_LEASE = "waiting_for_lease"
+    CHECKING_BUDGET = "checking_budget"
+    INITIALIZING = "initializing"  # snapshot recorded, candidate deploying
+    PROGRESSING = "progressing"  # analysis loop, weights shifting
+    AWAITING_APPROVAL = "awaiting_approval"
+    PROMOTING = "promoting"  # candidate scaled up, all traffic to the new version
+    PROMOTED = "promoted"  # old version kept warm; instant rollback possible
+    FINALIZING = "finalizing"  # new version becomes stable, old retired
+    SUCCEEDED = "succeeded"
+    ROLLING_BACK = "rolling_back"
+    ROLLED_BACK = "rolled_back"
+    FAILED = "failed"  # could not even start (budget gate, invalid target) — nothing changed
+
+    @property
+    def terminal(self) -> bool:
+        return self in (Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED)
+
+
+# ---------------------------------------------------------------- activity inputs / outputs
+
+
+class TargetInput(BaseModel):
+    target: ReleaseTarget
+
+
+class DeploymentSnapshot(BaseModel):
+    """What of a Deployment a rollback restores."""
+
+    name: str
+    replicas: int
+    template: JsonObject
+    selector: JsonObject = Field(default_factory=dict)
+    version: str = ""
+    image: str = ""
+
+
+class ReleaseSnapshot(BaseModel):
+    """Routes, subsets and scale before the release's first change."""
+
+    http: list[JsonObject] = Field(description="VirtualService spec.http")
+    subsets: list[JsonObject] = Field(description="DestinationRule spec.subsets")
+    stable: DeploymentSnapshot
+    candidate: DeploymentSnapshot | None = Field(None, description="the `<name>-canary` Deployment, if it existed")
+    weights: dict[str, int] = Field(default_factory=dict, description="release route: subset -> weight")
+
+
+class DeployCandidateInput(BaseModel):
+    target: ReleaseTarget
+    image: str
+    version: str
+    replicas: int
+    subsets: list[JsonObject] = Field(description="DestinationRule subsets to set (canary -> new version)")
+    deadline_seconds: float = Field(description="the candidate must be ready within this")
+    release_id: str = ""
+    poll_seconds: float = 0.5
+
+
+class CandidateStatus(BaseModel):
+    name: str
+    replicas: int
+    ready_replicas: int
+    created: bool = False
+    waited_seconds: float = 0.0
+
+
+class RoutesInput(BaseModel):
+    target: ReleaseTarget
+    http: list[JsonObject]
+
+
+class RoutesResult(BaseModel):
+    changed: bool
+    weights: dict[str, int] = Field(default_factory=dict)
+
+
+class SubsetsInput(BaseModel):
+    target: ReleaseTarget
+    subsets: list[JsonObject]
+
+
+class ScaleCandidateInput(BaseModel):
+    target: ReleaseTarget
+    replicas: int
+    deadline_seconds: float = 600.0
+    poll_seconds: float = 0.5
+
+
+class RestoreInput(BaseModel):
+    target: ReleaseTarget
+    snapshot: ReleaseSnapshot
+
+
+class RestoreResult(BaseModel):
+    routes_changed: bool
+    weights: dict[str, int]
+    candidate: str = Field(description="deleted | restored | absent")
+
+
+class FinalizeInput(BaseModel):
+    target: ReleaseTarget
+    deadline_seconds: float = 600.0
+    poll_seconds: float = 0.5
+
+
+class FinalizeResult(BaseModel):
+    image: str
+    version: str
+    ready_replicas: int
+
+
+class RetireInput(BaseModel):
+    target: ReleaseTarget
+    snapshot: ReleaseSnapshot
+
+
+class MeasureInput(BaseModel):
+    checks: list[CheckQuery]
+
+
+class MeasureResult(BaseModel):
+    measurements: list[Measurement]
+
+
+# ---------------------------------------------------------------- live status
+
+
+class MeasurementRecord(BaseModel):
+    """One check of one analysis run: what was asked, what came back, what it means."""
+
+    run: int
+    at: str = Field(description="ISO time on the workflow clock")
+    region: str
+    weight: int
+    check: str
+    query: str
+    value: float | None = None
+    error: str | None = None
+    threshold: str
+    verdict: Verdict
+    explanation: str
+
+
+class ReleaseEvent(BaseModel):
+    at: str
+    phase: Phase
+    message: str
+
+
+class ReleaseStatus(BaseModel):
+    """What `pitstop release status` and the `status` query show."""
+
+    service: str
+    namespace: str
+    region: str
+    strategy: str
+    phase: Phase
+    new_version: str
+    stable_version: str = ""
+    weights: dict[str, int] = Field(default_factory=dict, description="release route: subset -> weight")
+    canary_weight: int = 0
+    steps: list[int] = Field(default_factory=list)
+    step_index: int = 0
+    analysis_runs: int = 0
+    failed_runs: int = 0
+    failure_threshold: int = 0
+    last_verdict: Verdict | None = None
+    last_verdicts: list[MeasurementRecord] = Field(default_factory=list, description="checks of the latest run")
+    message: str = ""
+    events: list[ReleaseEvent] = Field(default_factory=list)
+    awaiting_approval: bool = False
+    rollback_reason: str = ""
+
+
+class ReleaseOutcome(BaseModel):
+    """Result of `ProgressiveRelease`."""
+
+    region: str
+    phase: Phase
+    promoted: bool
+    rolled_back: bool
+    reason: str = ""
+    analysis_runs: int = 0
+    failed_runs: int = 0
+    failed_checks: int = Field(0, description="individual checks with a fail verdict")
+
+
+class RegionResult(BaseModel):
+    """Signal from a region's release to its `RegionWaves` parent."""
+
+    region: str
+    phase: Phase
+    reason: str = ""
+
+
+class WavesStatus(BaseModel):
+    phase: str
+    regions: list[str]
+    current_region: str = ""
+    region_phases: dict[str, Phase] = Field(default_factory=dict)
+    region_weights: dict[str, dict[str, int]] = Field(default_factory=dict)
+    promoted_regions: list[str] = Field(default_factory=list)
+    rolled_back_regions: list[str] = Field(default_factory=list)
+    message: str = ""
+    awaiting_approval: bool = False
+
+
+class WavesOutcome(BaseModel):
+    phase: str
+    promoted_regions: list[str] = Field(default_factory=list)
+    rolled_back_regions: list[str] = Field(default_factory=list)
+    failed_region: str = ""
+    reason: str = ""
+    regions: dict[str, ReleaseOutcome] = Field(default_factory=dict)
+
+
+class ApproveRequest(BaseModel):
+    identity: str = ""
+    comment: str = ""
+
+
+class RollbackRequest(BaseModel):
+    reason: str = "manual rollback"
+    identity: str = ""
