@@ -1,4 +1,5 @@
-"""CLI commands for runbook runs: run, status, list, history. (Foundation version; the engine extends it.)"""
+"""CLI commands for runbooks and their runs: `runbooks validate|schema`, `run` (with `--dry-run`), `status`,
+`list`, `history`, and the control commands `approve`, `pause`, `resume`, `abort`."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from pitstop.config import Settings
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
+from pitstop.runbook.run_state import ApprovalDecision, ControlRequest, RunStatus
+from pitstop.runbook.validation import RunbookInvalid, load_runbook_file, resolve_inputs, validate_catalog
 
 from .errors import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_USAGE, CliError
 
@@ -70,12 +73,96 @@ def _not_found(exc: RPCError, workflow_id: str) -> CliError:
     return CliError(f"Temporal refused the request for {workflow_id!r}: {exc.message}")
 
 
+def _identity(explicit: str | None) -> str:
+    import os
+
+    return explicit or os.environ.get("PITSTOP_IDENTITY") or _whoami()
+
+
+def _checked_request(settings: Settings, runbook: str, inputs: dict[str, Any], dry_run: bool) -> RunbookRequest:
+    """Validate the runbook file and the inputs locally before starting anything."""
+    path = find_runbook_file(settings, runbook)
+    try:
+        parsed = load_runbook_file(path)
+        resolve_inputs(parsed, inputs, str(path))
+    except RunbookInvalid as exc:
+        raise CliError(f"{runbook} is not valid; nothing was started:\n{exc}", exit_code=EXIT_USAGE) from exc
+    if path.parent.resolve() != settings.runbooks_dir.resolve():
+        raise CliError(
+            f"{path} is valid, but workers load runbooks by name from {settings.runbooks_dir}; copy it there to run it",
+            exit_code=EXIT_USAGE,
+        )
+    return RunbookRequest(runbook=parsed.name, inputs=inputs, dry_run=dry_run, trigger="cli", started_by=_whoami())
+
+
+def _print_outcome(workflow_id: str, outcome: RunbookOutcome) -> None:
+    print(f"run {workflow_id} {outcome.status}{' (dry run: nothing was changed)' if outcome.dry_run else ''}")
+    for step_id, state in outcome.steps.items():
+        line = outcome.summaries.get(step_id, "")
+        print(f"  {step_id:<24} {state:<20} {line}")
+    if outcome.error:
+        print(f"  {outcome.error}")
+
+
+def _print_status(current: RunStatus) -> None:
+    target = "/".join(v for v in (current.target.get("namespace"), current.target.get("service")) if v)
+    flags = " (paused)" if current.paused and current.phase.value != "paused" else ""
+    print(f"{current.workflow_id}: {current.runbook} {current.phase.value}{flags}"
+          f"{' on ' + target if target else ''}{' [dry run]' if current.dry_run else ''}")
+    for step in current.steps:
+        took = f"{(step.ended_at - step.started_at).total_seconds():.1f}s" if step.started_at and step.ended_at else ""
+        items = f" {step.items_done}/{step.items_total}" if step.items_total else ""
+        detail = step.error or step.summary
+        print(f"  {step.id:<24} {step.state.value:<20}{items} {took:>7} {detail}")
+    for approval in current.approvals:
+        who = ", ".join(approval.approvers) or "anyone"
+        print(f"  waiting for approval of {approval.key!r} by {who}: {approval.message}"
+              f"  ->  pitstop approve {current.workflow_id} --step {approval.key}")
+    if current.error:
+        print(f"  {current.error}")
+
+
 def register(app: typer.Typer) -> None:
     from .cli import load_settings
 
+    runbooks_app = typer.Typer(help="Check and describe runbook files.", no_args_is_help=True)
+    app.add_typer(runbooks_app, name="runbooks")
+
+    @runbooks_app.command("validate")
+    def validate(
+        path: Annotated[Optional[Path], typer.Argument(help="A runbook file or directory (default: the runbooks dir).")] = None,
+    ) -> None:
+        """Validate runbooks: types, arguments, references, cycles, ids. One line per problem (file:line)."""
+        root = path or load_settings().runbooks_dir
+        if not root.exists():
+            raise CliError(f"{root} does not exist", exit_code=EXIT_NOT_FOUND)
+        catalog, problems = validate_catalog(root)
+        for problem in problems:
+            print(problem)
+        if problems:
+            print(f"{len(problems)} problem(s); {len(catalog)} runbook(s) valid")
+            raise typer.Exit(EXIT_USAGE)
+        print(f"{len(catalog)} runbook(s) valid: {', '.join(sorted(catalog))}")
+
+    @runbooks_app.command("schema")
+    def schema(
+        write: Annotated[bool, typer.Option("--write", help="Write runbooks/runbook.schema.json instead of printing.")] = False,
+    ) -> None:
+        """Print (or write) the JSON Schema of runbook files, generated from the models and step types."""
+        from pitstop.config import SHIPPED_RUNBOOKS_DIR
+        from pitstop.runbook.schema import runbook_json_schema_text
+
+        text = runbook_json_schema_text()
+        if write:
+            target = SHIPPED_RUNBOOKS_DIR / "runbook.schema.json"
+            target.write_text(text)
+            print(f"wrote {target}")
+        else:
+            print(text, end="")
+
     @app.command()
     def run(
-        runbook: Annotated[str, typer.Argument(help="Runbook name (file in the runbooks dir) or path to a YAML file.")],
+        runbook: Annotated[str, typer.Argument(help="Runbook name (file in the runbooks dir).")],
         inputs: Annotated[
             Optional[list[str]], typer.Option("-i", "--input", help="Runbook input as key=value (repeatable).")
         ] = None,
@@ -83,13 +170,10 @@ def register(app: typer.Typer) -> None:
         detach: Annotated[bool, typer.Option("--detach", "-d", help="Print the run id and return at once.")] = False,
         run_id: Annotated[Optional[str], typer.Option("--id", help="Workflow id (default: <runbook>-<time>-<rand>).")] = None,
     ) -> None:
-        """Start a runbook run and (unless --detach) wait for its outcome."""
+        """Validate, start a runbook run and (unless --detach) wait for its outcome."""
         settings = load_settings()
-        parsed = parse_input_pairs(inputs or [])
-        path = find_runbook_file(settings, runbook)
-        name = path.stem
-        request = RunbookRequest(runbook=name, inputs=parsed, dry_run=dry_run, trigger="cli", started_by=_whoami())
-        workflow_id = run_id or new_run_id(name)
+        request = _checked_request(settings, runbook, parse_input_pairs(inputs or []), dry_run)
+        workflow_id = run_id or new_run_id(request.runbook)
 
         async def go() -> int:
             from .temporal_connection import connect
@@ -98,6 +182,8 @@ def register(app: typer.Typer) -> None:
             handle = await client.start_workflow(
                 RUNBOOK_WORKFLOW, request, id=workflow_id, task_queue=settings.temporal.task_queue,
                 result_type=RunbookOutcome,
+                static_summary=f"{request.runbook} {json.dumps(request.inputs, sort_keys=True)}"[:200],
+                static_details=f"started by {request.started_by} from the CLI{' (dry run)' if dry_run else ''}",
             )
             print(f"started {workflow_id}\n  {ui_link(settings, workflow_id)}", flush=True)
             if detach:
@@ -108,9 +194,7 @@ def register(app: typer.Typer) -> None:
                 cause = exc.cause
                 print(f"run {workflow_id} failed: {getattr(cause, 'message', None) or cause}", flush=True)
                 return EXIT_FAILED
-            print(f"run {workflow_id} {outcome.status}")
-            if outcome.outputs:
-                print(json.dumps(outcome.outputs, indent=2, default=str))
+            _print_outcome(workflow_id, outcome)
             return 0 if outcome.status == "succeeded" else EXIT_FAILED
 
         code = asyncio.run(go())
@@ -119,30 +203,37 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def status(workflow_id: Annotated[str, typer.Argument(help="Run (workflow) id.")]) -> None:
-        """Show a run's state."""
+        """Show a run's live state: phase, each step's state, timing, outputs summary, waiting approvals."""
         settings = load_settings()
 
         async def go() -> None:
             from .temporal_connection import connect
 
             client = await connect(settings)
+            handle = client.get_workflow_handle(workflow_id)
             try:
-                desc = await client.get_workflow_handle(workflow_id).describe()
+                desc = await handle.describe()
             except RPCError as exc:
                 raise _not_found(exc, workflow_id) from exc
             state = desc.status.name if desc.status else "UNKNOWN"
-            print(f"{workflow_id}: {state}  type={desc.workflow_type}  started={desc.start_time:%Y-%m-%d %H:%M:%S}Z")
-            if desc.close_time:
-                print(f"  closed={desc.close_time:%Y-%m-%d %H:%M:%S}Z")
+            try:
+                current = await handle.query("status", result_type=RunStatus)
+            except Exception as exc:  # not a runbook run, or no worker to answer the query
+                print(f"{workflow_id}: {state}  type={desc.workflow_type}  started={desc.start_time:%Y-%m-%d %H:%M:%S}Z"
+                      f"  (live status unavailable: {str(exc).splitlines()[0][:120]})")
+                return
+            print(f"Temporal: {state}  started={desc.start_time:%Y-%m-%d %H:%M:%S}Z"
+                  + (f"  closed={desc.close_time:%Y-%m-%d %H:%M:%S}Z" if desc.close_time else ""))
+            _print_status(current)
 
         asyncio.run(go())
 
     @app.command("list")
     def list_runs(
         limit: Annotated[int, typer.Option(help="At most this many runs.")] = 20,
-        query: Annotated[Optional[str], typer.Option(help="Temporal visibility query, e.g. \"RunbookName='canary'\".")] = None,
+        query: Annotated[Optional[str], typer.Option(help="Temporal visibility query, e.g. \"RunbookName='hello'\".")] = None,
     ) -> None:
-        """List recent runs (newest first)."""
+        """List recent runs (newest first) with runbook, phase and target."""
         settings = load_settings()
 
         async def go() -> None:
@@ -150,23 +241,30 @@ def register(app: typer.Typer) -> None:
 
             client = await connect(settings)
             rows = []
-            async for execution in client.list_workflows(query=query, limit=limit):
+            async for execution in client.list_workflows(query=query or f"WorkflowType='{RUNBOOK_WORKFLOW}'", limit=limit):
                 rows.append(execution)
             rows.sort(key=lambda e: e.start_time, reverse=True)
             if not rows:
                 print("no runs")
             for e in rows[:limit]:
                 state = e.status.name if e.status else "?"
-                print(f"{e.id:<48} {state:<11} {e.workflow_type:<12} {e.start_time:%Y-%m-%d %H:%M:%S}Z")
+                sa = e.search_attributes or {}
+                phase = (sa.get("Phase") or [""])[0]
+                name = (sa.get("RunbookName") or [e.workflow_type])[0]
+                service = (sa.get("TargetService") or [""])[0]
+                print(f"{e.id:<48} {state:<11} {name:<22} {phase:<20} {service:<16} {e.start_time:%Y-%m-%d %H:%M:%S}Z")
 
         asyncio.run(go())
 
     @app.command()
     def history(
         workflow_id: Annotated[str, typer.Argument(help="Run (workflow) id.")],
-        as_json: Annotated[bool, typer.Option("--json", help="Raw Temporal history as JSON.")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="The timeline as JSON, for machines.")] = False,
+        raw: Annotated[bool, typer.Option("--raw", help="The raw Temporal history JSON (replayable).")] = False,
     ) -> None:
-        """Show a run's audit history."""
+        """The audit timeline of a run: who started it and how, each step with inputs, outputs, attempts, duration."""
+        from .run_history import render, timeline
+
         settings = load_settings()
 
         async def go() -> None:
@@ -177,14 +275,61 @@ def register(app: typer.Typer) -> None:
                 hist = await client.get_workflow_handle(workflow_id).fetch_history()
             except RPCError as exc:
                 raise _not_found(exc, workflow_id) from exc
-            if as_json:
+            if raw:
                 print(hist.to_json())
-                return
-            for event in hist.events:
-                kind = event.WhichOneof("attributes") or ""
-                print(f"{event.event_time.ToDatetime():%H:%M:%S} #{event.event_id:<4} {kind.removesuffix('_event_attributes')}")
+            elif as_json:
+                print(json.dumps(timeline(hist), indent=2, default=str))
+            else:
+                print(render(timeline(hist)))
 
         asyncio.run(go())
+
+    @app.command()
+    def approve(
+        workflow_id: Annotated[str, typer.Argument(help="Run (workflow) id.")],
+        step: Annotated[str, typer.Option("--step", "-s", help="The approval step id (`step[i]` in a for_each).")],
+        reject: Annotated[bool, typer.Option("--reject", help="Reject instead of approving.")] = False,
+        comment: Annotated[str, typer.Option("--comment", "-m", help="Recorded with the decision.")] = "",
+        identity: Annotated[Optional[str], typer.Option("--as", help="Approver identity (default $PITSTOP_IDENTITY or the OS user).")] = None,
+    ) -> None:
+        """Approve (or reject) a waiting approval step; refused unless the identity is allowed by the runbook."""
+        decision = ApprovalDecision(step=step, identity=_identity(identity), approved=not reject, comment=comment)
+        print(_update(load_settings(), workflow_id, "approve", decision))
+
+    def control(name: str, doc: str) -> None:
+        def command(
+            workflow_id: Annotated[str, typer.Argument(help="Run (workflow) id.")],
+            reason: Annotated[str, typer.Option("--reason", "-m", help="Recorded in the history.")] = "",
+            identity: Annotated[Optional[str], typer.Option("--as", help="Who asks (default $PITSTOP_IDENTITY or the OS user).")] = None,
+        ) -> None:
+            phase = _update(load_settings(), workflow_id, name, ControlRequest(identity=_identity(identity), reason=reason))
+            print(f"{name}: accepted (run was {phase})")
+
+        command.__doc__ = doc
+        app.command(name)(command)
+
+    control("pause", "Pause a run: running steps finish, no new step starts until `resume`.")
+    control("resume", "Resume a paused run.")
+    control("abort", "Abort a run: cancel running steps, run compensations of completed steps in reverse order.")
+
+
+def _update(settings: Settings, workflow_id: str, name: str, arg: Any) -> Any:
+    from temporalio.client import WorkflowUpdateFailedError
+
+    async def go() -> Any:
+        from .temporal_connection import connect
+
+        client = await connect(settings)
+        try:
+            return await client.get_workflow_handle(workflow_id).execute_update(name, arg)
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            raise CliError(f"{name} refused: {getattr(cause, 'message', None) or cause}", exit_code=EXIT_USAGE) from exc
+        except RPCError as exc:
+            raise _not_found(exc, workflow_id) from exc
+
+    return asyncio.run(go())
+
 
 
 def _whoami() -> str:

@@ -360,9 +360,22 @@ def load_runbook_file(path: Path) -> Runbook:
 
 
 def runbook_files(root: Path) -> list[Path]:
+    """YAML files under `root` that are runbooks: a directory scan skips other YAML documents (e.g. the
+    remediation catalog), i.e. top-level mappings with neither `name` nor `steps`. A file given directly is
+    always validated as a runbook."""
     if root.is_file():
         return [root]
-    return sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    return sorted(
+        p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file() and _looks_like_runbook(p)
+    )
+
+
+def _looks_like_runbook(path: Path) -> bool:
+    try:
+        data = load(path.read_text()).data
+    except YamlSyntaxError:
+        return True  # report the syntax error
+    return not isinstance(data, dict) or "name" in data or "steps" in data
 
 
 def validate_catalog(root: Path) -> tuple[dict[str, tuple[Path, Runbook]], list[Problem]]:
