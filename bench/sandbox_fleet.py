@@ -13,6 +13,7 @@ benchmark adds kwok nodes (m6i.2xlarge-like, 8 CPU) and raises the team quotas b
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import sys
@@ -59,6 +60,23 @@ def processes_mentioning(text: str) -> dict[int, str]:
         if any(text.encode() in part for part in cmdline):
             found[int(proc.name)] = Path(cmdline[0].decode(errors="replace")).name
     return found
+
+
+def stop_leftover_processes(cluster_prefix: str) -> None:
+    """SIGTERM, then SIGKILL, whatever this benchmark's clusters left running."""
+    import os
+    import signal
+
+    pids = list(processes_mentioning(cluster_prefix))
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+        time.sleep(0.5)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def scale_cluster_capacity(*, client: object, region: str, extra_nodes: int, pods_per_team: int) -> None:
@@ -202,8 +220,11 @@ def main() -> None:
                 monitoring.stop()
             if simulator is not None:
                 simulator.stop()
-            delete_sandbox_clusters(regions=regions, state_dir=state_dir, bin_dir=binaries.bin_dir,
-                                    cluster_prefix=prefix)
+            try:
+                delete_sandbox_clusters(regions=regions, state_dir=state_dir, bin_dir=binaries.bin_dir,
+                                        cluster_prefix=prefix)
+            finally:
+                stop_leftover_processes(prefix)
 
 
 if __name__ == "__main__":
