@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from sandbox.faults import BadRelease, CrashLoop, RegionOutage, clear_all_faults, inject_fault
+from sandbox.global_traffic import get_region_traffic_weight, set_region_traffic_weight
 from sandbox.kube_rest import merge_patch
 from tests.fixtures.monitoring import WEBHOOK_TOKEN, SandboxMonitoring
 
@@ -134,3 +135,21 @@ def test_history_backfill_is_queryable_13_days_back(sandbox_monitoring: SandboxM
                         start=at, end=at + 86400, step="3600")
     series = [float(v) for _, v in day[0]["values"]]
     assert max(series) > 2 * min(series)
+
+
+def test_global_traffic_weight_fails_vehicles_over_to_the_other_region(sandbox_monitoring: SandboxMonitoring) -> None:
+    sandbox = sandbox_monitoring
+
+    def ingress_rates() -> dict[str, float]:
+        result = sandbox.query('sum by (region) (rate(istio_requests_total{source_workload="istio-ingressgateway",'
+                               'destination_service_name="api-gateway"}[5s]))')
+        return {r["metric"]["region"]: float(r["value"][1]) for r in result}
+
+    try:
+        set_region_traffic_weight(api_client=sandbox.api_clients["us-east"], weight=0)
+        assert get_region_traffic_weight(api_client=sandbox.api_clients["us-east"]) == 0
+        eventually(lambda: (r := ingress_rates()).get("us-east", 1.0) == 0.0 and r.get("eu-central", 0) > 0,
+                   timeout_seconds=30, what="us-east drained")
+    finally:
+        set_region_traffic_weight(api_client=sandbox.api_clients["us-east"], weight=100)
+    eventually(lambda: ingress_rates().get("us-east", 0.0) > 0, timeout_seconds=30, what="us-east back")
