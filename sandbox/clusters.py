@@ -1,0 +1,265 @@
+"""One real Kubernetes control plane per sandbox region, run by kwokctl from locally built binaries.
+
+Each region is a kwok cluster `<prefix>-<region>` (kube-apiserver, etcd, kube-controller-manager,
+kube-scheduler and the kwok controller as local processes; nodes and pod status simulated by kwok).
+kwokctl's working directory is `<state_dir>/sandbox/kwok` (KWOK_WORKDIR); one kubeconfig,
+`<state_dir>/sandbox/kubeconfig`, holds a context named exactly after each region.
+
+Every cluster is then populated by `sandbox.cluster_contents`: kwok nodes of a few instance types,
+team namespaces with quotas, and the Istio networking CRDs.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from pydantic import BaseModel
+
+from sandbox.binaries import KubeBinaries
+from sandbox.cluster_contents import populate_cluster
+
+DEFAULT_CLUSTER_PREFIX = "pitstop"
+CREATE_TIMEOUT_SECONDS = 300
+# kwokctl picks free ports by probing; two kwokctl runs at once (regions, or test sessions on one
+# machine) could pick the same ones before either binds them. One machine-wide lock serialises creation.
+_PORT_PICKING_LOCK = Path(tempfile.gettempdir()) / "pitstop-kwokctl-create.lock"
+
+
+class SandboxClusters(BaseModel):
+    """Where the sandbox's clusters are: one kubeconfig with one context per region."""
+
+    kubeconfig: Path
+    contexts: dict[str, str]
+    """region -> kubeconfig context (the region's own name)"""
+    apiserver_urls: dict[str, str]
+    """region -> https URL of its kube-apiserver"""
+    cluster_names: dict[str, str]
+    """region -> kwok cluster name"""
+    kwok_workdir: Path
+
+
+class SandboxClusterStatus(BaseModel):
+    """Liveness of one region's cluster."""
+
+    region: str
+    cluster_name: str
+    exists: bool
+    apiserver_url: str | None = None
+    apiserver_ready: bool = False
+    nodes_total: int = 0
+    nodes_ready: int = 0
+    error: str | None = None
+
+
+class SandboxClusterError(RuntimeError):
+    """A kwokctl command or a cluster check failed; the message says which cluster and why."""
+
+
+def sandbox_dir(state_dir: Path) -> Path:
+    return state_dir / "sandbox"
+
+
+def kwok_workdir(state_dir: Path) -> Path:
+    return sandbox_dir(state_dir) / "kwok"
+
+
+def kubeconfig_path(state_dir: Path) -> Path:
+    return sandbox_dir(state_dir) / "kubeconfig"
+
+
+def cluster_name(*, prefix: str, region: str) -> str:
+    return f"{prefix}-{region}"
+
+
+def create_sandbox_clusters(
+    *,
+    regions: list[str],
+    state_dir: Path,
+    bin_dir: Path,
+    cluster_prefix: str = DEFAULT_CLUSTER_PREFIX,
+) -> SandboxClusters:
+    """Create (or restart) one cluster per region, write the kubeconfig, populate every cluster.
+
+    Idempotent: a region whose cluster already runs is reused; a stopped one is started again.
+    """
+    binaries = KubeBinaries(bin_dir=bin_dir)
+    workdir = kwok_workdir(state_dir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    names = {region: cluster_name(prefix=cluster_prefix, region=region) for region in regions}
+    for region, name in names.items():
+        _ensure_cluster_running(binaries=binaries, workdir=workdir, name=name, region=region)
+    urls = _write_kubeconfig(workdir=workdir, names=names, target=kubeconfig_path(state_dir))
+    clusters = SandboxClusters(
+        kubeconfig=kubeconfig_path(state_dir),
+        contexts={region: region for region in regions},
+        apiserver_urls=urls,
+        cluster_names=names,
+        kwok_workdir=workdir,
+    )
+    for region in regions:
+        api = api_client(clusters=clusters, region=region)
+        try:
+            populate_cluster(api=api, region=region)
+        finally:
+            api.close()
+    return clusters
+
+
+def delete_sandbox_clusters(
+    *,
+    regions: list[str],
+    state_dir: Path,
+    bin_dir: Path,
+    cluster_prefix: str = DEFAULT_CLUSTER_PREFIX,
+) -> None:
+    """Stop and delete every region's cluster (processes, etcd data) and remove the kubeconfig."""
+    binaries = KubeBinaries(bin_dir=bin_dir)
+    workdir = kwok_workdir(state_dir)
+    failures = []
+    for region in regions:
+        name = cluster_name(prefix=cluster_prefix, region=region)
+        if not _cluster_dir(workdir, name).exists():
+            continue
+        # kwokctl delete refuses an empty --kubeconfig; give it a file of its own so ~/.kube/config is never edited.
+        scratch_kubeconfig = workdir / "kwokctl-kubeconfig.yaml"
+        result = _kwokctl(binaries, workdir, ["delete", "cluster", "--name", name, "--kubeconfig", str(scratch_kubeconfig)])
+        if result.returncode != 0:
+            failures.append(f"{name}: {_output(result)}")
+    kubeconfig_path(state_dir).unlink(missing_ok=True)
+    if failures:
+        raise SandboxClusterError("kwokctl delete cluster failed for " + "; ".join(failures))
+
+
+def sandbox_cluster_status(
+    *,
+    regions: list[str],
+    state_dir: Path,
+    cluster_prefix: str = DEFAULT_CLUSTER_PREFIX,
+) -> list[SandboxClusterStatus]:
+    """Whether each region's cluster exists, answers on /readyz, and how many of its nodes are Ready."""
+    workdir = kwok_workdir(state_dir)
+    statuses = []
+    for region in regions:
+        name = cluster_name(prefix=cluster_prefix, region=region)
+        status = SandboxClusterStatus(region=region, cluster_name=name, exists=_cluster_dir(workdir, name).exists())
+        if status.exists:
+            _probe(status=status, kubeconfig=_cluster_dir(workdir, name) / "kubeconfig.yaml")
+        statuses.append(status)
+    return statuses
+
+
+def api_client(*, clusters: SandboxClusters, region: str) -> k8s.ApiClient:
+    """An official-client ApiClient for one region's context (caller closes it)."""
+    return k8s_config.new_client_from_config(config_file=str(clusters.kubeconfig), context=clusters.contexts[region])
+
+
+def _cluster_dir(workdir: Path, name: str) -> Path:
+    return workdir / "clusters" / name
+
+
+def _kwokctl(
+    binaries: KubeBinaries, workdir: Path, args: list[str], timeout: float = CREATE_TIMEOUT_SECONDS + 60
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KWOK_WORKDIR": str(workdir)}
+    return subprocess.run(
+        [str(binaries.kwokctl), *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def _output(result: subprocess.CompletedProcess[str]) -> str:
+    return (result.stderr.strip() + "\n" + result.stdout.strip()).strip()[-4000:]
+
+
+@contextmanager
+def _port_picking_lock() -> Iterator[None]:
+    with _PORT_PICKING_LOCK.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _ensure_cluster_running(*, binaries: KubeBinaries, workdir: Path, name: str, region: str) -> None:
+    kubeconfig = _cluster_dir(workdir, name) / "kubeconfig.yaml"
+    if kubeconfig.exists():
+        probe = SandboxClusterStatus(region=region, cluster_name=name, exists=True)
+        _probe(status=probe, kubeconfig=kubeconfig)
+        if probe.apiserver_ready:
+            return
+        with _port_picking_lock():
+            result = _kwokctl(binaries, workdir, ["start", "cluster", "--name", name, "--timeout", "5m", "--wait", "2m"])
+        if result.returncode != 0:
+            raise SandboxClusterError(f"kwokctl start cluster {name} (region {region}) failed:\n{_output(result)}")
+        return
+    args = [
+        "create", "cluster",
+        "--name", name,
+        "--runtime", "binary",
+        "--kube-apiserver-binary", str(binaries.kube_apiserver),
+        "--kube-controller-manager-binary", str(binaries.kube_controller_manager),
+        "--kube-scheduler-binary", str(binaries.kube_scheduler),
+        "--etcd-binary", str(binaries.etcd),
+        "--kwok-controller-binary", str(binaries.kwok),
+        "--kube-authorization=true",
+        "--kube-admission=true",
+        "--kubeconfig", "",  # never touch ~/.kube/config; pitstop writes its own kubeconfig
+        "--timeout", f"{CREATE_TIMEOUT_SECONDS}s",
+        "--wait", "2m",
+    ]  # fmt: skip
+    with _port_picking_lock():
+        result = _kwokctl(binaries, workdir, args)
+    if result.returncode != 0:
+        raise SandboxClusterError(f"kwokctl create cluster {name} (region {region}) failed:\n{_output(result)}")
+
+
+def _write_kubeconfig(*, workdir: Path, names: dict[str, str], target: Path) -> dict[str, str]:
+    """Merge each cluster's kubeconfig into `target`, every entry renamed to its region."""
+    merged: dict[str, object] = {"apiVersion": "v1", "kind": "Config", "preferences": {}}
+    clusters, users, contexts, urls = [], [], [], {}
+    for region, name in names.items():
+        source = yaml.safe_load((_cluster_dir(workdir, name) / "kubeconfig.yaml").read_text())
+        cluster = source["clusters"][0]["cluster"]
+        user = source["users"][0]["user"]
+        clusters.append({"name": region, "cluster": cluster})
+        users.append({"name": region, "user": user})
+        contexts.append({"name": region, "context": {"cluster": region, "user": region}})
+        urls[region] = cluster["server"]
+    merged.update(clusters=clusters, users=users, contexts=contexts, **{"current-context": next(iter(names))})
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    partial.write_text(yaml.safe_dump(merged, sort_keys=False))
+    partial.chmod(0o600)
+    os.replace(partial, target)
+    return urls
+
+
+def _probe(*, status: SandboxClusterStatus, kubeconfig: Path) -> None:
+    try:
+        api = k8s_config.new_client_from_config(config_file=str(kubeconfig))
+    except Exception as exc:  # unreadable kubeconfig: report, do not crash a status call
+        status.error = f"cannot load {kubeconfig}: {exc}"
+        return
+    try:
+        status.apiserver_url = api.configuration.host
+        api.call_api("/readyz", "GET", auth_settings=["BearerToken"], _request_timeout=3, _preload_content=False)
+        status.apiserver_ready = True
+        nodes = k8s.CoreV1Api(api).list_node(_request_timeout=5).items
+        status.nodes_total = len(nodes)
+        status.nodes_ready = sum(
+            1 for node in nodes for cond in (node.status.conditions or []) if cond.type == "Ready" and cond.status == "True"
+        )
+    except Exception as exc:  # connection refused, TLS, timeout: the cluster is not serving
+        status.error = f"{type(exc).__name__}: {exc}"[:500]
+    finally:
+        api.close()
+
