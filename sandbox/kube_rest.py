@@ -49,6 +49,8 @@ class ResourceKind:
 
 KINDS: dict[str, ResourceKind] = {
     "Namespace": ResourceKind("v1", "namespaces", namespaced=False),
+    "Node": ResourceKind("v1", "nodes", namespaced=False),
+    "ResourceQuota": ResourceKind("v1", "resourcequotas"),
     "ConfigMap": ResourceKind("v1", "configmaps"),
     "Service": ResourceKind("v1", "services"),
     "Pod": ResourceKind("v1", "pods"),
