@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from .delivery import ProgressiveRelease
+from .delivery_waves import RegionWaves
 from .lease import TargetLease
 from .runbook import RunbookWorkflow
 
-ALL_WORKFLOWS: list[type] = [RunbookWorkflow, TargetLease]
+ALL_WORKFLOWS: list[type] = [RunbookWorkflow, TargetLease, ProgressiveRelease, RegionWaves]

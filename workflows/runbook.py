@@ -155,8 +155,7 @@ class RunbookWorkflow:
             self._abort = self._abort or ControlRequest(identity="temporal", reason="workflow cancellation requested")
         except (ApplicationError, StepFailed) as exc:  # lease refused / timed out
             self._error = self._error or (exc.message if isinstance(exc, ApplicationError) else str(exc))
-        finally:
-            await self._finish()
+        await self._finish()  # not in `finally`: an evicted workflow must not run workflow code
         await workflow.wait_condition(workflow.all_handlers_finished)
         if cancelled:
             raise asyncio.CancelledError()
@@ -259,6 +258,7 @@ class RunbookWorkflow:
 
     async def _run_step(self, step: Step) -> None:
         status = self._steps[step.id]
+        evicted = False
         status.state, status.started_at = StepState.RUNNING, workflow.now()
         try:
             if not ex.truthy(step.if_, self._context()):
@@ -276,9 +276,13 @@ class RunbookWorkflow:
         except (StepFailed, ex.ExpressionError) as exc:
             status.state, status.error = StepState.FAILED, str(exc)
             self._error = self._error or f"runbook {self._request.runbook!r} failed at step {step.id!r} ({step.uses}): {exc}"
+        except GeneratorExit:  # the worker evicted this run from its cache: no workflow calls now
+            evicted = True
+            raise
         finally:
-            status.ended_at = workflow.now()
-            self._wake()
+            if not evicted:
+                status.ended_at = workflow.now()
+                self._wake()
 
     async def _fan_out(self, step: Step, status: StepStatus) -> list[Any]:
         evaluated = ex.render(step.for_each.items, self._context()) if step.for_each else []

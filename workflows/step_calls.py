@@ -130,8 +130,10 @@ class StepCalls:
         self.on_waiting(key, True)
         try:
             result = await self.approvals.wait(key, args, self.default_approvers)
-        finally:
+        except asyncio.CancelledError:
             self.on_waiting(key, False)
+            raise
+        self.on_waiting(key, False)
         if not result.approved:
             raise StepFailed(f"approval {key!r} not granted: {result.summary}")
         return result

@@ -1,0 +1,156 @@
+"""`RegionWaves`: one release, region after region, as one durable run.
+
+For each region in order a child `ProgressiveRelease` (id `<waves id>/<region>`) runs with
+`hold_after_promotion`: once promoted it reports `region_result` and keeps the old version warm until this
+workflow sends `finalize` (every region promoted) or `abort` (a later region failed). A failure anywhere
+halts the waves and rolls back the regions already promoted, in reverse order. Optional manual approval
+between regions (update `promote`, or `approve_region`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError, ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from pitstop.delivery.models import ApproveRequest, Phase, RegionResult, ReleaseOutcome, WavesOutcome, WavesStatus
+    from pitstop.delivery.spec import RELEASE_WORKFLOW, WAVES_WORKFLOW, ReleaseInput, WavesSpec
+
+
+@workflow.defn(name=WAVES_WORKFLOW)
+class RegionWaves:
+    def __init__(self) -> None:
+        self._status = WavesStatus(phase="pending", regions=[])
+        self._results: dict[str, RegionResult] = {}
+        self._approved_regions: set[str] = set()
+        self._abort: str | None = None
+        self._children: dict[str, workflow.ChildWorkflowHandle[Any, ReleaseOutcome]] = {}
+        self._approval_waiting = ""
+
+    @workflow.query
+    def status(self) -> WavesStatus:
+        return self._status
+
+    @workflow.query
+    def children(self) -> dict[str, str]:
+        """region -> workflow id of its `ProgressiveRelease` (query those for weights and verdicts)."""
+        return {region: handle.id for region, handle in self._children.items()}
+
+    @workflow.signal
+    def region_result(self, result: RegionResult) -> None:
+        self._results[result.region] = result
+        self._status.region_phases[result.region] = result.phase
+
+    @workflow.signal
+    def abort(self, reason: str) -> None:
+        if self._abort is None:
+            self._abort = reason or "aborted"
+
+    @workflow.update
+    async def promote(self, request: ApproveRequest) -> WavesStatus:
+        """Approve the next region (between-region gate) or the current region's promotion gate."""
+        if self._approval_waiting:
+            self._approved_regions.add(self._approval_waiting)
+        elif self._status.current_region in self._children:
+            await self._children[self._status.current_region].signal("promote_signal", request)
+        return self._status
+
+    @promote.validator
+    def _validate_promote(self, request: ApproveRequest) -> None:
+        if self._status.phase in ("succeeded", "rolled_back", "failed"):
+            raise ValueError(f"the waves are already {self._status.phase}")
+
+    @workflow.run
+    async def run(self, spec: WavesSpec) -> WavesOutcome:
+        self._status = WavesStatus(phase="progressing", regions=list(spec.regions))
+        info = workflow.info()
+        base = spec.task_queue or info.task_queue
+        outcomes: dict[str, ReleaseOutcome] = {}
+        promoted: list[str] = []
+        failure: tuple[str, str] | None = None
+        for index, region in enumerate(spec.regions):
+            if index > 0 and spec.approval_between_regions:
+                self._approval_waiting = region
+                self._status.awaiting_approval = True
+                self._status.message = f"waiting for approval to release {region}"
+                await workflow.wait_condition(lambda: region in self._approved_regions or self._abort is not None)
+                self._approval_waiting = ""
+                self._status.awaiting_approval = False
+            if self._abort is not None:
+                failure = ("", self._abort)
+                break
+            self._status.current_region = region
+            self._status.message = f"releasing in {region}"
+            handle = await workflow.start_child_workflow(
+                RELEASE_WORKFLOW,
+                ReleaseInput(release=spec.release, region=region, task_queue=base, hold_after_promotion=True,
+                             parent_workflow_id=info.workflow_id),
+                id=f"{info.workflow_id}/{region}",
+                task_queue=info.task_queue,
+                result_type=ReleaseOutcome,
+            )
+            self._children[region] = handle
+            await workflow.wait_condition(lambda: region in self._results or self._abort is not None or handle.done())
+            result = self._results.get(region)
+            if result is not None and result.phase is Phase.PROMOTED:
+                promoted.append(region)
+                self._status.promoted_regions = list(promoted)
+                continue
+            if result is None and self._abort is not None:
+                await handle.signal("abort", f"waves aborted: {self._abort}")
+            outcome = await self._child_outcome(region)
+            outcomes[region] = outcome
+            failure = (region, outcome.reason or (result.reason if result else "failed"))
+            if outcome.rolled_back:
+                self._status.rolled_back_regions.append(region)
+            break
+        if failure is None and self._abort is None:
+            self._status.message = "every region promoted; finalizing"
+            for region in spec.regions:
+                await self._children[region].signal("finalize")
+            for region in spec.regions:
+                outcomes[region] = await self._child_outcome(region)
+            failed = [r for r, o in outcomes.items() if not o.promoted]
+            if not failed:
+                self._status.phase = "succeeded"
+                self._status.message = f"promoted in {', '.join(spec.regions)}"
+                return WavesOutcome(phase="succeeded", promoted_regions=list(spec.regions), regions=outcomes)
+            failure = (failed[0], outcomes[failed[0]].reason)
+        failed_region, reason = failure or ("", self._abort or "aborted")
+        self._status.phase = "rolling_back"
+        self._status.message = f"halted ({failed_region or 'aborted'}: {reason}); rolling back {list(reversed(promoted))}"
+        for region in reversed(promoted):
+            if region in outcomes:  # already finished (a late failure during finalize)
+                continue
+            await self._children[region].signal("abort", f"region {failed_region or '-'} failed: {reason}")
+            outcomes[region] = await self._child_outcome(region)
+            if outcomes[region].rolled_back:
+                self._status.rolled_back_regions.append(region)
+        self._status.phase = "rolled_back"
+        outcome = WavesOutcome(
+            phase="rolled_back", promoted_regions=[], rolled_back_regions=list(self._status.rolled_back_regions),
+            failed_region=failed_region, reason=reason, regions=outcomes,
+        )
+        raise ApplicationError(
+            f"release halted in {failed_region or 'all regions'}: {reason}; rolled back {self._status.rolled_back_regions}",
+            outcome, type="ReleaseRolledBack", non_retryable=True,
+        )
+
+    async def _child_outcome(self, region: str) -> ReleaseOutcome:
+        handle = self._children[region]
+        try:
+            raw = await handle
+        except ChildWorkflowError as exc:
+            cause = exc.cause
+            if isinstance(cause, ApplicationError) and cause.details:
+                detail = cause.details[0]
+                outcome = detail if isinstance(detail, ReleaseOutcome) else ReleaseOutcome.model_validate(detail)
+                self._status.region_phases[region] = outcome.phase
+                return outcome
+            self._status.region_phases[region] = Phase.FAILED
+            return ReleaseOutcome(region=region, phase=Phase.FAILED, promoted=False, rolled_back=False, reason=str(cause or exc))
+        outcome = raw if isinstance(raw, ReleaseOutcome) else ReleaseOutcome.model_validate(raw)
+        self._status.region_phases[region] = outcome.phase
+        return outcome
