@@ -201,16 +201,22 @@ def _event_summary(event: dict[str, Any]) -> EventSummary:
     )
 
 
-def _changed_fields(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    """Paths (two levels deep) under spec / labels / annotations whose value differs."""
+def _changed_fields(before: dict[str, Any], after: dict[str, Any], patch: dict[str, Any]) -> list[str]:
+    """Paths the patch touches (two levels deep: `spec.replicas`, `metadata.labels.tier`) whose value differs.
+
+    Only touched paths are compared, so concurrent changes by controllers (status, revision annotations)
+    are not mistaken for the patch's effect."""
     changed: list[str] = []
+    touched_meta = patch.get("metadata") or {}
     sections = {
-        "spec": (before.get("spec") or {}, after.get("spec") or {}),
-        "metadata.labels": (_meta(before).get("labels") or {}, _meta(after).get("labels") or {}),
-        "metadata.annotations": (_meta(before).get("annotations") or {}, _meta(after).get("annotations") or {}),
+        "spec": (before.get("spec") or {}, after.get("spec") or {}, patch.get("spec") or {}),
+        "metadata.labels": (_meta(before).get("labels") or {}, _meta(after).get("labels") or {}, touched_meta.get("labels") or {}),
+        "metadata.annotations": (
+            _meta(before).get("annotations") or {}, _meta(after).get("annotations") or {}, touched_meta.get("annotations") or {}
+        ),
     }
-    for prefix, (old, new) in sections.items():
-        for key in sorted(set(old) | set(new)):
+    for prefix, (old, new, touched) in sections.items():
+        for key in touched if isinstance(touched, dict) else ():
             if old.get(key) != new.get(key):
                 changed.append(f"{prefix}.{key}")
     return changed
@@ -384,7 +390,8 @@ class KubernetesActivities:
 
     @activity.defn(name="kubernetes.patch")
     def patch(self, invocation: StepInvocation[PatchArgs]) -> PatchResult:
-        """Patch an allowed workload kind. A server-side dry run first tells whether anything would change."""
+        """Patch an allowed workload kind. A server-side dry run first tells whether anything would change.
+        `changed_fields` covers the metadata labels/annotations and spec fields the patch names."""
         args = invocation.args
         what = f"{args.kind.lower()} {args.namespace}/{args.name}"
         api = self._api(args.region)
@@ -392,7 +399,7 @@ class KubernetesActivities:
         with kube_errors(what, args.region):
             current = api.get(path)
             preview = api.patch(path, args.patch, patch_type=args.patch_type, dry_run=True)
-            fields = _changed_fields(current, preview)
+            fields = _changed_fields(current, preview, args.patch)
             result = PatchResult(kind=args.kind, changed_fields=fields, changed=bool(fields))
             if not fields:
                 result.summary = f"{what} already matches the patch"

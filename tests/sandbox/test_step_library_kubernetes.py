@@ -227,6 +227,10 @@ def drain_node(api: KubeJson) -> Iterator[str]:
             "status": {"allocatable": resources, "capacity": resources},
         },
     )
+    eventually(f"node {name} Ready", lambda: any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for c in (api.get(f"/api/v1/nodes/{name}").get("status") or {}).get("conditions") or []
+    ))
     yield name
     api.request("DELETE", f"/api/v1/nodes/{name}")
 
