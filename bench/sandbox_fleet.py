@@ -149,11 +149,14 @@ def main() -> None:
         mark("capacity_scaled")
         results = {}
         threads = [threading.Thread(target=lambda r=r: results.__setitem__(
-            r, apply_fleet(api_client=clients[r], region=r, services=services))) for r in regions]
+            r, apply_fleet(api_client=clients[r], region=r, services=services,
+                                     headless_services=len(services) > 200))) for r in regions]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        if len(results) != len(regions):
+            raise RuntimeError("applying the fleet failed (see the thread tracebacks above)")
         figures["apply_seconds"] = {r: res.seconds for r, res in results.items()}
         figures["objects_per_region"] = next(iter(results.values())).objects
         mark("fleet_applied")
