@@ -174,6 +174,8 @@ class Defaults(_Strict):
     recovery_deadline: Duration = 300.0
     poll_interval: Duration = Field(15.0, description="how often a `recovered_when` query is evaluated")
     escalation: Escalation | None = None
+    gather_evidence: bool = Field(True, description="attach the service's pods and recent events to the incident")
+    max_incident_duration: Duration = Field(86_400.0, description="close an incident whose alert never resolves")
 
 
 class Catalog(_Strict):

@@ -67,9 +67,10 @@ class _LeaseOutcome:
 
 @workflow.defn(name=INCIDENT_WORKFLOW)
 class IncidentWorkflow:
-    def __init__(self) -> None:
-        self._s = IncidentStatus(incident_id="")
-        self._task_queue = ""
+    @workflow.init
+    def __init__(self, start: IncidentStart) -> None:
+        self._s = IncidentStatus(incident_id=start.incident_id)
+        self._task_queue = start.task_queue
         self._lease_grant: LeaseGrant | None = None
         self._lease_id = ""
         self._lease_held = False
@@ -122,8 +123,6 @@ class IncidentWorkflow:
     @workflow.run
     async def run(self, start: IncidentStart) -> IncidentStatus:
         s = self._s
-        s.incident_id = start.incident_id
-        self._task_queue = start.task_queue
         await workflow.wait_condition(lambda: s.alert is not None)
         if self._resolved:
             s.outcome = "resolved before any action"
@@ -495,8 +494,9 @@ BUDGET_IDLE = timedelta(hours=1)
 class RemediationBudget:
     """The circuit breaker of one service: how many remediation actions it had in the last hour."""
 
-    def __init__(self) -> None:
-        self._state = BudgetState(target_key="")
+    @workflow.init
+    def __init__(self, state: BudgetState) -> None:
+        self._state = state  # set before the first `reserve` update (delivered with the start) runs
         self._reservations = 0
         self._touched = False
 
@@ -520,7 +520,6 @@ class RemediationBudget:
 
     @workflow.run
     async def run(self, state: BudgetState) -> None:
-        self._state = state
         while True:
             self._touched = False
             try:

@@ -1,0 +1,121 @@
+"""Incident activities: plan a remediation from the catalog, reserve an action against the service's
+circuit breaker, snapshot metrics, check a recovery condition.
+
+Evidence (pods, events, last rollout) and escalation reuse the step library's activities
+(`kubernetes.service_evidence`, `kubernetes.last_rollout`, `notify.webhook`); the incident workflow calls
+them by name.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio import activity
+from temporalio.client import WithStartWorkflowOperation
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
+
+from pitstop.incidents import (
+    BUDGET_WORKFLOW,
+    BudgetState,
+    MetricSnapshot,
+    MetricSnapshotRequest,
+    PlanRequest,
+    PlanResult,
+    RecoveryCheck,
+    RecoveryCheckRequest,
+    ReserveAction,
+    ReserveResult,
+)
+from pitstop.remediation import CATALOG_FILE, RemediationError, load_catalog, plan_remediation
+
+from .clients import ActivityClients
+from .metrics import MetricsQueryError, MetricsUnavailable
+
+
+def budget_workflow_id(target_key: str) -> str:
+    return f"remediation-budget/{target_key}"
+
+
+class IncidentActivities:
+    def __init__(self, clients: ActivityClients) -> None:
+        self._clients = clients
+
+    @activity.defn(name="incident.plan")
+    def plan(self, request: PlanRequest) -> PlanResult:
+        """Match the alert against the catalog (read fresh, so catalog edits apply to the next incident)."""
+        path = self._clients.settings.runbooks_dir / CATALOG_FILE
+        if not path.exists():
+            return PlanResult(reason=f"no remediation catalog at {path}")
+        try:
+            catalog = load_catalog(path)
+        except RemediationError as exc:
+            raise ApplicationError(str(exc), type="InvalidCatalog", non_retryable=True) from exc
+        defaults = catalog.defaults
+        try:
+            plan = plan_remediation(catalog, request.alert)
+        except RemediationError as exc:
+            return PlanResult(reason=str(exc), max_open_seconds=defaults.max_incident_duration,
+                              gather_evidence=defaults.gather_evidence)
+        if plan is None:
+            return PlanResult(reason=f"no rule of {path.name} matches alert {request.alert.name!r}",
+                              max_open_seconds=defaults.max_incident_duration, gather_evidence=False)
+        return PlanResult(plan=plan, max_open_seconds=defaults.max_incident_duration,
+                          gather_evidence=defaults.gather_evidence)
+
+    @activity.defn(name="incident.reserve_action")
+    async def reserve_action(self, request: ReserveAction) -> ReserveResult:
+        """Ask the service's `RemediationBudget` workflow for one action (update-with-start: atomic)."""
+        client = activity.client()
+        info = activity.info()
+        start = WithStartWorkflowOperation(
+            BUDGET_WORKFLOW,
+            BudgetState(target_key=request.target_key),
+            id=budget_workflow_id(request.target_key),
+            task_queue=info.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+        return await client.execute_update_with_start_workflow(
+            "reserve", request, start_workflow_operation=start, result_type=ReserveResult
+        )
+
+    @activity.defn(name="incident.metric_snapshot")
+    async def metric_snapshot(self, request: MetricSnapshotRequest) -> MetricSnapshot:
+        """The series of a PromQL expression now (bounded); an unreachable Prometheus is recorded, not raised."""
+        settings = self._clients.settings.prometheus
+        now = datetime.now(UTC)
+        try:
+            async with self._clients.http_session(settings.timeout_seconds) as http:
+                response = await http.get(
+                    settings.url.rstrip("/") + "/api/v1/query", params={"query": request.promql},
+                    timeout=settings.timeout_seconds,
+                )
+            body: dict[str, Any] = response.json()
+        except Exception as exc:  # noqa: BLE001 - evidence is best effort
+            return MetricSnapshot(label=request.label, promql=request.promql, at=now, error=f"{type(exc).__name__}: {exc}")
+        if body.get("status") != "success":
+            return MetricSnapshot(label=request.label, promql=request.promql, at=now,
+                                  error=str(body.get("error") or response.status_code))
+        result = (body.get("data") or {}).get("result") or []
+        series = []
+        for item in result[: request.max_series] if isinstance(result, list) else []:
+            try:
+                value = float(item["value"][1])
+            except (KeyError, IndexError, TypeError, ValueError):
+                continue
+            series.append({"metric": item.get("metric") or {}, "value": value})
+        return MetricSnapshot(label=request.label, promql=request.promql, at=now, series=series)
+
+    @activity.defn(name="incident.check_recovery")
+    async def check_recovery(self, request: RecoveryCheckRequest) -> RecoveryCheck:
+        """Recovered when the PromQL returns a value > 0; no data or an unreachable backend is inconclusive."""
+        try:
+            value = await self._clients.metrics_provider().query(request.promql)
+        except MetricsUnavailable as exc:
+            return RecoveryCheck(recovered=None, detail=str(exc))
+        except MetricsQueryError as exc:
+            raise ApplicationError(str(exc), type="InvalidRecoveryQuery", non_retryable=True) from exc
+        if value is None:
+            return RecoveryCheck(recovered=None, detail="no data")
+        return RecoveryCheck(recovered=value > 0, value=value, detail=f"{request.promql} = {value:g}")

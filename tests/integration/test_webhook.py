@@ -1,0 +1,372 @@
+"""The alert webhook and the Incident workflow against a real Temporal server and a real uvicorn.
+
+Covers: authentication (bearer, HMAC, 401), malformed/oversized bodies (400/413/422, the receiver keeps
+serving), 1,000 concurrent notifications over 20 alerts -> exactly 20 incidents and no lost notification,
+an alert that resolves before its action runs gets no action, a remediation waits while a release holds
+the service's lease, and a full alert -> action -> resolved -> recovered incident with its postmortem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from temporalio.client import Client, WorkflowHandle
+
+from activities import activity_methods, build_activities
+from activities.clients import ActivityClients
+from activities.incidents import IncidentActivities
+from pitstop.config import Settings
+from pitstop.incidents import BudgetState, IncidentPhase, IncidentStatus, postmortem_markdown
+from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
+from tests.fixtures.temporal import running_worker
+from workers.webhook import serve, signature
+from workflows import ALL_WORKFLOWS
+from workflows.incident import IncidentWorkflow, RemediationBudget
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "test-token-" + secrets.token_hex(8)
+
+CATALOG = """
+defaults:
+  policy: {max_actions_per_hour: 5, on_lease_busy: wait, lease_wait_timeout: 60s}
+  recovery_deadline: 30s
+  poll_interval: 1s
+  gather_evidence: false
+  max_incident_duration: 10m
+rules:
+  - name: approved-fix
+    match: {alertname: ServiceBroken, labels: {severity: critical}}
+    target:
+      service: {label: service}
+      namespace: {label: namespace}
+      region: {label: region}
+    policy: {approval_above_severity: page}
+    ladder:
+      - name: first-fix
+        runbook: incident-fix
+        inputs: {service: "${target.service}", namespace: "${target.namespace}", region: "${target.region}"}
+  - name: fix-it
+    match: {alertname: ServiceBroken}
+    target:
+      service: {label: service}
+      namespace: {label: namespace}
+      region: {label: region}
+    ladder:
+      - name: first-fix
+        runbook: incident-fix
+        inputs: {service: "${target.service}", namespace: "${target.namespace}", region: "${target.region}"}
+"""
+
+FIX_RUNBOOK = """
+name: incident-fix
+inputs:
+  service: {type: string}
+  namespace: {type: string, default: default}
+  region: {type: string}
+target: {service: "${{ inputs.service }}", namespace: "${{ inputs.namespace }}", region: "${{ inputs.region }}"}
+lease: {policy: wait}
+steps:
+  - id: fix
+    uses: debug.change
+    with: {what: "fix ${{ inputs.service }}"}
+"""
+
+HOLD_RUNBOOK = """
+name: hold-service
+inputs:
+  service: {type: string}
+  namespace: {type: string, default: default}
+  region: {type: string}
+  seconds: {type: number, default: 5}
+target: {service: "${{ inputs.service }}", namespace: "${{ inputs.namespace }}", region: "${{ inputs.region }}"}
+lease: {policy: wait}
+steps:
+  - id: release
+    uses: debug.wait
+    with: {seconds: "${{ inputs.seconds }}"}
+  - id: change
+    uses: debug.change
+    needs: release
+    with: {what: "release of ${{ inputs.service }}"}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    client: Client
+    settings: Settings
+    url: str
+    http: httpx.AsyncClient
+
+
+@pytest_asyncio.fixture
+async def stack(temporal_client: Client, pitstop_settings: Settings, tmp_path: Path) -> AsyncIterator[Stack]:
+    runbooks = tmp_path / "runbooks"
+    runbooks.mkdir()
+    (runbooks / "remediation-catalog.yaml").write_text(CATALOG)
+    (runbooks / "incident-fix.yaml").write_text(FIX_RUNBOOK)
+    (runbooks / "hold-service.yaml").write_text(HOLD_RUNBOOK)
+    settings = pitstop_settings.model_copy(update={"runbooks_dir": runbooks})
+    from pydantic import SecretStr
+
+    settings = settings.model_copy(update={"webhook": settings.webhook.model_copy(
+        update={"token": SecretStr(TOKEN), "max_body_bytes": 64_000})})
+    clients = ActivityClients(settings=settings, temporal=temporal_client)
+    activity_set = build_activities(clients)
+    activities = list(activity_set.shared)
+    names = {getattr(a, "__temporal_activity_definition").name for a in activities}
+    activities += [a for a in activity_methods(IncidentActivities(clients))
+                   if getattr(a, "__temporal_activity_definition").name not in names]
+    workflows = list(dict.fromkeys([*ALL_WORKFLOWS, IncidentWorkflow, RemediationBudget]))
+    port = _free_port()
+    ready, stop = asyncio.Event(), asyncio.Event()
+    async with running_worker(temporal_client, task_queue=settings.temporal.task_queue,
+                              workflows=workflows, activities=activities, max_concurrent_workflow_tasks=50):
+        server = asyncio.create_task(serve(settings, client=temporal_client, ready=ready, stop=stop, port=port))
+        await asyncio.wait_for(ready.wait(), 10)
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+        async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+            yield Stack(client=temporal_client, settings=settings, url=f"http://127.0.0.1:{port}/alerts", http=http)
+        stop.set()
+        await asyncio.wait_for(server, 15)
+
+
+def alert_payload(*, fingerprint: str, status: str = "firing", starts_at: datetime | None = None,
+                  **labels: str) -> dict[str, Any]:
+    starts = starts_at or datetime(2026, 11, 25, 10, 0, tzinfo=timezone.utc)
+    alert = {
+        "status": status,
+        "labels": {"alertname": "ServiceBroken", "severity": "warning", **labels},
+        "annotations": {"summary": "it is broken"},
+        "startsAt": starts.isoformat().replace("+00:00", "Z"),
+        "endsAt": (starts + timedelta(minutes=3)).isoformat().replace("+00:00", "Z") if status == "resolved"
+        else "0001-01-01T00:00:00Z",
+        "generatorURL": "",
+        "fingerprint": fingerprint,
+    }
+    return {"version": "4", "groupKey": "{}:{}", "truncatedAlerts": 0, "status": status, "receiver": "pitstop",
+            "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://am",
+            "alerts": [alert]}
+
+
+def auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKEN}"}
+
+
+async def post(stack: Stack, payload: dict[str, Any]) -> httpx.Response:
+    return await stack.http.post(stack.url, json=payload, headers=auth())
+
+
+async def incident_status(stack: Stack, incident: str) -> IncidentStatus:
+    return await stack.client.get_workflow_handle(incident).query("status", result_type=IncidentStatus)
+
+
+async def wait_for_phase(stack: Stack, incident: str, phases: set[IncidentPhase], timeout: float = 60) -> IncidentStatus:
+    deadline = time.monotonic() + timeout
+    last: IncidentStatus | None = None
+    while time.monotonic() < deadline:
+        try:
+            last = await incident_status(stack, incident)
+            if last.phase in phases:
+                return last
+        except Exception:  # noqa: BLE001 - not started yet
+            pass
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{incident} never reached {phases}; last: {last.phase if last else None} "
+                         f"{[e.message for e in last.timeline] if last else ''}")
+
+
+def fp() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+# ------------------------------------------------------------------ request handling
+
+
+async def test_unauthenticated_requests_are_refused(stack: Stack) -> None:
+    payload = alert_payload(fingerprint=fp(), service="svc", namespace="ns", region="eu")
+    response = await stack.http.post(stack.url, json=payload)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    response = await stack.http.post(stack.url, json=payload, headers={"Authorization": "Bearer wrong"})
+    assert response.status_code == 401
+    assert TOKEN not in response.text
+    body = json.dumps(payload).encode()
+    bad = await stack.http.post(stack.url, content=body, headers={"X-Pitstop-Signature": signature("nope", body)})
+    assert bad.status_code == 401
+    good = await stack.http.post(stack.url, content=body, headers={"X-Pitstop-Signature": signature(TOKEN, body),
+                                                                  "Content-Type": "application/json"})
+    assert good.status_code == 200, good.text
+
+
+async def test_malformed_and_oversized_requests_are_refused_and_the_receiver_keeps_serving(stack: Stack) -> None:
+    not_json = await stack.http.post(stack.url, content=b"{not json", headers=auth())
+    assert not_json.status_code == 400 and "JSON" in not_json.json()["error"]
+    wrong_version = await post(stack, {**alert_payload(fingerprint=fp()), "version": "3"})
+    assert wrong_version.status_code == 422 and "version" in wrong_version.json()["error"]
+    no_alerts = await post(stack, {**alert_payload(fingerprint=fp()), "alerts": []})
+    assert no_alerts.status_code == 422 and "alerts" in no_alerts.json()["error"]
+    bad_fingerprint = alert_payload(fingerprint="../etc/passwd")
+    response = await post(stack, bad_fingerprint)
+    assert response.status_code == 422 and "fingerprint" in response.json()["error"]
+    big = alert_payload(fingerprint=fp(), service="s", namespace="n", region="r")
+    big["alerts"][0]["annotations"]["description"] = "x" * 70_000
+    oversized = await post(stack, big)
+    assert oversized.status_code == 413
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the limit applies while streaming
+        for _ in range(100):
+            yield b" " * 1000
+
+    streamed = await stack.http.post(stack.url, content=chunks(), headers=auth())
+    assert streamed.status_code == 413
+    wrong_method = await stack.http.get(stack.url, headers=auth())
+    assert wrong_method.status_code == 405
+    wrong_type = await stack.http.post(stack.url, content=b"a=b", headers={**auth(), "Content-Type": "text/plain"})
+    assert wrong_type.status_code == 415
+    health = await stack.http.get(stack.url.replace("/alerts", "/healthz"))
+    assert health.status_code == 200
+    fine = await post(stack, alert_payload(fingerprint=fp(), alertname="Unmatched", service="s", namespace="n", region="r"))
+    assert fine.status_code == 200, fine.text
+
+
+# ------------------------------------------------------------------ coalescing
+
+
+async def test_1000_concurrent_notifications_over_20_alerts_make_exactly_20_incidents(stack: Stack) -> None:
+    run = uuid.uuid4().hex[:6]
+    fingerprints = [f"{run}{i:010x}" for i in range(20)]
+    payloads = [alert_payload(fingerprint=fingerprints[i % 20], alertname="LoadTest", service=f"svc-{i % 20}")
+                for i in range(1000)]
+    gate = asyncio.Semaphore(100)
+
+    async def send(payload: dict[str, Any]) -> int:
+        async with gate:
+            response = await post(stack, payload)
+            return response.status_code
+
+    started = time.monotonic()
+    codes = await asyncio.gather(*(send(p) for p in payloads))
+    elapsed = time.monotonic() - started
+    assert codes.count(200) == 1000, {c: codes.count(c) for c in set(codes)}
+    print(f"\n1000 notifications over 20 alerts in {elapsed:.2f}s ({1000 / elapsed:.0f} req/s)")
+    incidents = {f"incident-{f}-{int(datetime(2026, 11, 25, 10, tzinfo=timezone.utc).timestamp())}" for f in fingerprints}
+    found: set[str] = set()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = {w.id async for w in stack.client.list_workflows(f"WorkflowType = 'Incident' AND WorkflowId STARTS_WITH 'incident-{run}'")}
+        if len(found) >= 20:
+            break
+        await asyncio.sleep(0.5)
+    assert found == incidents
+    statuses = [await incident_status(stack, i) for i in sorted(incidents)]
+    assert sum(s.notifications for s in statuses) == 1000
+    assert all(s.notifications == 50 for s in statuses)
+    # and their resolution closes them, all in one go
+    resolved = await asyncio.gather(*(post(stack, alert_payload(fingerprint=f, status="resolved", alertname="LoadTest"))
+                                      for f in fingerprints))
+    assert [r.status_code for r in resolved] == [200] * 20
+    for incident in incidents:
+        result = await stack.client.get_workflow_handle(incident, result_type=IncidentStatus).result()
+        assert result.phase == IncidentPhase.RESOLVED and result.actions == []
+
+
+# ------------------------------------------------------------------ remediation
+
+
+async def test_alert_resolved_before_its_action_runs_gets_no_action(stack: Stack) -> None:
+    fingerprint = fp()
+    firing = alert_payload(fingerprint=fingerprint, severity="critical", service="payments", namespace="shop", region="eu")
+    response = await post(stack, firing)
+    incident = response.json()["incidents"][0]["incident"]
+    status = await wait_for_phase(stack, incident, {IncidentPhase.WAITING_FOR_APPROVAL})
+    assert status.rule == "approved-fix" and status.actions == []
+    await post(stack, alert_payload(fingerprint=fingerprint, status="resolved", severity="critical",
+                                    service="payments", namespace="shop", region="eu"))
+    result = await stack.client.get_workflow_handle(incident, result_type=IncidentStatus).result()
+    assert result.phase == IncidentPhase.RESOLVED
+    assert result.actions == [] and result.first_action_at is None
+    assert result.outcome == "resolved before any action"
+
+
+async def test_remediation_waits_for_a_release_holding_the_lease_then_recovers(stack: Stack) -> None:
+    service = f"checkout-{uuid.uuid4().hex[:4]}"
+    release: WorkflowHandle[Any, RunbookOutcome] = await stack.client.start_workflow(
+        RUNBOOK_WORKFLOW,
+        RunbookRequest(runbook="hold-service", inputs={"service": service, "namespace": "shop", "region": "eu",
+                                                        "seconds": 4}, trigger="cli"),
+        id=f"release-{service}", task_queue=stack.settings.temporal.task_queue, result_type=RunbookOutcome,
+    )
+    await asyncio.sleep(1.0)  # the release takes the lease first
+    fingerprint = fp()
+    delivered_at = time.monotonic()
+    response = await post(stack, alert_payload(fingerprint=fingerprint, service=service, namespace="shop", region="eu"))
+    assert response.status_code == 200
+    incident = response.json()["incidents"][0]["incident"]
+    waiting = await wait_for_phase(stack, incident, {IncidentPhase.WAITING_FOR_LEASE})
+    assert waiting.actions == []
+    outcome = await release.result()
+    assert outcome.status == "succeeded"
+    release_closed = (await release.describe()).close_time
+    status = await wait_for_phase(stack, incident, {IncidentPhase.VERIFYING})
+    first_action = time.monotonic()
+    assert status.first_action_at is not None and release_closed is not None
+    assert status.first_action_at >= release_closed - timedelta(milliseconds=5)
+    assert [a.status for a in status.actions] == ["succeeded"]
+    await post(stack, alert_payload(fingerprint=fingerprint, status="resolved", service=service, namespace="shop", region="eu"))
+    result = await stack.client.get_workflow_handle(incident, result_type=IncidentStatus).result()
+    assert result.phase == IncidentPhase.RECOVERED and result.outcome == "recovered by automation"
+    assert result.actions[0].recovered is True
+    kinds = [e.kind for e in result.timeline]
+    assert kinds[0] == "alert" and "lease" in kinds and "action" in kinds and "recovered" in kinds
+    print(f"\nalert delivered -> first action (after the release's lease): {first_action - delivered_at:.2f}s")
+    draft = postmortem_markdown(result)
+    for heading in ("## Summary", "## Impact", "## Timeline", "## What automation did", "## Follow-ups"):
+        assert heading in draft
+    assert "MTTR" in draft and "first-fix" in draft
+
+
+async def test_circuit_breaker_stops_a_second_action_within_the_hour(stack: Stack) -> None:
+    service = f"flappy-{uuid.uuid4().hex[:4]}"
+    (stack.settings.runbooks_dir / "remediation-catalog.yaml").write_text(
+        CATALOG.replace("max_actions_per_hour: 5", "max_actions_per_hour: 1"))
+    try:
+        results = []
+        for episode in range(2):
+            fingerprint = fp()
+            starts = datetime(2026, 11, 25, 10, episode, tzinfo=timezone.utc)
+            response = await post(stack, alert_payload(fingerprint=fingerprint, starts_at=starts, service=service,
+                                                       namespace="shop", region="eu"))
+            incident = response.json()["incidents"][0]["incident"]
+            await wait_for_phase(stack, incident, {IncidentPhase.VERIFYING, IncidentPhase.ESCALATED})
+            await post(stack, alert_payload(fingerprint=fingerprint, starts_at=starts, status="resolved",
+                                            service=service, namespace="shop", region="eu"))
+            results.append(await stack.client.get_workflow_handle(incident, result_type=IncidentStatus).result())
+    finally:
+        (stack.settings.runbooks_dir / "remediation-catalog.yaml").write_text(CATALOG)
+    budget = await stack.client.get_workflow_handle(f"remediation-budget/eu/shop/{service}").query(
+        "state", result_type=BudgetState)
+    assert [a.key for a in budget.actions] == [f"{results[0].incident_id}/first-fix"]
+    assert results[0].phase == IncidentPhase.RECOVERED and len(results[0].actions) == 1
+    assert results[1].actions == [] and results[1].escalated
+    assert any("circuit open" in e.message for e in results[1].timeline)

@@ -1,0 +1,290 @@
+"""The Alertmanager webhook receiver: a small ASGI app served by uvicorn (`pitstop webhook`, part of `pitstop up`).
+
+POST /alerts (also `/`, `/api/v1/alerts`) with Alertmanager's version-4 JSON body. For each alert it
+signal-with-starts the incident workflow `incident-<fingerprint>-<startsAt>` (signal `alert_notification`,
+id conflict policy USE_EXISTING), so repeated notifications coalesce into the running incident and a
+`resolved` notification reaches it. It does nothing else: it is fast, stateless and horizontally scalable.
+
+Authentication: `Authorization: Bearer <token>`, or `X-Pitstop-Signature: sha256=<hex HMAC-SHA256 of the body
+keyed with the token>`; both compared in constant time. The token comes from `settings.webhook.token`
+(PITSTOP_WEBHOOK__TOKEN); without one, a random token is created once in `<state_dir>/webhook.token` (0600).
+It is never logged.
+
+Answers: 200 `{"incidents": [...]}`; 400 body is not JSON; 401 unauthenticated; 404/405 wrong path/method;
+413 body larger than `settings.webhook.max_body_bytes`; 415 not JSON content; 422 JSON that is not a v4
+payload (with the reason); 503 Temporal unreachable (Alertmanager retries). Never 500 for a bad request.
+GET /healthz answers 200.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from pitstop.alerts import AlertmanagerWebhook, AlertNotification, notifications_from
+from pitstop.config import Settings
+from pitstop.incidents import ALERT_SIGNAL, INCIDENT_WORKFLOW, IncidentStart
+
+log = logging.getLogger("pitstop.webhook")
+
+ALERT_PATHS = ("/alerts", "/", "/api/v1/alerts")
+SIGNATURE_HEADER = b"x-pitstop-signature"
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class RequestRefused(Exception):
+    def __init__(self, status: int, reason: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers or []
+
+
+def webhook_token(settings: Settings) -> str:
+    """The configured token, or one created once in the state dir (0600) so the default is never open."""
+    if settings.webhook.token is not None and settings.webhook.token.get_secret_value():
+        return settings.webhook.token.get_secret_value()
+    path = token_file(settings)
+    if path.exists():
+        value = path.read_text().strip()
+        if value:
+            return value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+def token_file(settings: Settings) -> Path:
+    return settings.state_dir / "webhook.token"
+
+
+def signature(token: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(token.encode(), body, hashlib.sha256).hexdigest()
+
+
+class AlertWebhook:
+    """The ASGI application. `client` is one long-lived Temporal client (pydantic data converter)."""
+
+    def __init__(self, *, client: Client, token: str, task_queue: str, max_body_bytes: int) -> None:
+        self.client = client
+        self._token = token.encode()
+        self._token_text = token
+        self.task_queue = task_queue
+        self.max_body_bytes = max_body_bytes
+        self.accepted = 0
+        self.refused = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        try:
+            status, body = await self._handle(scope, receive)
+            headers: list[tuple[bytes, bytes]] = []
+        except RequestRefused as refused:
+            self.refused += 1
+            status, body, headers = refused.status, {"error": refused.reason}, refused.headers
+        except Exception as exc:  # noqa: BLE001 - one bad request must never take the receiver down
+            log.exception("unexpected error handling a webhook request")
+            status, body, headers = 500, {"error": f"internal error: {type(exc).__name__}"}, []
+        await _respond(send, status, body, headers)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
+        path, method = scope.get("path", ""), scope.get("method", "")
+        if path in ("/healthz", "/-/healthy", "/-/ready"):
+            return 200, {"status": "ok", "accepted": self.accepted, "refused": self.refused}
+        if path not in ALERT_PATHS:
+            raise RequestRefused(404, f"no such endpoint {path!r}; Alertmanager posts to /alerts")
+        if method != "POST":
+            raise RequestRefused(405, "use POST", [(b"allow", b"POST")])
+        headers = {k.lower(): v for k, v in scope.get("headers") or []}
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            try:
+                length = int(declared)
+            except ValueError:
+                raise RequestRefused(400, "invalid Content-Length") from None
+            if length > self.max_body_bytes:
+                raise RequestRefused(413, f"body of {length} bytes exceeds the limit of {self.max_body_bytes}")
+        body = await self._read_body(receive)
+        self._authenticate(headers, body)
+        content_type = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
+        if content_type not in (b"application/json", b"text/json", b""):
+            raise RequestRefused(415, f"content type {content_type.decode(errors='replace')!r} is not JSON")
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RequestRefused(400, f"body is not valid JSON: {exc}") from None
+        try:
+            payload = AlertmanagerWebhook.model_validate(data)
+        except ValidationError as exc:
+            raise RequestRefused(422, "not an Alertmanager v4 webhook payload: " + _first_errors(exc)) from None
+        notes = notifications_from(payload, received_at=datetime.now(timezone.utc))
+        try:
+            results = await asyncio.gather(*(self._deliver(note) for note in notes))
+        except RPCError as exc:
+            raise RequestRefused(503, f"Temporal is unavailable: {exc.message}", [(b"retry-after", b"5")]) from None
+        self.accepted += 1
+        return 200, {"incidents": results}
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RequestRefused(400, "client disconnected")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise RequestRefused(413, f"body exceeds the limit of {self.max_body_bytes} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _authenticate(self, headers: dict[bytes, bytes], body: bytes) -> None:
+        auth = headers.get(b"authorization", b"")
+        if auth[:7].lower() == b"bearer " and hmac.compare_digest(auth[7:].strip(), self._token):
+            return
+        sig = headers.get(SIGNATURE_HEADER)
+        if sig is not None and hmac.compare_digest(sig.strip(), signature(self._token_text, body).encode()):
+            return
+        raise RequestRefused(401, "authentication required: bearer token or X-Pitstop-Signature",
+                             [(b"www-authenticate", b'Bearer realm="pitstop"')])
+
+    async def _deliver(self, note: AlertNotification) -> dict[str, str]:
+        incident = note.incident_id
+        try:
+            await self.client.start_workflow(
+                INCIDENT_WORKFLOW,
+                IncidentStart(incident_id=incident, task_queue=self.task_queue),
+                id=incident,
+                task_queue=self.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                start_signal=ALERT_SIGNAL,
+                start_signal_args=[note],
+                static_summary=f"{note.alert.name} {note.alert.status}",
+            )
+        except WorkflowAlreadyStartedError:
+            return {"incident": incident, "status": note.alert.status, "delivered": "incident already closed"}
+        return {"incident": incident, "status": note.alert.status, "delivered": "signalled"}
+
+
+def _first_errors(exc: ValidationError, limit: int = 3) -> str:
+    parts = []
+    for error in exc.errors()[:limit]:
+        where = ".".join(str(p) for p in error["loc"]) or "body"
+        parts.append(f"{where}: {error['msg']}")
+    more = exc.error_count() - limit
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+async def _respond(send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
+    raw = json.dumps(body).encode()
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode()), *headers],
+    })
+    await send({"type": "http.response.body", "body": raw})
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return (host or "127.0.0.1").strip("[]"), int(port)
+
+
+async def serve(settings: Settings, *, client: Client | None = None, ready: asyncio.Event | None = None,
+                stop: asyncio.Event | None = None, port: int | None = None) -> None:
+    """Run the receiver until `stop` is set (or SIGINT/SIGTERM). `port` overrides `settings.webhook.listen`'s."""
+    import uvicorn
+
+    if client is None:
+        from .temporal_connection import connect
+
+        client = await connect(settings)
+    app = AlertWebhook(client=client, token=webhook_token(settings), task_queue=settings.temporal.task_queue,
+                       max_body_bytes=settings.webhook.max_body_bytes)
+    host, listen_port = parse_listen(settings.webhook.listen)
+    config = uvicorn.Config(app, host=host, port=port if port is not None else listen_port, log_level="warning",
+                            access_log=False, lifespan="on", limit_concurrency=2000, backlog=4096,
+                            timeout_keep_alive=30)
+    server = uvicorn.Server(config)
+    if stop is not None:
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+
+    async def watch() -> None:
+        while not server.started:
+            await asyncio.sleep(0.02)
+        if ready is not None:
+            ready.set()
+        print(f"pitstop webhook ready on http://{host}:{config.port}/alerts (task queue {settings.temporal.task_queue})",
+              flush=True)
+        if stop is not None:
+            await stop.wait()
+            server.should_exit = True
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await server.serve()
+    finally:
+        watcher.cancel()
+
+
+def main() -> None:
+    """`python -m workers.webhook`: serve with the Settings from the environment/config file."""
+    from .errors import CliError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = Settings()
+        asyncio.run(serve(settings))
+        code = 0
+    except CliError as exc:
+        print(f"pitstop webhook: error: {exc.message}", file=sys.stderr)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        code = 130
+    sys.stdout.flush()
+    sys.stderr.flush()
+    time.sleep(0)
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()
