@@ -71,6 +71,7 @@ def _engine_activities(clients: ActivityClients) -> list[Callable[..., Any]]:
 
 def build_activities(clients: ActivityClients) -> ActivitySet:
     from .http import HttpActivities
+    from .incidents import IncidentActivities
     from .istio import IstioActivities
     from .kubernetes import KubernetesActivities
     from .notify import NotifyActivities
@@ -80,6 +81,7 @@ def build_activities(clients: ActivityClients) -> ActivitySet:
         *activity_methods(PrometheusActivities(clients)),
         *activity_methods(HttpActivities(clients)),
         *activity_methods(NotifyActivities(clients)),
+        *activity_methods(IncidentActivities(clients)),
         *_engine_activities(clients),
     ]
     regional: dict[str, list[Callable[..., Any]]] = {}
