@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +21,8 @@ from workers.clients import build_activity_clients
 
 NAMESPACE = "team-platform"
 REGION = "eu-central"
+RBAC_FILE = Path(__file__).resolve().parents[2] / "deploy" / "rbac.yaml"
+WORKER_SA = "system:serviceaccount:pitstop:pitstop-worker"
 
 
 def sandbox_activity_clients(clusters: SandboxClusters, **settings: Any) -> ActivityClients:
@@ -73,3 +77,21 @@ class Recorder:
 
     def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return self.env.run(fn, *args)
+
+
+def apply_deploy_rbac(clusters: SandboxClusters, region: str = REGION) -> None:
+    """`kubectl apply -f deploy/rbac.yaml` against the region's real API server."""
+    applied = subprocess.run(
+        ["/usr/bin/kubectl", "--kubeconfig", str(clusters.kubeconfig), "--context", clusters.contexts[region],
+         "apply", "-f", str(RBAC_FILE)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert applied.returncode == 0, applied.stderr
+
+
+def impersonating(clusters: SandboxClusters, user: str, **settings: Any) -> ActivityClients:
+    """Clients built like the worker's, whose every request is made as `user` (Impersonate-User)."""
+    built = sandbox_activity_clients(clusters, **settings)
+    for api_client in built.kube.values():
+        api_client.set_default_header("Impersonate-User", user)
+    return built

@@ -17,7 +17,16 @@ from pitstop.runbook.step_types import StepInvocation
 from pitstop.steps.istio import HeaderMatch, RouteArgs, SetHeaderRouteArgs, SetMirrorArgs, SetWeightsArgs
 from sandbox.clusters import SandboxClusters
 
-from .step_library_support import NAMESPACE, REGION, Recorder, sandbox_activity_clients, unique
+from .step_library_support import (
+    NAMESPACE,
+    REGION,
+    WORKER_SA,
+    Recorder,
+    apply_deploy_rbac,
+    impersonating,
+    sandbox_activity_clients,
+    unique,
+)
 
 pytestmark = pytest.mark.sandbox
 
@@ -155,3 +164,19 @@ def test_services_without_a_mesh_use_the_do_nothing_router(clients: ActivityClie
     assert result.provider == "none" and result.changed is False and "no mesh" in result.summary
     explicit = env.run(istio.get_routes, call(RouteArgs(region=REGION, namespace=NAMESPACE, name="anything", provider="none")))
     assert explicit.provider == "none"
+
+
+def test_traffic_steps_work_with_the_deploy_rbac(kube_sandbox: SandboxClusters, service: str) -> None:
+    apply_deploy_rbac(kube_sandbox)
+    as_worker = impersonating(kube_sandbox, WORKER_SA)
+    try:
+        istio, env = IstioActivities(as_worker), Recorder()
+        weights = SetWeightsArgs(region=REGION, namespace=NAMESPACE, name=service, weights={"stable": 80, "canary": 20})
+        assert env.run(istio.set_weights, call(weights)).changed
+        assert env.run(istio.get_routes, call(RouteArgs(region=REGION, namespace=NAMESPACE, name=service))).weights == {"stable": 80, "canary": 20}
+        ab = SetHeaderRouteArgs(region=REGION, namespace=NAMESPACE, name=service, subset="canary", headers={"x-b": HeaderMatch(prefix="1")})
+        assert env.run(istio.set_header_route, call(ab)).changed
+        assert env.run(istio.set_mirror, call(SetMirrorArgs(region=REGION, namespace=NAMESPACE, name=service, subset="canary"))).changed
+    finally:
+        for api_client in as_worker.kube.values():
+            api_client.close()

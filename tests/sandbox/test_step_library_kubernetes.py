@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 from temporalio.exceptions import ApplicationError
 
 from activities.clients import ActivityClients
@@ -29,10 +30,13 @@ from sandbox.clusters import SandboxClusters
 from .step_library_support import (
     NAMESPACE,
     REGION,
+    WORKER_SA,
     Recorder,
+    apply_deploy_rbac,
     create_deployment,
     deployment_manifest,
     eventually,
+    impersonating,
     sandbox_activity_clients,
     unique,
 )
@@ -279,3 +283,46 @@ def test_cordon_and_drain_evict_through_the_eviction_api_respecting_pdbs(
     uncordoned = env.run(kube.uncordon, call(node_args))
     assert uncordoned.changed and uncordoned.unschedulable is False
     assert not api.get(f"/api/v1/nodes/{drain_node}")["spec"].get("unschedulable")
+
+
+def test_deploy_rbac_grants_exactly_what_the_steps_need(kube_sandbox: SandboxClusters, api: KubeJson, drain_node: str) -> None:
+    """deploy/rbac.yaml applied to the real API server; the steps run as the worker's service account."""
+    apply_deploy_rbac(kube_sandbox)
+    name = unique("rbac")
+    create_deployment(
+        api.api_client,
+        deployment_manifest(
+            name, "registry.example/rbac:1.0", replicas=1, nodeSelector={"kubernetes.io/hostname": drain_node},
+            tolerations=[{"key": "pitstop.test/drain", "operator": "Exists", "effect": "NoSchedule"}],
+        ),
+    )
+    as_worker = impersonating(kube_sandbox, WORKER_SA)
+    kube, env = KubernetesActivities(as_worker), Recorder()
+    try:
+        wait_rollout(kube, name)
+        dep = DeploymentArgs(region=REGION, namespace=NAMESPACE, name=name)
+        assert env.run(kube.scale, call(ScaleArgs(region=REGION, namespace=NAMESPACE, name=name, replicas=2))).changed
+        image = SetImageArgs(region=REGION, namespace=NAMESPACE, name=name, container="app", image="registry.example/rbac:2.0")
+        assert env.run(kube.set_image, call(image)).changed
+        wait_rollout(kube, name)
+        assert env.run(kube.rollout_undo, call(RolloutUndoArgs(region=REGION, namespace=NAMESPACE, name=name))).changed
+        assert env.run(kube.rollout_restart, call(dep)).changed
+        patch = PatchArgs(region=REGION, namespace=NAMESPACE, name=name, patch={"metadata": {"labels": {"rbac": "ok"}}})
+        assert env.run(kube.patch, call(patch)).changed
+        assert env.run(kube.service_evidence, call(ServiceEvidenceArgs(region=REGION, namespace=NAMESPACE, name=name))).pods
+        assert env.run(kube.last_rollout, call(dep)).revision
+        drained = env.run(kube.drain, call(DrainArgs(region=REGION, node=drain_node, timeout_seconds=60, poll_interval_seconds=0.5)))
+        assert drained.evicted
+        assert env.run(kube.uncordon, call(NodeArgs(region=REGION, node=drain_node))).changed
+
+        # and nothing more: deleting is not granted, and an unauthorized caller gets a non-retryable "forbidden"
+        with pytest.raises(ApiException) as denied:
+            KubeJson(as_worker.kube[REGION]).request("DELETE", deployment_path(NAMESPACE, name))
+        assert denied.value.status == 403
+        nobody = impersonating(kube_sandbox, "system:serviceaccount:pitstop:nobody")
+        with pytest.raises(ApplicationError, match="forbidden: deployment") as info:
+            Recorder().run(KubernetesActivities(nobody).get_deployment, call(dep))
+        assert info.value.non_retryable and info.value.type == "Forbidden"
+    finally:
+        for api_client in as_worker.kube.values():
+            api_client.close()
