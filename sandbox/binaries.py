@@ -20,6 +20,7 @@ import fcntl
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -242,13 +243,23 @@ def _go_build(*, target: GoBuildTarget, bin_dir: Path, progress: Progress) -> No
                 progress(f"[binaries]   {target.label}: {compiled} packages compiled, {_elapsed(started)}")
         returncode = process.wait()
         if returncode != 0:
-            detail = "\n".join(other_lines[-80:]) or "(go printed no error text)"
             raise GoBuildError(
-                f"`{' '.join(command)}` in {target.module_dir} failed with exit code {returncode}:\n{detail}"
+                f"`{shlex.join(command)}` in {target.module_dir} failed with exit code {returncode}:\n"
+                + _error_excerpt(other_lines)
             )
         for name in target.binaries:
             os.replace(Path(partial) / name, bin_dir / name)
     progress(f"[binaries] built {', '.join(target.binaries)} in {_elapsed(started)}")
+
+
+def _error_excerpt(lines: list[str], head: int = 25, tail: int = 50) -> str:
+    """go's error text: its first lines (the cause) and last lines, without the middle of a long list."""
+    if not lines:
+        return "(go printed no error text)"
+    if len(lines) <= head + tail:
+        return "\n".join(lines)
+    omitted = len(lines) - head - tail
+    return "\n".join([*lines[:head], f"... ({omitted} more lines) ...", *lines[-tail:]])
 
 
 def _elapsed(started: float) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -159,10 +160,15 @@ def team_namespace_manifests(*, quota: TeamQuota) -> list[dict[str, Any]]:
 
 
 def istio_crd_manifests() -> list[dict[str, Any]]:
-    documents = []
+    documents: list[dict[str, Any]] = []
     for path in sorted(CRDS_DIR.glob("*.yaml")):
         documents.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
     return documents
+
+
+def _as_body(manifest: dict[str, Any]) -> Any:
+    """The official client sends plain dicts as they are; its stubs only declare its model classes."""
+    return manifest
 
 
 def _create_if_absent(create: Callable[[], object], what: str) -> None:
@@ -179,11 +185,12 @@ def _apply_istio_crds(*, api: k8s.ApiClient) -> None:
     for crd in istio_crd_manifests():
         name = crd["metadata"]["name"]
         names.append(name)
-        _create_if_absent(lambda crd=crd: extensions.create_custom_resource_definition(body=crd), f"CRD {name}")
+        _create_if_absent(partial(extensions.create_custom_resource_definition, body=_as_body(crd)), f"CRD {name}")
 
     def established() -> bool:
         for name in names:
-            conditions = extensions.read_custom_resource_definition(name).status.conditions or []
+            status = extensions.read_custom_resource_definition(name).status
+            conditions = (status.conditions if status else None) or []
             if not any(c.type == "Established" and c.status == "True" for c in conditions):
                 return False
         return True
@@ -197,17 +204,17 @@ def _apply_team_namespaces(*, api: k8s.ApiClient, quota: TeamQuota) -> None:
         kind, meta = manifest["kind"], manifest["metadata"]
         what = f"{kind} {meta.get('namespace', '')}/{meta['name']}".replace(" /", " ")
         if kind == "Namespace":
-            _create_if_absent(lambda m=manifest: core.create_namespace(body=m), what)
+            _create_if_absent(partial(core.create_namespace, body=_as_body(manifest)), what)
         elif kind == "ResourceQuota":
-            _create_if_absent(lambda m=manifest: core.create_namespaced_resource_quota(m["metadata"]["namespace"], m), what)
+            _create_if_absent(partial(core.create_namespaced_resource_quota, meta["namespace"], _as_body(manifest)), what)
         else:
-            _create_if_absent(lambda m=manifest: core.create_namespaced_limit_range(m["metadata"]["namespace"], m), what)
+            _create_if_absent(partial(core.create_namespaced_limit_range, meta["namespace"], _as_body(manifest)), what)
 
 
 def _apply_nodes(*, api: k8s.ApiClient, region: str) -> None:
     core = k8s.CoreV1Api(api)
     for manifest in node_manifests(region=region):
-        _create_if_absent(lambda m=manifest: core.create_node(body=m), f"Node {manifest['metadata']['name']}")
+        _create_if_absent(partial(core.create_node, body=_as_body(manifest)), f"Node {manifest['metadata']['name']}")
 
 
 def _wait_until_usable(*, api: k8s.ApiClient) -> None:
@@ -216,9 +223,7 @@ def _wait_until_usable(*, api: k8s.ApiClient) -> None:
 
     def nodes_ready() -> bool:
         nodes = core.list_node(label_selector="type=kwok").items
-        return bool(nodes) and all(
-            any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or [])) for node in nodes
-        )
+        return bool(nodes) and all(node_is_ready(node) for node in nodes)
 
     wait_for("every kwok node to be Ready (is the kwok controller running?)", nodes_ready, timeout=90)
 
@@ -232,6 +237,11 @@ def _wait_until_usable(*, api: k8s.ApiClient) -> None:
         service_accounts_exist,
         timeout=90,
     )
+
+
+def node_is_ready(node: k8s.V1Node) -> bool:
+    conditions = (node.status.conditions if node.status else None) or []
+    return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
 
 def wait_for(what: str, predicate: Callable[[], bool], *, timeout: float, interval: float = 0.5) -> None:

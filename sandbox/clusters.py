@@ -7,6 +7,8 @@ kwokctl's working directory is `<state_dir>/sandbox/kwok` (KWOK_WORKDIR); one ku
 
 Every cluster is then populated by `sandbox.cluster_contents`: kwok nodes of a few instance types,
 team namespaces with quotas, and the Istio networking CRDs.
+
+    python -m sandbox.clusters create|delete|status [--regions eu-central,us-east]
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from kubernetes import config as k8s_config
 from pydantic import BaseModel
 
 from sandbox.binaries import KubeBinaries
-from sandbox.cluster_contents import populate_cluster
+from sandbox.cluster_contents import node_is_ready, populate_cluster
 
 DEFAULT_CLUSTER_PREFIX = "pitstop"
 CREATE_TIMEOUT_SECONDS = 300
@@ -145,7 +147,7 @@ def sandbox_cluster_status(
     state_dir: Path,
     cluster_prefix: str = DEFAULT_CLUSTER_PREFIX,
 ) -> list[SandboxClusterStatus]:
-    """Whether each region's cluster exists, answers on /readyz, and how many of its nodes are Ready."""
+    """Whether each region's cluster exists, its API server answers, and how many of its nodes are Ready."""
     workdir = kwok_workdir(state_dir)
     statuses = []
     for region in regions:
@@ -251,15 +253,49 @@ def _probe(*, status: SandboxClusterStatus, kubeconfig: Path) -> None:
         return
     try:
         status.apiserver_url = api.configuration.host
-        api.call_api("/readyz", "GET", auth_settings=["BearerToken"], _request_timeout=3, _preload_content=False)
+        k8s.VersionApi(api).get_code(_request_timeout=3)
         status.apiserver_ready = True
         nodes = k8s.CoreV1Api(api).list_node(_request_timeout=5).items
         status.nodes_total = len(nodes)
-        status.nodes_ready = sum(
-            1 for node in nodes for cond in (node.status.conditions or []) if cond.type == "Ready" and cond.status == "True"
-        )
+        status.nodes_ready = sum(1 for node in nodes if node_is_ready(node))
     except Exception as exc:  # connection refused, TLS, timeout: the cluster is not serving
         status.error = f"{type(exc).__name__}: {exc}"[:500]
     finally:
         api.close()
 
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m sandbox.clusters create|delete|status` for the configured regions and state dir."""
+    import argparse
+    import sys
+
+    from pitstop.config import load_settings
+    from sandbox.binaries import GoBuildError, MissingBinariesError, ensure_binaries, locate_binaries
+
+    parser = argparse.ArgumentParser(prog="python -m sandbox.clusters", description=main.__doc__)
+    parser.add_argument("command", choices=["create", "delete", "status"])
+    parser.add_argument("--regions", help="comma-separated regions (default: the configured sandbox regions)")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    regions = args.regions.split(",") if args.regions else settings.sandbox.regions
+    state_dir = settings.state_dir
+    try:
+        if args.command == "status":
+            for status in sandbox_cluster_status(regions=regions, state_dir=state_dir):
+                print(status.model_dump_json())
+            return 0
+        if args.command == "create":
+            binaries = ensure_binaries(progress=lambda line: print(line, file=sys.stderr, flush=True))
+            clusters = create_sandbox_clusters(regions=regions, state_dir=state_dir, bin_dir=binaries.bin_dir)
+            print(clusters.model_dump_json(indent=2))
+            return 0
+        delete_sandbox_clusters(regions=regions, state_dir=state_dir, bin_dir=locate_binaries().bin_dir)
+        return 0
+    except (GoBuildError, MissingBinariesError, SandboxClusterError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
