@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import socket
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -196,6 +198,18 @@ async def wait_for_phase(stack: Stack, incident: str, phases: set[IncidentPhase]
                          f"{[e.message for e in last.timeline] if last else ''}")
 
 
+async def cli(stack: Stack, *args: str) -> str:
+    """Run the real `pitstop` console script against the test server."""
+    env = {**os.environ, "PITSTOP_TEMPORAL__ADDRESS": stack.settings.temporal.address,
+           "PITSTOP_CONFIG": "/nonexistent"}
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "pitstop"), *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, (args, out.decode(), err.decode())
+    return out.decode()
+
+
 def fp() -> str:
     return uuid.uuid4().hex[:16]
 
@@ -341,6 +355,10 @@ async def test_remediation_waits_for_a_release_holding_the_lease_then_recovers(s
     assert kinds[0] == "alert" and "lease" in kinds and "action" in kinds and "recovered" in kinds
     print(f"\nalert delivered -> first action (after the release's lease): {first_action - delivered_at:.2f}s")
     draft = postmortem_markdown(result)
+    shown = await cli(stack, "incident", "show", incident)
+    assert "recovered" in shown and "MTTR" in shown and "first-fix" in shown
+    assert (await cli(stack, "incident", "show", incident, "--postmortem")).startswith("# Postmortem draft")
+    assert incident in await cli(stack, "incident", "list")
     for heading in ("## Summary", "## Impact", "## Timeline", "## What automation did", "## Follow-ups"):
         assert heading in draft
     assert "MTTR" in draft and "first-fix" in draft
