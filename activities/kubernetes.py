@@ -118,7 +118,8 @@ def retry_on_conflict(attempt: Callable[[], T], *, attempts: int = CONFLICT_ATTE
 
 def sleep_or_cancel(seconds: float) -> None:
     """Sleep in a sync activity; raise CancelledError if the activity is cancelled meanwhile."""
-    if activity.wait_for_cancelled_sync(timeout=seconds) or activity.is_cancelled():
+    activity.wait_for_cancelled_sync(timeout=seconds)
+    if activity.is_cancelled():
         raise CancelledError("activity cancelled")
 
 
@@ -586,7 +587,7 @@ class KubernetesActivities:
         current = next((rs for rs in owned if revision is not None and revision_of(rs) == revision), None) or next(
             (rs for rs in owned if same_template((rs.get("spec") or {}).get("template") or {}, template)), None
         )
-        progressing = next(
+        progressing: dict[str, Any] = next(
             (c for c in (dep.get("status") or {}).get("conditions") or [] if c.get("type") == "Progressing"), {}
         )
         rolled_out_at = _meta(current).get("creationTimestamp") if current else None

@@ -14,7 +14,6 @@ from pydantic import Field, field_validator, model_validator
 from pitstop.redaction import is_sensitive_header_name, looks_like_credential
 from pitstop.runbook.step_types import StepArgs, StepResult, StepType, register_step_type
 
-EnvVarName = str
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -45,8 +44,15 @@ class HttpCallArgs(StepArgs):
     expected_status: list[int] = Field(default_factory=lambda: [200, 201, 202, 204])
     timeout_seconds: float = Field(30.0, gt=0, le=300)
 
-    _check_headers = field_validator("headers")(classmethod(lambda cls, v: check_inline_headers(v)))
-    _check_env = field_validator("header_env")(classmethod(lambda cls, v: check_env_names(v)))
+    @field_validator("headers")
+    @classmethod
+    def _no_inline_credentials(cls, headers: dict[str, str]) -> dict[str, str]:
+        return check_inline_headers(headers)
+
+    @field_validator("header_env")
+    @classmethod
+    def _env_var_names(cls, header_env: dict[str, str]) -> dict[str, str]:
+        return check_env_names(header_env)
 
     @model_validator(mode="after")
     def _one_url(self) -> HttpCallArgs:

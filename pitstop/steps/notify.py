@@ -34,8 +34,15 @@ class WebhookArgs(_Target):
     headers: dict[str, str] = Field(default_factory=dict)
     header_env: dict[str, str] = Field(default_factory=dict)
 
-    _check_headers = field_validator("headers")(classmethod(lambda cls, v: check_inline_headers(v)))
-    _check_env = field_validator("header_env")(classmethod(lambda cls, v: check_env_names(v)))
+    @field_validator("headers")
+    @classmethod
+    def _no_inline_credentials(cls, headers: dict[str, str]) -> dict[str, str]:
+        return check_inline_headers(headers)
+
+    @field_validator("header_env")
+    @classmethod
+    def _env_var_names(cls, header_env: dict[str, str]) -> dict[str, str]:
+        return check_env_names(header_env)
 
 
 class SlackArgs(_Target):
