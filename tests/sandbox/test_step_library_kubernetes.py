@@ -3,12 +3,15 @@ scheduler + kwok), called through `ActivityEnvironment` with clients built by `w
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.testing import ActivityEnvironment
 
 from activities.clients import ActivityClients
 from activities.kube_api import KubeJson, deployment_path
@@ -326,3 +329,27 @@ def test_deploy_rbac_grants_exactly_what_the_steps_need(kube_sandbox: SandboxClu
     finally:
         for api_client in as_worker.kube.values():
             api_client.close()
+
+
+def test_wait_for_rollout_stops_promptly_when_cancelled(kube: KubernetesActivities, api: KubeJson) -> None:
+    name = unique("pending")
+    create_deployment(api.api_client, deployment_manifest(name, "registry.example/pending:1.0", nodeSelector={"pitstop.test/no-such-node": "true"}))
+    env = ActivityEnvironment()
+    args = WaitForRolloutArgs(region=REGION, namespace=NAMESPACE, name=name, timeout_seconds=600, poll_interval_seconds=30)
+    outcome: dict[str, BaseException | None] = {}
+
+    def run() -> None:
+        try:
+            env.run(kube.wait_for_rollout, call(args))
+            outcome["error"] = None
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    started = time.monotonic()
+    thread.start()
+    time.sleep(1.0)
+    env.cancel()
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "the wait did not notice the cancellation"
+    assert isinstance(outcome["error"], CancelledError) and time.monotonic() - started < 10

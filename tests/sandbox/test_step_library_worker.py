@@ -15,7 +15,7 @@ from activities.clients import ActivityClients
 from activities.kube_api import KubeJson, deployment_path
 from pitstop.config import regional_task_queue
 from pitstop.runbook.step_types import StepInvocation
-from pitstop.steps.kubernetes import DeploymentArgs, ScaleArgs
+from pitstop.steps.kubernetes import DeploymentArgs, ScaleArgs, SetImageArgs, WaitForRolloutArgs
 from pitstop.steps.prometheus import ThresholdArgs
 from sandbox.clusters import SandboxClusters
 from tests.fixtures.temporal import running_worker
@@ -59,6 +59,14 @@ async def test_steps_run_through_real_workers_on_their_task_queues(
         result = await run(StepProbeRequest(activity="kubernetes.scale", task_queue=regional_queue, invocation=scale.model_dump(mode="json")))
         assert result["changed"] is True and result["previous_replicas"] == 1 and result["replicas"] == 3
         assert api.get(deployment_path(NAMESPACE, name))["spec"]["replicas"] == 3
+
+        # a heartbeating sync activity (thread pool) under a heartbeat timeout shorter than the rollout
+        image = StepInvocation[SetImageArgs](args=SetImageArgs(region=REGION, namespace=NAMESPACE, name=name, container="app", image="registry.example/via-worker:2.0"))
+        assert (await run(StepProbeRequest(activity="kubernetes.set_image", task_queue=regional_queue, invocation=image.model_dump(mode="json"))))["changed"]
+        wait = StepInvocation[WaitForRolloutArgs](args=WaitForRolloutArgs(region=REGION, namespace=NAMESPACE, name=name, poll_interval_seconds=0.3))
+        rolled = await run(StepProbeRequest(activity="kubernetes.wait_for_rollout", task_queue=regional_queue,
+                                            invocation=wait.model_dump(mode="json"), heartbeat_seconds=2))
+        assert rolled["rollout_complete"] and rolled["images"] == {"app": "registry.example/via-worker:2.0"}
 
         again = await run(StepProbeRequest(activity="kubernetes.scale", task_queue=regional_queue, invocation=scale.model_dump(mode="json")))
         assert again["changed"] is False
