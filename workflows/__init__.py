@@ -1,11 +1,31 @@
-"""Temporal workflow code: orchestration only, deterministic. `ALL_WORKFLOWS` is what workers register."""
+"""Temporal workflow code: orchestration only, deterministic. `ALL_WORKFLOWS` is what workers register.
+
+Workflow classes are imported lazily (PEP 562): the workflow sandbox re-imports this package for every run,
+so an eager import of every workflow module here would be paid again by each run of each workflow.
+To register a workflow, add `"ClassName": ".module"` to `_WORKFLOWS`.
+"""
 
 from __future__ import annotations
 
-from .delivery import ProgressiveRelease
-from .delivery_waves import RegionWaves
-from .incident import IncidentWorkflow, RemediationBudget
-from .lease import TargetLease
-from .runbook import RunbookWorkflow
+import importlib
+from typing import Any
 
-ALL_WORKFLOWS: list[type] = [RunbookWorkflow, TargetLease, ProgressiveRelease, RegionWaves, IncidentWorkflow, RemediationBudget]
+_WORKFLOWS: dict[str, str] = {
+    "RunbookWorkflow": ".runbook",
+    "TargetLease": ".lease",
+    "ProgressiveRelease": ".delivery",
+    "RegionWaves": ".delivery_waves",
+    "IncidentWorkflow": ".incident",
+    "RemediationBudget": ".incident",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ALL_WORKFLOWS":
+        return [__getattr__(cls) for cls in _WORKFLOWS]
+    if name in _WORKFLOWS:
+        return getattr(importlib.import_module(_WORKFLOWS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["ALL_WORKFLOWS", *_WORKFLOWS]

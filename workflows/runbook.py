@@ -26,11 +26,11 @@ with workflow.unsafe.imports_passed_through():
     from pitstop.runbook.run_state import (
         ApprovalDecision, ControlRequest, Phase, RunStatus, StepState, StepStatus,
     )
-
-from .approvals import ApprovalGate
-from .lease import LeaseHolderSide
-from .saga import Saga
-from .step_calls import STEP_TYPES, StepCalls, StepFailed, failure_text
+    # helper modules hold no state; passing them through saves re-importing them in every run's sandbox
+    from workflows.approvals import ApprovalGate
+    from workflows.lease import LeaseHolderSide
+    from workflows.saga import Saga
+    from workflows.step_calls import STEP_TYPES, StepCalls, StepFailed, failure_text
 
 SA_KEYS = {
     "runbook": SearchAttributeKey.for_keyword("RunbookName"),

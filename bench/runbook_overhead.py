@@ -1,0 +1,138 @@
+"""Interpreter overhead: a 50-step linear runbook vs a hand-written workflow calling the same 50 no-op
+activities (same server, same worker, same run), plus a 100-wide fan-out. Prints times and the ratio.
+
+Usage: .venv/bin/python bench/runbook_overhead.py [--rounds 5]
+Starts its own Temporal dev server (free ports, temporary state) and an in-process worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from activities.runbook_catalog import RunbookCatalog  # noqa: E402
+from activities.runbook_debug import DebugSteps  # noqa: E402
+from handwritten import HandWritten50  # noqa: E402  (bench/handwritten.py)
+from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest  # noqa: E402
+from workers.devserver import DevServer, DevServerPorts  # noqa: E402
+from workflows import ALL_WORKFLOWS  # noqa: E402
+
+STEPS = 50
+FAN_OUT = 100
+
+
+def write_runbooks(root: Path) -> None:
+    lines = ["name: linear50", "steps:"]
+    for i in range(STEPS):
+        needs = f", needs: s{i - 1}" if i else ""
+        lines.append(f"  - {{id: s{i}, uses: log{needs}, with: {{message: 'step {i}'}}}}")
+    (root / "linear50.yaml").write_text("\n".join(lines) + "\n")
+    (root / "fanout100.yaml").write_text(
+        "name: fanout100\ninputs:\n  items: {type: list}\nsteps:\n"
+        f"  - id: fan\n    uses: log\n    for_each: {{items: '${{{{ inputs.items }}}}', parallelism: {FAN_OUT}}}\n"
+        "    with: {message: 'item ${{ item }}'}\n"
+    )
+
+
+async def timed(coro_factory) -> float:  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    await coro_factory()
+    return time.perf_counter() - started
+
+
+async def bench(rounds: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "runbooks").mkdir()
+        write_runbooks(root / "runbooks")
+        server = DevServer(state_dir=root / "temporal", ports=DevServerPorts.free())
+        server.start()
+        try:
+            client = await Client.connect(server.address, data_converter=pydantic_data_converter)
+            queue = f"bench-{uuid.uuid4().hex[:6]}"
+            activities = [*RunbookCatalog(root / "runbooks").activities(), *DebugSteps().activities()]
+            with ThreadPoolExecutor(max_workers=8) as executor:
+                async with Worker(client, task_queue=queue, workflows=[*ALL_WORKFLOWS, HandWritten50],
+                                  activities=activities, activity_executor=executor):
+                    await run_rounds(client, queue, rounds)
+        finally:
+            server.stop()
+
+
+async def run_rounds(client: Client, queue: str, rounds: int) -> None:
+    async def runbook(name: str, inputs: dict | None = None) -> None:  # type: ignore[type-arg]
+        outcome = await client.execute_workflow(
+            RUNBOOK_WORKFLOW, RunbookRequest(runbook=name, inputs=inputs or {}, trigger="bench"),
+            id=f"{name}-{uuid.uuid4().hex[:8]}", task_queue=queue, result_type=RunbookOutcome,
+        )
+        if outcome.status != "succeeded":
+            raise SystemExit(f"{name} did not succeed: {outcome}")
+
+    async def hand() -> None:
+        await client.execute_workflow("HandWritten50", STEPS, id=f"hand-{uuid.uuid4().hex[:8]}", task_queue=queue)
+
+    await runbook("linear50")  # warm-up (imports, sandbox, caches)
+    await hand()
+    await print_history_sizes(client)
+    interp, baseline, fan = [], [], []
+    for _ in range(rounds):  # interleaved so both see the same server state
+        baseline.append(await timed(hand))
+        interp.append(await timed(lambda: runbook("linear50")))
+        fan.append(await timed(lambda: runbook("fanout100", {"items": list(range(FAN_OUT))})))
+    b, i, f = statistics.median(baseline), statistics.median(interp), statistics.median(fan)
+    print(f"rounds: {rounds} (median of each)")
+    print(f"hand-written workflow, {STEPS} no-op activities: {b:.3f}s")
+    print(f"runbook interpreter, {STEPS}-step linear runbook: {i:.3f}s")
+    print(f"ratio interpreter/hand-written: {i / b:.3f} (target <= 1.15)")
+    print(f"runbook interpreter, {FAN_OUT}-wide fan-out (parallelism {FAN_OUT}): {f:.3f}s")
+
+
+async def print_history_sizes(client: Client) -> None:
+    """Events per run: the interpreter should add only a constant (load activity, search attributes)."""
+    sizes = {}
+    async for execution in client.list_workflows("WorkflowType='Runbook' OR WorkflowType='HandWritten50'"):
+        history = await client.get_workflow_handle(execution.id).fetch_history()
+        tasks = sum(1 for e in history.events if e.HasField("workflow_task_completed_event_attributes"))
+        sizes[execution.workflow_type] = f"{len(history.events)} events, {tasks} workflow tasks; {_gaps(history)}"
+    for kind, size in sorted(sizes.items()):
+        print(f"history of one {kind} run: {size}")
+
+
+def _gaps(history) -> str:  # type: ignore[no-untyped-def]
+    """Mean milliseconds between event kinds: where a step's time goes (server dispatch vs worker)."""
+    times: dict[str, list[float]] = {}
+    previous = None
+    for event in history.events:
+        kind = (event.WhichOneof("attributes") or "").removesuffix("_event_attributes")
+        at = event.event_time.ToMilliseconds()
+        if previous is not None:
+            times.setdefault(f"{previous[0]}->{kind}", []).append(at - previous[1])
+        previous = (kind, at)
+    wanted = ("workflow_task_scheduled->workflow_task_started", "workflow_task_started->workflow_task_completed",
+              "activity_task_scheduled->activity_task_started", "activity_task_started->activity_task_completed")
+    return ", ".join(f"{k.split('->')[0].replace('_task', '').replace('_scheduled','')}.{k.split('->')[1].split('_')[-1]}="
+                     f"{statistics.mean(times[k]):.1f}ms" for k in wanted if k in times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=5)
+    asyncio.run(bench(parser.parse_args().rounds))
+
+
+if __name__ == "__main__":
+    main()
