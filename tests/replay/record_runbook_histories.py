@@ -1,0 +1,77 @@
+"""Record the runbook engine's histories for replay tests: `python -m tests.replay.record_runbook_histories`.
+
+Runs the shipped `hello` runbook and the engine's test runbooks (parallel + condition + fan-out, saga failure
+with compensations, abort, approval, child runbook, lease wait) on a fresh dev server and writes
+tests/histories/runbook-*.json (and lease-*.json). Re-record after an intentional, patched workflow change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import uuid
+from pathlib import Path
+
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from pitstop.runbook.run_state import ApprovalDecision, ControlRequest
+from tests.integration.runbook_harness import engine, start, step_state, wait_until
+from workers.devserver import DevServer, DevServerPorts
+
+HISTORIES = Path(__file__).resolve().parents[1] / "histories"
+
+
+async def record(client: Client, queue: str) -> dict[str, str]:
+    ids: dict[str, str] = {}
+    async with engine(client, queue):
+        for name, runbook, inputs in [("hello", "hello", {"name": "replay"}), ("parallel", "parallel", {}),
+                                      ("child", "parent", {}), ("retry-success", "saga", {"fail_attempts": 1})]:
+            handle = await start(client, queue, runbook, f"runbook-{name}", **inputs)
+            await handle.result()
+            ids[f"runbook-{name}"] = handle.id
+        failing = await start(client, queue, "saga", "runbook-saga-failure")
+        try:
+            await failing.result()
+        except WorkflowFailureError:
+            pass
+        ids["runbook-saga-failure"] = failing.id
+        aborted = await start(client, queue, "long", "runbook-abort", seconds=30, service="replay-abort")
+        await wait_until(aborted, lambda s: step_state(s, "work") == "running")
+        await aborted.execute_update("pause", ControlRequest(identity="ops"))
+        await aborted.execute_update("abort", ControlRequest(identity="ops", reason="replay recording"))
+        await aborted.result()
+        ids["runbook-abort"] = aborted.id
+        gated = await start(client, queue, "gated", "runbook-approval")
+        await wait_until(gated, lambda s: s.phase.value == "waiting_for_approval")
+        await gated.execute_update("approve", ApprovalDecision(step="ok", identity="alice"))
+        await gated.result()
+        ids["runbook-approval"] = gated.id
+        first = await start(client, queue, "long", seconds=1, service="replay-lease")
+        await wait_until(first, lambda s: step_state(s, "work") == "running")
+        second = await start(client, queue, "long", "runbook-lease-waiter", seconds=0.1, service="replay-lease")
+        await first.result()
+        await second.result()
+        ids["runbook-lease-waiter"] = second.id
+        ids["lease-target"] = "lease/eu-central/shop/replay-lease"
+        await asyncio.sleep(0.5)
+    return ids
+
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        server = DevServer(state_dir=Path(tmp), ports=DevServerPorts.free())
+        server.start()
+        try:
+            client = await Client.connect(server.address, data_converter=pydantic_data_converter)
+            ids = await record(client, f"replay-{uuid.uuid4().hex[:6]}")
+            for name, workflow_id in ids.items():
+                history = await client.get_workflow_handle(workflow_id).fetch_history()
+                (HISTORIES / f"{name}.json").write_text(history.to_json())
+                print(f"wrote tests/histories/{name}.json ({len(history.events)} events)")
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
