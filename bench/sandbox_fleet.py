@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import copy
 import json
+import shutil
 import sys
 import tempfile
 import threading
@@ -194,18 +195,22 @@ def main() -> None:
                 raise TimeoutError(f"Prometheus sees {counts}")
             time.sleep(1)
         mark("prometheus_has_fleet")
-        series = httpx.get(f"{monitoring.prometheus_url}/api/v1/query", timeout=30,
-                           params={"query": "prometheus_tsdb_head_series"}).json()
         time.sleep(35)  # a couple of scrapes at steady state before measuring memory
         scrape = httpx.get(f"{monitoring.prometheus_url}/api/v1/query", timeout=30, params={
             "query": "scrape_duration_seconds"}).json()
         figures["scrape_duration_seconds"] = {x["metric"]["job"]: round(float(x["value"][1]), 3)
                                               for x in scrape["data"]["result"]}
-        figures["prometheus_head_series"] = sum(int(float(x["value"][1])) for x in series["data"]["result"])
+        tsdb = httpx.get(f"{monitoring.prometheus_url}/api/v1/status/tsdb", timeout=30).json()
+        figures["prometheus_head_series"] = tsdb["data"]["headStats"]["numSeries"]
+        sim_metrics = httpx.get(f"{simulator.url}/metrics", timeout=60).text
+        figures["simulator_metrics_bytes"] = len(sim_metrics)
+        figures["simulator_tick_seconds"] = float(next(
+            line.split()[-1] for line in sim_metrics.splitlines()
+            if line.startswith("pitstop_sandbox_tick_duration_seconds")))
         rss: dict[str, float] = {}
         for region in regions:
             for pid, name in processes_mentioning(clusters.cluster_names[region]).items():
-                if name in ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok"):
+                if name in ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok-controller"):
                     rss[f"{region}/{name}"] = round(rss.get(f"{region}/{name}", 0) + rss_mib(pid), 1)
         rss["simulator"] = round(rss_mib(simulator.pid), 1)
         rss["prometheus"] = round(rss_mib(monitoring.prometheus_pid), 1)
@@ -228,6 +233,7 @@ def main() -> None:
                                         cluster_prefix=prefix)
             finally:
                 stop_leftover_processes(prefix)
+                shutil.rmtree(state_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

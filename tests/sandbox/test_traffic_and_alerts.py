@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.faults import BadRelease, CrashLoop, RegionOutage, clear_all_faults, inject_fault
+from sandbox.faults import BadRelease, CrashLoop, RegionOutage, SaturatedService, clear_all_faults, inject_fault
 from sandbox.global_traffic import get_region_traffic_weight, set_region_traffic_weight
 from sandbox.kube_rest import merge_patch
 from tests.fixtures.monitoring import WEBHOOK_TOKEN, SandboxMonitoring
@@ -153,3 +153,16 @@ def test_global_traffic_weight_fails_vehicles_over_to_the_other_region(sandbox_m
     finally:
         set_region_traffic_weight(api_client=sandbox.api_clients["us-east"], weight=100)
     eventually(lambda: ingress_rates().get("us-east", 0.0) > 0, timeout_seconds=30, what="us-east back")
+
+
+def test_saturated_service_fires_saturation_and_slows_down(clean_ota: SandboxMonitoring) -> None:
+    sandbox = clean_ota
+    inject_fault(api_client=sandbox.api_clients[REGION], fault=SaturatedService(service="geo-service"))
+    alerts = eventually(lambda: [a for a in sandbox.firing_alerts() if a["labels"]["alertname"] == "Saturation"],
+                        timeout_seconds=45, what="Saturation firing")
+    assert {a["labels"]["region"] for a in alerts} == {REGION}
+    assert all(a["labels"]["pod"].startswith("geo-service-") for a in alerts)
+    p95 = sandbox.query('histogram_quantile(0.95, sum by (region, le) (rate(istio_request_duration_milliseconds_bucket'
+                        '{destination_service_name="geo-service",response_code="200"}[5s])))')
+    by_region = {r["metric"]["region"]: float(r["value"][1]) for r in p95}
+    assert by_region[REGION] > 2 * by_region["us-east"]
