@@ -86,7 +86,7 @@ async def run_worker(settings: Settings, *, client: Client, stop: asyncio.Event 
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
-    activity_set = build_activities(build_activity_clients(settings))
+    activity_set = build_activities(build_activity_clients(settings, temporal=client))
     with ThreadPoolExecutor(max_workers=max(8, settings.worker.max_concurrent_activities)) as executor:
         workers = build_workers(client=client, settings=settings, activity_set=activity_set, executor=executor)
         queues = ", ".join(w.task_queue for w in workers)
