@@ -31,7 +31,7 @@ import httpx  # noqa: E402
 from sandbox.binaries import ensure_binaries  # noqa: E402
 from sandbox.cluster_contents import TEAM_NAMESPACES, node_manifests  # noqa: E402
 from sandbox.clusters import api_client, create_sandbox_clusters, delete_sandbox_clusters  # noqa: E402
-from sandbox.fleet import FLEET_LABEL, apply_fleet, expand_fleet, load_fleet_spec  # noqa: E402
+from sandbox.fleet import FLEET_LABEL, FleetApplyResult, apply_fleet, expand_fleet, load_fleet_spec  # noqa: E402
 from sandbox.history import HistoricalPod, backfill_history  # noqa: E402
 from sandbox.kube_rest import list_objects, server_side_apply  # noqa: E402
 from sandbox.monitoring import MonitoringSettings, start_monitoring  # noqa: E402
@@ -148,7 +148,7 @@ def main() -> None:
                                    pods_per_team=replicas)
         figures["extra_nodes_per_region"] = extra_nodes
         mark("capacity_scaled")
-        results = {}
+        results: dict[str, FleetApplyResult] = {}
         threads = [threading.Thread(target=lambda r=r: results.__setitem__(
             r, apply_fleet(api_client=clients[r], region=r, services=services,
                                      headless_services=len(services) > 200))) for r in regions]
