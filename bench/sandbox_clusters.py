@@ -4,6 +4,11 @@ every control-plane process (kube-apiserver, etcd, kube-controller-manager, kube
     .venv/bin/python -m bench.sandbox_clusters
 
 Uses a temporary state dir and unique cluster names; deletes the clusters at the end.
+
+Measured 2026-11-25 on the shared 2-core machine (kubernetes v1.35.4, etcd v3.6.16, kwok v0.8.0):
+create 2 regions (8 nodes each, teams, CRDs, all Ready) 14 s at load ~4, 58 s at load ~12;
+RSS per region: kube-apiserver 343-371 MiB, kube-controller-manager 116 MiB, kwok-controller 80 MiB,
+kube-scheduler 68 MiB, etcd 46 MiB; 2 regions together 1334 MiB. Delete: 0.2 s.
 """
 
 from __future__ import annotations
