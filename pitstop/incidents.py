@@ -125,6 +125,9 @@ class ReserveAction(BaseModel):
     target_key: str
     action_key: str = Field(description="`<incident>/<rung>`: a retried reservation is granted once, not twice")
     max_per_hour: int
+    coalesce_seconds: float = Field(
+        0.0, description="another incident acted on this service this recently: do not stack a second action"
+    )
 
 
 class BudgetAction(BaseModel):
@@ -140,7 +143,8 @@ class BudgetState(BaseModel):
 
 
 class ReserveResult(BreakerDecision):
-    pass
+    coalesced_with: str = Field("", description="action key of another incident's recent action on the service")
+    coalesced_at: datetime | None = None
 
 
 class MetricSnapshotRequest(BaseModel):

@@ -210,6 +210,11 @@ class IncidentWorkflow:
                 return False
             if not plan.policy.dry_run:
                 budget = await self._reserve(plan, rung)
+                if budget.coalesced_with:
+                    self._log("decision", f"rung {rung.name} not taken: {budget.reason}; verifying instead")
+                    if await self._verify_other(plan, rung, budget):
+                        return False
+                    continue
                 if not budget.allowed:
                     self._log("decision", f"rung {rung.name} not taken: {budget.reason}",
                               data={"retry_after_seconds": budget.retry_after_seconds})
@@ -293,7 +298,8 @@ class IncidentWorkflow:
         return await workflow.execute_activity(
             "incident.reserve_action",
             ReserveAction(target_key=plan.target.key, action_key=f"{self._s.incident_id}/{rung.name}",
-                          max_per_hour=plan.policy.max_actions_per_hour),
+                          max_per_hour=plan.policy.max_actions_per_hour,
+                          coalesce_seconds=rung.recovery_deadline_seconds),
             result_type=ReserveResult, start_to_close_timeout=timedelta(seconds=30), retry_policy=QUICK,
         )
 
@@ -356,6 +362,20 @@ class IncidentWorkflow:
                     action.recovered = True
                     self._log("recovered", f"recovered after {rung.name}: {check.detail}")
                     return True
+
+    async def _verify_other(self, plan: RemediationPlan, rung: RungPlan, budget: ReserveResult) -> bool:
+        """Another incident just acted on the same service: wait for recovery from its action, not ours."""
+        self._set_phase(IncidentPhase.VERIFYING)
+        since = budget.coalesced_at or workflow.now()
+        remaining = rung.recovery_deadline_seconds - (workflow.now() - since).total_seconds()
+        if remaining > 0 and not self._resolved:
+            try:
+                await workflow.wait_condition(lambda: self._resolved, timeout=timedelta(seconds=remaining))
+            except asyncio.TimeoutError:
+                pass
+        if self._resolved:
+            self._log("decision", f"the alert resolved after {budget.coalesced_with}")
+        return self._resolved
 
     async def _last_rollout(self, plan: RemediationPlan) -> datetime | None:
         target = plan.target
@@ -509,6 +529,14 @@ class RemediationBudget:
         self._state.actions = actions
         if any(a.key == request.action_key for a in actions):
             return ReserveResult(allowed=True, actions_last_hour=len(actions), reason="already reserved")
+        incident = request.action_key.rsplit("/", 1)[0]
+        recent = [a for a in actions if a.key.rsplit("/", 1)[0] != incident
+                  and a.at > now - timedelta(seconds=request.coalesce_seconds)]
+        if recent:
+            other = recent[-1]
+            return ReserveResult(allowed=False, actions_last_hour=len(actions), coalesced_with=other.key,
+                                 coalesced_at=other.at,
+                                 reason=f"{other.key} acted on this service at {other.at:%H:%M:%S}Z; not stacking another action")
         decision = breaker_decision([a.at for a in actions], now=now, max_per_hour=request.max_per_hour)
         if decision.allowed:
             self._state.actions.append(BudgetAction(at=now, key=request.action_key))

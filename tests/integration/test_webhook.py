@@ -367,7 +367,8 @@ async def test_remediation_waits_for_a_release_holding_the_lease_then_recovers(s
 async def test_circuit_breaker_stops_a_second_action_within_the_hour(stack: Stack) -> None:
     service = f"flappy-{uuid.uuid4().hex[:4]}"
     (stack.settings.runbooks_dir / "remediation-catalog.yaml").write_text(
-        CATALOG.replace("max_actions_per_hour: 5", "max_actions_per_hour: 1"))
+        CATALOG.replace("max_actions_per_hour: 5", "max_actions_per_hour: 1").replace("recovery_deadline: 30s",
+                                                                                      "recovery_deadline: 5s"))
     try:
         results = []
         for episode in range(2):
@@ -380,6 +381,7 @@ async def test_circuit_breaker_stops_a_second_action_within_the_hour(stack: Stac
             await post(stack, alert_payload(fingerprint=fingerprint, starts_at=starts, status="resolved",
                                             service=service, namespace="shop", region="eu"))
             results.append(await stack.client.get_workflow_handle(incident, result_type=IncidentStatus).result())
+            await asyncio.sleep(5.5)  # past the window in which a second incident would coalesce with the first
     finally:
         (stack.settings.runbooks_dir / "remediation-catalog.yaml").write_text(CATALOG)
     budget = await stack.client.get_workflow_handle(f"remediation-budget/eu/shop/{service}").query(
@@ -388,3 +390,26 @@ async def test_circuit_breaker_stops_a_second_action_within_the_hour(stack: Stac
     assert results[0].phase == IncidentPhase.RECOVERED and len(results[0].actions) == 1
     assert results[1].actions == [] and results[1].escalated
     assert any("circuit open" in e.message for e in results[1].timeline)
+
+
+async def test_two_alerts_on_one_service_take_one_action(stack: Stack) -> None:
+    """Per-pod alerts of one service: the second incident waits for the lease, then does not stack an action."""
+    service = f"podalerts-{uuid.uuid4().hex[:4]}"
+    fingerprints = [fp(), fp()]
+    responses = await asyncio.gather(*(post(stack, alert_payload(fingerprint=f, service=service, namespace="shop",
+                                                                 region="eu", pod=f"p{i}"))
+                                       for i, f in enumerate(fingerprints)))
+    incidents = [r.json()["incidents"][0]["incident"] for r in responses]
+    phases = {IncidentPhase.VERIFYING, IncidentPhase.WAITING_FOR_LEASE}
+    statuses = [await wait_for_phase(stack, i, phases) for i in incidents]
+    deadline = time.monotonic() + 20
+    while sorted(s.phase.value for s in statuses) != ["verifying", "waiting_for_lease"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.3)
+        statuses = [await incident_status(stack, i) for i in incidents]
+    assert sorted(s.phase.value for s in statuses) == ["verifying", "waiting_for_lease"]
+    assert sum(len(s.actions) for s in statuses) == 1
+    for f in fingerprints:
+        await post(stack, alert_payload(fingerprint=f, status="resolved", service=service, namespace="shop", region="eu"))
+    results = [await stack.client.get_workflow_handle(i, result_type=IncidentStatus).result() for i in incidents]
+    assert sorted(len(r.actions) for r in results) == [0, 1]
+    assert {r.phase for r in results} == {IncidentPhase.RECOVERED, IncidentPhase.RESOLVED}

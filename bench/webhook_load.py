@@ -1,0 +1,195 @@
+"""Benchmark of the Alertmanager webhook receiver on loopback: throughput and latency (p50/p99).
+
+Starts a real Temporal dev server (free ports, temp state), a pitstop worker and the webhook
+(`python -m workers.webhook`) as separate processes, then:
+1. burst: N notifications over K distinct alerts, C at a time -> throughput (req/s);
+2. open loop: R req/s for D seconds (arrivals do not wait for answers) -> p50/p99/max latency.
+Every notification is a signal-with-start of an Incident workflow; the alerts match no remediation rule,
+so the incidents only record their notifications. With `--mttr` it also runs the sandbox end-to-end test
+(tests/sandbox/test_incident_remediation.py) and prints its MTTR figures.
+
+    .venv/bin/python -m bench.webhook_load [--rate 200] [--seconds 10] [--burst 1000] [--alerts 20] [--mttr]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from workers.devserver import DevServer, DevServerPorts, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def payload(fingerprint: str, index: int) -> dict[str, Any]:
+    return {
+        "version": "4", "groupKey": "{}:{alertname=\"BenchAlert\"}", "truncatedAlerts": 0, "status": "firing",
+        "receiver": "pitstop", "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+        "externalURL": "http://alertmanager",
+        "alerts": [{
+            "status": "firing",
+            "labels": {"alertname": "BenchAlert", "severity": "warning", "service": f"svc-{index}", "region": "eu-central"},
+            "annotations": {"summary": "benchmark"},
+            "startsAt": "2026-11-25T10:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "", "fingerprint": fingerprint,
+        }],
+    }
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(round(q * (len(ordered) - 1)))))]
+
+
+async def wait_ready(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as http:
+        while time.monotonic() < deadline:
+            try:
+                if (await http.get(url)).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"webhook not ready at {url}")
+
+
+async def burst(http: httpx.AsyncClient, url: str, headers: dict[str, str], *, total: int, alerts: int,
+                concurrency: int, run: str) -> tuple[float, list[float], dict[int, int]]:
+    gate = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+    codes: dict[int, int] = {}
+
+    async def one(i: int) -> None:
+        async with gate:
+            began = time.perf_counter()
+            response = await http.post(url, json=payload(f"{run}0b{i % alerts:08x}", i % alerts), headers=headers)
+            latencies.append(time.perf_counter() - began)
+            codes[response.status_code] = codes.get(response.status_code, 0) + 1
+
+    began = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(total)))
+    return time.perf_counter() - began, latencies, codes
+
+
+async def open_loop(http: httpx.AsyncClient, url: str, headers: dict[str, str], *, rate: float, seconds: float,
+                    alerts: int, run: str) -> tuple[list[float], dict[int, int], float]:
+    latencies: list[float] = []
+    codes: dict[int, int] = {}
+    tasks: list[asyncio.Task[None]] = []
+
+    async def one(i: int) -> None:
+        began = time.perf_counter()
+        try:
+            response = await http.post(url, json=payload(f"{run}0f{i % alerts:08x}", i % alerts), headers=headers)
+            code = response.status_code
+        except httpx.HTTPError:
+            code = -1
+        latencies.append(time.perf_counter() - began)
+        codes[code] = codes.get(code, 0) + 1
+
+    total = int(rate * seconds)
+    start = time.perf_counter()
+    for i in range(total):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*tasks)
+    return latencies, codes, time.perf_counter() - start
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    state = Path(tempfile.mkdtemp(prefix="pitstop-webhook-bench-"))
+    server = DevServer(state_dir=state / "temporal", ports=DevServerPorts.free())
+    server.start()
+    token = secrets.token_urlsafe(24)
+    port = free_port()
+    queue = f"bench-{secrets.token_hex(4)}"
+    env = {**os.environ, "PITSTOP_TEMPORAL__ADDRESS": server.address, "PITSTOP_TEMPORAL__TASK_QUEUE": queue,
+           "PITSTOP_WEBHOOK__TOKEN": token, "PITSTOP_WEBHOOK__LISTEN": f"127.0.0.1:{port}",
+           "PITSTOP_STATE_DIR": str(state), "PITSTOP_WORKER__METRICS_PORT": "0", "PITSTOP_CONFIG": "/nonexistent",
+           "PITSTOP_KUBERNETES__REGIONS": "{}"}
+    logs = state / "logs"
+    logs.mkdir()
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "workers.cli", "worker"], env=env, cwd=ROOT,
+                         stdout=(logs / "worker.log").open("wb"), stderr=subprocess.STDOUT),
+        subprocess.Popen([sys.executable, "-m", "workers.webhook"], env=env, cwd=ROOT,
+                         stdout=(logs / "webhook.log").open("wb"), stderr=subprocess.STDOUT),
+    ]
+    try:
+        base = f"http://127.0.0.1:{port}"
+        await wait_ready(base + "/healthz")
+        url, headers = base + "/alerts", {"Authorization": f"Bearer {token}"}
+        run = secrets.token_hex(3)
+        limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
+        async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+            for i in range(20):  # warm-up
+                await http.post(url, json=payload(f"{run}0e{i:08x}", i), headers=headers)
+            elapsed, lat, codes = await burst(http, url, headers, total=args.burst, alerts=args.alerts,
+                                              concurrency=args.concurrency, run=run)
+            print(f"burst: {args.burst} notifications over {args.alerts} alerts, {args.concurrency} concurrent: "
+                  f"{elapsed:.2f}s = {args.burst / elapsed:.0f} req/s; p50 {pct(lat, .5) * 1000:.1f} ms, "
+                  f"p99 {pct(lat, .99) * 1000:.1f} ms; status {codes}")
+            lat, codes, took = await open_loop(http, url, headers, rate=args.rate, seconds=args.seconds,
+                                               alerts=args.alerts, run=run)
+            ok = codes.get(200, 0)
+            print(f"open loop: {args.rate:.0f} req/s for {args.seconds:.0f}s ({len(lat)} requests, {ok} ok, "
+                  f"{ok / took:.0f} req/s served): p50 {pct(lat, .5) * 1000:.1f} ms, p99 {pct(lat, .99) * 1000:.1f} ms, "
+                  f"max {max(lat) * 1000:.1f} ms, mean {statistics.fmean(lat) * 1000:.1f} ms; status {codes}")
+            target = pct(lat, .99) < 0.050
+            print(f"target p99 < 50 ms at {args.rate:.0f} req/s: {'met' if target else 'NOT met'}")
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        server.stop()
+    if args.mttr:
+        print("running the sandbox end-to-end test for MTTR (tests/sandbox/test_incident_remediation.py) ...", flush=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
+             "tests/sandbox/test_incident_remediation.py"],
+            cwd=ROOT, capture_output=True, text=True,
+        )
+        for line in result.stdout.splitlines():
+            if line.startswith("MTTR") or "->" in line and ("alert" in line or "fault" in line):
+                print(line)
+        if result.returncode:
+            print(result.stdout[-3000:], result.stderr[-2000:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--burst", type=int, default=1000)
+    parser.add_argument("--alerts", type=int, default=20)
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--mttr", action="store_true", help="also run the sandbox end-to-end test and print MTTR")
+    args = parser.parse_args()
+    print(f"pitstop webhook bench ({datetime.now(timezone.utc):%Y-%m-%d %H:%M}Z, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f})", flush=True)
+    asyncio.run(main_async(args))
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
