@@ -31,10 +31,13 @@ def runbook_json_schema() -> dict[str, Any]:
         "pattern": EXPRESSION_PATTERN,
         "description": "a `${{ ... }}` expression over inputs, steps.<id>.outputs/status, item, run",
     }
+    format_defs = {"Step", "Compensation", "ForEach", "InputSpec", "LeaseSpec", "RetrySpec", "Target", "Expression"}
+    for def_name, definition in defs.items():  # step arguments, including nested argument models
+        if def_name not in format_defs:
+            _accept_expressions(definition)
     clauses = []
     for name in names:
         ref = refs[(step_types[name].args_model, "validation")]
-        _accept_expressions(defs[ref["$ref"].rsplit("/", 1)[-1]])
         clauses.append({
             "if": {"properties": {"uses": {"const": name}}, "required": ["uses"]},
             "then": {"properties": {"with": ref}},

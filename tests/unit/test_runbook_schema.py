@@ -9,6 +9,7 @@ import yaml
 from pitstop.config import SHIPPED_RUNBOOKS_DIR
 from pitstop.runbook.registry import load_step_types
 from pitstop.runbook.schema import runbook_json_schema, runbook_json_schema_text
+from pitstop.runbook.validation import runbook_files
 
 SCHEMA_FILE = SHIPPED_RUNBOOKS_DIR / "runbook.schema.json"
 
