@@ -83,13 +83,20 @@ def run_up(settings: Settings, *, temporal_address: str | None, with_sandbox: bo
     started = time.monotonic()
     server: DevServer | None = None
     children: list[SupervisedProcess] = []
+    running_sandbox = None
     try:
         server, temporal_address = _start_temporal(settings, temporal_address)
         if with_sandbox and not settings.kubernetes.regions and _module_exists("sandbox.lifecycle"):
             from sandbox.lifecycle import ensure_sandbox  # the local fleet sandbox (kube API + kwok, Prometheus)
 
+            from .webhook import webhook_token
+
             print("[up] starting the local fleet sandbox (the first run builds Kubernetes binaries)", flush=True)
-            ensure_sandbox(settings)
+            running_sandbox = ensure_sandbox(
+                settings,
+                webhook_url=f"http://{settings.webhook.listen}/alerts",
+                webhook_token=webhook_token(settings),
+            )
         children = _start_children(settings, temporal_address)
         print(f"[up] ready in {time.monotonic() - started:.1f}s — Ctrl-C to stop", flush=True)
         while True:
@@ -104,6 +111,8 @@ def run_up(settings: Settings, *, temporal_address: str | None, with_sandbox: bo
         print("[up] stopping...", flush=True)
         for child in children:
             child.stop()
+        if running_sandbox is not None:
+            running_sandbox.stop_children()  # simulator, Prometheus, Alertmanager; clusters keep running
         if server is not None:
             server.stop()
         print("[up] stopped", flush=True)
