@@ -76,7 +76,9 @@ class StepCalls:
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise StepFailed(f"invalid arguments after evaluating expressions: {problems}") from exc
-        if step_type.native:
+        if step_type.child_workflow:
+            result = await self._child_workflow_step(step_type, key, typed_args, timeout)
+        elif step_type.native:
             native = {"sleep": self._sleep, "approval": self._approval, "runbook": self._child}[uses]
             result = await native(key, typed_args, timeout)
         else:
@@ -137,6 +139,27 @@ class StepCalls:
         if not result.approved:
             raise StepFailed(f"approval {key!r} not granted: {result.summary}")
         return result
+
+    async def _child_workflow_step(
+        self, step_type: type[StepType], key: str, args: Any, timeout: float | None
+    ) -> Any:
+        """A native step type backed by its own workflow (e.g. a progressive release): run it as a child."""
+        child_id = f"{self.run_id}/{key}"
+        if self.dry_run:
+            return step_type.result_model.model_construct(
+                changed=False, summary=f"would run {step_type.child_workflow} as {child_id}"
+            )
+        try:
+            return await workflow.execute_child_workflow(
+                step_type.child_workflow,
+                args,
+                id=child_id,
+                result_type=step_type.result_model,
+                execution_timeout=timedelta(seconds=timeout or step_type.default_timeout_seconds),
+                static_summary=f"{step_type.name} (child of {self.run_id}, step {key})",
+            )
+        except ChildWorkflowError as exc:
+            raise StepFailed(f"{step_type.name} ({child_id}) failed: {failure_text(exc)}") from exc
 
     async def _child(self, key: str, args: ChildRunbookArgs, timeout: float | None) -> ChildRunbookResult:
         child_id = f"{self.run_id}/{key}"

@@ -52,6 +52,7 @@ class StepType:
     result_model: ClassVar[type[StepResult]] = StepResult
     activity: ClassVar[str] = ""  # Temporal activity name (empty for native steps)
     native: ClassVar[bool] = False  # executed by the interpreter itself (sleep, approval, runbook), no activity
+    child_workflow: ClassVar[str] = ""  # native step run as this child workflow: input = args, output = result
     mutating: ClassVar[bool] = False
     regional: ClassVar[bool] = False  # args_model has `region: str`; runs on task queue pitstop-<region>
     default_timeout_seconds: ClassVar[float] = 60.0
@@ -66,6 +67,8 @@ StepTypeT = TypeVar("StepTypeT", bound=type[StepType])
 def register_step_type(cls: StepTypeT) -> StepTypeT:
     if cls.name in STEP_TYPES and STEP_TYPES[cls.name] is not cls:
         raise ValueError(f"step type {cls.name!r} registered twice ({STEP_TYPES[cls.name].__module__}, {cls.__module__})")
+    if cls.child_workflow and not cls.native:
+        raise ValueError(f"step type {cls.name!r} has a child_workflow, so it must be `native = True`")
     if not cls.native and not cls.activity:
         raise ValueError(f"step type {cls.name!r} needs an `activity` name (or `native = True`)")
     if cls.regional and "region" not in cls.args_model.model_fields:
