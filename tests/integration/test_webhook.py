@@ -210,6 +210,17 @@ async def cli(stack: Stack, *args: str) -> str:
     return out.decode()
 
 
+HISTORIES = Path(__file__).resolve().parents[1] / "histories"
+
+
+async def record_history(stack: Stack, workflow_id: str, name: str) -> None:
+    """With PITSTOP_RECORD_HISTORIES=1, save the run's history for tests/replay/test_incident_replay.py."""
+    if os.environ.get("PITSTOP_RECORD_HISTORIES") != "1":
+        return
+    history = await stack.client.get_workflow_handle(workflow_id).fetch_history()
+    (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+
 def fp() -> str:
     return uuid.uuid4().hex[:16]
 
@@ -321,6 +332,7 @@ async def test_alert_resolved_before_its_action_runs_gets_no_action(stack: Stack
     assert result.phase == IncidentPhase.RESOLVED
     assert result.actions == [] and result.first_action_at is None
     assert result.outcome == "resolved before any action"
+    await record_history(stack, incident, "incident-resolved-before-action")
 
 
 async def test_remediation_waits_for_a_release_holding_the_lease_then_recovers(stack: Stack) -> None:
@@ -354,6 +366,7 @@ async def test_remediation_waits_for_a_release_holding_the_lease_then_recovers(s
     kinds = [e.kind for e in result.timeline]
     assert kinds[0] == "alert" and "lease" in kinds and "action" in kinds and "recovered" in kinds
     print(f"\nalert delivered -> first action (after the release's lease): {first_action - delivered_at:.2f}s")
+    await record_history(stack, incident, "incident-lease-wait-recovered")
     draft = postmortem_markdown(result)
     shown = await cli(stack, "incident", "show", incident)
     assert "recovered" in shown and "MTTR" in shown and "first-fix" in shown
@@ -387,6 +400,7 @@ async def test_circuit_breaker_stops_a_second_action_within_the_hour(stack: Stac
     budget = await stack.client.get_workflow_handle(f"remediation-budget/eu/shop/{service}").query(
         "state", result_type=BudgetState)
     assert [a.key for a in budget.actions] == [f"{results[0].incident_id}/first-fix"]
+    await record_history(stack, results[1].incident_id, "incident-circuit-open")
     assert results[0].phase == IncidentPhase.RECOVERED and len(results[0].actions) == 1
     assert results[1].actions == [] and results[1].escalated
     assert any("circuit open" in e.message for e in results[1].timeline)
