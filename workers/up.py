@@ -80,6 +80,7 @@ def _raise_keyboard_interrupt(*_: object) -> None:
 def run_up(settings: Settings, *, temporal_address: str | None, with_sandbox: bool) -> None:
     """Start everything, supervise until Ctrl-C / SIGTERM, then stop children and the server (always)."""
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background (SIG_IGN)
     started = time.monotonic()
     server: DevServer | None = None
     children: list[SupervisedProcess] = []
