@@ -8,19 +8,55 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pitstop.analysis import Threshold
 from pitstop.runbook.model import Duration
-from pitstop.steps.common import KubeLabelName, KubeObjectName
-from pitstop.steps.istio import HeaderMatch
 
 RELEASE_WORKFLOW = "ProgressiveRelease"
 WAVES_WORKFLOW = "RegionWaves"
 
 _PROMQL_RANGE = re.compile(r"^\d+(ms|s|m|h|d)$")
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _label(value: str) -> str:
+    if value and (len(value) > 63 or not _DNS1123_LABEL.match(value)):
+        raise ValueError(f"{value!r} is not a valid Kubernetes name (lowercase letters, digits and '-', at most 63)")
+    return value
+
+
+def _subdomain(value: str) -> str:
+    if len(value) > 253 or not _DNS1123_SUBDOMAIN.match(value):
+        raise ValueError(f"{value!r} is not a valid Kubernetes object name (lowercase letters, digits, '-' and '.')")
+    return value
+
+
+# the same rules as pitstop.steps.common (not imported: the step library imports this module)
+KubeLabelName = Annotated[str, AfterValidator(_label)]
+KubeObjectName = Annotated[str, AfterValidator(_subdomain)]
+
+
+class HeaderMatch(BaseModel):
+    """Istio StringMatch: exactly one of exact / prefix / regex."""
+
+    model_config = ConfigDict(extra="forbid")
+    exact: str | None = None
+    prefix: str | None = None
+    regex: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> HeaderMatch:
+        if sum(v is not None for v in (self.exact, self.prefix, self.regex)) != 1:
+            raise ValueError("a header match needs exactly one of `exact`, `prefix`, `regex`")
+        return self
+
+    def as_istio(self) -> dict[str, str]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
 class Strategy(StrEnum):
