@@ -70,6 +70,7 @@ def _engine_activities(clients: ActivityClients) -> list[Callable[..., Any]]:
 
 
 def build_activities(clients: ActivityClients) -> ActivitySet:
+    from .delivery import ReleaseAnalysisActivities, ReleaseClusterActivities
     from .http import HttpActivities
     from .incidents import IncidentActivities
     from .istio import IstioActivities
@@ -82,10 +83,15 @@ def build_activities(clients: ActivityClients) -> ActivitySet:
         *activity_methods(HttpActivities(clients)),
         *activity_methods(NotifyActivities(clients)),
         *activity_methods(IncidentActivities(clients)),
+        *activity_methods(ReleaseAnalysisActivities(clients)),
         *_engine_activities(clients),
     ]
     regional: dict[str, list[Callable[..., Any]]] = {}
     for region in clients.kube:
         scoped = clients.for_region(region)  # a regional worker only ever touches its own cluster
-        regional[region] = [*activity_methods(KubernetesActivities(scoped)), *activity_methods(IstioActivities(scoped))]
+        regional[region] = [
+            *activity_methods(KubernetesActivities(scoped)),
+            *activity_methods(IstioActivities(scoped)),
+            *activity_methods(ReleaseClusterActivities(scoped)),
+        ]
     return ActivitySet(shared=shared, regional=regional)
