@@ -284,16 +284,20 @@ async def test_error_budget_gate_refuses_to_start(temporal_client: Client, task_
     region = "eu-central"
     with mesh([region], tmp_path) as (fakes, metrics, prom):
         metrics.inject(region, "v1", 0.05)
-        await asyncio.sleep(3 * SCRAPE)
+        deadline = time.monotonic() + 30
+        while prom.query("sum(istio_requests_total)") is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)  # two scrapes, so increase() has data
+        await asyncio.sleep(2 * SCRAPE)
         async with delivery_workers(temporal_client, task_queue, fakes, prom):
             handle = await temporal_client.start_workflow(
                 RELEASE_WORKFLOW,
                 ReleaseInput(release=release_spec(error_budget={"slo_percent": 99.9, "window": "1m"}), region=region),
                 id=f"rel-budget-{uuid.uuid4().hex[:6]}", task_queue=task_queue, result_type=ReleaseOutcome,
             )
-            with pytest.raises(WorkflowFailureError, match="refused"):
+            with pytest.raises(WorkflowFailureError) as failure:
                 await handle.result()
             status = await handle.query("status", result_type=ReleaseStatus)
+    assert "refused" in str(failure.value.cause)
     assert status.phase is Phase.FAILED and "exhausted" in status.message
     assert fakes[region].mutations() == []
 
