@@ -77,10 +77,14 @@ class LeaseActivities:
 
     @activity.defn(name="lease.holder_open")
     async def holder_open(self, check: HolderCheck) -> bool:
-        """Whether the holder's run is still running (a terminated holder never releases by itself)."""
+        """Whether the holder's run is still running (a terminated holder never releases by itself).
+
+        A holder that continued-as-new still holds the lease: then the latest run of its chain is checked."""
         try:
             handle = self.client.get_workflow_handle(check.workflow_id, run_id=check.run_id or None)
             description = await handle.describe()
+            if description.status == WorkflowExecutionStatus.CONTINUED_AS_NEW:
+                description = await self.client.get_workflow_handle(check.workflow_id).describe()
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 return False

@@ -120,6 +120,8 @@ def _print_status(current: RunStatus) -> None:
               f"  ->  pitstop approve {current.workflow_id} --step {approval.key}")
     if current.error:
         print(f"  {current.error}")
+    if current.run_number > 1:
+        print(f"  (continued-as-new {current.run_number - 1} time(s) to keep its history short; same run id)")
 
 
 def register(app: typer.Typer) -> None:
@@ -262,8 +264,10 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="The timeline as JSON, for machines.")] = False,
         raw: Annotated[bool, typer.Option("--raw", help="The raw Temporal history JSON (replayable).")] = False,
     ) -> None:
-        """The audit timeline of a run: who started it and how, each step with inputs, outputs, attempts, duration."""
-        from .run_history import render, timeline
+        """The audit timeline of a run: who started it and how, each step with inputs, outputs, attempts, duration.
+
+        A run that continued-as-new is shown whole (every Temporal run of its chain); --raw prints the latest run."""
+        from .run_history import fetch_chain, render, timeline
 
         settings = load_settings()
 
@@ -272,15 +276,16 @@ def register(app: typer.Typer) -> None:
 
             client = await connect(settings)
             try:
-                hist = await client.get_workflow_handle(workflow_id).fetch_history()
+                if raw:
+                    print((await client.get_workflow_handle(workflow_id).fetch_history()).to_json())
+                    return
+                chain = await fetch_chain(client, workflow_id)
             except RPCError as exc:
                 raise _not_found(exc, workflow_id) from exc
-            if raw:
-                print(hist.to_json())
-            elif as_json:
-                print(json.dumps(timeline(hist), indent=2, default=str))
+            if as_json:
+                print(json.dumps(timeline(chain), indent=2, default=str))
             else:
-                print(render(timeline(hist)))
+                print(render(timeline(chain)))
 
         asyncio.run(go())
 

@@ -2,6 +2,8 @@
 inputs, outputs, attempts, decision and duration, every control update (pause/resume/abort/approve).
 
 `timeline(history)` returns plain data (the `--json` output); `render(entries)` formats it for humans.
+A run that continued-as-new is a chain of Temporal runs under one workflow id: `fetch_chain` reads all of
+them (oldest first) and `timeline` covers the whole chain, marking where each run continued the previous one.
 """
 
 from __future__ import annotations
@@ -10,7 +12,25 @@ import json
 from datetime import datetime
 from typing import Any
 
-from temporalio.client import WorkflowHistory
+from temporalio.client import Client, WorkflowHistory
+
+MAX_CHAIN = 1000  # runs followed back through continue-as-new
+
+
+async def fetch_chain(client: Client, workflow_id: str, run_id: str | None = None) -> list[WorkflowHistory]:
+    """The histories of a run and of the runs it continued from (continue-as-new), oldest first."""
+    histories: list[WorkflowHistory] = []
+    current: str | None = run_id
+    while len(histories) < MAX_CHAIN:
+        history = await client.get_workflow_handle(workflow_id, run_id=current).fetch_history()
+        histories.append(history)
+        first = history.events[0] if history.events else None
+        previous = first.workflow_execution_started_event_attributes.continued_execution_run_id if first else ""
+        if not previous:
+            break
+        current = previous
+    histories.reverse()
+    return histories
 
 
 def _payloads(payloads: Any) -> list[Any]:
@@ -40,21 +60,40 @@ def _failure(failure: Any) -> str:
     return ": ".join(parts)
 
 
-def timeline(history: WorkflowHistory) -> dict[str, Any]:
-    """Run metadata plus one entry per step call / control action, in order of first appearance."""
-    run: dict[str, Any] = {"workflow_id": history.workflow_id}
-    calls: dict[int, dict[str, Any]] = {}  # scheduled event id -> entry
+def timeline(history: WorkflowHistory | list[WorkflowHistory]) -> dict[str, Any]:
+    """Run metadata plus one entry per step call / control action, in order of first appearance.
+
+    Given a continue-as-new chain (oldest first), the timeline covers every run; a `continued` entry marks
+    each new run. Given only the latest run of a chain, the run metadata says it continued from earlier runs."""
+    histories = history if isinstance(history, list) else [history]
+    run: dict[str, Any] = {"workflow_id": histories[0].workflow_id, "runs": len(histories)}
     entries: list[dict[str, Any]] = []
+    for index, one in enumerate(histories):
+        _events(one, index, run, entries)
+    return {"run": run, "timeline": entries}
+
+
+def _events(history: WorkflowHistory, index: int, run: dict[str, Any], entries: list[dict[str, Any]]) -> None:
+    calls: dict[int, dict[str, Any]] = {}  # scheduled event id -> entry (event ids restart in every run)
     for event in history.events:
         kind = event.WhichOneof("attributes") or ""
         attrs = getattr(event, kind) if kind else None
         if kind == "workflow_execution_started_event_attributes":
             request = _first(attrs.input) or {}
+            carried = request.get("carried") or {}
+            if index > 0:
+                entries.append({"kind": "continued", "at": _time(event).isoformat(),
+                                "from_run_id": attrs.continued_execution_run_id, "run_id": attrs.original_execution_run_id})
+                continue
             run.update(
                 runbook=request.get("runbook"), inputs=request.get("inputs"), dry_run=request.get("dry_run", False),
                 trigger=request.get("trigger"), started_by=request.get("started_by") or attrs.identity,
                 client_identity=attrs.identity, started_at=_time(event).isoformat(),
             )
+            if attrs.continued_execution_run_id:  # only the latest run(s) of a chain were read
+                run.update(continued_from=attrs.continued_execution_run_id,
+                           earlier_runs=len(carried.get("earlier_runs") or []),
+                           started_at=carried.get("started_at") or run["started_at"])
         elif kind == "activity_task_scheduled_event_attributes":
             invocation = _first(attrs.input) or {}
             entry = {"kind": "step", "call": attrs.activity_id, "type": attrs.activity_type.name,
@@ -93,7 +132,6 @@ def timeline(history: WorkflowHistory) -> dict[str, Any]:
         elif kind in ("workflow_execution_canceled_event_attributes", "workflow_execution_terminated_event_attributes",
                       "workflow_execution_timed_out_event_attributes", "workflow_execution_continued_as_new_event_attributes"):
             run.update(status=kind.split("_")[2], ended_at=_time(event).isoformat())
-    return {"run": run, "timeline": entries}
 
 
 def _close(entry: dict[str, Any], event: Any, state: str, **extra: Any) -> None:
@@ -115,6 +153,11 @@ def render(data: dict[str, Any]) -> str:
         f" (client {run.get('client_identity') or '?'})",
         f"  inputs {_short(run.get('inputs') or {})}",
     ]
+    if run.get("continued_from"):
+        lines.append(f"  (continued from {run.get('earlier_runs') or 'earlier'} earlier run(s), last {run['continued_from']};"
+                     " their steps are not shown)")
+    elif run.get("runs", 1) > 1:
+        lines.append(f"  ({run['runs']} Temporal runs: the run continued-as-new {run['runs'] - 1} time(s))")
     for entry in data["timeline"]:
         kind = entry["kind"]
         if kind == "step":
@@ -139,6 +182,8 @@ def render(data: dict[str, Any]) -> str:
             lines.append(f"  {entry['at'][11:19]} timer {entry['seconds']:g}s")
         elif kind == "child":
             lines.append(f"  {entry['at'][11:19]} child run {entry['workflow_id']}")
+        elif kind == "continued":
+            lines.append(f"  {entry['at'][11:19]} continued as new run {entry['run_id']} (history limit reached)")
         elif kind == "signal":
             lines.append(f"  {entry['at'][11:19]} signal {entry['name']} {_short(entry.get('args'))}")
     lines.append(f"  ended {run.get('ended_at', '(still running)')}: {run.get('status', 'running')}"

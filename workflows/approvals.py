@@ -2,11 +2,14 @@
 
 The interpreter's `approve` update validator calls `ApprovalGate.validate` (rejecting identities the
 runbook does not allow and steps not waiting), its handler calls `decide`. A deadline either decides by
-default or escalates to more approvers (then rejects at the second deadline).
+default or escalates to more approvers (then rejects at the second deadline); an escalation is announced
+through the `notify` callback (the step's `notify:` webhook / Slack endpoint) before the second deadline
+starts counting.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -37,7 +40,10 @@ class ApprovalGate:
     def decide(self, decision: ApprovalDecision) -> None:
         self.decisions.setdefault(decision.step, decision)
 
-    async def wait(self, key: str, args: ApprovalArgs, default_approvers: list[str]) -> ApprovalResult:
+    async def wait(
+        self, key: str, args: ApprovalArgs, default_approvers: list[str],
+        notify: Callable[[ApprovalRequestInfo], Awaitable[str]] | None = None,
+    ) -> ApprovalResult:
         info = ApprovalRequestInfo(key=key, message=args.message, approvers=list(args.approvers or default_approvers))
         self.waiting[key] = info
         try:
@@ -50,9 +56,12 @@ class ApprovalGate:
             info.approvers = sorted(set(info.approvers) | set(args.escalate_to))
             info.escalated = True
             workflow.logger.info("approval %s escalated to %s", key, ", ".join(args.escalate_to))
+            if notify is not None and args.notify is not None:
+                info.deadline = None
+                info.notified = await notify(info)
             if await self._wait_decision(key, info, args.escalation_timeout):
-                return self._result(key, escalated=True)
-            return ApprovalResult(approved=False, escalated=True, by_default=True,
+                return self._result(key, escalated=True, notified=info.notified)
+            return ApprovalResult(approved=False, escalated=True, by_default=True, notified=info.notified,
                                   summary="no decision after escalation: rejected by default")
         finally:
             self.waiting.pop(key, None)
@@ -67,10 +76,11 @@ class ApprovalGate:
             return False
         return True
 
-    def _result(self, key: str, *, escalated: bool) -> ApprovalResult:
+    def _result(self, key: str, *, escalated: bool, notified: str = "") -> ApprovalResult:
         decision = self.decisions[key]
         verdict = "approved" if decision.approved else "rejected"
         return ApprovalResult(
             approved=decision.approved, approver=decision.identity, comment=decision.comment, escalated=escalated,
+            notified=notified,
             summary=f"{verdict} by {decision.identity}" + (f": {decision.comment}" if decision.comment else ""),
         )

@@ -124,6 +124,10 @@ class LeaseHolderSide:
         self.grant: LeaseGrant | None = None
         self.requested = False
 
+    def restore(self, *, lease_id: str, requested: bool, grant: LeaseGrant | None) -> None:
+        """Take over the lease state of the previous run of a continue-as-new chain."""
+        self.lease_id, self.requested, self.grant = lease_id, requested, grant
+
     def granted(self, grant: LeaseGrant) -> None:
         if grant.lease_id == self.lease_id and self.grant is None:
             self.grant = grant

@@ -5,6 +5,12 @@ Temporal Web UI. The runbook is loaded and validated by the `runbook.load` activ
 lease (mutating runbooks) -> ready steps in parallel (bounded) -> compensations in reverse order on failure
 or abort -> lease released. Pause / resume / abort / approve are updates; `status` is a query; search
 attributes (RunbookName, Target*, Trigger, Phase) and the current details make the Web UI list runs usefully.
+
+Long runs continue-as-new: once the history passes `request.history_limit` events (or Temporal suggests it),
+no new step starts; when the steps in flight have finished (a safe point: no activity, child, timer or
+approval pending), the run continues-as-new carrying its whole state (`CarriedRun`: the loaded runbook, step
+states and outputs, the compensation stack, pause flag, lease, approval decisions), and the next run picks up
+where it stopped. The workflow id stays the same, so queries, updates and the CLI follow the chain.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ with workflow.unsafe.imports_passed_through():
     from pitstop.runbook import expressions as ex
     from pitstop.runbook.leases import LeaseGrant, LeaseHolder, lease_id
     from pitstop.runbook.model import Runbook, Step
-    from pitstop.runbook.request import RUNBOOK_WORKFLOW, LoadedRunbook, LoadRunbookRequest, RunbookOutcome, RunbookRequest
+    from pitstop.runbook.request import (
+        RUNBOOK_WORKFLOW, CarriedRun, LoadedRunbook, LoadRunbookRequest, RunbookOutcome, RunbookRequest,
+    )
     from pitstop.runbook.run_state import (
         ApprovalDecision, ControlRequest, Phase, RunStatus, StepState, StepStatus,
     )
@@ -64,6 +72,9 @@ class RunbookWorkflow:
         self._lease = LeaseHolderSide()
         self._saga = Saga()
         self._waiting_approvals = 0
+        self._loaded: LoadedRunbook | None = None
+        self._started_at = workflow.info().start_time
+        self._run_number = 1
 
     # ------------------------------------------------------------ handlers
 
@@ -72,8 +83,8 @@ class RunbookWorkflow:
         return RunStatus(
             workflow_id=workflow.info().workflow_id, runbook=self._request.runbook, phase=self._phase,
             paused=self._paused, dry_run=self._request.dry_run, target=self._target, lease_id=self._lease.lease_id,
-            started_at=workflow.info().start_time, steps=list(self._steps.values()),
-            approvals=list(self._approvals.waiting.values()), error=self._error,
+            started_at=self._started_at, steps=list(self._steps.values()),
+            approvals=list(self._approvals.waiting.values()), error=self._error, run_number=self._run_number,
         )
 
     @workflow.update
@@ -138,23 +149,32 @@ class RunbookWorkflow:
 
     @workflow.run
     async def run(self, request: RunbookRequest) -> RunbookOutcome:
-        loaded = await workflow.execute_activity(
-            "runbook.load", LoadRunbookRequest(runbook=request.runbook, inputs=request.inputs),
-            result_type=LoadedRunbook, activity_id="load", start_to_close_timeout=timedelta(seconds=30),
-            summary=f"load {request.runbook}",
-        )
-        self._setup(loaded)
+        if request.carried is not None:
+            self._restore(request.carried)
+        else:
+            loaded = await workflow.execute_activity(
+                "runbook.load", LoadRunbookRequest(runbook=request.runbook, inputs=request.inputs),
+                result_type=LoadedRunbook, activity_id="load", start_to_close_timeout=timedelta(seconds=30),
+                summary=f"load {request.runbook}",
+            )
+            self._setup(loaded)
         cancelled = False
+        continue_as_new = False
         try:
-            await self._acquire_lease()
+            if request.carried is None:
+                await self._acquire_lease()
             if self._abort is None:
                 self._set_phase(Phase.RUNNING)
-            await self._run_dag()
+            continue_as_new = await self._run_dag()
         except asyncio.CancelledError:
             cancelled = True  # Temporal cancellation ("Request cancellation" in the UI) = abort
             self._abort = self._abort or ControlRequest(identity="temporal", reason="workflow cancellation requested")
         except (ApplicationError, StepFailed) as exc:  # lease refused / timed out
             self._error = self._error or (exc.message if isinstance(exc, ApplicationError) else str(exc))
+        if continue_as_new and not cancelled:
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            if self._abort is None:  # an abort accepted meanwhile is handled here, by this run
+                workflow.continue_as_new(self._carry())
         await self._finish()  # not in `finally`: an evicted workflow must not run workflow code
         await workflow.wait_condition(workflow.all_handlers_finished)
         if cancelled:
@@ -164,6 +184,7 @@ class RunbookWorkflow:
         return self._outcome()
 
     def _setup(self, loaded: LoadedRunbook) -> None:
+        self._loaded = loaded
         self._runbook = loaded.runbook
         self._inputs = loaded.inputs
         self._steps = {s.id: StepStatus(id=s.id, uses=s.uses) for s in loaded.runbook.steps}
@@ -172,6 +193,50 @@ class RunbookWorkflow:
             target = loaded.runbook.target.model_dump()
             self._target = {k: str(ex.render(v, context) or "") for k, v in target.items()}
             self._target["cluster"] = self._target["cluster"] or self._target["region"]
+        self._upsert_search_attributes(loaded)
+        self._set_phase(Phase.LOADING)
+
+    def _restore(self, carried: CarriedRun) -> None:
+        """Resume from the state the previous run of the chain handed over (no load, no lease request)."""
+        self._loaded = carried.loaded
+        self._runbook = carried.loaded.runbook
+        self._inputs = carried.loaded.inputs
+        self._steps = {s.id: s for s in carried.steps}
+        self._target = dict(carried.target)
+        self._saga.restore(carried.loaded.runbook, carried.saga)
+        self._paused = carried.paused
+        self._lease.restore(lease_id=carried.lease_id, requested=carried.lease_requested, grant=carried.lease_grant)
+        self._approvals.decisions = dict(carried.decisions)
+        self._error = carried.error
+        self._started_at = carried.started_at or workflow.info().start_time
+        self._run_number = len(carried.earlier_runs) + 1
+        self._upsert_search_attributes(carried.loaded)
+        workflow.logger.info(
+            "runbook %s continues (run %d of the chain; %d earlier history events)",
+            carried.loaded.runbook.name, self._run_number, carried.earlier_events,
+        )
+
+    def _carry(self) -> RunbookRequest:
+        """The next run's input: this request plus the whole interpreter state."""
+        if self._loaded is None:
+            raise ApplicationError("internal error: continue-as-new before the runbook was loaded", non_retryable=True)
+        info = workflow.info()
+        previous = self._request.carried
+        carried = CarriedRun(
+            loaded=self._loaded, steps=list(self._steps.values()), target=self._target, saga=self._saga.carry(),
+            paused=self._paused, lease_id=self._lease.lease_id, lease_requested=self._lease.requested,
+            lease_grant=self._lease.grant, decisions=dict(self._approvals.decisions), error=self._error,
+            started_at=self._started_at,
+            earlier_runs=(previous.earlier_runs if previous else []) + [info.run_id],
+            earlier_events=(previous.earlier_events if previous else 0) + info.get_current_history_length(),
+        )
+        return self._request.model_copy(update={"carried": carried})
+
+    def _history_too_long(self) -> bool:
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() >= self._request.history_limit
+
+    def _upsert_search_attributes(self, loaded: LoadedRunbook) -> None:
         attributes = [
             SA_KEYS["runbook"].value_set(loaded.runbook.name),
             SA_KEYS["trigger"].value_set(self._request.trigger or "ui"),
@@ -180,7 +245,6 @@ class RunbookWorkflow:
             if self._target.get(name):
                 attributes.append(SA_KEYS[name].value_set(self._target[name]))
         workflow.upsert_search_attributes(attributes)
-        self._set_phase(Phase.LOADING)
 
     async def _finish(self) -> None:
         if self._phase not in (Phase.SUCCEEDED,):
@@ -219,18 +283,24 @@ class RunbookWorkflow:
 
     # ------------------------------------------------------------ the DAG
 
-    async def _run_dag(self) -> None:
+    async def _run_dag(self) -> bool:
+        """Run the steps; True = stopped at a safe point to continue-as-new (the history grew long)."""
         runbook = self._runbook
         if runbook is None:
-            return
+            return False
         graph = {s.id: s.needs for s in runbook.steps}
         running: dict[str, asyncio.Task[None]] = {}
-        started: set[str] = set()
+        started = {sid for sid, st in self._steps.items() if st.state != StepState.PENDING}  # carried runs
+        carried_in = len(started)
         while True:
             if self._abort is not None:
                 await self._cancel(running)
-                return
-            if not self._paused and not self._failed():
+                return False
+            # drain, then continue-as-new; never twice in a row without progress (no continue-as-new loop)
+            draining = (not self._failed() and carried_in < len(started) < len(graph)) and self._history_too_long()
+            if draining and not running:
+                return True  # safe point: nothing in flight
+            if not self._paused and not self._failed() and not draining:
                 finished = [sid for sid, st in self._steps.items() if st.state.finished_ok]
                 for sid in dag.ready(graph, finished, started):
                     if len(running) >= runbook.max_parallel:
@@ -238,7 +308,7 @@ class RunbookWorkflow:
                     started.add(sid)
                     running[sid] = asyncio.create_task(self._run_step(runbook.step(sid)))  # type: ignore[arg-type]
             if not running and (self._failed() or len(started) == len(graph)):
-                return
+                return False
             self._refresh_phase()
             seen = self._tick
             await workflow.wait_condition(
@@ -340,14 +410,14 @@ class RunbookWorkflow:
         return StepCalls(
             run_id=workflow.info().workflow_id, dry_run=self._request.dry_run, approvals=self._approvals,
             default_approvers=self._runbook.approvers if self._runbook else [],
-            child_request=self._child_request, on_waiting=self._on_waiting,
+            child_request=self._child_request, on_waiting=self._on_waiting, runbook=self._request.runbook,
         )
 
     def _child_request(self, name: str, inputs: dict[str, Any]) -> RunbookRequest:
         held = list(self._request.held_leases) + ([self._lease.lease_id] if self._lease.lease_id else [])
         return RunbookRequest(
             runbook=name, inputs=inputs, dry_run=self._request.dry_run, trigger="runbook",
-            started_by=workflow.info().workflow_id, held_leases=held,
+            started_by=workflow.info().workflow_id, held_leases=held, history_limit=self._request.history_limit,
         )
 
     def _on_waiting(self, key: str, waiting: bool) -> None:

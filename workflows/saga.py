@@ -14,7 +14,8 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from pitstop.runbook import expressions as ex
-    from pitstop.runbook.model import Step
+    from pitstop.runbook.model import Runbook, Step
+    from pitstop.runbook.request import SagaEntry
     from pitstop.runbook.run_state import StepState, StepStatus
 
 from .step_calls import StepCalls, StepFailed
@@ -36,6 +37,16 @@ class Saga:
 
     def record(self, step: Step, key: str, item: Any, outputs: Any) -> None:
         self.entries.append(Done(step, key, item, outputs))
+
+    def carry(self) -> list[SagaEntry]:
+        """The compensation stack as data, for continue-as-new."""
+        return [SagaEntry(step_id=e.step.id, key=e.key, item=e.item, outputs=e.outputs) for e in self.entries]
+
+    def restore(self, runbook: Runbook, entries: list[SagaEntry]) -> None:
+        for entry in entries:
+            step = runbook.step(entry.step_id)
+            if step is not None:
+                self.entries.append(Done(step, entry.key, entry.item, entry.outputs))
 
     async def compensate(
         self, calls: StepCalls, context: Callable[[Any], dict[str, Any]], steps: dict[str, StepStatus]

@@ -27,11 +27,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from pitstop.runbook.registry import load_step_types
     from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
+    from pitstop.runbook.run_state import ApprovalRequestInfo
     from pitstop.runbook.step_types import StepInvocation, StepType
 
     STEP_TYPES = load_step_types()
 
 DEFAULT_RETRY = RetrySpec(attempts=3, backoff=1.0)
+NOTIFY_RETRY = RetrySpec(attempts=3, backoff=1.0)
 
 
 class StepFailed(Exception):
@@ -55,9 +57,10 @@ class StepCalls:
     def __init__(
         self, *, run_id: str, dry_run: bool, approvals: Any, default_approvers: list[str],
         child_request: Callable[[str, dict[str, Any]], RunbookRequest],
-        on_waiting: Callable[[str, bool], None],
+        on_waiting: Callable[[str, bool], None], runbook: str = "",
     ) -> None:
         self.run_id = run_id
+        self.runbook = runbook
         self.dry_run = dry_run
         self.approvals = approvals
         self.default_approvers = default_approvers
@@ -131,7 +134,9 @@ class StepCalls:
             return ApprovalResult(approved=True, by_default=True, summary=f"would wait for approval by {who}")
         self.on_waiting(key, True)
         try:
-            result = await self.approvals.wait(key, args, self.default_approvers)
+            result = await self.approvals.wait(
+                key, args, self.default_approvers, notify=lambda info: self._notify_escalation(key, args, info)
+            )
         except asyncio.CancelledError:
             self.on_waiting(key, False)
             raise
@@ -139,6 +144,39 @@ class StepCalls:
         if not result.approved:
             raise StepFailed(f"approval {key!r} not granted: {result.summary}")
         return result
+
+    async def _notify_escalation(self, key: str, args: ApprovalArgs, info: ApprovalRequestInfo) -> str:
+        """Announce an escalated approval with the `notify.webhook` / `notify.slack` activity; a failed
+        notification is reported in the step's output and status, it does not decide the approval."""
+        spec = args.notify
+        if spec is None:
+            return ""
+        step_type = STEP_TYPES.get(f"notify.{spec.kind}")
+        if step_type is None:
+            return f"not notified: step type notify.{spec.kind} is not installed on the worker"
+        approvers = ", ".join(info.approvers) or "anyone"
+        command = f"pitstop approve {self.run_id} --step {key} --as <identity>"
+        target: dict[str, Any] = {"url_env": spec.url_env, "token_env": spec.token_env}
+        if spec.kind == "slack":
+            target["text"] = (
+                f"Approval escalated: run {self.run_id} ({self.runbook}), step {key}: {args.message or 'approval needed'}\n"
+                f"Approvers now: {approvers}\nDecide with: {command}"
+            )
+        else:
+            target["payload"] = {
+                "event": "approval_escalated", "run_id": self.run_id, "runbook": self.runbook, "step": key,
+                "message": args.message, "approvers": info.approvers, "escalated_to": list(args.escalate_to),
+                "escalation_timeout_seconds": args.escalation_timeout, "approve_command": command,
+            }
+        try:
+            typed = step_type.args_model.model_validate(target)
+            result = await self._activity(
+                step_type, f"{key}:escalation", typed, None, NOTIFY_RETRY, activity_id=f"escalate:{key}"
+            )
+        except (StepFailed, ValidationError) as exc:
+            workflow.logger.warning("approval %s: escalation notification failed: %s", key, exc)
+            return f"notification failed: {exc}"
+        return str(getattr(result, "summary", "") or "notified")
 
     async def _child_workflow_step(
         self, step_type: type[StepType], key: str, args: Any, timeout: float | None

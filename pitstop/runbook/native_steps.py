@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .model import Duration
 from .step_types import StepArgs, StepResult, StepType, register_step_type
@@ -37,6 +37,20 @@ class Sleep(StepType):
 # ---------------------------------------------------------------- approval
 
 
+class EscalationNotify(StepArgs):
+    """Where to announce an escalation (sent with the `notify.webhook` / `notify.slack` activities)."""
+
+    url_env: str = Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="env var on the worker holding the webhook URL (a secret)"
+    )
+    kind: Literal["webhook", "slack"] = Field(
+        "webhook", description="webhook: JSON event with run, step, message, approvers; slack: a `{text}` message"
+    )
+    token_env: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="env var holding a bearer token, sent as Authorization"
+    )
+
+
 class ApprovalArgs(StepArgs):
     message: str = Field("", description="what the approver is asked")
     approvers: list[str] = Field(
@@ -48,6 +62,17 @@ class ApprovalArgs(StepArgs):
     )
     escalate_to: list[str] = Field(default_factory=list, description="identities added at the deadline")
     escalation_timeout: Duration | None = Field(None, description="second deadline after escalating (then reject)")
+    notify: EscalationNotify | None = Field(
+        None, description="on escalation, notify this webhook / Slack endpoint (run id, step, message, approvers)"
+    )
+
+    @model_validator(mode="after")
+    def _notify_needs_escalation(self) -> ApprovalArgs:
+        if self.notify is not None and self.on_timeout != "escalate":
+            raise ValueError("`notify` is sent on escalation: set `on_timeout: escalate` (and `timeout`)")
+        if self.on_timeout == "escalate" and not self.escalate_to:
+            raise ValueError("`on_timeout: escalate` needs `escalate_to` (the identities added at the deadline)")
+        return self
 
 
 class ApprovalResult(StepResult):
@@ -56,6 +81,7 @@ class ApprovalResult(StepResult):
     comment: str = ""
     escalated: bool = False
     by_default: bool = Field(False, description="decided by the deadline, not by a person")
+    notified: str = Field("", description="outcome of the escalation notification")
 
 
 @register_step_type

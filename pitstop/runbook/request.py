@@ -4,11 +4,13 @@ Temporal Web UI's start form, e.g. `{"runbook": "hello", "inputs": {"name": "fle
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 RUNBOOK_WORKFLOW = "Runbook"  # Temporal workflow type name of the interpreter
+DEFAULT_HISTORY_LIMIT = 10_000  # events; Temporal's hard limit is ~50k (and it suggests continuing at ~4k)
 
 
 class RunbookRequest(BaseModel):
@@ -19,6 +21,14 @@ class RunbookRequest(BaseModel):
     started_by: str = ""
     held_leases: list[str] = Field(
         default_factory=list, description="lease ids already held by a parent run (a child does not wait on them)"
+    )
+    history_limit: int = Field(
+        DEFAULT_HISTORY_LIMIT, ge=50, le=40_000,
+        description="continue-as-new between steps once this run's history has this many events "
+        "(or when Temporal suggests it), so a long runbook never approaches Temporal's history limits",
+    )
+    carried: CarriedRun | None = Field(
+        None, description="set by the engine when a run continues-as-new: the state the next run resumes from"
     )
 
 
@@ -47,6 +57,41 @@ class LoadedRunbook(BaseModel):
     file: str
 
 
-from .model import Runbook  # noqa: E402  (after the models, to keep this module's public names first)
+class SagaEntry(BaseModel):
+    """One recorded compensation (a successful call of a step with `compensate:`), in completion order."""
+
+    step_id: str
+    key: str
+    item: Any = None
+    outputs: Any = None
+
+
+class CarriedRun(BaseModel):
+    """Everything the interpreter keeps, handed from one run of a chain to the next on continue-as-new.
+
+    Taken at a safe point: no step in flight (so no approval waiting either), lease held or not needed.
+    The runbook itself is carried too, so a run keeps the definition it started with.
+    """
+
+    loaded: LoadedRunbook
+    steps: list[StepStatus]
+    target: dict[str, str] = Field(default_factory=dict)
+    saga: list[SagaEntry] = Field(default_factory=list, description="compensation stack, oldest first")
+    paused: bool = False
+    lease_id: str = ""
+    lease_requested: bool = False
+    lease_grant: LeaseGrant | None = None
+    decisions: dict[str, ApprovalDecision] = Field(default_factory=dict, description="approval decisions so far")
+    error: str = ""
+    started_at: datetime | None = Field(None, description="when the first run of the chain started")
+    earlier_runs: list[str] = Field(default_factory=list, description="run ids of the earlier runs, oldest first")
+    earlier_events: int = Field(0, description="history events of the earlier runs together")
+
+
+from .leases import LeaseGrant  # noqa: E402  (after the models, to keep this module's public names first)
+from .model import Runbook  # noqa: E402
+from .run_state import ApprovalDecision, StepStatus  # noqa: E402
 
 LoadedRunbook.model_rebuild()
+CarriedRun.model_rebuild()
+RunbookRequest.model_rebuild()

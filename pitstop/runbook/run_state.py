@@ -62,6 +62,7 @@ class ApprovalRequestInfo(BaseModel):
     approvers: list[str] = Field(default_factory=list)
     deadline: datetime | None = None
     escalated: bool = False
+    notified: str = Field("", description="outcome of the escalation notification, if one was configured")
 
 
 class RunStatus(BaseModel):
@@ -76,6 +77,7 @@ class RunStatus(BaseModel):
     steps: list[StepStatus] = Field(default_factory=list)
     approvals: list[ApprovalRequestInfo] = Field(default_factory=list, description="approvals waiting now")
     error: str = ""
+    run_number: int = Field(1, description="1 + how many times the run continued-as-new (one Temporal run each)")
 
 
 class ControlRequest(BaseModel):

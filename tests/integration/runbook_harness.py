@@ -11,8 +11,11 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 
+from activities.clients import ActivityClients
+from activities.notify import NotifyActivities
 from activities.runbook_catalog import LeaseActivities, RunbookCatalog
 from activities.runbook_debug import DebugSteps
+from pitstop.config import Settings
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
 from pitstop.runbook.run_state import RunStatus
 from tests.fixtures.temporal import running_worker
@@ -22,10 +25,13 @@ TEST_RUNBOOKS = Path(__file__).resolve().parents[1] / "data" / "runbooks"
 
 
 def engine_activities(client: Client, runbooks_dir: Path = TEST_RUNBOOKS, lease_check_seconds: float = 1.0) -> list[Any]:
+    notify = NotifyActivities(ActivityClients(settings=Settings()))  # approval escalations
     return [
         *RunbookCatalog(runbooks_dir).activities(),
         *DebugSteps().activities(),
         *LeaseActivities(client, check_seconds=lease_check_seconds).activities(),
+        notify.webhook,
+        notify.slack,
     ]
 
 
@@ -37,10 +43,16 @@ async def engine(client: Client, task_queue: str, runbooks_dir: Path = TEST_RUNB
         yield
 
 
-async def start(client: Client, task_queue: str, runbook: str, workflow_id: str | None = None, **inputs: Any) -> WorkflowHandle[Any, RunbookOutcome]:
+async def start(
+    client: Client, task_queue: str, runbook: str, workflow_id: str | None = None, *,
+    history_limit: int | None = None, **inputs: Any,
+) -> WorkflowHandle[Any, RunbookOutcome]:
+    request = RunbookRequest(runbook=runbook, inputs=inputs, trigger="test", started_by="pytest")
+    if history_limit is not None:
+        request.history_limit = history_limit
     return await client.start_workflow(
         RUNBOOK_WORKFLOW,
-        RunbookRequest(runbook=runbook, inputs=inputs, trigger="test", started_by="pytest"),
+        request,
         id=workflow_id or f"{runbook}-{uuid.uuid4().hex[:8]}",
         task_queue=task_queue,
         result_type=RunbookOutcome,
