@@ -112,6 +112,7 @@ class AlertNotification(BaseModel):
     received_at: datetime = Field(description="when the receiver accepted the notification (wall clock)")
     group_key: str = ""
     receiver: str = ""
+    count: int = Field(1, ge=1, description="identical notifications this signal stands for (coalesced by the receiver)")
 
     @property
     def incident_id(self) -> str:

@@ -96,6 +96,7 @@ class AlertWebhook:
         self.max_body_bytes = max_body_bytes
         self.accepted = 0
         self.refused = 0
+        self._batches: dict[tuple[str, str], _Batch] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -187,6 +188,43 @@ class AlertWebhook:
                              [(b"www-authenticate", b'Bearer realm="pitstop"')])
 
     async def _deliver(self, note: AlertNotification) -> dict[str, str]:
+        """Deliver durably; identical notifications arriving while one is in flight share the next signal."""
+        key = (note.incident_id, note.alert.status)
+        batch = self._batches.get(key)
+        if batch is None:
+            batch = self._batches[key] = _Batch()
+        if not batch.sending:
+            batch.sending = True
+            try:
+                result = await self._signal_with_start(note)
+                while batch.waiting:
+                    waiting, batch.waiting = batch.waiting, []
+                    latest = waiting[-1][0].model_copy(update={"count": len(waiting)})
+                    try:
+                        outcome = await self._signal_with_start(latest)
+                    except BaseException as exc:
+                        for _, future in waiting:
+                            if not future.done():
+                                future.set_exception(exc)
+                        raise
+                    for _, future in waiting:
+                        if not future.done():
+                            future.set_result(outcome)
+                return result
+            except BaseException as exc:
+                waiting, batch.waiting = batch.waiting, []
+                for _, future in waiting:
+                    if not future.done():
+                        future.set_exception(exc)
+                raise
+            finally:
+                batch.sending = False
+                self._batches.pop(key, None)
+        future: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
+        batch.waiting.append((note, future))
+        return await future
+
+    async def _signal_with_start(self, note: AlertNotification) -> dict[str, str]:
         incident = note.incident_id
         try:
             await self.client.start_workflow(
@@ -203,6 +241,14 @@ class AlertWebhook:
         except WorkflowAlreadyStartedError:
             return {"incident": incident, "status": note.alert.status, "delivered": "incident already closed"}
         return {"incident": incident, "status": note.alert.status, "delivered": "signalled"}
+
+
+class _Batch:
+    """Notifications of one incident (and status) waiting while a signal for it is in flight."""
+
+    def __init__(self) -> None:
+        self.sending = False
+        self.waiting: list[tuple[AlertNotification, asyncio.Future[dict[str, str]]]] = []
 
 
 def _first_errors(exc: ValidationError, limit: int = 3) -> str:

@@ -82,7 +82,7 @@ class IncidentWorkflow:
     @workflow.signal(name=ALERT_SIGNAL)
     def alert_notification(self, note: AlertNotification) -> None:
         s = self._s
-        s.notifications += 1
+        s.notifications += note.count
         if s.alert is None:
             s.alert = note.alert
             s.first_received_at = note.received_at
