@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
 
 from activities.clients import ActivityClients
 from activities.delivery import ReleaseAnalysisActivities
@@ -94,7 +96,7 @@ def outcome_of(exc: WorkflowFailureError) -> dict[str, Any]:
 
 
 async def test_good_release_promoted_in_every_region_with_zero_failed_checks(
-    temporal_client: Client, task_queue: str, tmp_path: Path
+    temporal_client: Client, temporal_server: Any, task_queue: str, tmp_path: Path
 ) -> None:
     with mesh(REGIONS, tmp_path) as (fakes, _metrics, prom):
         async with delivery_workers(temporal_client, task_queue, fakes, prom):
@@ -105,6 +107,12 @@ async def test_good_release_promoted_in_every_region_with_zero_failed_checks(
             )
             outcome = await handle.result()
             elapsed = time.monotonic() - started
+            shown = await cli(temporal_server, "release", "status", handle.id)
+            # replay: the recorded histories still run deterministically with the current code
+            replayer = Replayer(workflows=[ProgressiveRelease, RegionWaves], data_converter=pydantic_data_converter)
+            await replayer.replay_workflow(await handle.fetch_history())
+            await replayer.replay_workflow(await temporal_client.get_workflow_handle(f"{handle.id}/us-east").fetch_history())
+    assert shown.returncode == 0 and "eu-central: succeeded" in shown.stdout and "us-east: succeeded" in shown.stdout, shown.stdout
     assert outcome.phase == "succeeded" and outcome.promoted_regions == REGIONS
     for region in REGIONS:
         result = outcome.regions[region]
@@ -222,8 +230,14 @@ async def test_failure_in_second_region_rolls_back_the_first(
         assert f"{SERVICE}-canary" not in fake.deployments
 
 
+async def cli(server: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PITSTOP_TEMPORAL__ADDRESS": server.address, "PITSTOP_IDENTITY": "test"}
+    return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "workers.cli", *args], env=env,
+                                   capture_output=True, text=True, timeout=60)
+
+
 async def test_manual_gate_then_instant_rollback_during_warm_window(
-    temporal_client: Client, task_queue: str, tmp_path: Path
+    temporal_client: Client, temporal_server: Any, task_queue: str, tmp_path: Path
 ) -> None:
     region = "eu-central"
     with mesh([region], tmp_path) as (fakes, _metrics, prom):
@@ -234,9 +248,17 @@ async def test_manual_gate_then_instant_rollback_during_warm_window(
                 id=f"rel-gate-{uuid.uuid4().hex[:6]}", task_queue=task_queue, result_type=ReleaseOutcome,
             )
             await wait_phase(handle, {Phase.AWAITING_APPROVAL})
-            with pytest.raises(Exception, match="may not promote"):
+            shown = await cli(temporal_server, "release", "status", handle.id)
+            assert shown.returncode == 0, shown.stdout
+            assert "awaiting_approval" in shown.stdout and "stable=50%, canary=50%" in shown.stdout, shown.stdout
+            assert "request-success-rate" in shown.stdout and "pitstop release promote" in shown.stdout
+            refused = await cli(temporal_server, "release", "promote", handle.id, "--as", "mallory")
+            assert refused.returncode != 0 and "may not promote" in refused.stdout + refused.stderr
+            with pytest.raises(Exception) as rejected:
                 await handle.execute_update("promote", ApproveRequest(identity="mallory"), result_type=ReleaseStatus)
-            await handle.execute_update("promote", ApproveRequest(identity="alice"), result_type=ReleaseStatus)
+            assert "may not promote" in str(getattr(rejected.value, "cause", rejected.value))
+            approved = await cli(temporal_server, "release", "promote", handle.id, "--as", "alice")
+            assert approved.returncode == 0, approved.stdout + approved.stderr
             await wait_phase(handle, {Phase.PROMOTED})
             assert fakes[region].weights() == {"stable": 0, "canary": 100}
             asked = time.monotonic()

@@ -1,0 +1,206 @@
+"""CLI commands for releases: `pitstop release status|promote|rollback|abort ID`.
+
+ID is a `ProgressiveRelease` (one region), a `RegionWaves` run (every region), or a runbook run whose
+release step runs as a child workflow (`<run>/release` or `<run>/waves`). Status shows the phase, the
+route weights per region and the latest analysis verdicts (query, value, threshold, verdict).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Annotated, Any, Optional
+
+import typer
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from pitstop.delivery.models import ApproveRequest, MeasurementRecord, ReleaseStatus, RollbackRequest, WavesStatus
+from pitstop.delivery.spec import RELEASE_WORKFLOW, WAVES_WORKFLOW
+
+from .errors import EXIT_NOT_FOUND, EXIT_USAGE, CliError
+
+CHILD_STEP_IDS = ("release", "waves")
+
+
+async def resolve_release(client: Client, workflow_id: str) -> tuple[str, str]:
+    """(workflow id, type) of the release behind `workflow_id` (itself, or a runbook run's release child)."""
+    for candidate in (workflow_id, *(f"{workflow_id}/{step}" for step in CHILD_STEP_IDS)):
+        try:
+            desc = await client.get_workflow_handle(candidate).describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                continue
+            raise CliError(f"Temporal refused the request for {candidate!r}: {exc.message}") from exc
+        if desc.workflow_type in (RELEASE_WORKFLOW, WAVES_WORKFLOW):
+            return candidate, desc.workflow_type
+    raise CliError(f"no release found for {workflow_id!r} (a {RELEASE_WORKFLOW} or {WAVES_WORKFLOW} run, "
+                   f"or a runbook run with a step {' / '.join(CHILD_STEP_IDS)})", exit_code=EXIT_NOT_FOUND)
+
+
+def render_verdicts(records: list[MeasurementRecord]) -> list[str]:
+    lines = []
+    for r in records:
+        value = "no data" if r.value is None else f"{r.value:.4g}"
+        lines.append(f"    {r.verdict.value:<12} {r.check:<24} {value:>10}  ({r.threshold})  {r.explanation}")
+        lines.append(f"    {'':<12} {r.query}")
+    return lines
+
+
+def render_release(status: ReleaseStatus, *, events: int = 8) -> str:
+    weights = ", ".join(f"{k or 'default'}={v}%" for k, v in status.weights.items()) or "-"
+    lines = [
+        f"{status.region}: {status.phase.value}  {status.service}.{status.namespace}  {status.strategy}  "
+        f"{status.stable_version or '?'} -> {status.new_version}",
+        f"  weights: {weights}   step {status.step_index + 1}/{len(status.steps)} {status.steps}   "
+        f"analysis runs {status.analysis_runs}, failed {status.failed_runs}/{status.failure_threshold}",
+        f"  {status.message}",
+    ]
+    if status.awaiting_approval:
+        lines.append("  waiting for: pitstop release promote <id>")
+    if status.rollback_reason:
+        lines.append(f"  rollback reason: {status.rollback_reason}")
+    if status.last_verdicts:
+        lines.append(f"  last analysis ({status.last_verdict.value if status.last_verdict else '?'}):")
+        lines += render_verdicts(status.last_verdicts)
+    if status.events:
+        lines.append("  recent events:")
+        lines += [f"    {e.at[:19]}Z {e.phase.value:<18} {e.message}" for e in status.events[-events:]]
+    return "\n".join(lines)
+
+
+async def release_status(client: Client, workflow_id: str) -> dict[str, Any]:
+    release_id, kind = await resolve_release(client, workflow_id)
+    handle = client.get_workflow_handle(release_id)
+    if kind == RELEASE_WORKFLOW:
+        return {"id": release_id, "type": kind, "release": await handle.query("status", result_type=ReleaseStatus)}
+    waves = await handle.query("status", result_type=WavesStatus)
+    children = await handle.query("children", result_type=dict)
+    regions: dict[str, ReleaseStatus] = {}
+    for region, child_id in children.items():
+        try:
+            regions[region] = await client.get_workflow_handle(child_id).query("status", result_type=ReleaseStatus)
+        except Exception:  # noqa: BLE001 - a child without a worker to answer: show what the parent knows
+            continue
+    return {"id": release_id, "type": kind, "waves": waves, "regions": regions}
+
+
+def _run(coro_factory: Any) -> Any:
+    from .cli import load_settings
+    from .temporal_connection import connect
+
+    async def go() -> Any:
+        client = await connect(load_settings())
+        return await coro_factory(client)
+
+    return asyncio.run(go())
+
+
+def _identity(identity: str | None) -> str:
+    if identity:
+        return identity
+    if os.environ.get("PITSTOP_IDENTITY"):
+        return os.environ["PITSTOP_IDENTITY"]
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def register(app: typer.Typer) -> None:
+    release_app = typer.Typer(help="Progressive delivery: live status, manual promotion, instant rollback, abort.",
+                              no_args_is_help=True)
+
+    @release_app.command("status")
+    def status(
+        workflow_id: Annotated[str, typer.Argument(help="Release, waves or runbook run id.")],
+        as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+        history: Annotated[bool, typer.Option("--measurements", help="Every recorded check, not only the latest run.")] = False,
+    ) -> None:
+        """Phase, route weights per region and the latest analysis verdicts."""
+
+        async def go(client: Client) -> str:
+            state = await release_status(client, workflow_id)
+            releases = [state["release"]] if "release" in state else list(state["regions"].values())
+            if as_json:
+                return json.dumps({k: (v.model_dump(mode="json") if hasattr(v, "model_dump") else
+                                       {r: s.model_dump(mode="json") for r, s in v.items()} if isinstance(v, dict) else v)
+                                   for k, v in state.items()}, indent=2)
+            out = [f"{state['id']} ({state['type']})"]
+            if "waves" in state:
+                w: WavesStatus = state["waves"]
+                out.append(f"waves: {w.phase}  order {w.regions}  promoted {w.promoted_regions}  "
+                           f"rolled back {w.rolled_back_regions}  {w.message}")
+            out += [render_release(r) for r in releases]
+            if history:
+                ids = [state["id"]] if "release" in state else list((await client.get_workflow_handle(state["id"]).query(
+                    "children", result_type=dict)).values())
+                for child in ids:
+                    records = await client.get_workflow_handle(child).query("measurements", 0, result_type=list[MeasurementRecord])
+                    out.append(f"measurements of {child}:")
+                    out += render_verdicts(records)
+            return "\n".join(out)
+
+        print(_run(go), flush=True)
+
+    @release_app.command("promote")
+    def promote(
+        workflow_id: Annotated[str, typer.Argument(help="Release or waves id.")],
+        comment: Annotated[str, typer.Option("--comment", "-m")] = "",
+        identity: Annotated[Optional[str], typer.Option("--as", help="Approver identity.")] = None,
+    ) -> None:
+        """Pass the manual gate: promote a release waiting for approval (or start the next region)."""
+
+        async def go(client: Client) -> str:
+            release_id, _ = await resolve_release(client, workflow_id)
+            try:
+                await client.get_workflow_handle(release_id).execute_update(
+                    "promote", ApproveRequest(identity=_identity(identity), comment=comment))
+            except WorkflowUpdateFailedError as exc:
+                raise CliError(f"promote refused: {getattr(exc.cause, 'message', None) or exc.cause}", exit_code=EXIT_USAGE) from exc
+            return f"promote: accepted for {release_id}"
+
+        print(_run(go), flush=True)
+
+    @release_app.command("rollback")
+    def rollback(
+        workflow_id: Annotated[str, typer.Argument(help="Release id (one region).")],
+        reason: Annotated[str, typer.Option("--reason", "-m")] = "manual rollback",
+        identity: Annotated[Optional[str], typer.Option("--as")] = None,
+    ) -> None:
+        """Instant rollback: traffic back to the warm previous version in one step; waits until done."""
+
+        async def go(client: Client) -> str:
+            release_id, kind = await resolve_release(client, workflow_id)
+            if kind == WAVES_WORKFLOW:
+                await client.get_workflow_handle(release_id).signal("abort", f"{reason} by {_identity(identity)}")
+                return f"rollback of every region requested for {release_id}"
+            try:
+                done = await client.get_workflow_handle(release_id).execute_update(
+                    "rollback", RollbackRequest(reason=reason, identity=_identity(identity)), result_type=ReleaseStatus)
+            except WorkflowUpdateFailedError as exc:
+                raise CliError(f"rollback refused: {getattr(exc.cause, 'message', None) or exc.cause}", exit_code=EXIT_USAGE) from exc
+            return render_release(done)
+
+        print(_run(go), flush=True)
+
+    @release_app.command("abort")
+    def abort(
+        workflow_id: Annotated[str, typer.Argument(help="Release or waves id.")],
+        reason: Annotated[str, typer.Option("--reason", "-m")] = "aborted",
+        identity: Annotated[Optional[str], typer.Option("--as")] = None,
+    ) -> None:
+        """Abort a release: roll back to the exact prior routes and scale (every promoted region for waves)."""
+
+        async def go(client: Client) -> str:
+            release_id, _ = await resolve_release(client, workflow_id)
+            await client.get_workflow_handle(release_id).signal("abort", f"{reason} by {_identity(identity)}")
+            return f"abort: requested for {release_id}"
+
+        print(_run(go), flush=True)
+
+    app.add_typer(release_app, name="release")
+
