@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -60,6 +61,7 @@ from .delivery_analysis import AnalysisLoop
 from .lease import LeaseHolderSide
 
 MAX_EVENTS = 100
+ResultT = TypeVar("ResultT")
 ACTIVITY_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=5))
 HEARTBEAT = timedelta(seconds=15)
 
@@ -417,8 +419,8 @@ class ProgressiveRelease:
         status.canary_weight = state.canary_weight
         self._event(f"routes set: {state.describe()}")
 
-    async def _cluster(self, name: str, arg: object, result_type: type, *, timeout: float | None = None,
-                       heartbeat: bool = False, summary: str = "") -> object:
+    async def _cluster(self, name: str, arg: object, result_type: type[ResultT], *, timeout: float | None = None,
+                       heartbeat: bool = False, summary: str = "") -> ResultT:
         spec = self._require_input().release
         return await workflow.execute_activity(
             name, arg, result_type=result_type, task_queue=self._regional_queue,

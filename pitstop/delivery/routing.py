@@ -21,9 +21,9 @@ HEADER_ROUTE_PREFIX = "pitstop-ab-"
 class RouteState(BaseModel):
     """What the release wants from traffic: canary weight, mirroring, header (A/B) route."""
 
-    canary_weight: int = Field(0, ge=0, le=100)
-    mirror_percent: float | None = Field(None, description="mirror this share of the route to the new version")
-    header_match: dict[str, dict[str, str]] | None = Field(None, description="header -> Istio StringMatch")
+    canary_weight: int = Field(default=0, ge=0, le=100)
+    mirror_percent: float | None = Field(default=None, description="mirror this share of the route to the new version")
+    header_match: dict[str, dict[str, str]] | None = Field(default=None, description="header -> Istio StringMatch")
 
     def describe(self) -> str:
         parts = [f"weight {100 - self.canary_weight}/{self.canary_weight}"]
