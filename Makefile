@@ -13,7 +13,7 @@ APT_PACKAGES := prometheus prometheus-alertmanager chromium
 .PHONY: demo test venv system-deps k8s-binaries lint unit clean-state
 
 demo: venv system-deps k8s-binaries
-	$(VENV)/bin/pitstop up
+	$(VENV)/bin/pitstop up --demo
 
 test: venv system-deps k8s-binaries lint
 	bash scripts/run-tests.sh

@@ -109,11 +109,19 @@ def up(
             help="Start the local fleet sandbox when no Kubernetes regions are configured.",
         ),
     ] = True,
+    demo: Annotated[
+        bool,
+        typer.Option("--demo", help="Once up, start a canary release of a sandbox service (watch it in the Web UI)."),
+    ] = False,
 ) -> None:
-    """Start the embedded stack: Temporal dev server (+ Web UI), worker, alert webhook; Ctrl-C stops all."""
+    """Start the embedded stack: Temporal dev server (+ Web UI), local fleet sandbox, worker, alert webhook.
+
+    Everything runs as supervised child processes; Ctrl-C stops them (the sandbox's clusters keep running,
+    `pitstop sandbox down` deletes them). State lives in the state dir, so a second `up` finds earlier runs.
+    """
     from .up import run_up
 
-    run_up(load_settings(), temporal_address=temporal, with_sandbox=sandbox)
+    run_up(load_settings(), temporal_address=temporal, with_sandbox=sandbox, demo=demo)
 
 
 cli_runs.register(app)

@@ -77,7 +77,29 @@ def _raise_keyboard_interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
-def run_up(settings: Settings, *, temporal_address: str | None, with_sandbox: bool) -> None:
+DEMO_SERVICE = ("trip-service", "team-telematics")
+
+
+def start_demo_release(settings: Settings, env: dict[str, str]) -> None:
+    """The main job on the embedded default: a canary release of a sandbox service, started detached."""
+    service, namespace = DEMO_SERVICE
+    tag = time.strftime("%Y%m%d-%H%M%S")
+    command = [
+        sys.executable, "-m", "workers.cli", "run", "canary", "--detach",
+        "-i", f"service={service}", "-i", f"namespace={namespace}", "-i", "region=eu-central",
+        "-i", f"image=registry.pitstop.dev/{namespace}/{service}:demo-{tag}",
+        "-i", "interval=10s", "-i", "steps=[10,25,50,100]", "-i", "warm_window=30s",
+    ]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    output = (result.stdout + result.stderr).strip()
+    print(f"[up] demo: canary release of {namespace}/{service} in eu-central", flush=True)
+    for line in output.splitlines():
+        print(f"[up]   {line}", flush=True)
+    if result.returncode == 0:
+        print("[up]   follow it: pitstop status <run-id>  |  pitstop release status <run-id>/release", flush=True)
+
+
+def run_up(settings: Settings, *, temporal_address: str | None, with_sandbox: bool, demo: bool = False) -> None:
     """Start everything, supervise until Ctrl-C / SIGTERM, then stop children and the server (always)."""
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background (SIG_IGN)
@@ -100,6 +122,11 @@ def run_up(settings: Settings, *, temporal_address: str | None, with_sandbox: bo
             )
         children = _start_children(settings, temporal_address)
         print(f"[up] ready in {time.monotonic() - started:.1f}s — Ctrl-C to stop", flush=True)
+        if demo:
+            if running_sandbox is None:
+                print("[up] --demo needs the local sandbox (no Kubernetes regions configured, --sandbox)", flush=True)
+            else:
+                start_demo_release(settings, child_env(settings, temporal_address))
         while True:
             for child in children:
                 child.check()
