@@ -21,6 +21,7 @@ from kubernetes.client import ApiClient
 from sandbox.faults import FAULTS_CONFIGMAP, FaultRecord, parse_fault_configmap
 from sandbox.fleet import GLOBAL_TRAFFIC_CONFIGMAP, SANDBOX_NAMESPACE, SPEC_ANNOTATION
 from sandbox.kube_rest import JsonObject, KubeApiError, list_objects, watch_events
+from sandbox.traffic_model import HttpRoute
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +75,17 @@ class PodSummary:
 
 @dataclass(frozen=True)
 class RouteSummary:
-    """A VirtualService's default HTTP route: (subset, weight) pairs."""
+    """A VirtualService's HTTP routes in order (header matches, weights, mirroring), as the model needs them."""
 
     namespace: str
     name: str
-    weights: tuple[tuple[str, float], ...]
+    http: tuple[HttpRoute, ...] = ()
+
+    @property
+    def weights(self) -> tuple[tuple[str, float], ...]:
+        """(subset, weight) pairs of the default route: the last route without `match` (or the last route)."""
+        default = next((r for r in reversed(self.http) if not r.has_match), self.http[-1] if self.http else None)
+        return default.weights if default else ()
 
 
 def summarize_deployment(obj: JsonObject) -> DeploymentSummary | None:
@@ -140,18 +147,32 @@ def summarize_pod(obj: JsonObject) -> PodSummary | None:
     )
 
 
+def summarize_http_route(route: JsonObject) -> HttpRoute:
+    """One `spec.http[]` entry: destinations with weights, header matchers, mirror."""
+    destinations = route.get("route") or []
+    weights = []
+    for entry in destinations:
+        destination = entry.get("destination") or {}
+        weight = entry.get("weight", 100 if len(destinations) == 1 else 0)
+        weights.append((destination.get("subset") or "", float(weight)))
+    matches = route.get("match") or []
+    mirror = route.get("mirror")
+    percent = (route.get("mirrorPercentage") or {}).get("value", 100.0)
+    return HttpRoute(
+        weights=tuple(weights),
+        header_matchers=sum(1 for m in matches if isinstance(m, dict) and m.get("headers")),
+        has_match=bool(matches),
+        mirror_subset=((mirror.get("subset") or "") if isinstance(mirror, dict) else None),
+        mirror_percent=float(percent),
+    )
+
+
 def summarize_virtual_service(obj: JsonObject) -> RouteSummary:
-    """The default route: the last `http` entry without a `match` (or the last entry)."""
+    """Every HTTP route, in order (Envoy evaluates them first match wins)."""
     meta = obj["metadata"]
     http = (obj.get("spec") or {}).get("http") or []
-    default = next((r for r in reversed(http) if not r.get("match")), http[-1] if http else {})
-    routes = default.get("route") or []
-    weights = []
-    for route in routes:
-        destination = route.get("destination") or {}
-        weight = route.get("weight", 100 if len(routes) == 1 else 0)
-        weights.append((destination.get("subset") or "", float(weight)))
-    return RouteSummary(namespace=meta["namespace"], name=meta["name"], weights=tuple(weights))
+    return RouteSummary(namespace=meta["namespace"], name=meta["name"],
+                        http=tuple(summarize_http_route(r) for r in http if isinstance(r, dict)))
 
 
 def summarize_destination_rule(obj: JsonObject) -> dict[str, str]:

@@ -4,6 +4,9 @@
 live state (Deployments and their available replicas, Pods, VirtualService weights resolved through
 DestinationRule subsets, the region's global-traffic weight and its faults) into monotonically
 increasing counters and gauges using the pure functions of `sandbox.traffic_model`.
+VirtualService routes are followed as Envoy would: header-match routes (A/B) take their cohorts' share
+(`HEADER_COHORT_SHARE` per matcher), the weighted default route the rest, and `mirror` adds mirrored
+requests on the mirror's version (reported like any request, as Istio does; they do not fan out downstream).
 `/metrics` (optionally `?region=eu-central`) serves them in the Prometheus text format.
 
 Run: `python -m sandbox.simulator --kubeconfig F --contexts eu-central,us-east --port P`.
@@ -36,13 +39,12 @@ from sandbox.traffic_model import (
     LatencyHistogram,
     VersionConditions,
     diurnal_factor_at,
+    http_traffic_split,
     pod_usage,
     propagate_request_rates,
     region_traffic_share,
     request_outcome,
-    route_version_weights,
     served_rps_by_service,
-    version_split,
     wobble,
 )
 
@@ -209,10 +211,10 @@ class FleetSimulator:
         traffic: dict[str, dict[str, _VersionTraffic]] = {}
         for s in services.values():
             route = snap.routes.get((s.namespace, s.name))
-            split = version_split(route_version_weights(
-                route_weights=route.weights if route else None,
+            split = http_traffic_split(
+                routes=route.http if route else None,
                 subset_versions=snap.subsets.get((s.namespace, s.name)),
-                stable_version=s.stable_version))
+                stable_version=s.stable_version).total()
             saturated = any(isinstance(f.fault, SaturatedService) and f.fault.service == s.name
                             for f in snap.faults)
             per_version: dict[str, _VersionTraffic] = {}

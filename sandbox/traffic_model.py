@@ -356,3 +356,113 @@ def route_version_weights(
             version = (subset_versions or {}).get(subset) or "unknown"
         weights[version] = weights.get(version, 0.0) + weight
     return weights
+
+
+# ---------------------------------------------------------------- VirtualService HTTP routes
+
+HEADER_COHORT_SHARE = 0.10
+"""Share of a service's requests that one header matcher captures.
+
+Real header cohorts (`x-fleet-cohort: beta`, a vehicle model, an internal-user header) depend on the
+clients; the model gives each `match[]` entry that has `headers` a fixed, deterministic 10 % of the
+requests, so an A/B route with one matcher sees 10 % of the traffic and the default route the other 90 %.
+`match[]` entries without `headers` (uri, method, ...) are not modelled: they capture nothing.
+"""
+
+
+@dataclass(frozen=True)
+class HttpRoute:
+    """One entry of a VirtualService's `spec.http`, as far as the traffic model needs it.
+
+    `weights`: (subset, weight) destinations (subset "" = the host without a subset = stable version);
+    `header_matchers`: how many `match[]` entries have `headers`; `has_match`: the route has a `match` at
+    all (a route without one catches every remaining request); `mirror_subset` / `mirror_percent`: Istio's
+    `mirror` (None = no mirroring) and `mirrorPercentage.value` (Istio's default is 100 %).
+    """
+
+    weights: tuple[tuple[str, float], ...]
+    header_matchers: int = 0
+    has_match: bool = False
+    mirror_subset: str | None = None
+    mirror_percent: float = 100.0
+
+
+@dataclass(frozen=True)
+class TrafficSplit:
+    """Fractions of a service's requests per destination version.
+
+    `served`: requests answered by each version (sums to 1 when a default route exists);
+    `mirrored`: extra copies sent to a mirror destination (their responses are discarded by Envoy).
+    """
+
+    served: dict[str, float]
+    mirrored: dict[str, float] = field(default_factory=dict)
+
+    def total(self) -> dict[str, float]:
+        """Requests each version receives (served + mirrored) — what its sidecar reports and its pods serve."""
+        out = dict(self.served)
+        for version, fraction in self.mirrored.items():
+            out[version] = out.get(version, 0.0) + fraction
+        return out
+
+
+def _subset_version(subset: str, subset_versions: Mapping[str, str] | None, stable_version: str) -> str:
+    if not subset:
+        return stable_version
+    return (subset_versions or {}).get(subset) or "unknown"
+
+
+def route_capture_shares(routes: Sequence[HttpRoute], *, cohort_share: float = HEADER_COHORT_SHARE) -> list[float]:
+    """Fraction of all requests each route answers, evaluating routes in order like Envoy.
+
+    A route with header matchers captures `header_matchers x cohort_share` of all requests (cohorts are
+    disjoint), bounded by what earlier routes left; a route without `match` captures everything left;
+    a route with only non-header matches captures nothing. Requests no route captures get a 404 from
+    Envoy and never reach a destination.
+    """
+    remaining = 1.0
+    shares: list[float] = []
+    for route in routes:
+        if not route.has_match:
+            captured = remaining
+        else:
+            captured = min(remaining, max(0.0, route.header_matchers * cohort_share))
+        shares.append(captured)
+        remaining -= captured
+    return shares
+
+
+def http_traffic_split(
+    *,
+    routes: Sequence[HttpRoute] | None,
+    subset_versions: Mapping[str, str] | None,
+    stable_version: str,
+    cohort_share: float = HEADER_COHORT_SHARE,
+) -> TrafficSplit:
+    """Per-version fractions of a service's requests under its VirtualService's HTTP routes.
+
+    Header-match routes take their cohorts' share (`route_capture_shares`), the rest follows the weighted
+    default route; each route's share splits by its destinations' weights, resolved to versions through
+    the DestinationRule subsets. `mirror` adds `mirror_percent` % of the route's share as extra requests
+    on the mirror's version. Istio reports mirrored requests at the mirror's sidecar like any other
+    request (same `istio_requests_total` labels; only the Host gets a `-shadow` suffix, which is not a
+    metric label), so the simulator cannot and does not tell them apart in the metrics either.
+    No VirtualService (or no routes) sends everything to the stable version.
+    """
+    if not routes:
+        return TrafficSplit(served={stable_version: 1.0})
+    served: dict[str, float] = {}
+    mirrored: dict[str, float] = {}
+    for route, share in zip(routes, route_capture_shares(routes, cohort_share=cohort_share), strict=True):
+        if share <= 0.0:
+            continue
+        weights = route_version_weights(route_weights=route.weights or None, subset_versions=subset_versions,
+                                        stable_version=stable_version)
+        for version, fraction in version_split(weights).items():
+            served[version] = served.get(version, 0.0) + share * fraction
+        if route.mirror_subset is not None:
+            percent = min(100.0, max(0.0, route.mirror_percent))
+            if percent > 0.0:
+                version = _subset_version(route.mirror_subset, subset_versions, stable_version)
+                mirrored[version] = mirrored.get(version, 0.0) + share * percent / 100.0
+    return TrafficSplit(served=served, mirrored=mirrored)

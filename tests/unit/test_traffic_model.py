@@ -6,9 +6,12 @@ import math
 
 import pytest
 
+from sandbox.cluster_watch import summarize_virtual_service
 from sandbox.fleet import call_edges, expand_fleet, fleet_manifests, load_fleet_spec
 from sandbox.traffic_model import (
+    HEADER_COHORT_SHARE,
     INGRESS_WORKLOAD,
+    HttpRoute,
     LATENCY_BUCKETS_MS,
     CallEdge,
     LatencyHistogram,
@@ -17,6 +20,7 @@ from sandbox.traffic_model import (
     crash_restarts,
     diurnal_factor,
     diurnal_factor_at,
+    http_traffic_split,
     latency_multiplier,
     lognormal_cdf,
     p95_latency_ms,
@@ -24,6 +28,7 @@ from sandbox.traffic_model import (
     propagate_request_rates,
     region_traffic_share,
     request_outcome,
+    route_capture_shares,
     route_version_weights,
     served_rps_by_service,
     version_split,
@@ -158,3 +163,60 @@ def test_fleet_manifests_route_100_0_between_stable_and_canary_subsets() -> None
     canary = objects[("Deployment", "ota-update-canary")]
     assert canary["spec"]["template"]["metadata"]["labels"]["version"] == "v3.5.0"
     assert objects[("Deployment", "ota-update")]["metadata"]["namespace"] == "team-ota"
+
+
+SUBSETS = {"stable": "v1", "canary": "v2"}
+DEFAULT_ROUTE = HttpRoute(weights=(("stable", 100.0), ("canary", 0.0)))
+
+
+def test_header_match_route_takes_its_cohort_share_and_the_default_route_the_rest() -> None:
+    ab = HttpRoute(weights=(("canary", 100.0),), header_matchers=1, has_match=True)
+    split = http_traffic_split(routes=[ab, DEFAULT_ROUTE], subset_versions=SUBSETS, stable_version="v1")
+    assert HEADER_COHORT_SHARE == 0.10
+    assert split.served == pytest.approx({"v2": 0.10, "v1": 0.90})
+    assert split.mirrored == {}
+    # two matchers are two cohorts; a weighted default route splits what is left
+    two = HttpRoute(weights=(("canary", 100.0),), header_matchers=2, has_match=True)
+    weighted = HttpRoute(weights=(("stable", 50.0), ("canary", 50.0)))
+    split = http_traffic_split(routes=[two, weighted], subset_versions=SUBSETS, stable_version="v1")
+    assert split.served == pytest.approx({"v2": 0.2 + 0.4, "v1": 0.4})
+    # the share is configurable and bounded by what earlier routes left
+    assert route_capture_shares([two, two, DEFAULT_ROUTE], cohort_share=0.4) == pytest.approx([0.8, 0.2, 0.0])
+
+
+def test_routes_without_header_matchers_capture_nothing_and_unrouted_requests_never_arrive() -> None:
+    uri_only = HttpRoute(weights=(("canary", 100.0),), header_matchers=0, has_match=True)
+    split = http_traffic_split(routes=[uri_only, DEFAULT_ROUTE], subset_versions=SUBSETS, stable_version="v1")
+    assert split.served == pytest.approx({"v1": 1.0})
+    only_header = HttpRoute(weights=(("canary", 100.0),), header_matchers=1, has_match=True)
+    assert http_traffic_split(routes=[only_header], subset_versions=SUBSETS,
+                              stable_version="v1").served == pytest.approx({"v2": 0.1})
+    assert http_traffic_split(routes=None, subset_versions=None, stable_version="v1").served == {"v1": 1.0}
+
+
+def test_mirroring_adds_copies_on_the_mirror_version() -> None:
+    mirrored = HttpRoute(weights=(("stable", 100.0), ("canary", 0.0)), mirror_subset="canary", mirror_percent=50.0)
+    split = http_traffic_split(routes=[mirrored], subset_versions=SUBSETS, stable_version="v1")
+    assert split.served == pytest.approx({"v1": 1.0})
+    assert split.mirrored == pytest.approx({"v2": 0.5})
+    assert split.total() == pytest.approx({"v1": 1.0, "v2": 0.5})
+    full = HttpRoute(weights=(("stable", 100.0),), mirror_subset="canary")  # Istio's default: 100 %
+    assert http_traffic_split(routes=[full], subset_versions=SUBSETS, stable_version="v1").mirrored == pytest.approx({"v2": 1.0})
+
+
+def test_virtual_service_summary_keeps_header_routes_and_mirroring() -> None:
+    host = "svc.team.svc.cluster.local"
+    vs = {"metadata": {"namespace": "team", "name": "svc"}, "spec": {"http": [
+        {"name": "pitstop-ab-primary", "match": [{"headers": {"x-fleet-cohort": {"exact": "beta"}}}],
+         "route": [{"destination": {"host": host, "subset": "canary"}, "weight": 100}]},
+        {"name": "primary", "route": [{"destination": {"host": host, "subset": "stable"}, "weight": 100},
+                                      {"destination": {"host": host, "subset": "canary"}, "weight": 0}],
+         "mirror": {"host": host, "subset": "canary"}, "mirrorPercentage": {"value": 25.0}},
+    ]}}
+    summary = summarize_virtual_service(vs)
+    assert summary.weights == (("stable", 100.0), ("canary", 0.0))
+    assert summary.http[0] == HttpRoute(weights=(("canary", 100.0),), header_matchers=1, has_match=True)
+    assert summary.http[1].mirror_subset == "canary" and summary.http[1].mirror_percent == 25.0
+    split = http_traffic_split(routes=summary.http, subset_versions=SUBSETS, stable_version="v1")
+    assert split.served == pytest.approx({"v2": 0.1, "v1": 0.9})
+    assert split.mirrored == pytest.approx({"v2": 0.9 * 0.25})
