@@ -8,6 +8,9 @@
 
 At 500 services a region needs more than the default 8 kwok nodes and the default team quotas, so the
 benchmark adds kwok nodes (m6i.2xlarge-like, 8 CPU) and raises the team quotas before applying the fleet.
+Every Service is a real ClusterIP Service (the clusters' service range is a /16). Without --keep, the
+benchmark stops everything it started (clusters, simulator, Prometheus, Alertmanager), also on errors,
+Ctrl-C and SIGTERM.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ import contextlib
 import copy
 import json
 import shutil
+import signal
 import sys
 import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -130,18 +135,21 @@ def main() -> None:
 
     binaries = ensure_binaries(progress=lambda line: None)
     mark("binaries")
-    clusters = create_sandbox_clusters(regions=regions, state_dir=state_dir, bin_dir=binaries.bin_dir,
-                                       cluster_prefix=prefix)
-    mark("clusters_ready")
-    services = expand_fleet(load_fleet_spec(), services=args.services)
-    deployments = len(services) + sum(1 for s in services if s.canary_version)
-    replicas = sum(s.replicas for s in services) + sum(1 for s in services if s.canary_version)
-    cpu_cores = sum(s.replicas * s.cpu_request_millicores for s in services) / 1000
-    clients = {r: api_client(clusters=clusters, region=r) for r in regions}
-    for client in clients.values():
-        client.rest_client.pool_manager.connection_pool_kw["maxsize"] = 16
+    # SIGTERM (e.g. a CI timeout) unwinds like Ctrl-C, so the finally below stops everything this started.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     simulator = monitoring = None
+    clients: dict[str, Any] = {}
     try:
+        clusters = create_sandbox_clusters(regions=regions, state_dir=state_dir, bin_dir=binaries.bin_dir,
+                                           cluster_prefix=prefix)
+        mark("clusters_ready")
+        services = expand_fleet(load_fleet_spec(), services=args.services)
+        deployments = len(services) + sum(1 for s in services if s.canary_version)
+        replicas = sum(s.replicas for s in services) + sum(1 for s in services if s.canary_version)
+        cpu_cores = sum(s.replicas * s.cpu_request_millicores for s in services) / 1000
+        clients = {r: api_client(clusters=clusters, region=r) for r in regions}
+        for client in clients.values():
+            client.rest_client.pool_manager.connection_pool_kw["maxsize"] = 16
         extra_nodes = max(0, int(cpu_cores * 1.3 / 8) - 4, int(replicas / 100))
         for region, client in clients.items():
             scale_cluster_capacity(client=client, region=region, extra_nodes=extra_nodes,
@@ -150,8 +158,7 @@ def main() -> None:
         mark("capacity_scaled")
         results: dict[str, FleetApplyResult] = {}
         threads = [threading.Thread(target=lambda r=r: results.__setitem__(
-            r, apply_fleet(api_client=clients[r], region=r, services=services,
-                                     headless_services=len(services) > 200))) for r in regions]
+            r, apply_fleet(api_client=clients[r], region=r, services=services))) for r in regions]
         for t in threads:
             t.start()
         for t in threads:
@@ -163,6 +170,10 @@ def main() -> None:
         mark("fleet_applied")
         pods = {r: wait_available(client=c, deployments=deployments, timeout=1800) for r, c in clients.items()}
         figures["running_pods"] = pods
+        figures["cluster_ip_services"] = {
+            r: sum(1 for svc in list_objects(c, kind="Service", label_selector=f"{FLEET_LABEL}=true")[0]
+                   if svc["spec"].get("clusterIP") not in (None, "", "None"))
+            for r, c in clients.items()}
         mark("fleet_available")
         live = {}
         for region, client in clients.items():
@@ -223,6 +234,8 @@ def main() -> None:
                   f"simulator {simulator.url}")
             return
     finally:
+        for client in clients.values():
+            client.close()
         if not args.keep:
             if monitoring is not None:
                 monitoring.stop()

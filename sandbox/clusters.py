@@ -8,6 +8,14 @@ kwokctl's working directory is `<state_dir>/sandbox/kwok` (KWOK_WORKDIR); one ku
 Every cluster is then populated by `sandbox.cluster_contents`: kwok nodes of a few instance types,
 team namespaces with quotas, and the Istio networking CRDs.
 
+Clusters are created with
+- a /16 service IP range (`SERVICE_CLUSTER_IP_RANGE`; kube-apiserver's default /24 is full at ~250
+  Services, below the 500-service fleet);
+- kwok's default Stages plus pitstop's fault Stages (`sandbox/kwok/*.yaml`): pods labelled
+  `pitstop.dev/fault=crash-loop` crash-loop (CrashLoopBackOff, growing restartCount), nodes labelled
+  `pitstop.dev/fault=node-not-ready` turn NotReady. A cluster created before these options keeps its
+  old settings until it is deleted and created again.
+
     python -m sandbox.clusters create|delete|status [--regions eu-central,us-east]
 """
 
@@ -30,6 +38,11 @@ from sandbox.binaries import KubeBinaries
 from sandbox.cluster_contents import node_is_ready, populate_cluster
 
 DEFAULT_CLUSTER_PREFIX = "pitstop"
+SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
+KWOK_STAGE_FILES = (
+    Path(__file__).resolve().parent / "kwok" / "default-stages.yaml",
+    Path(__file__).resolve().parent / "kwok" / "stages.yaml",
+)
 CREATE_TIMEOUT_SECONDS = 300
 # kwokctl picks free ports by probing; two kwokctl runs at once (regions, or test sessions on one
 # machine) could pick the same ones before either binds them. One machine-wide lock serialises creation.
@@ -214,6 +227,8 @@ def _ensure_cluster_running(*, binaries: KubeBinaries, workdir: Path, name: str,
         "--kwok-controller-binary", str(binaries.kwok),
         "--kube-authorization=true",
         "--kube-admission=true",
+        "--extra-args", f"kube-apiserver=service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+        "--config", str(_write_kwok_config(workdir, name)),
         "--kubeconfig", "",  # never touch ~/.kube/config; pitstop writes its own kubeconfig
         "--timeout", f"{CREATE_TIMEOUT_SECONDS}s",
         "--wait", "2m",
@@ -222,6 +237,13 @@ def _ensure_cluster_running(*, binaries: KubeBinaries, workdir: Path, name: str,
         result = _kwokctl(binaries, workdir, args)
     if result.returncode != 0:
         raise SandboxClusterError(f"kwokctl create cluster {name} (region {region}) failed:\n{_output(result)}")
+
+
+def _write_kwok_config(workdir: Path, name: str) -> Path:
+    """The kwokctl config file with every Stage the kwok controller plays (kwok's defaults and pitstop's)."""
+    target = workdir / f"{name}-stages.yaml"
+    target.write_text("\n---\n".join(path.read_text() for path in KWOK_STAGE_FILES))
+    return target
 
 
 def _write_kubeconfig(*, workdir: Path, names: dict[str, str], target: Path) -> dict[str, str]:

@@ -9,6 +9,16 @@ Kinds:
 - `region-outage`: every request in the region fails with 503
 - `saturated-service`: the service's containers are pinned at their CPU limit, latency rises
 - `crash-loop`: the service's containers restart every `restart_interval_seconds`
+- `node-not-ready`: one node's Ready condition turns False
+
+Faults that real clusters show in object status are also made visible in the Kubernetes API, through
+kwok Stages (`sandbox/kwok/stages.yaml`): `reconcile_fault_labels` labels the pods of a crash-looping
+service (`pitstop.dev/fault=crash-loop`, restart interval in the `pitstop.dev/crash-loop-interval`
+annotation) and a failed node (`pitstop.dev/fault=node-not-ready`), and removes the label once no
+active fault covers the object. kwok then reports those pods as CrashLoopBackOff (ready=false, growing
+restartCount) and that node as NotReady; without the label they are Ready again. `inject_fault` and
+`clear_fault` reconcile; pods created later by a crash-looping Deployment get their label at the next
+reconcile (`reconcile_fault_labels`, e.g. from a watcher).
 
 CLI: `python -m sandbox.faults --kubeconfig F --context eu-central inject bad-release --service ota-update
 --version v3.5.0 --error-ratio 0.4`, `... clear <id>`, `... list`.
@@ -22,15 +32,18 @@ import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from kubernetes.client import ApiClient
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from sandbox.kube_rest import FIELD_MANAGER, get_object, merge_patch, server_side_apply
+from sandbox.kube_rest import FIELD_MANAGER, KubeApiError, get_object, list_objects, merge_patch, server_side_apply
 
 FAULTS_NAMESPACE = "pitstop-sandbox"
 FAULTS_CONFIGMAP = "faults"
+FAULT_LABEL = "pitstop.dev/fault"
+CRASH_LOOP_INTERVAL_ANNOTATION = "pitstop.dev/crash-loop-interval"
+FAULT_IDS_ANNOTATION = "pitstop.dev/fault-ids"
 
 
 class BadRelease(BaseModel):
@@ -61,7 +74,13 @@ class CrashLoop(BaseModel):
     restart_interval_seconds: float = Field(default=20.0, gt=0)
 
 
-Fault = Annotated[BadRelease | RegionOutage | SaturatedService | CrashLoop, Field(discriminator="kind")]
+class NodeNotReady(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["node-not-ready"] = "node-not-ready"
+    node: str
+
+
+Fault = Annotated[BadRelease | RegionOutage | SaturatedService | CrashLoop | NodeNotReady, Field(discriminator="kind")]
 
 
 class FaultRecord(BaseModel):
@@ -115,6 +134,7 @@ def inject_fault(*, api_client: ApiClient, fault: Fault, fault_id: str | None = 
     )
     merge_patch(api_client, kind="ConfigMap", name=FAULTS_CONFIGMAP, namespace=FAULTS_NAMESPACE,
                 patch={"data": {record.id: record.model_dump_json()}})
+    reconcile_fault_labels(api_client=api_client)
     return record
 
 
@@ -125,6 +145,7 @@ def clear_fault(*, api_client: ApiClient, fault_id: str) -> bool:
         return False
     merge_patch(api_client, kind="ConfigMap", name=FAULTS_CONFIGMAP, namespace=FAULTS_NAMESPACE,
                 patch={"data": {fault_id: None}})
+    reconcile_fault_labels(api_client=api_client)
     return True
 
 
@@ -132,12 +153,92 @@ def clear_all_faults(*, api_client: ApiClient) -> int:
     records = list_faults(api_client=api_client)
     for record in records:
         clear_fault(api_client=api_client, fault_id=record.id)
+    reconcile_fault_labels(api_client=api_client, records=[])  # also drops labels a lost fault left behind
     return len(records)
 
 
 def list_faults(*, api_client: ApiClient) -> list[FaultRecord]:
     configmap = get_object(api_client, kind="ConfigMap", name=FAULTS_CONFIGMAP, namespace=FAULTS_NAMESPACE)
     return parse_fault_configmap((configmap or {}).get("data"))
+
+
+def _interval(seconds: float) -> str:
+    """A Go duration kwok parses (`time.ParseDuration`)."""
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
+def desired_pod_fault(pod: dict[str, Any], records: list[FaultRecord]) -> dict[str, str] | None:
+    """The fault labels/annotations a pod should carry under the active faults (None: none)."""
+    labels = pod["metadata"].get("labels") or {}
+    crashes = [r for r in records if isinstance(r.fault, CrashLoop) and r.fault.service == labels.get("app")
+               and r.fault.version in (None, labels.get("version"))]
+    if not crashes:
+        return None
+    interval = min(r.fault.restart_interval_seconds for r in crashes if isinstance(r.fault, CrashLoop))
+    return {FAULT_LABEL: "crash-loop", CRASH_LOOP_INTERVAL_ANNOTATION: _interval(interval),
+            FAULT_IDS_ANNOTATION: ",".join(sorted(r.id for r in crashes))}
+
+
+def _current_fault(obj: dict[str, Any]) -> dict[str, str] | None:
+    meta = obj["metadata"]
+    label = (meta.get("labels") or {}).get(FAULT_LABEL)
+    if label is None:
+        return None
+    annotations = meta.get("annotations") or {}
+    current = {FAULT_LABEL: label}
+    for key in (CRASH_LOOP_INTERVAL_ANNOTATION, FAULT_IDS_ANNOTATION):
+        if key in annotations:
+            current[key] = annotations[key]
+    return current
+
+
+def _fault_patch(desired: dict[str, str] | None) -> dict[str, Any]:
+    desired = desired or {}
+    return {"metadata": {
+        "labels": {FAULT_LABEL: desired.get(FAULT_LABEL)},
+        "annotations": {key: desired.get(key) for key in (CRASH_LOOP_INTERVAL_ANNOTATION, FAULT_IDS_ANNOTATION)},
+    }}
+
+
+def reconcile_fault_labels(*, api_client: ApiClient, records: list[FaultRecord] | None = None) -> int:
+    """Label the pods and nodes the active faults cover, unlabel the others; returns objects changed.
+
+    Idempotent; pods being deleted are left alone. Only services' pods (label `app`) are considered.
+    """
+    if records is None:
+        records = list_faults(api_client=api_client)
+    changed = 0
+    crash_services = {r.fault.service for r in records if isinstance(r.fault, CrashLoop)}
+    candidates: dict[tuple[str, str], dict[str, Any]] = {}
+    labelled, _ = list_objects(api_client, kind="Pod", label_selector=FAULT_LABEL)
+    for pod in labelled:
+        candidates[(pod["metadata"]["namespace"], pod["metadata"]["name"])] = pod
+    if crash_services:
+        selector = f"app in ({','.join(sorted(crash_services))})"
+        for pod in list_objects(api_client, kind="Pod", label_selector=selector)[0]:
+            candidates[(pod["metadata"]["namespace"], pod["metadata"]["name"])] = pod
+    for (namespace, name), pod in sorted(candidates.items()):
+        if pod["metadata"].get("deletionTimestamp"):
+            continue
+        desired = desired_pod_fault(pod, records)
+        if desired == _current_fault(pod):
+            continue
+        try:
+            merge_patch(api_client, kind="Pod", name=name, namespace=namespace, patch=_fault_patch(desired))
+            changed += 1
+        except KubeApiError as exc:
+            if exc.status != 404:  # a pod that went away needs no label
+                raise
+    failed_nodes = {r.fault.node for r in records if isinstance(r.fault, NodeNotReady)}
+    nodes, _ = list_objects(api_client, kind="Node")
+    for node in nodes:
+        name = node["metadata"]["name"]
+        want = "node-not-ready" if name in failed_nodes else None
+        if (node["metadata"].get("labels") or {}).get(FAULT_LABEL) != want:
+            merge_patch(api_client, kind="Node", name=name, namespace=None,
+                        patch={"metadata": {"labels": {FAULT_LABEL: want}}})
+            changed += 1
+    return changed
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -148,8 +249,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--context", required=True, help="the region's kube context")
     commands = parser.add_subparsers(dest="command", required=True)
     inject = commands.add_parser("inject")
-    inject.add_argument("kind", choices=["bad-release", "region-outage", "saturated-service", "crash-loop"])
+    inject.add_argument("kind", choices=["bad-release", "region-outage", "saturated-service", "crash-loop",
+                                               "node-not-ready"])
     inject.add_argument("--service")
+    inject.add_argument("--node")
     inject.add_argument("--version")
     inject.add_argument("--error-ratio", type=float, default=0.3)
     inject.add_argument("--extra-latency-ms", type=float, default=150.0)
@@ -168,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise SystemExit(f"no active fault {args.fault_id!r} in {args.context}")
     else:
         fault_fields = {k: v for k, v in {
-            "kind": args.kind, "service": args.service, "version": args.version,
+            "kind": args.kind, "service": args.service, "version": args.version, "node": args.node,
             "error_ratio": args.error_ratio if args.kind == "bad-release" else None,
             "extra_latency_ms": args.extra_latency_ms if args.kind == "bad-release" else None,
             "restart_interval_seconds": args.restart_interval_seconds if args.kind == "crash-loop" else None,

@@ -282,16 +282,11 @@ def deployment_manifest(service: ServiceSpec, *, version: str, role: str, replic
     }
 
 
-def fleet_manifests(service: ServiceSpec, *, headless_service: bool = False) -> list[JsonObject]:
-    """All objects for one service, in apply order.
-
-    `headless_service` gives the Service no cluster IP (for clusters whose service IP range is smaller
-    than the fleet; kwokctl's default range holds ~250 Services).
-    """
+def fleet_manifests(service: ServiceSpec) -> list[JsonObject]:
+    """All objects for one service, in apply order (the Service gets a ClusterIP: sandbox clusters
+    have a /16 service range, see `sandbox.clusters`)."""
     service_spec: JsonObject = {"selector": {"app": service.name},
                                 "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}
-    if headless_service:
-        service_spec["clusterIP"] = "None"
     host = f"{service.name}.{service.team}.svc.cluster.local"
     canary_version = service.canary_version or service.version
     objects: list[JsonObject] = [
@@ -374,7 +369,6 @@ def apply_fleet(
     services: Sequence[ServiceSpec],
     workers: int = 6,
     apply_global_traffic: bool = True,
-    headless_services: bool = False,
 ) -> FleetApplyResult:
     """Create or update every fleet object in one region's cluster (server-side apply, idempotent).
 
@@ -388,7 +382,7 @@ def apply_fleet(
         first.append(sandbox_namespace_manifests()[1])
     for obj in first:
         server_side_apply(api_client, obj)
-    objects = [obj for s in services for obj in fleet_manifests(s, headless_service=headless_services)]
+    objects = [obj for s in services for obj in fleet_manifests(s)]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"apply-{region}") as pool:
         list(pool.map(lambda o: server_side_apply(api_client, o), objects))
     return FleetApplyResult(
