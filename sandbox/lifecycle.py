@@ -7,7 +7,8 @@
   changes (images, weights, replicas) are never reverted by a restart;
 - history (`sandbox.history`) is backfilled once, into a TSDB that does not exist yet;
 - the simulator and Prometheus/Alertmanager are child processes of the caller (they stop with
-  `pitstop up`); ones already answering on their ports are reused. The simulator keeps one port across
+  `pitstop up`, and when bringing the sandbox up fails or is interrupted); ones already answering on
+  their ports are reused. The simulator keeps one port across
   restarts (recorded in `<state>/sandbox/simulator.json`) because Prometheus' scrape config names it.
 
 Prometheus and Alertmanager listen on the ports of `settings.prometheus.url` / `settings.alertmanager.url`,
@@ -122,13 +123,18 @@ def ensure_sandbox(
             client.close()
 
     simulator, simulator_url = _ensure_simulator(settings=settings, clusters=clusters, progress=progress)
-    monitoring = _ensure_monitoring(
-        settings=settings,
-        simulator_target=urlsplit(simulator_url).netloc,
-        webhook_url=webhook_url,
-        webhook_token=webhook_token,
-        progress=progress,
-    )
+    try:
+        monitoring = _ensure_monitoring(
+            settings=settings,
+            simulator_target=urlsplit(simulator_url).netloc,
+            webhook_url=webhook_url,
+            webhook_token=webhook_token,
+            progress=progress,
+        )
+    except BaseException:  # also Ctrl-C/SIGTERM: never leave a simulator this call started behind
+        if simulator is not None:
+            simulator.stop()
+        raise
     return RunningSandbox(
         endpoints=SandboxEndpoints(
             clusters=clusters,
