@@ -51,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         ScaleCandidateInput,
         SubsetsInput,
         TargetInput,
+        release_summary,
     )
     from pitstop.delivery.promql import CheckQuery, error_ratio_query
     from pitstop.delivery.routing import RouteState, desired_http, subset_version, subsets_with_version
@@ -442,11 +443,14 @@ class ProgressiveRelease:
 
     def _outcome(self, phase: Phase, reason: str) -> ReleaseOutcome:
         loop = self._require_analysis()
-        return ReleaseOutcome(
+        outcome = ReleaseOutcome(
             region=self._target.region, phase=phase, promoted=phase is Phase.SUCCEEDED,
             rolled_back=phase is Phase.ROLLED_BACK, reason=reason, analysis_runs=loop.total_runs,
             failed_runs=loop.total_failed_runs, failed_checks=loop.failed_checks,
+            new_version=self._require_input().release.new_version, changed=phase is Phase.SUCCEEDED,
         )
+        outcome.summary = release_summary(outcome)
+        return outcome
 
     def _set_phase(self, phase: Phase, message: str) -> None:
         status = self._require_status()

@@ -15,7 +15,15 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
-    from pitstop.delivery.models import ApproveRequest, Phase, RegionResult, ReleaseOutcome, WavesOutcome, WavesStatus
+    from pitstop.delivery.models import (
+        ApproveRequest,
+        Phase,
+        RegionResult,
+        ReleaseOutcome,
+        WavesOutcome,
+        WavesStatus,
+        waves_summary,
+    )
     from pitstop.delivery.spec import RELEASE_WORKFLOW, WAVES_WORKFLOW, ReleaseInput, WavesSpec
 
 
@@ -116,7 +124,9 @@ class RegionWaves:
             if not failed:
                 self._status.phase = "succeeded"
                 self._status.message = f"promoted in {', '.join(spec.regions)}"
-                return WavesOutcome(phase="succeeded", promoted_regions=list(spec.regions), regions=outcomes)
+                done = WavesOutcome(phase="succeeded", promoted_regions=list(spec.regions), regions=outcomes, changed=True)
+                done.summary = waves_summary(done)
+                return done
             failure = (failed[0], outcomes[failed[0]].reason)
         failed_region, reason = failure or ("", self._abort or "aborted")
         self._status.phase = "rolling_back"
@@ -129,13 +139,14 @@ class RegionWaves:
             if outcomes[region].rolled_back:
                 self._status.rolled_back_regions.append(region)
         self._status.phase = "rolled_back"
-        outcome = WavesOutcome(
+        halted = WavesOutcome(
             phase="rolled_back", promoted_regions=[], rolled_back_regions=list(self._status.rolled_back_regions),
             failed_region=failed_region, reason=reason, regions=outcomes,
         )
+        halted.summary = waves_summary(halted)
         raise ApplicationError(
             f"release halted in {failed_region or 'all regions'}: {reason}; rolled back {self._status.rolled_back_regions}",
-            outcome, type="ReleaseRolledBack", non_retryable=True,
+            halted, type="ReleaseRolledBack", non_retryable=True,
         )
 
     async def _child_outcome(self, region: str) -> ReleaseOutcome:

@@ -205,6 +205,20 @@ class ReleaseOutcome(BaseModel):
     analysis_runs: int = 0
     failed_runs: int = 0
     failed_checks: int = Field(0, description="individual checks with a fail verdict")
+    new_version: str = ""
+    changed: bool = Field(default=False, description="the new version is live (runbook step result)")
+    summary: str = Field(default="", description="one human line, e.g. for the runbook step's audit line")
+
+
+def release_summary(outcome: ReleaseOutcome) -> str:
+    """E.g. `promoted 2.0.0 in eu-central after 7 analysis runs (0 failed)`."""
+    runs = f"after {outcome.analysis_runs} analysis run{'s' if outcome.analysis_runs != 1 else ''} ({outcome.failed_runs} failed)"
+    version = f" {outcome.new_version}" if outcome.new_version else ""
+    if outcome.promoted:
+        return f"promoted{version} in {outcome.region} {runs}"
+    if outcome.rolled_back:
+        return f"rolled back{version} in {outcome.region} {runs}: {outcome.reason}"
+    return f"release{version} in {outcome.region} {outcome.phase.value}: {outcome.reason}"
 
 
 class RegionResult(BaseModel):
@@ -234,6 +248,21 @@ class WavesOutcome(BaseModel):
     failed_region: str = ""
     reason: str = ""
     regions: dict[str, ReleaseOutcome] = Field(default_factory=dict)
+    changed: bool = Field(default=False, description="every region runs the new version (runbook step result)")
+    summary: str = Field(default="", description="one human line, e.g. for the runbook step's audit line")
+
+
+def waves_summary(outcome: WavesOutcome) -> str:
+    """E.g. `promoted 2.0.0 in eu-central, us-east (12 analysis runs, 0 failed)`."""
+    version = next((o.new_version for o in outcome.regions.values() if o.new_version), "")
+    version = f" {version}" if version else ""
+    runs = sum(o.analysis_runs for o in outcome.regions.values())
+    failed = sum(o.failed_runs for o in outcome.regions.values())
+    if outcome.phase == "succeeded":
+        return f"promoted{version} in {', '.join(outcome.promoted_regions)} ({runs} analysis runs, {failed} failed)"
+    where = outcome.failed_region or "all regions"
+    rolled = ", ".join(outcome.rolled_back_regions) or "none"
+    return f"halted{version} in {where}: {outcome.reason}; rolled back {rolled}"
 
 
 class ApproveRequest(BaseModel):

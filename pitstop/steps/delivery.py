@@ -62,6 +62,7 @@ class ReleaseStepResult(StepResult):
     analysis_runs: int = 0
     failed_runs: int = 0
     failed_checks: int = 0
+    new_version: str = ""
 
 
 class WavesStepResult(StepResult):

@@ -9,7 +9,7 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
@@ -49,14 +49,15 @@ def spec_for(service: Any, version: str, **overrides: Any) -> ReleaseSpec:
 
 
 @asynccontextmanager
-async def product_worker(client: Client, sandbox: Any, task_queue: str) -> AsyncIterator[None]:
+async def product_worker(client: Client, sandbox: Any, task_queue: str,
+                         workflows: Sequence[type] = (ProgressiveRelease, RegionWaves, TargetLease)) -> AsyncIterator[None]:
     regions = {r: {"kubeconfig": sandbox.clusters.kubeconfig, "context": c} for r, c in sandbox.clusters.contexts.items()}
     settings = Settings(temporal={"task_queue": task_queue}, kubernetes={"regions": regions},
                         prometheus={"url": sandbox.monitoring.prometheus_url, "timeout_seconds": 2})
     clients = build_activity_clients(settings, temporal=client, require_clusters=True)
     with ThreadPoolExecutor(max_workers=64) as executor:
         workers = build_workers(client=client, settings=settings, activity_set=build_activities(clients),
-                                executor=executor, workflows=[ProgressiveRelease, RegionWaves, TargetLease])
+                                executor=executor, workflows=list(workflows))
         runs = [asyncio.create_task(w.run()) for w in workers]
         try:
             yield
