@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
 import statistics
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from bench.http_load import LoadClient, encode_post
 
 from workers.devserver import DevServer, DevServerPorts, free_port
 
@@ -66,47 +69,50 @@ async def wait_ready(url: str, timeout: float = 60) -> None:
     raise RuntimeError(f"webhook not ready at {url}")
 
 
-async def burst(http: httpx.AsyncClient, url: str, headers: dict[str, str], *, total: int, alerts: int,
-                concurrency: int, run: str) -> tuple[float, list[float], dict[int, int]]:
-    gate = asyncio.Semaphore(concurrency)
+def encoded_payloads(host: str, port: int, headers: dict[str, str], *, alerts: int, run: str, tag: str) -> list[bytes]:
+    """One pre-encoded POST per distinct alert (the client must not be the bottleneck)."""
+    return [encode_post(host, port, "/alerts", json.dumps(payload(f"{run}{tag}{i:08x}", i)).encode(), headers)
+            for i in range(alerts)]
+
+
+async def burst(client: LoadClient, requests: list[bytes], *, total: int, concurrency: int
+                ) -> tuple[float, list[float], dict[int, int]]:
+    """`total` notifications round-robin over the alerts, `concurrency` in flight (closed loop)."""
     latencies: list[float] = []
     codes: dict[int, int] = {}
+    gate = asyncio.Semaphore(concurrency)
 
     async def one(i: int) -> None:
         async with gate:
-            began = time.perf_counter()
-            response = await http.post(url, json=payload(f"{run}0b{i % alerts:08x}", i % alerts), headers=headers)
-            latencies.append(time.perf_counter() - began)
-            codes[response.status_code] = codes.get(response.status_code, 0) + 1
+            code, latency = await client.send(requests[i % len(requests)])
+        latencies.append(latency)
+        codes[code] = codes.get(code, 0) + 1
 
     began = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(total)))
     return time.perf_counter() - began, latencies, codes
 
 
-async def open_loop(http: httpx.AsyncClient, url: str, headers: dict[str, str], *, rate: float, seconds: float,
-                    alerts: int, run: str) -> tuple[list[float], dict[int, int], float]:
+async def open_loop(client: LoadClient, requests: list[bytes], *, rate: float, seconds: float
+                    ) -> tuple[list[float], dict[int, int], float]:
+    """Arrivals at a fixed rate whatever the answers; latency counts from each scheduled arrival."""
     latencies: list[float] = []
     codes: dict[int, int] = {}
     tasks: list[asyncio.Task[None]] = []
 
-    async def one(i: int) -> None:
-        began = time.perf_counter()
-        try:
-            response = await http.post(url, json=payload(f"{run}0f{i % alerts:08x}", i % alerts), headers=headers)
-            code = response.status_code
-        except httpx.HTTPError:
-            code = -1
-        latencies.append(time.perf_counter() - began)
+    async def one(i: int, scheduled: float) -> None:
+        code, latency = await client.send(requests[i % len(requests)], scheduled)
+        latencies.append(latency)
         codes[code] = codes.get(code, 0) + 1
 
     total = int(rate * seconds)
     start = time.perf_counter()
     for i in range(total):
-        delay = start + i / rate - time.perf_counter()
+        scheduled = start + i / rate
+        delay = scheduled - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(i)))
+        tasks.append(asyncio.create_task(one(i, scheduled)))
     await asyncio.gather(*tasks)
     return latencies, codes, time.perf_counter() - start
 
@@ -133,19 +139,18 @@ async def main_async(args: argparse.Namespace) -> None:
     try:
         base = f"http://127.0.0.1:{port}"
         await wait_ready(base + "/healthz")
-        url, headers = base + "/alerts", {"Authorization": f"Bearer {token}"}
+        headers = {"Authorization": f"Bearer {token}"}
         run = secrets.token_hex(3)
-        limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
-        async with httpx.AsyncClient(timeout=30, limits=limits) as http:
-            for i in range(20):  # warm-up
-                await http.post(url, json=payload(f"{run}0e{i:08x}", i), headers=headers)
-            elapsed, lat, codes = await burst(http, url, headers, total=args.burst, alerts=args.alerts,
-                                              concurrency=args.concurrency, run=run)
+        async with LoadClient("127.0.0.1", port, connections=args.concurrency) as client:
+            for raw in encoded_payloads("127.0.0.1", port, headers, alerts=20, run=run, tag="0e"):  # warm-up
+                await client.send(raw)
+            burst_requests = encoded_payloads("127.0.0.1", port, headers, alerts=args.alerts, run=run, tag="0b")
+            elapsed, lat, codes = await burst(client, burst_requests, total=args.burst, concurrency=args.concurrency)
             print(f"burst: {args.burst} notifications over {args.alerts} alerts, {args.concurrency} concurrent: "
                   f"{elapsed:.2f}s = {args.burst / elapsed:.0f} req/s; p50 {pct(lat, .5) * 1000:.1f} ms, "
                   f"p99 {pct(lat, .99) * 1000:.1f} ms; status {codes}")
-            lat, codes, took = await open_loop(http, url, headers, rate=args.rate, seconds=args.seconds,
-                                               alerts=args.alerts, run=run)
+            loop_requests = encoded_payloads("127.0.0.1", port, headers, alerts=args.alerts, run=run, tag="0f")
+            lat, codes, took = await open_loop(client, loop_requests, rate=args.rate, seconds=args.seconds)
             ok = codes.get(200, 0)
             print(f"open loop: {args.rate:.0f} req/s for {args.seconds:.0f}s ({len(lat)} requests, {ok} ok, "
                   f"{ok / took:.0f} req/s served): p50 {pct(lat, .5) * 1000:.1f} ms, p99 {pct(lat, .99) * 1000:.1f} ms, "

@@ -5,6 +5,13 @@ signal-with-starts the incident workflow `incident-<fingerprint>-<startsAt>` (si
 id conflict policy USE_EXISTING), so repeated notifications coalesce into the running incident and a
 `resolved` notification reaches it. It does nothing else: it is fast, stateless and horizontally scalable.
 
+Deduplication: the first notification of each (incident, status) is delivered to Temporal before the answer
+(durable before 200). Alertmanager then re-sends the same alert every `repeat_interval` (and several
+receivers or replicas may send it too); such repeats, for an (incident, status) this process delivered in
+the last `DELIVERED_TTL_SECONDS`, are answered at once and their count is delivered in one coalesced signal
+every `REPEAT_FLUSH_SECONDS` (and at shutdown). A repeat carries no new information, so a crash can lose at
+most a repeat *count*, never an alert or a status change; a failed flush is retried at the next tick.
+
 Authentication: `Authorization: Bearer <token>`, or `X-Pitstop-Signature: sha256=<hex HMAC-SHA256 of the body
 keyed with the token>`; both compared in constant time. The token comes from `settings.webhook.token`
 (PITSTOP_WEBHOOK__TOKEN); without one, a random token is created once in `<state_dir>/webhook.token` (0600).
@@ -27,6 +34,7 @@ import os
 import secrets
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,6 +53,9 @@ from pitstop.incidents import ALERT_SIGNAL, INCIDENT_WORKFLOW, IncidentStart
 log = logging.getLogger("pitstop.webhook")
 
 ALERT_PATHS = ("/alerts", "/", "/api/v1/alerts")
+REPEAT_FLUSH_SECONDS = 0.5
+DELIVERED_TTL_SECONDS = 300.0
+MAX_TRACKED_DELIVERIES = 100_000
 SIGNATURE_HEADER = b"x-pitstop-signature"
 
 Scope = dict[str, Any]
@@ -97,6 +108,9 @@ class AlertWebhook:
         self.accepted = 0
         self.refused = 0
         self._batches: dict[tuple[str, str], _Batch] = {}
+        self._delivered: OrderedDict[tuple[str, str], float] = OrderedDict()  # (incident, status) -> monotonic
+        self._repeats: dict[tuple[str, str], tuple[AlertNotification, int]] = {}
+        self._flusher: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -121,6 +135,9 @@ class AlertWebhook:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self._flusher is not None:
+                    self._flusher.cancel()
+                await self.flush_repeats()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -188,6 +205,44 @@ class AlertWebhook:
                              [(b"www-authenticate", b'Bearer realm="pitstop"')])
 
     async def _deliver(self, note: AlertNotification) -> dict[str, str]:
+        """First notification of an (incident, status): durably now. A repeat: counted, flushed shortly."""
+        key = (note.incident_id, note.alert.status)
+        delivered_at = self._delivered.get(key)
+        if delivered_at is not None and time.monotonic() - delivered_at < DELIVERED_TTL_SECONDS:
+            _, count = self._repeats.get(key, (note, 0))
+            self._repeats[key] = (note, count + note.count)
+            if self._flusher is None or self._flusher.done():
+                self._flusher = asyncio.create_task(self._flush_periodically())
+            return {"incident": note.incident_id, "status": note.alert.status, "delivered": "repeat coalesced"}
+        result = await self._deliver_now(note)
+        self._delivered[key] = time.monotonic()
+        self._delivered.move_to_end(key)
+        while len(self._delivered) > MAX_TRACKED_DELIVERIES:
+            self._delivered.popitem(last=False)
+        return result
+
+    async def _flush_periodically(self) -> None:
+        while self._repeats:
+            await asyncio.sleep(REPEAT_FLUSH_SECONDS)
+            await self.flush_repeats()
+
+    async def flush_repeats(self) -> None:
+        """Deliver the counted repeats, one signal per (incident, status); failures stay for the next tick."""
+        pending, self._repeats = self._repeats, {}
+        if not pending:
+            return
+
+        async def one(key: tuple[str, str], note: AlertNotification, count: int) -> None:
+            try:
+                await self._signal_with_start(note.model_copy(update={"count": count}))
+            except Exception as exc:  # noqa: BLE001 - keep the count, retry at the next tick
+                log.warning("could not deliver %d repeated notification(s) of %s: %s", count, key[0], exc)
+                _, later = self._repeats.get(key, (note, 0))
+                self._repeats[key] = (note, later + count)
+
+        await asyncio.gather(*(one(key, note, count) for key, (note, count) in pending.items()))
+
+    async def _deliver_now(self, note: AlertNotification) -> dict[str, str]:
         """Deliver durably; identical notifications arriving while one is in flight share the next signal."""
         key = (note.incident_id, note.alert.status)
         batch = self._batches.get(key)

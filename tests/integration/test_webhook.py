@@ -304,7 +304,12 @@ async def test_1000_concurrent_notifications_over_20_alerts_make_exactly_20_inci
             break
         await asyncio.sleep(0.5)
     assert found == incidents
-    statuses = [await incident_status(stack, i) for i in sorted(incidents)]
+    # repeats of an alert already delivered are answered at once and their count flushed in one signal
+    while time.monotonic() < deadline:
+        statuses = [await incident_status(stack, i) for i in sorted(incidents)]
+        if sum(s.notifications for s in statuses) >= 1000:
+            break
+        await asyncio.sleep(0.5)
     assert sum(s.notifications for s in statuses) == 1000
     assert all(s.notifications == 50 for s in statuses)
     # and their resolution closes them, all in one go
