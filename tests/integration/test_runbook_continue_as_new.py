@@ -5,6 +5,7 @@ before a continue-as-new still run in reverse order; status, the lease and the h
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from typing import Any
 
@@ -75,7 +76,7 @@ async def test_long_linear_runbook_continues_as_new_and_completes(temporal_clien
 
 async def test_compensations_after_continue_as_new_run_in_reverse(temporal_client: Client, task_queue: str) -> None:
     async with engine(temporal_client, task_queue):
-        handle = await start(temporal_client, task_queue, "long-saga", history_limit=80)
+        handle = await start(temporal_client, task_queue, "long-saga", history_limit=80, service="saga-reverse")
         with pytest.raises(WorkflowFailureError) as info:
             await handle.result()
         final = await status(handle)
@@ -99,7 +100,7 @@ async def test_pause_carried_across_continue_as_new_and_updates_follow_the_chain
     from .runbook_harness import step_state, wait_until
 
     async with engine(temporal_client, task_queue):
-        handle = await start(temporal_client, task_queue, "long-saga", history_limit=60, fail=False)
+        handle = await start(temporal_client, task_queue, "long-saga", history_limit=60, fail=False, service="saga-pause")
         await wait_until(handle, lambda s: step_state(s, "c03") == "succeeded")
         await handle.execute_update("pause", ControlRequest(identity="ops"))
         first = await wait_until(handle, lambda s: s.phase.value == "paused")
@@ -111,8 +112,6 @@ async def test_pause_carried_across_continue_as_new_and_updates_follow_the_chain
         after = await wait_until(handle, lambda s: s.run_number > first.run_number, timeout=10)
         assert after.paused and after.phase.value == "paused"
         done = sum(1 for s in after.steps if s.state.value == "succeeded")
-        import asyncio
-
         await asyncio.sleep(1.0)
         assert sum(1 for s in (await status(handle)).steps if s.state.value == "succeeded") == done, "a step started while paused"
         await handle.execute_update("resume", ControlRequest(identity="ops"))
@@ -120,3 +119,24 @@ async def test_pause_carried_across_continue_as_new_and_updates_follow_the_chain
         histories = await chain(temporal_client, handle.id)
     assert outcome.status == "succeeded" and outcome.steps["boom"] == "skipped"
     assert all(n == 1 for n in completed_calls(histories).values())
+
+
+async def test_lease_stays_held_across_continue_as_new(temporal_client: Client, task_queue: str) -> None:
+    """The lease checks its holder every second (test setting); a holder that continued-as-new still holds it."""
+    from pitstop.runbook.run_state import ControlRequest
+
+    from .runbook_harness import step_state, wait_until
+
+    async with engine(temporal_client, task_queue):
+        holder = await start(temporal_client, task_queue, "long-saga", history_limit=60, fail=False, service="cas-lease")
+        continued = await wait_until(holder, lambda s: s.run_number >= 2 and s.lease_id != "", timeout=30)
+        await holder.execute_update("pause", ControlRequest(identity="test", reason="let the lease check its holder"))
+        waiter = await start(temporal_client, task_queue, "long", seconds=0.1, service="cas-lease")
+        await wait_until(waiter, lambda s: s.phase.value == "waiting_for_lease")
+        await asyncio.sleep(3.0)  # several holder checks
+        assert (await status(waiter)).phase.value == "waiting_for_lease", "the lease was freed after continue-as-new"
+        assert step_state(await status(waiter), "prepare") == "pending"
+        await holder.execute_update("resume", ControlRequest(identity="test"))
+        assert (await holder.result()).status == "succeeded"
+        assert (await asyncio.wait_for(waiter.result(), timeout=30)).status == "succeeded"
+    assert continued.lease_id == "lease/eu-central/shop/cas-lease"
