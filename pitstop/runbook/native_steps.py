@@ -70,8 +70,6 @@ class ApprovalArgs(StepArgs):
     def _notify_needs_escalation(self) -> ApprovalArgs:
         if self.notify is not None and self.on_timeout != "escalate":
             raise ValueError("`notify` is sent on escalation: set `on_timeout: escalate` (and `timeout`)")
-        if self.on_timeout == "escalate" and not self.escalate_to:
-            raise ValueError("`on_timeout: escalate` needs `escalate_to` (the identities added at the deadline)")
         return self
 
 

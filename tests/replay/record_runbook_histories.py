@@ -1,13 +1,18 @@
 """Record the runbook engine's histories for replay tests: `python -m tests.replay.record_runbook_histories`.
 
 Runs the shipped `hello` runbook and the engine's test runbooks (parallel + condition + fan-out, saga failure
-with compensations, abort, approval, child runbook, lease wait) on a fresh dev server and writes
-tests/histories/runbook-*.json (and lease-*.json). Re-record after an intentional, patched workflow change.
+with compensations, abort, approval, child runbook, lease wait, approval escalation with a notification,
+a run that continues-as-new) on a fresh dev server and writes tests/histories/runbook-*.json (and lease-*.json).
+Re-record after an intentional, patched workflow change. Give history names as arguments to write only those
+(e.g. new scenarios), leaving the recorded ones as they are:
+`python -m tests.replay.record_runbook_histories runbook-escalation runbook-continued-first runbook-continued`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -22,8 +27,8 @@ from workers.devserver import DevServer, DevServerPorts
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 
 
-async def record(client: Client, queue: str) -> dict[str, str]:
-    ids: dict[str, str] = {}
+async def record(client: Client, queue: str) -> dict[str, str | tuple[str, str]]:
+    ids: dict[str, str | tuple[str, str]] = {}
     async with engine(client, queue):
         for name, runbook, inputs in [("hello", "hello", {"name": "replay"}), ("parallel", "parallel", {}),
                                       ("child", "parent", {}), ("retry-success", "saga", {"fail_attempts": 1})]:
@@ -54,6 +59,19 @@ async def record(client: Client, queue: str) -> dict[str, str]:
         await second.result()
         ids["runbook-lease-waiter"] = second.id
         ids["lease-target"] = "lease/eu-central/shop/replay-lease"
+        # escalation: the notification env var is unset here, so the notify activity fails (non-retryable)
+        os.environ.pop("PITSTOP_TEST_ESCALATION_URL", None)
+        escalated = await start(client, queue, "escalate", "runbook-escalation", timeout=0.5)
+        await wait_until(escalated, lambda s: bool(s.approvals) and s.approvals[0].notified != "")
+        await escalated.execute_update("approve", ApprovalDecision(step="ok", identity="carol"))
+        await wait_until(escalated, lambda s: bool(s.approvals) and s.approvals[0].key == "chat" and s.approvals[0].notified != "")
+        await escalated.execute_update("approve", ApprovalDecision(step="chat", identity="dave"))
+        await escalated.result()
+        ids["runbook-escalation"] = escalated.id
+        continued = await start(client, queue, "linear", "runbook-continued", history_limit=200)
+        await continued.result()
+        ids["runbook-continued-first"] = (continued.id, continued.first_execution_run_id or "")
+        ids["runbook-continued"] = continued.id
         await asyncio.sleep(0.5)
     return ids
 
@@ -65,8 +83,12 @@ async def main() -> None:
         try:
             client = await Client.connect(server.address, data_converter=pydantic_data_converter)
             ids = await record(client, f"replay-{uuid.uuid4().hex[:6]}")
-            for name, workflow_id in ids.items():
-                history = await client.get_workflow_handle(workflow_id).fetch_history()
+            only = set(sys.argv[1:])
+            for name, run in ids.items():
+                if only and name not in only:
+                    continue
+                workflow_id, run_id = run if isinstance(run, tuple) else (run, None)
+                history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
                 (HISTORIES / f"{name}.json").write_text(history.to_json())
                 print(f"wrote tests/histories/{name}.json ({len(history.events)} events)")
         finally:

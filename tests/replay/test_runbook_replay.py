@@ -20,6 +20,16 @@ FILES = sorted([*HISTORIES.glob("runbook-*.json"), *HISTORIES.glob("lease-*.json
 def test_histories_are_recorded() -> None:
     names = {p.stem for p in FILES}
     assert {"runbook-hello", "runbook-saga-failure", "runbook-abort", "runbook-approval", "lease-target"} <= names
+    assert {"runbook-escalation", "runbook-continued-first", "runbook-continued"} <= names
+
+
+def test_continued_history_is_a_chain() -> None:
+    """The first run ends in continue-as-new; the last run starts from the carried state and completes."""
+    first = WorkflowHistory.from_json("first", (HISTORIES / "runbook-continued-first.json").read_text())
+    last = WorkflowHistory.from_json("last", (HISTORIES / "runbook-continued.json").read_text())
+    assert first.events[-1].HasField("workflow_execution_continued_as_new_event_attributes")
+    assert last.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
+    assert last.events[-1].HasField("workflow_execution_completed_event_attributes")
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)

@@ -92,3 +92,10 @@ def test_runbook_round_trips_through_json() -> None:
     again = Runbook.model_validate_json(runbook.model_dump_json())
     assert again == runbook
     assert again.inputs["x"].required and not again.inputs["y"].required
+
+
+def test_engine_test_runbooks_validate() -> None:
+    """The integration tests' runbooks (long linear, long saga, deadlines, escalation) are valid."""
+    catalog, problems = validate_catalog(Path(__file__).resolve().parents[1] / "data" / "runbooks")
+    assert [str(p) for p in problems] == []
+    assert {"linear", "long-saga", "deadline", "escalate"} <= set(catalog)
