@@ -8,55 +8,18 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Literal
 
-
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pitstop.analysis import Threshold
+from pitstop.kubernetes_names import HeaderMatch, KubeLabelName, KubeLabelNameOrEmpty, KubeObjectName
 from pitstop.runbook.model import Duration
 
 RELEASE_WORKFLOW = "ProgressiveRelease"
 WAVES_WORKFLOW = "RegionWaves"
 
 _PROMQL_RANGE = re.compile(r"^\d+(ms|s|m|h|d)$")
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-
-
-def _label(value: str) -> str:
-    if value and (len(value) > 63 or not _DNS1123_LABEL.match(value)):
-        raise ValueError(f"{value!r} is not a valid Kubernetes name (lowercase letters, digits and '-', at most 63)")
-    return value
-
-
-def _subdomain(value: str) -> str:
-    if len(value) > 253 or not _DNS1123_SUBDOMAIN.match(value):
-        raise ValueError(f"{value!r} is not a valid Kubernetes object name (lowercase letters, digits, '-' and '.')")
-    return value
-
-
-# the same rules as pitstop.steps.common (not imported: the step library imports this module)
-KubeLabelName = Annotated[str, AfterValidator(_label)]
-KubeObjectName = Annotated[str, AfterValidator(_subdomain)]
-
-
-class HeaderMatch(BaseModel):
-    """Istio StringMatch: exactly one of exact / prefix / regex."""
-
-    model_config = ConfigDict(extra="forbid")
-    exact: str | None = None
-    prefix: str | None = None
-    regex: str | None = None
-
-    @model_validator(mode="after")
-    def _one(self) -> HeaderMatch:
-        if sum(v is not None for v in (self.exact, self.prefix, self.regex)) != 1:
-            raise ValueError("a header match needs exactly one of `exact`, `prefix`, `regex`")
-        return self
-
-    def as_istio(self) -> dict[str, str]:
-        return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
 class Strategy(StrEnum):
@@ -145,7 +108,7 @@ class ReleaseTarget(_Strict):
 
     service: KubeObjectName
     namespace: KubeLabelName = "default"
-    region: KubeLabelName = ""
+    region: KubeLabelNameOrEmpty = ""
     deployment: KubeObjectName | None = Field(None, description="stable Deployment; default the service name")
     container: KubeLabelName | None = Field(None, description="container to update; default the first")
     virtual_service: KubeObjectName | None = None

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from pitstop.kubernetes_names import HeaderMatch
 from pitstop.runbook.step_types import StepResult, StepType, register_step_type
 
 from .common import KubeLabelName, NamespacedArgs
@@ -37,23 +38,6 @@ class SetWeightsArgs(RouteArgs):
         if sum(weights.values()) != 100:
             raise ValueError(f"weights must sum to 100, got {sum(weights.values())} ({weights})")
         return weights
-
-
-class HeaderMatch(BaseModel):
-    """Istio StringMatch: exactly one of exact / prefix / regex."""
-
-    exact: str | None = None
-    prefix: str | None = None
-    regex: str | None = None
-
-    @model_validator(mode="after")
-    def _one(self) -> HeaderMatch:
-        if sum(v is not None for v in (self.exact, self.prefix, self.regex)) != 1:
-            raise ValueError("a header match needs exactly one of `exact`, `prefix`, `regex`")
-        return self
-
-    def as_istio(self) -> dict[str, str]:
-        return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
 class SetHeaderRouteArgs(RouteArgs):
