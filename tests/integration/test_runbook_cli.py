@@ -67,3 +67,25 @@ async def test_cli_dry_run_approve_status_history(temporal_client: Client, task_
         assert machine["run"]["runbook"] == "gated" and machine["run"]["status"] == "succeeded"
         steps = [e for e in machine["timeline"] if e["kind"] == "step"]
         assert steps[-1]["call"] == "change" and steps[-1]["attempts"] == 1
+
+
+async def test_cli_status_and_history_follow_a_continue_as_new_chain(temporal_client: Client, task_queue: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    env = _env(temporal_client, task_queue, tmp_path)
+    async with engine(temporal_client, task_queue):
+        handle = await start(temporal_client, task_queue, "linear", history_limit=120)
+        await handle.result()
+        shown = await asyncio.to_thread(_cli, env, "status", handle.id)
+        assert shown.returncode == 0, shown.stderr
+        assert "linear succeeded" in shown.stdout and "continued-as-new" in shown.stdout, shown.stdout
+        assert shown.stdout.count(" succeeded ") >= 60
+
+        text = await asyncio.to_thread(_cli, env, "history", handle.id)
+        assert text.returncode == 0, text.stderr
+        assert "Temporal runs: the run continued-as-new" in text.stdout
+        assert "continued as new run" in text.stdout
+        assert "s01" in text.stdout and "s60" in text.stdout and "ended" in text.stdout
+        machine = json.loads((await asyncio.to_thread(_cli, env, "history", handle.id, "--json")).stdout)
+        calls = [e["call"] for e in machine["timeline"] if e["kind"] == "step"]
+        assert calls == ["load"] + [f"s{i:02d}" for i in range(1, 61)]
+        assert machine["run"]["status"] == "succeeded" and machine["run"]["runs"] >= 3
+        assert machine["run"]["runbook"] == "linear" and machine["run"]["trigger"] == "test"
