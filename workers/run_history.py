@@ -77,7 +77,7 @@ def _events(history: WorkflowHistory, index: int, run: dict[str, Any], entries: 
     calls: dict[int, dict[str, Any]] = {}  # scheduled event id -> entry (event ids restart in every run)
     for event in history.events:
         kind = event.WhichOneof("attributes") or ""
-        attrs = getattr(event, kind) if kind else None
+        attrs: Any = getattr(event, kind) if kind else None
         if kind == "workflow_execution_started_event_attributes":
             request = _first(attrs.input) or {}
             carried = request.get("carried") or {}
