@@ -11,6 +11,13 @@ benchmark adds kwok nodes (m6i.2xlarge-like, 8 CPU) and raises the team quotas b
 Every Service is a real ClusterIP Service (the clusters' service range is a /16). Without --keep, the
 benchmark stops everything it started (clusters, simulator, Prometheus, Alertmanager), also on errors,
 Ctrl-C and SIGTERM.
+
+Measured 2026-11-25 on the shared 2-core machine (load 7-17 from other work), 2 regions x 500 services,
+all 500 Services with a ClusterIP in each region: clusters ready 22 s, fleet applied 226 s (2008
+objects/region), 969 pods Running per region at 252 s, 14 days of history backfilled at 350 s, simulator
+synced 361 s, Prometheus sees the whole fleet at 381 s. RSS per region: kube-apiserver 596-626 MiB,
+kube-controller-manager 172-184, etcd 115, kube-scheduler 105, kwok-controller 83; simulator 173,
+Prometheus 447 (60.7k head series), Alertmanager 32; total 2835 MiB.
 """
 
 from __future__ import annotations
