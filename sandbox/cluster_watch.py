@@ -71,6 +71,7 @@ class PodSummary:
     memory_request: float
     memory_limit: float
     created_unix: float
+    crash_looping: bool = False  # the container's real status says CrashLoopBackOff (kwok Stage)
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,7 @@ def summarize_pod(obj: JsonObject) -> PodSummary | None:
     status = obj.get("status") or {}
     statuses = status.get("containerStatuses") or []
     restarts = int(statuses[0].get("restartCount", 0)) if statuses else 0
+    waiting = ((statuses[0].get("state") or {}).get("waiting") or {}) if statuses else {}
     created = meta.get("creationTimestamp")
     created_unix = time.time()
     if created:
@@ -139,6 +141,7 @@ def summarize_pod(obj: JsonObject) -> PodSummary | None:
         node=spec.get("nodeName") or "",
         running=status.get("phase") == "Running" and meta.get("deletionTimestamp") is None,
         restart_count=restarts,
+        crash_looping=waiting.get("reason") == "CrashLoopBackOff",
         cpu_request=parse_quantity(requests.get("cpu")),
         cpu_limit=parse_quantity(limits.get("cpu") or requests.get("cpu")),
         memory_request=parse_quantity(requests.get("memory")),

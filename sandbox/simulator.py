@@ -298,7 +298,10 @@ class FleetSimulator:
             crash = next((f for f in snap.faults if isinstance(f.fault, CrashLoop) and pod_service is not None
                           and f.fault.service == p.app and f.fault.version in (None, p.version)), None)
             previous_extra = state.restarts.get(key, restarts_base) - restarts_base
-            if crash is not None and p.running:
+            if p.crash_looping:  # kwok's crash-loop Stage restarts the pod for real: export its restartCount
+                previous_extra = 0.0
+                state.crashlooping[key] = 1
+            elif crash is not None and p.running:  # clusters without the Stages: synthetic restarts
                 assert isinstance(crash.fault, CrashLoop)
                 previous_extra += dt / crash.fault.restart_interval_seconds
                 state.crashlooping[key] = 1

@@ -111,18 +111,19 @@ def _fault_client(region: str) -> object:
 
 @fault_app.command("inject")
 def fault_inject(
-    kind: Annotated[str, typer.Argument(help="bad-release | region-outage | saturated-service | crash-loop")],
+    kind: Annotated[str, typer.Argument(help="bad-release | region-outage | saturated-service | crash-loop | node-not-ready")],
     region: Annotated[str, typer.Option(help="Region whose cluster gets the fault.")] = "eu-central",
     service: Annotated[Optional[str], typer.Option(help="Affected service (all kinds but region-outage).")] = None,
     version: Annotated[Optional[str], typer.Option(help="Only this version (bad-release, crash-loop).")] = None,
     error_ratio: Annotated[float, typer.Option(help="bad-release: share of failing requests.")] = 0.3,
+    node: Annotated[Optional[str], typer.Option(help="node-not-ready: the node to fail.")] = None,
 ) -> None:
     """Inject a live fault; the simulator (and so Prometheus and Alertmanager) sees it within seconds."""
     from pydantic import TypeAdapter, ValidationError
 
     from sandbox.faults import Fault, inject_fault
 
-    fields = {"kind": kind, "service": service, "version": version}
+    fields = {"kind": kind, "service": service, "version": version, "node": node}
     if kind == "bad-release":
         fields["error_ratio"] = error_ratio
     try:
