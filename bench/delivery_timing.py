@@ -1,8 +1,10 @@
 """Time-to-promote and time-to-rollback of a canary for a given analysis interval, next to Flagger's figures.
 
-Runs the real `ProgressiveRelease` workflow on a real Temporal dev server, analysing against a real
-Prometheus (scrape 1 s) that scrapes Istio request metrics split by the live route weights
-(tests/integration/delivery_support.py: the cluster side is in memory, everything else is the product).
+Everything is real: a one-region sandbox (kube-apiserver + kwok with Istio CRDs, a small fleet), the traffic
+simulator splitting Istio request metrics by the live VirtualService weights, Prometheus scraping it every 1 s,
+a Temporal dev server and the product's worker (`activities.build_activities`, `workers.worker.build_workers`)
+running `ProgressiveRelease`. One good release, then one bad release (the new version fails 40 % of requests,
+a `sandbox.faults.BadRelease`). Times are read from the live VirtualService, sampled every 50 ms.
 
 Flagger's documented behaviour (docs.flagger.app, "Canary analysis"): the canary advances one step weight
 per interval when the checks pass, so promotion takes about interval x (steps + 1) (the last iteration
@@ -17,85 +19,139 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
-from temporalio.client import Client, WorkflowFailureError
-from temporalio.contrib.pydantic import pydantic_data_converter
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pitstop.delivery.models import ReleaseOutcome
-from pitstop.delivery.promql import QueryScope, success_rate_query
-from pitstop.delivery.spec import RELEASE_WORKFLOW, ReleaseInput, ReleaseSpec
-from tests.integration.delivery_support import NAMESPACE, SERVICE, mesh
-from tests.integration.test_delivery_workflows import delivery_workers
-from workers.devserver import DevServer, DevServerPorts
+import httpx  # noqa: E402
+from kubernetes.config import new_client_from_config  # noqa: E402
+from temporalio.client import Client, WorkflowFailureError  # noqa: E402
+from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
+
+from pitstop.delivery.models import ReleaseOutcome  # noqa: E402
+from pitstop.delivery.promql import QueryScope, success_rate_query  # noqa: E402
+from pitstop.delivery.spec import RELEASE_WORKFLOW, ReleaseInput  # noqa: E402
+from sandbox.binaries import ensure_binaries  # noqa: E402
+from sandbox.clusters import create_sandbox_clusters, delete_sandbox_clusters  # noqa: E402
+from sandbox.faults import BadRelease, clear_fault, inject_fault  # noqa: E402
+from sandbox.fleet import apply_fleet, expand_fleet, load_fleet_spec  # noqa: E402
+from sandbox.monitoring import MonitoringSettings, start_monitoring  # noqa: E402
+from sandbox.simulator import start_simulator_process  # noqa: E402
+from tests.fixtures.monitoring import wait_for_fleet_available  # noqa: E402
+from tests.sandbox.test_delivery_resilience import WeightRecorder  # noqa: E402
+from tests.sandbox.test_delivery_sandbox import product_worker, spec_for  # noqa: E402
+from workers.devserver import DevServer, DevServerPorts  # noqa: E402
 
 REGION = "eu-central"
+SERVICES = 12
 
 
-def spec(interval: float, threshold: int, steps: list[int], version: str) -> ReleaseSpec:
-    return ReleaseSpec.model_validate({
-        "service": SERVICE, "namespace": NAMESPACE, "image": f"registry/{SERVICE}:{version}", "steps": steps,
-        "warm_window": 0, "progress_deadline": 600,
-        "analysis": {"interval": interval, "failure_threshold": threshold, "window": "5s"},
-    })
+def first_after(samples: list[tuple[float, int | None]], after: float, predicate: object) -> float:
+    return next(t for t, w in samples if t > after and predicate(w))  # type: ignore[operator]
 
 
-async def bench(interval: float, threshold: int, steps: list[int], workdir: Path) -> None:
-    server = DevServer(state_dir=workdir / "temporal", ports=DevServerPorts.free())
-    server.start()
-    try:
-        client = await Client.connect(server.address, data_converter=pydantic_data_converter)
-        queue = f"bench-{uuid.uuid4().hex[:6]}"
-        with mesh([REGION], workdir) as (fakes, metrics, prom):
-            async with delivery_workers(client, queue, fakes, prom):
-                fake = fakes[REGION]
-                # --- a good release: time from the first canary weight to the promotion
-                handle = await client.start_workflow(
-                    RELEASE_WORKFLOW, ReleaseInput(release=spec(interval, threshold, steps, "v2"), region=REGION),
-                    id=f"bench-good-{uuid.uuid4().hex[:6]}", task_queue=queue, result_type=ReleaseOutcome)
-                outcome = await handle.result()
-                first = next(t for t, n, _ in fake.calls if n == "set_routes")
-                promoted = next(t for t, n, d in fake.calls if n == "set_routes" and "'canary': 100" in d)
-                time_to_promote = promoted - first
-                # --- a bad release: the new version fails 40 % of requests from the start
-                fake.calls.clear()
-                metrics.inject(REGION, "v3", 0.4)
-                query = success_rate_query(QueryScope(service=SERVICE, namespace=NAMESPACE, version="v3", region=REGION, window="5s"))
-                visible: list[float] = []
+async def releases(sandbox: SimpleNamespace, server: DevServer, interval: float, threshold: int, steps: list[int]) -> None:
+    client = await Client.connect(server.address, data_converter=pydantic_data_converter)
+    queue = f"bench-{uuid.uuid4().hex[:6]}"
+    good_service = next(s for s in sandbox.services if s.name == "telematics-ingest")
+    bad_service = next(s for s in sandbox.services if s.name == "api-gateway")
+    analysis = {"interval": interval, "failure_threshold": threshold, "window": "5s", "latency_p95_max_ms": 1000}
+    async with product_worker(client, sandbox, queue):
+        # --- a good release: time from the first canary weight to 100 % on the new version
+        recorder = WeightRecorder(sandbox, REGION, good_service)
+        handle = await client.start_workflow(
+            RELEASE_WORKFLOW, ReleaseInput(release=spec_for(good_service, "v2.0.0", steps=steps, progress_deadline=600,
+                                                            analysis=analysis), region=REGION),
+            id=f"bench-good-{uuid.uuid4().hex[:6]}", task_queue=queue, result_type=ReleaseOutcome)
+        outcome = await handle.result()
+        recorder.stop()
+        first = first_after(recorder.samples, 0, lambda w: (w or 0) > 0)
+        time_to_promote = first_after(recorder.samples, first, lambda w: w == 100) - first
+        # --- a bad release: the new version fails 40 % of requests from the start
+        api = sandbox.api_clients[REGION]
+        fault = inject_fault(api_client=api, fault=BadRelease(service=bad_service.name, version="v9.9.9", error_ratio=0.4)).id
+        query = success_rate_query(QueryScope(service=bad_service.name, namespace=bad_service.team, version="v9.9.9",
+                                              region=REGION, window="5s"))
+        visible: list[float] = []
+        stop = threading.Event()
 
-                def watch() -> None:
-                    while not visible:
-                        value = prom.query(query)
-                        if value is not None and value < 99.0:
-                            visible.append(time.monotonic())
-                        time.sleep(0.05)
-
-                threading.Thread(target=watch, daemon=True).start()
-                bad = await client.start_workflow(
-                    RELEASE_WORKFLOW, ReleaseInput(release=spec(interval, threshold, steps, "v3"), region=REGION),
-                    id=f"bench-bad-{uuid.uuid4().hex[:6]}", task_queue=queue, result_type=ReleaseOutcome)
+        def watch() -> None:  # when does Prometheus first show the fault?
+            while not visible and not stop.is_set():
                 try:
-                    await bad.result()
-                except WorkflowFailureError:
+                    result = httpx.get(f"{sandbox.monitoring.prometheus_url}/api/v1/query", params={"query": query},
+                                       timeout=2).json()["data"]["result"]
+                    if result and float(result[0]["value"][1]) < 99.0:
+                        visible.append(time.monotonic())
+                except httpx.HTTPError:
                     pass
-                first_bad = next(t for t, n, _ in fake.calls if n == "set_routes")
-                restored = next(t for t, n, _ in fake.calls if n == "restore")
-    finally:
-        server.stop()
+                time.sleep(0.05)
+
+        threading.Thread(target=watch, daemon=True).start()
+        recorder = WeightRecorder(sandbox, REGION, bad_service)
+        try:
+            bad = await client.start_workflow(
+                RELEASE_WORKFLOW, ReleaseInput(release=spec_for(bad_service, "v9.9.9", steps=steps, progress_deadline=600,
+                                                                analysis=analysis), region=REGION),
+                id=f"bench-bad-{uuid.uuid4().hex[:6]}", task_queue=queue, result_type=ReleaseOutcome)
+            try:
+                await bad.result()
+            except WorkflowFailureError:
+                pass
+        finally:
+            stop.set()
+            recorder.stop()
+            clear_fault(api_client=api, fault_id=fault)
+        first_bad = first_after(recorder.samples, 0, lambda w: (w or 0) > 0)
+        restored = first_after(recorder.samples, first_bad, lambda w: w == 0)
     flagger_promote = interval * (len(steps) + 1)
     flagger_rollback = interval * threshold
-    print(f"interval {interval:g}s, threshold {threshold}, steps {steps}, Prometheus scrape 1s")
+    print(f"interval {interval:g}s, threshold {threshold}, steps {steps}, Prometheus scrape 1s, sandbox region {REGION}")
     print(f"time-to-promote  (first canary weight -> 100% on the new version): {time_to_promote:6.2f}s"
-          f"   Flagger: ~interval x (steps+1) = {flagger_promote:g}s   ({outcome.analysis_runs} analysis runs, 0 failed)")
+          f"   Flagger: ~interval x (steps+1) = {flagger_promote:g}s   ({outcome.analysis_runs} analysis runs,"
+          f" {outcome.failed_runs} failed)")
     print(f"time-to-rollback (canary traffic starts -> traffic back on stable): {restored - first_bad:6.2f}s"
           f"   Flagger: interval x threshold = {flagger_rollback:g}s (+ time for the first failing data)")
     if visible:
         print(f"fault visible in Prometheus -> traffic back on stable:             {restored - visible[0]:6.2f}s"
               f"   bound: 2 x interval + scrape = {2 * interval + 1:g}s")
+
+
+def bench(interval: float, threshold: int, steps: list[int], workdir: Path) -> None:
+    started = time.monotonic()
+    binaries = ensure_binaries(progress=lambda line: print(line, flush=True))
+    arguments = dict(regions=[REGION], state_dir=workdir, bin_dir=binaries.bin_dir,
+                     cluster_prefix=f"pitstop-bench-{uuid.uuid4().hex[:6]}")
+    stack: list[object] = []
+    try:
+        clusters = create_sandbox_clusters(**arguments)  # type: ignore[arg-type]
+        api = new_client_from_config(config_file=str(clusters.kubeconfig), context=clusters.contexts[REGION])
+        services = expand_fleet(load_fleet_spec(), services=SERVICES)
+        apply_fleet(api_client=api, region=REGION, services=services)
+        wait_for_fleet_available(api_client=api, expected_deployments=len(services) + sum(1 for s in services if s.canary_version))
+        simulator = start_simulator_process(kubeconfig=clusters.kubeconfig, contexts=[REGION],
+                                            log_path=workdir / "simulator.log", tick_seconds=0.5)
+        stack.append(simulator)
+        monitoring = start_monitoring(settings=MonitoringSettings(
+            simulator_target=simulator.target, regions=[REGION], scrape_interval="1s", evaluation_interval="1s"),
+            state_dir=workdir / "monitoring")
+        stack.append(monitoring)
+        server = DevServer(state_dir=workdir / "temporal", ports=DevServerPorts.free())
+        server.start()
+        stack.append(server)
+        time.sleep(3)  # a few scrapes, so rate() has data
+        print(f"sandbox ready in {time.monotonic() - started:.0f}s ({SERVICES} services, 1 region)", flush=True)
+        sandbox = SimpleNamespace(clusters=clusters, monitoring=monitoring, api_clients={REGION: api}, services=services)
+        asyncio.run(releases(sandbox, server, interval, threshold, steps))
+    finally:
+        for component in reversed(stack):
+            component.stop()  # type: ignore[attr-defined]
+        delete_sandbox_clusters(**arguments)  # type: ignore[arg-type]
 
 
 def main() -> None:
@@ -105,7 +161,8 @@ def main() -> None:
     parser.add_argument("--steps", default="10,25,50,100", help="canary weights")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pitstop-bench-") as tmp:
-        asyncio.run(bench(args.interval, args.threshold, [int(s) for s in args.steps.split(",")], Path(tmp)))
+        bench(args.interval, args.threshold, [int(s) for s in args.steps.split(",")], Path(tmp))
+    sys.stdout.flush()
     os._exit(0)  # see STACK.md: short client scripts can abort at interpreter exit
 
 
