@@ -107,7 +107,7 @@ class AlertWebhook:
         self.max_body_bytes = max_body_bytes
         self.accepted = 0
         self.refused = 0
-        self._batches: dict[tuple[str, str], _Batch] = {}
+        self._in_flight: dict[tuple[str, str], asyncio.Future[dict[str, str]]] = {}
         self._delivered: OrderedDict[tuple[str, str], float] = OrderedDict()  # (incident, status) -> monotonic
         self._repeats: dict[tuple[str, str], tuple[AlertNotification, int]] = {}
         self._flusher: asyncio.Task[None] | None = None
@@ -205,21 +205,42 @@ class AlertWebhook:
                              [(b"www-authenticate", b'Bearer realm="pitstop"')])
 
     async def _deliver(self, note: AlertNotification) -> dict[str, str]:
-        """First notification of an (incident, status): durably now. A repeat: counted, flushed shortly."""
+        """First notification of an (incident, status): durably now. A repeat: counted, flushed shortly.
+
+        Repeats that arrive while the first delivery is in flight wait for it (the alert is durable once it
+        completes; if it fails they fail too, and Alertmanager retries) and add their count to the next flush.
+        """
         key = (note.incident_id, note.alert.status)
         delivered_at = self._delivered.get(key)
         if delivered_at is not None and time.monotonic() - delivered_at < DELIVERED_TTL_SECONDS:
-            _, count = self._repeats.get(key, (note, 0))
-            self._repeats[key] = (note, count + note.count)
-            if self._flusher is None or self._flusher.done():
-                self._flusher = asyncio.create_task(self._flush_periodically())
-            return {"incident": note.incident_id, "status": note.alert.status, "delivered": "repeat coalesced"}
-        result = await self._deliver_now(note)
+            return self._count_repeat(key, note)
+        in_flight = self._in_flight.get(key)
+        if in_flight is not None:
+            await asyncio.shield(in_flight)
+            return self._count_repeat(key, note)
+        first: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
+        first.add_done_callback(lambda done: done.cancelled() or done.exception())  # never "unretrieved"
+        self._in_flight[key] = first
+        try:
+            result = await self._signal_with_start(note)
+        except BaseException as exc:
+            first.set_exception(exc)
+            raise
+        finally:
+            self._in_flight.pop(key, None)
+        first.set_result(result)
         self._delivered[key] = time.monotonic()
         self._delivered.move_to_end(key)
         while len(self._delivered) > MAX_TRACKED_DELIVERIES:
             self._delivered.popitem(last=False)
         return result
+
+    def _count_repeat(self, key: tuple[str, str], note: AlertNotification) -> dict[str, str]:
+        _, count = self._repeats.get(key, (note, 0))
+        self._repeats[key] = (note, count + note.count)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_periodically())
+        return {"incident": note.incident_id, "status": note.alert.status, "delivered": "repeat coalesced"}
 
     async def _flush_periodically(self) -> None:
         while self._repeats:
@@ -242,43 +263,6 @@ class AlertWebhook:
 
         await asyncio.gather(*(one(key, note, count) for key, (note, count) in pending.items()))
 
-    async def _deliver_now(self, note: AlertNotification) -> dict[str, str]:
-        """Deliver durably; identical notifications arriving while one is in flight share the next signal."""
-        key = (note.incident_id, note.alert.status)
-        batch = self._batches.get(key)
-        if batch is None:
-            batch = self._batches[key] = _Batch()
-        if not batch.sending:
-            batch.sending = True
-            try:
-                result = await self._signal_with_start(note)
-                while batch.waiting:
-                    waiting, batch.waiting = batch.waiting, []
-                    latest = waiting[-1][0].model_copy(update={"count": len(waiting)})
-                    try:
-                        outcome = await self._signal_with_start(latest)
-                    except BaseException as exc:
-                        for _, future in waiting:
-                            if not future.done():
-                                future.set_exception(exc)
-                        raise
-                    for _, future in waiting:
-                        if not future.done():
-                            future.set_result(outcome)
-                return result
-            except BaseException as exc:
-                waiting, batch.waiting = batch.waiting, []
-                for _, future in waiting:
-                    if not future.done():
-                        future.set_exception(exc)
-                raise
-            finally:
-                batch.sending = False
-                self._batches.pop(key, None)
-        future: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
-        batch.waiting.append((note, future))
-        return await future
-
     async def _signal_with_start(self, note: AlertNotification) -> dict[str, str]:
         incident = note.incident_id
         try:
@@ -296,14 +280,6 @@ class AlertWebhook:
         except WorkflowAlreadyStartedError:
             return {"incident": incident, "status": note.alert.status, "delivered": "incident already closed"}
         return {"incident": incident, "status": note.alert.status, "delivered": "signalled"}
-
-
-class _Batch:
-    """Notifications of one incident (and status) waiting while a signal for it is in flight."""
-
-    def __init__(self) -> None:
-        self.sending = False
-        self.waiting: list[tuple[AlertNotification, asyncio.Future[dict[str, str]]]] = []
 
 
 def _first_errors(exc: ValidationError, limit: int = 3) -> str:
