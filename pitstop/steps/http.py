@@ -34,15 +34,11 @@ def check_inline_headers(headers: dict[str, str]) -> dict[str, str]:
     return headers
 
 
-class HttpCallArgs(StepArgs):
-    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"] = "GET"
-    url: str | None = Field(None, pattern=r"^https?://", description="target URL (no secrets in it)")
-    url_env: str | None = Field(None, description="env var holding the URL, when the URL itself is secret")
+class HeaderArgs(StepArgs):
+    """Request headers: literal ones (never credentials) and ones whose value a worker env var holds."""
+
     headers: dict[str, str] = Field(default_factory=dict)
     header_env: dict[str, str] = Field(default_factory=dict, description="header -> env var holding its value")
-    body: Any = Field(None, description="JSON body")
-    expected_status: list[int] = Field(default_factory=lambda: [200, 201, 202, 204])
-    timeout_seconds: float = Field(30.0, gt=0, le=300)
 
     @field_validator("headers")
     @classmethod
@@ -53,6 +49,15 @@ class HttpCallArgs(StepArgs):
     @classmethod
     def _env_var_names(cls, header_env: dict[str, str]) -> dict[str, str]:
         return check_env_names(header_env)
+
+
+class HttpCallArgs(HeaderArgs):
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    url: str | None = Field(None, pattern=r"^https?://", description="target URL (no secrets in it)")
+    url_env: str | None = Field(None, description="env var holding the URL, when the URL itself is secret")
+    body: Any = Field(None, description="JSON body")
+    expected_status: list[int] = Field(default_factory=lambda: [200, 201, 202, 204])
+    timeout_seconds: float = Field(30.0, gt=0, le=300)
 
     @model_validator(mode="after")
     def _one_url(self) -> HttpCallArgs:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from pitstop.runbook.step_types import StepArgs, StepResult, StepType, register_step_type
 
-from .http import check_env_names, check_inline_headers
+from .http import HeaderArgs, check_env_names
 
 
 class _Target(StepArgs):
@@ -29,20 +29,8 @@ class _Target(StepArgs):
         return self
 
 
-class WebhookArgs(_Target):
+class WebhookArgs(_Target, HeaderArgs):
     payload: dict[str, Any] = Field(description="JSON object to POST")
-    headers: dict[str, str] = Field(default_factory=dict)
-    header_env: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("headers")
-    @classmethod
-    def _no_inline_credentials(cls, headers: dict[str, str]) -> dict[str, str]:
-        return check_inline_headers(headers)
-
-    @field_validator("header_env")
-    @classmethod
-    def _env_var_names(cls, header_env: dict[str, str]) -> dict[str, str]:
-        return check_env_names(header_env)
 
 
 class SlackArgs(_Target):
