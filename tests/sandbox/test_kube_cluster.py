@@ -4,15 +4,14 @@ CRD schema validation, and independent regions. Everything runs against the real
 from __future__ import annotations
 
 import subprocess
-import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from tests.sandbox.step_library_support import eventually, unique
 from sandbox.cluster_contents import HOURLY_PRICE_LABEL, INSTANCE_TYPE_LABEL, REGION_LABEL
 from sandbox.clusters import SandboxClusters, api_client
 
@@ -34,21 +33,6 @@ def us_api(kube_sandbox: SandboxClusters) -> Iterator[k8s.ApiClient]:
     api = api_client(clusters=kube_sandbox, region="us-east")
     yield api
     api.close()
-
-
-def unique(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:5]}"
-
-
-def eventually(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
 def deployment(name: str, image: str, replicas: int = 3) -> dict[str, Any]:

@@ -8,12 +8,12 @@ from __future__ import annotations
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 from kubernetes import client as k8s
 
+from tests.sandbox.step_library_support import eventually
 from sandbox.clusters import SandboxClusters, api_client
 from sandbox.faults import (
     FAULT_LABEL,
@@ -38,17 +38,6 @@ def api(kube_sandbox: SandboxClusters) -> Iterator[k8s.ApiClient]:
     yield client
     clear_all_faults(api_client=client)
     client.close()
-
-
-def eventually(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
 def create_service(api: k8s.ApiClient, *, name: str, version: str, replicas: int = 2) -> None:
