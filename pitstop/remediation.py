@@ -122,6 +122,7 @@ class Policy(_Strict):
         None, description="alerts whose severity ranks above this need a human approval before each action"
     )
     approval_timeout: Duration = Field(900.0, description="no decision by then: escalate")
+    approvers: list[str] = Field(default_factory=list, description="identities allowed to approve; empty = anyone")
     max_actions_per_hour: int = Field(3, ge=0, le=1000, description="circuit breaker per service")
     on_lease_busy: LeaseBusy = Field("wait", description="another run holds the service: wait, or escalate at once")
     lease_wait_timeout: Duration = Field(600.0, description="policy wait: escalate after this long")
@@ -131,6 +132,7 @@ class PolicyOverride(_Strict):
     dry_run: bool | None = None
     approval_above_severity: str | None = None
     approval_timeout: Duration | None = None
+    approvers: list[str] | None = None
     max_actions_per_hour: int | None = Field(None, ge=0, le=1000)
     on_lease_busy: LeaseBusy | None = None
     lease_wait_timeout: Duration | None = None

@@ -11,7 +11,7 @@ import json
 from typing import Annotated, Optional
 
 import typer
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from pitstop.incidents import INCIDENT_WORKFLOW, ApprovalDecision, IncidentStatus, postmortem_markdown
@@ -127,9 +127,10 @@ def register(app: typer.Typer) -> None:
                 verdict = await client.get_workflow_handle(incident_id).execute_update("approve", decision, result_type=str)
             except RPCError as exc:
                 raise CliError(f"cannot decide for {incident_id!r}: {exc.message}", exit_code=EXIT_NOT_FOUND) from exc
-            except Exception as exc:  # noqa: BLE001 - update rejected by the validator
-                print(f"{incident_id}: {getattr(exc, 'message', None) or exc}")
-                return EXIT_FAILED
+            except WorkflowUpdateFailedError as exc:  # rejected by the validator: say why, on one line
+                cause = exc.cause
+                reason = (getattr(cause, "message", None) or str(cause) or "update rejected").splitlines()[0]
+                raise CliError(f"cannot decide for {incident_id!r}: {reason}", exit_code=EXIT_FAILED) from exc
             print(f"{incident_id}: {verdict}")
             return 0
 

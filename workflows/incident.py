@@ -113,6 +113,12 @@ class IncidentWorkflow:
     def _approve_allowed(self, decision: ApprovalDecision) -> None:
         if self._s.phase != IncidentPhase.WAITING_FOR_APPROVAL:
             raise ValueError(f"incident {self._s.incident_id} is not waiting for an approval (phase {self._s.phase.value})")
+        if not decision.identity:
+            raise ValueError("an approval needs the approver's identity")
+        approvers = self._s.plan.policy.approvers if self._s.plan else []
+        if approvers and decision.identity not in approvers:
+            raise ValueError(f"{decision.identity!r} may not decide for incident {self._s.incident_id}; "
+                             f"allowed: {', '.join(approvers)}")
 
     @workflow.query
     def status(self) -> IncidentStatus:
