@@ -11,7 +11,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from tests.sandbox.step_library_support import eventually, unique
+from tests.sandbox.step_library_support import deployment_manifest, eventually, unique
 from sandbox.cluster_contents import HOURLY_PRICE_LABEL, INSTANCE_TYPE_LABEL, REGION_LABEL
 from sandbox.clusters import SandboxClusters, api_client
 
@@ -35,23 +35,6 @@ def us_api(kube_sandbox: SandboxClusters) -> Iterator[k8s.ApiClient]:
     api.close()
 
 
-def deployment(name: str, image: str, replicas: int = 3) -> dict[str, Any]:
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": {**labels, "version": "stable"}},
-                "spec": {"containers": [{"name": "app", "image": image}]},
-            },
-        },
-    }
-
-
 def rolled_out(apps: k8s.AppsV1Api, name: str, replicas: int) -> bool:
     current = apps.read_namespaced_deployment(name, NAMESPACE)
     status = current.status
@@ -69,7 +52,7 @@ def test_deployment_image_update_rolls_out_a_second_revision(
 ) -> None:
     apps, core = k8s.AppsV1Api(eu_api), k8s.CoreV1Api(eu_api)
     name = unique("checkout")
-    apps.create_namespaced_deployment(NAMESPACE, deployment(name, "registry.example/checkout:1.0"))
+    apps.create_namespaced_deployment(NAMESPACE, deployment_manifest(name, "registry.example/checkout:1.0", replicas=3))
     eventually("revision 1 to roll out", lambda: rolled_out(apps, name, 3))
 
     apps.patch_namespaced_deployment(
