@@ -69,7 +69,7 @@ class IncidentActivities:
         """Ask the service's `RemediationBudget` workflow for one action (update-with-start: atomic)."""
         client = activity.client()
         info = activity.info()
-        start = WithStartWorkflowOperation(
+        start: WithStartWorkflowOperation[Any, None] = WithStartWorkflowOperation(  # the budget never returns
             BUDGET_WORKFLOW,
             BudgetState(target_key=request.target_key),
             id=budget_workflow_id(request.target_key),

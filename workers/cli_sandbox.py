@@ -123,7 +123,7 @@ def fault_inject(
 
     from sandbox.faults import Fault, inject_fault
 
-    fields = {"kind": kind, "service": service, "version": version, "node": node}
+    fields: dict[str, str | float | None] = {"kind": kind, "service": service, "version": version, "node": node}
     if kind == "bad-release":
         fields["error_ratio"] = error_ratio
     try:

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
@@ -82,7 +82,10 @@ class StepCalls:
         if step_type.child_workflow:
             result = await self._child_workflow_step(step_type, key, typed_args, timeout)
         elif step_type.native:
-            native = {"sleep": self._sleep, "approval": self._approval, "runbook": self._child}[uses]
+            natives: dict[str, Callable[[str, Any, float | None], Awaitable[BaseModel]]] = {
+                "sleep": self._sleep, "approval": self._approval, "runbook": self._child,
+            }
+            native = natives[uses]
             result = await native(key, typed_args, timeout)
         else:
             result = await self._activity(step_type, key, typed_args, timeout, retry, activity_id)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic.json_schema import models_json_schema
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from .model import Runbook
 from .registry import load_step_types
@@ -22,7 +23,8 @@ SCHEMA_ID = "https://pitstop.dev/schemas/runbook.schema.json"
 def runbook_json_schema() -> dict[str, Any]:
     step_types = load_step_types()
     names = sorted(step_types)
-    models = [(Runbook, "validation")] + [(step_types[n].args_model, "validation") for n in names]
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [(Runbook, "validation")]
+    models += [(step_types[n].args_model, "validation") for n in names]
     refs, top = models_json_schema(models, ref_template="#/$defs/{model}")
     defs: dict[str, Any] = top.get("$defs", {})
     schema: dict[str, Any] = dict(defs.pop("Runbook"))
