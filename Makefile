@@ -10,12 +10,12 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 APT_PACKAGES := prometheus prometheus-alertmanager chromium
 
-.PHONY: demo test venv system-deps k8s-binaries lint unit clean-state
+.PHONY: demo test venv system-deps k8s-binaries lint typecheck unit clean-state
 
 demo: venv system-deps k8s-binaries
 	$(VENV)/bin/pitstop up --demo
 
-test: venv system-deps k8s-binaries lint
+test: venv system-deps k8s-binaries lint typecheck
 	bash scripts/run-tests.sh
 
 venv: $(STAMP)
@@ -42,6 +42,10 @@ k8s-binaries: venv
 
 lint: venv
 	$(VENV)/bin/lint-imports
+
+# mypy with the pydantic plugin over pitstop, workflows, activities, workers, sandbox, bench ([tool.mypy] files).
+typecheck: venv
+	$(PY) -m mypy
 
 unit: venv
 	$(VENV)/bin/pytest tests/unit -q
