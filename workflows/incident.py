@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ChildWorkflowError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from pitstop.alerts import AlertNotification
+    from pitstop.alerts import Alert, AlertNotification
     from pitstop.config import regional_task_queue
     from pitstop.incidents import (
         ALERT_SIGNAL,
@@ -168,12 +168,17 @@ class IncidentWorkflow:
     def _resolved(self) -> bool:
         return self._s.resolved_at is not None
 
+    @property
+    def _alert(self) -> Alert:
+        """The first notification's alert; `run` waits for it before anything reads it."""
+        if self._s.alert is None:
+            raise RuntimeError(f"incident {self._s.incident_id} has no alert yet")  # a bug: fails the task, not the run
+        return self._s.alert
+
     async def _plan(self) -> PlanResult:
-        s = self._s
         self._set_phase(IncidentPhase.PLANNING)
-        assert_alert = s.alert
         planned = await workflow.execute_activity(
-            "incident.plan", PlanRequest(alert=assert_alert), result_type=PlanResult,
+            "incident.plan", PlanRequest(alert=self._alert), result_type=PlanResult,
             start_to_close_timeout=timedelta(seconds=30), retry_policy=QUICK,
         )
         if planned.plan is not None:
@@ -196,8 +201,7 @@ class IncidentWorkflow:
             if rung.when == "alert_after_rollout":
                 if not last_rollout:
                     last_rollout.append(await self._last_rollout(plan))
-                assert_alert = s.alert
-                verdict = rung_applies(rung, alert_started_at=assert_alert.starts_at, last_rollout_at=last_rollout[0])
+                verdict = rung_applies(rung, alert_started_at=self._alert.starts_at, last_rollout_at=last_rollout[0])
                 self._log("decision", f"rung {rung.name} {'applies' if verdict.applies else 'skipped'}: {verdict.reason}")
                 if not verdict.applies:
                     continue
@@ -258,7 +262,7 @@ class IncidentWorkflow:
         self._lease_id = lease_id(cluster=target.region, namespace=target.namespace, service=target.service)
         self._lease_grant = None
         info = workflow.info()
-        policy = "refuse" if plan.policy.on_lease_busy == "escalate" else "wait"
+        policy: Literal["wait", "refuse"] = "refuse" if plan.policy.on_lease_busy == "escalate" else "wait"
         self._set_phase(IncidentPhase.WAITING_FOR_LEASE)
         await workflow.execute_activity(
             "lease.request",
