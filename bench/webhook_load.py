@@ -4,11 +4,13 @@ Starts a real Temporal dev server (free ports, temp state), a pitstop worker and
 (`python -m workers.webhook`) as separate processes, then:
 1. burst: N notifications over K distinct alerts, C at a time -> throughput (req/s);
 2. open loop: R req/s for D seconds (arrivals do not wait for answers) -> p50/p99/max latency.
+With `--compare-sqlite-defaults` it first runs the same phases against a dev server with SQLite's default
+settings (the baseline), then against pitstop's (WAL, synchronous=NORMAL; see workers/devserver.py).
 Every notification is a signal-with-start of an Incident workflow; the alerts match no remediation rule,
 so the incidents only record their notifications. With `--mttr` it also runs the sandbox end-to-end test
 (tests/sandbox/test_incident_remediation.py) and prints its MTTR figures.
 
-    .venv/bin/python -m bench.webhook_load [--rate 200] [--seconds 10] [--burst 1000] [--alerts 20] [--mttr]
+    .venv/bin/python -m bench.webhook_load [--rate 200] [--seconds 10] [--burst 1000] [--alerts 20] [--mttr] [--compare-sqlite-defaults]
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -31,7 +34,7 @@ import httpx
 
 from bench.http_load import LoadClient, encode_post
 
-from workers.devserver import DevServer, DevServerPorts, free_port
+from workers.devserver import DEFAULT_SQLITE_PRAGMAS, DevServer, DevServerPorts, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,9 +128,16 @@ def report(title: str, lat: list[float], codes: dict[int, int], took: float, *, 
           f"max {max(lat) * 1000:.1f} ms; status {codes}; target p99 < 50 ms: {'met' if p99 < 0.050 else 'NOT met'}")
 
 
-async def main_async(args: argparse.Namespace) -> None:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run_stack(args: argparse.Namespace, *, label: str, sqlite_pragmas: tuple[str, ...]) -> None:
+    """One Temporal dev server (with these SQLite pragmas) + worker + webhook, and the three load phases."""
     state = Path(tempfile.mkdtemp(prefix="pitstop-webhook-bench-"))
-    server = DevServer(state_dir=state / "temporal", ports=DevServerPorts.free())
+    server = DevServer(state_dir=state / "temporal", ports=DevServerPorts.free(), sqlite_pragmas=sqlite_pragmas)
     server.start()
     token = secrets.token_urlsafe(24)
     port = free_port()
@@ -144,6 +154,9 @@ async def main_async(args: argparse.Namespace) -> None:
         subprocess.Popen([sys.executable, "-m", "workers.webhook"], env=env, cwd=ROOT,
                          stdout=(logs / "webhook.log").open("wb"), stderr=subprocess.STDOUT),
     ]
+    webhook_pid = procs[1].pid
+    print(f"--- {label}: Temporal dev server with SQLite pragmas {list(sqlite_pragmas) or 'none (SQLite defaults)'}",
+          flush=True)
     try:
         base = f"http://127.0.0.1:{port}"
         await wait_ready(base + "/healthz")
@@ -154,13 +167,16 @@ async def main_async(args: argparse.Namespace) -> None:
                 await client.send(raw)
             burst_requests = encoded_payloads("127.0.0.1", port, headers, alerts=args.alerts, run=run, tag="0b")
             elapsed, lat, codes = await burst(client, burst_requests, total=args.burst, concurrency=args.concurrency)
-            print(f"burst: {args.burst} notifications over {args.alerts} alerts, {args.concurrency} concurrent: "
+            print(f"burst: {args.burst} notifications over {args.alerts} new alerts, {args.concurrency} concurrent: "
                   f"{elapsed:.2f}s = {args.burst / elapsed:.0f} req/s; p50 {pct(lat, .5) * 1000:.1f} ms, "
                   f"p99 {pct(lat, .99) * 1000:.1f} ms; status {codes}")
             # Alertmanager's steady state: the alerts are known (their incidents exist), notifications repeat
-            report("open loop, known alerts (repeats)",
-                   *await open_loop(client, burst_requests, rate=args.rate, seconds=args.seconds), args=args)
-            # the same rate while 20 brand-new alerts arrive in the window (each first delivery is durable)
+            cpu_before = cpu_seconds(webhook_pid)
+            lat, codes, took = await open_loop(client, burst_requests, rate=args.rate, seconds=args.seconds)
+            cpu_ms = (cpu_seconds(webhook_pid) - cpu_before) * 1000 / max(1, len(lat))
+            report("open loop, known alerts (repeats)", lat, codes, took, args=args)
+            print(f"  webhook CPU: {cpu_ms:.2f} ms per request")
+            # the same rate while brand-new alerts arrive in the window (each first delivery is durable)
             loop_requests = encoded_payloads("127.0.0.1", port, headers, alerts=args.alerts, run=run, tag="0f")
             report(f"open loop, {args.alerts} new alerts in the window",
                    *await open_loop(client, loop_requests, rate=args.rate, seconds=args.seconds), args=args)
@@ -173,6 +189,14 @@ async def main_async(args: argparse.Namespace) -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
         server.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    if args.compare_sqlite_defaults:
+        await run_stack(args, label="baseline", sqlite_pragmas=())
+    await run_stack(args, label="pitstop default", sqlite_pragmas=DEFAULT_SQLITE_PRAGMAS)
+    print(f"(load average now {os.getloadavg()[0]:.1f})")
     if args.mttr:
         print("running the sandbox end-to-end test for MTTR (tests/sandbox/test_incident_remediation.py) ...", flush=True)
         result = subprocess.run(
@@ -195,6 +219,8 @@ def main() -> None:
     parser.add_argument("--alerts", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--mttr", action="store_true", help="also run the sandbox end-to-end test and print MTTR")
+    parser.add_argument("--compare-sqlite-defaults", action="store_true",
+                        help="first run the same phases on a dev server with SQLite's default settings (baseline)")
     args = parser.parse_args()
     print(f"pitstop webhook bench ({datetime.now(timezone.utc):%Y-%m-%d %H:%M}Z, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f})", flush=True)

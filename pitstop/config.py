@@ -82,6 +82,9 @@ class WebhookSettings(BaseModel):
     listen: str = Field("127.0.0.1:8787", description="host:port the alert webhook listens on")
     token: SecretStr | None = Field(None, description="bearer token Alertmanager must send")
     max_body_bytes: int = 1_048_576
+    journal: Path | None = Field(
+        None, description="the intake journal (SQLite) where alerts are durable before the 200; "
+                          "default <state_dir>/webhook-journal.db; one per webhook process")
 
 
 class WorkerSettings(BaseModel):

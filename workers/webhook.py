@@ -1,41 +1,51 @@
 """The Alertmanager webhook receiver: a small ASGI app served by uvicorn (`pitstop webhook`, part of `pitstop up`).
 
-POST /alerts (also `/`, `/api/v1/alerts`) with Alertmanager's version-4 JSON body. For each alert it
-signal-with-starts the incident workflow `incident-<fingerprint>-<startsAt>` (signal `alert_notification`,
-id conflict policy USE_EXISTING), so repeated notifications coalesce into the running incident and a
-`resolved` notification reaches it. It does nothing else: it is fast, stateless and horizontally scalable.
+POST /alerts (also `/`, `/api/v1/alerts`) with Alertmanager's version-4 JSON body. Each alert belongs to the
+incident workflow `incident-<fingerprint>-<startsAt>`; its notifications reach it as the signal
+`alert_notification` through signal-with-start (id conflict policy USE_EXISTING), so repeated notifications
+coalesce into the running incident and a `resolved` notification reaches it.
 
-Deduplication: the first notification of each (incident, status) is delivered to Temporal before the answer
-(durable before 200). Alertmanager then re-sends the same alert every `repeat_interval` (and several
-receivers or replicas may send it too); such repeats, for an (incident, status) this process delivered in
-the last `DELIVERED_TTL_SECONDS`, are answered at once and their count is delivered in one coalesced signal
-every `REPEAT_FLUSH_SECONDS` (and at shutdown). A repeat carries no new information, so a crash can lose at
-most a repeat *count*, never an alert or a status change; a failed flush is retried at the next tick.
+Durable before 200: the first notification of each (incident, status) is written to the intake journal
+(workers/alert_journal.py: SQLite, fsynced, group-committed) before the answer, and forwarded to Temporal in
+the background, in order per incident, retried until Temporal takes it (also after a crash or a restart). The
+answer therefore never waits for Temporal: a burst of new alerts or a Temporal outage does not slow it down
+or lose anything. The journal lives in `<state_dir>/webhook-journal.db` (PITSTOP_WEBHOOK__JOURNAL to move it);
+each webhook process needs its own (in Kubernetes: a StatefulSet with a small volume, or emptyDir if losing
+a pod's undelivered backlog is acceptable because Alertmanager re-sends firing alerts every repeat_interval).
+
+Deduplication: Alertmanager re-sends the same alert every `repeat_interval` (and several receivers or
+replicas may send it too); such repeats, for an (incident, status) this process accepted in the last
+`DELIVERED_TTL_SECONDS`, are answered at once and their count is delivered in one coalesced signal every
+`REPEAT_FLUSH_SECONDS` (and at shutdown). A repeat carries no new information, so a crash can lose at most a
+repeat *count*, never an alert or a status change; a failed flush is retried at the next tick.
 
 Authentication: `Authorization: Bearer <token>`, or `X-Pitstop-Signature: sha256=<hex HMAC-SHA256 of the body
 keyed with the token>`; both compared in constant time. The token comes from `settings.webhook.token`
 (PITSTOP_WEBHOOK__TOKEN); without one, a random token is created once in `<state_dir>/webhook.token` (0600).
 It is never logged.
 
-Answers: 200 `{"incidents": [...]}`; 400 body is not JSON; 401 unauthenticated; 404/405 wrong path/method;
-413 body larger than `settings.webhook.max_body_bytes`; 415 not JSON content; 422 JSON that is not a v4
-payload (with the reason); 503 Temporal unreachable (Alertmanager retries). Never 500 for a bad request.
-GET /healthz answers 200.
+Answers: 200 `{"incidents": [...]}` (each `delivered`: `accepted` = journaled, `repeat coalesced`); 400 body
+is not JSON; 401 unauthenticated; 404/405 wrong path/method; 413 body larger than
+`settings.webhook.max_body_bytes`; 415 not JSON content; 422 JSON that is not a v4 payload (with the reason);
+503 the journal is full or unwritable (Alertmanager retries). Never 500 for a bad request.
+GET /healthz answers 200 with counters (accepted, refused, forwarded, backlog).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import os
 import secrets
+import sqlite3
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -44,16 +54,17 @@ from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
 
 from pitstop.alerts import AlertmanagerWebhook, AlertNotification, notifications_from
 from pitstop.config import Settings
 from pitstop.incidents import ALERT_SIGNAL, INCIDENT_WORKFLOW, IncidentStart
 
+from .alert_journal import AlertForwarder, AlertJournal, JournalEntry, JournalFull, JournalInUse
+
 log = logging.getLogger("pitstop.webhook")
 
 ALERT_PATHS = ("/alerts", "/", "/api/v1/alerts")
-REPEAT_FLUSH_SECONDS = 0.5
+REPEAT_FLUSH_SECONDS = 2.0
 DELIVERED_TTL_SECONDS = 300.0
 MAX_TRACKED_DELIVERIES = 100_000
 SIGNATURE_HEADER = b"x-pitstop-signature"
@@ -92,6 +103,10 @@ def token_file(settings: Settings) -> Path:
     return settings.state_dir / "webhook.token"
 
 
+def journal_path(settings: Settings) -> Path:
+    return settings.webhook.journal or settings.state_dir / "webhook-journal.db"
+
+
 def signature(token: str, body: bytes) -> str:
     return "sha256=" + hmac.new(token.encode(), body, hashlib.sha256).hexdigest()
 
@@ -99,8 +114,11 @@ def signature(token: str, body: bytes) -> str:
 class AlertWebhook:
     """The ASGI application. `client` is one long-lived Temporal client (pydantic data converter)."""
 
-    def __init__(self, *, client: Client, token: str, task_queue: str, max_body_bytes: int) -> None:
+    def __init__(self, *, client: Client, token: str, task_queue: str, max_body_bytes: int,
+                 journal: AlertJournal) -> None:
         self.client = client
+        self.journal = journal
+        self.forwarder = AlertForwarder(journal, self._signal_with_start)
         self._token = token.encode()
         self._token_text = token
         self.task_queue = task_queue
@@ -111,6 +129,7 @@ class AlertWebhook:
         self._delivered: OrderedDict[tuple[str, str], float] = OrderedDict()  # (incident, status) -> monotonic
         self._repeats: dict[tuple[str, str], tuple[AlertNotification, int]] = {}
         self._flusher: asyncio.Task[None] | None = None
+        self._closed = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -133,18 +152,39 @@ class AlertWebhook:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
+                await send({"type": "lifespan.startup.complete"})  # `serve` opened the journal already
             elif message["type"] == "lifespan.shutdown":
-                if self._flusher is not None:
-                    self._flusher.cancel()
-                await self.flush_repeats()
+                await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def start(self) -> None:
+        """Open the journal and replay what it still holds (undelivered before a crash or an outage)."""
+        entries = await self.journal.open()
+        if entries:
+            log.info("replaying %d undelivered alert notification(s) from %s", len(entries), self.journal.path)
+        for entry in entries:
+            self.forwarder.submit(entry)
+
+    async def shutdown(self, drain_seconds: float = 10.0) -> None:
+        """Flush repeat counts, give the forwarder `drain_seconds` to deliver, keep the rest journaled."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._flusher is not None:
+            self._flusher.cancel()
+        await self.flush_repeats()
+        if not await self.forwarder.drain(drain_seconds):
+            log.warning("%d alert notification(s) not yet delivered stay in %s for the next start",
+                        self.forwarder.backlog, self.journal.path)
+        await self.forwarder.stop()
+        await self.journal.close()
 
     async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
         path, method = scope.get("path", ""), scope.get("method", "")
         if path in ("/healthz", "/-/healthy", "/-/ready"):
-            return 200, {"status": "ok", "accepted": self.accepted, "refused": self.refused}
+            return 200, {"status": "ok", "accepted": self.accepted, "refused": self.refused,
+                         "forwarded": self.forwarder.delivered, "backlog": self.forwarder.backlog}
         if path not in ALERT_PATHS:
             raise RequestRefused(404, f"no such endpoint {path!r}; Alertmanager posts to /alerts")
         if method != "POST":
@@ -174,8 +214,10 @@ class AlertWebhook:
         notes = notifications_from(payload, received_at=datetime.now(timezone.utc))
         try:
             results = await asyncio.gather(*(self._deliver(note) for note in notes))
-        except RPCError as exc:
-            raise RequestRefused(503, f"Temporal is unavailable: {exc.message}", [(b"retry-after", b"5")]) from None
+        except JournalFull as exc:
+            raise RequestRefused(503, str(exc), [(b"retry-after", b"30")]) from None
+        except sqlite3.Error as exc:
+            raise RequestRefused(503, f"the alert journal is unwritable: {exc}", [(b"retry-after", b"5")]) from None
         self.accepted += 1
         return 200, {"incidents": results}
 
@@ -205,9 +247,10 @@ class AlertWebhook:
                              [(b"www-authenticate", b'Bearer realm="pitstop"')])
 
     async def _deliver(self, note: AlertNotification) -> dict[str, str]:
-        """First notification of an (incident, status): durably now. A repeat: counted, flushed shortly.
+        """First notification of an (incident, status): journaled now, forwarded to Temporal in the background.
+        A repeat: counted, flushed shortly.
 
-        Repeats that arrive while the first delivery is in flight wait for it (the alert is durable once it
+        Repeats that arrive while the first is being journaled wait for it (the alert is durable once that
         completes; if it fails they fail too, and Alertmanager retries) and add their count to the next flush.
         """
         key = (note.incident_id, note.alert.status)
@@ -222,7 +265,9 @@ class AlertWebhook:
         first.add_done_callback(lambda done: done.cancelled() or done.exception())  # never "unretrieved"
         self._in_flight[key] = first
         try:
-            result = await self._signal_with_start(note)
+            entry_id = await self.journal.append(note)
+            self.forwarder.submit(JournalEntry(entry_id, note))
+            result = {"incident": note.incident_id, "status": note.alert.status, "delivered": "accepted"}
         except BaseException as exc:
             first.set_exception(exc)
             raise
@@ -308,7 +353,8 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 async def serve(settings: Settings, *, client: Client | None = None, ready: asyncio.Event | None = None,
                 stop: asyncio.Event | None = None, port: int | None = None) -> None:
-    """Run the receiver until `stop` is set (or SIGINT/SIGTERM). `port` overrides `settings.webhook.listen`'s."""
+    """Run the receiver until `stop` is set, or, without `stop`, until SIGINT/SIGTERM (with `stop`, the host
+    process keeps its own signal handlers). `port` overrides `settings.webhook.listen`'s."""
     import uvicorn
 
     if client is None:
@@ -316,14 +362,20 @@ async def serve(settings: Settings, *, client: Client | None = None, ready: asyn
 
         client = await connect(settings)
     app = AlertWebhook(client=client, token=webhook_token(settings), task_queue=settings.temporal.task_queue,
-                       max_body_bytes=settings.webhook.max_body_bytes)
+                       max_body_bytes=settings.webhook.max_body_bytes, journal=AlertJournal(journal_path(settings)))
     host, listen_port = parse_listen(settings.webhook.listen)
     config = uvicorn.Config(app, host=host, port=port if port is not None else listen_port, log_level="warning",
                             access_log=False, lifespan="on", limit_concurrency=2000, backlog=4096,
                             timeout_keep_alive=30)
-    server = uvicorn.Server(config)
-    if stop is not None:
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+
+    class HostSignalsServer(uvicorn.Server):
+        """Embedded (`stop` given): SIGINT/SIGTERM stay with the host process; `stop` ends the server."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    server = uvicorn.Server(config) if stop is None else HostSignalsServer(config)
 
     async def watch() -> None:
         while not server.started:
@@ -336,11 +388,27 @@ async def serve(settings: Settings, *, client: Client | None = None, ready: asyn
             await stop.wait()
             server.should_exit = True
 
+    try:
+        await app.start()
+    except JournalInUse as exc:
+        from .errors import CliError
+
+        raise CliError(str(exc), exit_code=2) from None
     watcher = asyncio.create_task(watch())
     try:
         await server.serve()
     finally:
         watcher.cancel()
+        await app.shutdown()
+
+
+def _event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed (a dependency on Linux/macOS): it halves the receiver's CPU per request."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def main() -> None:
@@ -350,11 +418,13 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         settings = Settings()
-        asyncio.run(serve(settings))
+        with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
+            runner.run(serve(settings))
         code = 0
     except CliError as exc:
         print(f"pitstop webhook: error: {exc.message}", file=sys.stderr)
         code = exc.exit_code
+
     except KeyboardInterrupt:
         code = 130
     sys.stdout.flush()
