@@ -4,8 +4,10 @@ Starts a real Temporal dev server (free ports, temp state), a pitstop worker and
 (`python -m workers.webhook`) as separate processes, then:
 1. burst: N notifications over K distinct alerts, C at a time -> throughput (req/s);
 2. open loop: R req/s for D seconds (arrivals do not wait for answers) -> p50/p99/max latency.
-With `--compare-sqlite-defaults` it first runs the same phases against a dev server with SQLite's default
-settings (the baseline), then against pitstop's (WAL, synchronous=NORMAL; see workers/devserver.py).
+The webhook answers once a new alert is in its intake journal; the background delivery to Temporal is
+reported separately (journal -> Temporal). With `--compare-sqlite-defaults` it first runs the same phases
+against a dev server with SQLite's default settings (the baseline), then against pitstop's (WAL,
+synchronous=NORMAL; see workers/devserver.py), which mostly changes that background delivery.
 Every notification is a signal-with-start of an Incident workflow; the alerts match no remediation rule,
 so the incidents only record their notifications. With `--mttr` it also runs the sandbox end-to-end test
 (tests/sandbox/test_incident_remediation.py) and prints its MTTR figures.
@@ -180,6 +182,11 @@ async def run_stack(args: argparse.Namespace, *, label: str, sqlite_pragmas: tup
             loop_requests = encoded_payloads("127.0.0.1", port, headers, alerts=args.alerts, run=run, tag="0f")
             report(f"open loop, {args.alerts} new alerts in the window",
                    *await open_loop(client, loop_requests, rate=args.rate, seconds=args.seconds), args=args)
+        async with httpx.AsyncClient() as http:
+            health = (await http.get(base + "/healthz")).json()
+        print(f"  journal -> Temporal (signal-with-start in the background, latest {health['forwarded']} "
+              f"deliveries): p50 {health['forward_ms_p50']} ms, max {health['forward_ms_max']} ms; "
+              f"backlog {health['backlog']}, retries {health['forward_retries']}")
     finally:
         for proc in procs:
             proc.terminate()

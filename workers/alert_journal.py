@@ -25,10 +25,11 @@ import fcntl
 import logging
 import os
 import sqlite3
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -55,6 +56,7 @@ class JournalInUse(Exception):
 class JournalEntry:
     entry_id: int
     note: AlertNotification
+    journaled_at: float = field(default_factory=time.monotonic)
 
 
 class AlertJournal:
@@ -189,6 +191,7 @@ class AlertForwarder:
         self._slots = asyncio.Semaphore(max_concurrent)
         self.delivered = 0
         self.retries = 0
+        self.forward_seconds: deque[float] = deque(maxlen=1000)  # journaled -> in Temporal, latest deliveries
 
     def submit(self, entry: JournalEntry) -> None:
         incident = entry.note.incident_id
@@ -206,6 +209,7 @@ class AlertForwarder:
             while queue:
                 entry = queue[0]
                 await self._deliver_until_done(entry)
+                self.forward_seconds.append(time.monotonic() - entry.journaled_at)
                 queue.popleft()
                 self.journal.delete(entry.entry_id)
                 self.delivered += 1

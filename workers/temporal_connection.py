@@ -16,8 +16,13 @@ from pitstop.config import Settings
 from .errors import EXIT_UNAVAILABLE, CliError
 
 
-async def connect(settings: Settings, *, timeout_seconds: float = 5.0, runtime: Runtime | None = None) -> Client:
-    """Connect or raise CliError naming the address (never hangs longer than `timeout_seconds`)."""
+async def connect(settings: Settings, *, timeout_seconds: float = 5.0, runtime: Runtime | None = None,
+                  lazy: bool = False) -> Client:
+    """Connect or raise CliError naming the address (never hangs longer than `timeout_seconds`).
+
+    `lazy=True` returns at once and connects on the first call (the webhook: it must accept and journal alerts
+    even while Temporal is still down).
+    """
     temporal = settings.temporal
     tls: TLSConfig | bool = False
     if temporal.tls or temporal.tls_cert:
@@ -35,6 +40,7 @@ async def connect(settings: Settings, *, timeout_seconds: float = 5.0, runtime: 
                 tls=tls,
                 api_key=api_key,
                 runtime=runtime,
+                lazy=lazy,
             ),
             timeout=timeout_seconds,
         )

@@ -28,7 +28,8 @@ Answers: 200 `{"incidents": [...]}` (each `delivered`: `accepted` = journaled, `
 is not JSON; 401 unauthenticated; 404/405 wrong path/method; 413 body larger than
 `settings.webhook.max_body_bytes`; 415 not JSON content; 422 JSON that is not a v4 payload (with the reason);
 503 the journal is full or unwritable (Alertmanager retries). Never 500 for a bad request.
-GET /healthz answers 200 with counters (accepted, refused, forwarded, backlog).
+GET /healthz answers 200 with counters (accepted, refused, forwarded, backlog) and how long the latest
+deliveries took from journal to Temporal (forward_ms_p50, forward_ms_max).
 """
 
 from __future__ import annotations
@@ -183,8 +184,12 @@ class AlertWebhook:
     async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
         path, method = scope.get("path", ""), scope.get("method", "")
         if path in ("/healthz", "/-/healthy", "/-/ready"):
+            forwarded = sorted(self.forwarder.forward_seconds)
             return 200, {"status": "ok", "accepted": self.accepted, "refused": self.refused,
-                         "forwarded": self.forwarder.delivered, "backlog": self.forwarder.backlog}
+                         "forwarded": self.forwarder.delivered, "backlog": self.forwarder.backlog,
+                         "forward_retries": self.forwarder.retries,
+                         "forward_ms_p50": round(forwarded[len(forwarded) // 2] * 1000, 1) if forwarded else None,
+                         "forward_ms_max": round(forwarded[-1] * 1000, 1) if forwarded else None}
         if path not in ALERT_PATHS:
             raise RequestRefused(404, f"no such endpoint {path!r}; Alertmanager posts to /alerts")
         if method != "POST":
@@ -360,7 +365,7 @@ async def serve(settings: Settings, *, client: Client | None = None, ready: asyn
     if client is None:
         from .temporal_connection import connect
 
-        client = await connect(settings)
+        client = await connect(settings, lazy=True)  # alerts are journaled even while Temporal is down
     app = AlertWebhook(client=client, token=webhook_token(settings), task_queue=settings.temporal.task_queue,
                        max_body_bytes=settings.webhook.max_body_bytes, journal=AlertJournal(journal_path(settings)))
     host, listen_port = parse_listen(settings.webhook.listen)

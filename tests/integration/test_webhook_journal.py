@@ -1,6 +1,7 @@
 """The webhook's intake journal against the real Temporal dev server and a real webhook process:
 alerts accepted while Temporal is down are not lost, even when the webhook is then killed with SIGKILL;
-the next webhook replays them, in order per incident, once Temporal is back."""
+the next webhook (started while Temporal is still down) replays them, in order per incident, once Temporal
+is back."""
 
 from __future__ import annotations
 
@@ -140,11 +141,12 @@ async def test_alerts_accepted_while_temporal_is_down_survive_a_killed_webhook(t
         assert webhook.health()["backlog"] == 6
         assert (state / "webhook-journal.db").exists()
 
-        # the webhook is killed before it could deliver any of them
+        # the webhook is killed before it could deliver any of them, and restarted while Temporal is still down
         webhook.kill()
+        webhook = Webhook(temporal=temporal, state_dir=state, port=webhook_port)
+        assert webhook.health()["backlog"] == 6
         temporal = DevServer(state_dir=tmp_path / "temporal", ports=ports)
         temporal.start()
-        webhook = Webhook(temporal=temporal, state_dir=state, port=webhook_port)
         client = await Client.connect(temporal.address, data_converter=pydantic_data_converter)
         expected = {incident_of(f) for f in fingerprints}
         assert await wait_for_incidents(client, expected) == expected
