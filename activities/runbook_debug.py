@@ -1,6 +1,7 @@
-"""Activities of the test/debug step types (`log`, `debug.fail`, `debug.wait`, `debug.change`).
+"""Activities of the engine's own step types: `log`, `fail` (stop a run whose precondition does not hold),
+and the test/debug ones (`debug.fail`, `debug.wait`, `debug.change`).
 
-No external system: they exist so the engine can be tested and benchmarked end to end for real.
+No external system: the debug ones exist so the engine can be tested and benchmarked end to end for real.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from pitstop.runbook.native_steps import (
-    ChangeArgs, ChangeResult, FailArgs, FailResult, LogArgs, LogResult, WaitArgs, WaitResult,
+    ChangeArgs, ChangeResult, FailArgs, FailResult, LogArgs, LogResult, StopArgs, StopResult, WaitArgs, WaitResult,
 )
 from pitstop.runbook.step_types import StepInvocation
 
@@ -21,6 +22,10 @@ class DebugSteps:
     @activity.defn(name="runbook.log")
     async def log(self, call: StepInvocation[LogArgs]) -> LogResult:
         return LogResult(message=call.args.message, summary=call.args.message)
+
+    @activity.defn(name="runbook.fail")
+    async def stop(self, call: StepInvocation[StopArgs]) -> StopResult:
+        raise ApplicationError(call.args.message, type="RunbookStopped", non_retryable=True)
 
     @activity.defn(name="runbook.debug_fail")
     async def fail(self, call: StepInvocation[FailArgs]) -> FailResult:
@@ -53,4 +58,4 @@ class DebugSteps:
         return ChangeResult(changed=True, summary=f"did {call.args.what}")
 
     def activities(self) -> list:
-        return [self.log, self.fail, self.wait, self.change]
+        return [self.log, self.stop, self.fail, self.wait, self.change]

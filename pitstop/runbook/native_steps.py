@@ -135,6 +135,25 @@ class Log(StepType):
     activity = "runbook.log"
 
 
+class StopArgs(StepArgs):
+    message: str = Field(min_length=1, description="why the run stops; shown as the run's failure")
+
+
+class StopResult(StepResult):
+    pass
+
+
+@register_step_type
+class Stop(StepType):
+    name = "fail"
+    description = ("Stop the run as failed with `message` (never retried, also in a dry run): a precondition "
+                   "that does not hold, e.g. `if: ${{ steps.current.outputs.replicas >= inputs.max_replicas }}`.")
+    args_model = StopArgs
+    result_model = StopResult
+    activity = "runbook.fail"
+    default_timeout_seconds = 10.0
+
+
 class FailArgs(StepArgs):
     fail_attempts: int = Field(-1, description="fail this many attempts then succeed; -1 = always fail")
     message: str = "injected failure"

@@ -292,6 +292,46 @@ async def test_saturation_scales_the_service_out_to_its_quota(stack: Stack) -> N
                              lambda: _available(api, namespace, name, before))
 
 
+async def test_saturation_of_a_service_already_at_its_quota_escalates_at_once(stack: Stack) -> None:
+    """Scaling out cannot help a service that already runs at its quota: the rung fails with the reason and the
+    incident escalates right away, instead of waiting `recovery_deadline` (5m) for a recovery that cannot come."""
+    api = stack.api()
+    [scale_out] = _rule("saturated-service").ladder
+    max_replicas = int(scale_out.inputs["max_replicas"])
+    plain = [s for s in stack.monitoring.services if not s.canary_version and 1 <= s.replicas < max_replicas]
+    service = plain[-2]  # [-1] is the scale-out test's, [0] test_incident_remediation's
+    namespace, name = service.team, service.name
+    before = int(_deployment(api, namespace, name)["spec"]["replicas"])
+    merge_patch(api, kind="Deployment", name=name, namespace=namespace, patch={"spec": {"replicas": max_replicas}})
+    try:
+        await wait_in_thread(f"{namespace}/{name} at its quota of {max_replicas}",
+                             lambda: _available(api, namespace, name, max_replicas))
+        pods, _ = list_objects(api, kind="Pod", namespace=namespace, label_selector=f"app={name}")
+        pod = pods[0]
+        alert = new_alert({"alertname": "Saturation", "severity": "warning", "region": REGION, "namespace": namespace,
+                           "team": namespace, "pod": pod["metadata"]["name"]},
+                          {"summary": f"{namespace}/{pod['metadata']['name']} uses 99% of its CPU limit"})
+        began = time.monotonic()
+        incident = await post(stack, alert, "firing")
+        handle = stack.client.get_workflow_handle(incident)
+        status = await wait_status(handle, lambda st: st.phase == IncidentPhase.ESCALATED, "escalation", timeout=120)
+        took = time.monotonic() - began
+        timeline = [f"{e.kind}: {e.message}" for e in status.timeline]
+        [action] = status.actions
+        assert (action.rung, action.status) == ("scale-out", "failed"), (action, timeline)
+        assert f"already runs {max_replicas} replicas, its quota is {max_replicas}" in action.summary, action.summary
+        assert status.outcome is not None and status.outcome.startswith("escalated"), status.outcome
+        assert took < 120 and not any(e.kind == "verification" for e in status.timeline), timeline
+        assert _deployment(api, namespace, name)["spec"]["replicas"] == max_replicas  # nothing was changed
+        print(f"\nat quota: alert posted -> escalated in {took:.1f}s")
+        final = await resolve_and_close(stack, alert, incident)
+        assert final.phase == IncidentPhase.RESOLVED, (final.phase, [f"{e.kind}: {e.message}" for e in final.timeline])
+    finally:
+        merge_patch(api, kind="Deployment", name=name, namespace=namespace, patch={"spec": {"replicas": before}})
+        await wait_in_thread(f"{namespace}/{name} back at {before} replicas",
+                             lambda: _available(api, namespace, name, before))
+
+
 # ---------------------------------------------------------------- failing-region -> shift-traffic
 
 
