@@ -346,7 +346,8 @@ class IncidentWorkflow:
     async def _verify(self, plan: RemediationPlan, rung: RungPlan, action: ActionRecord) -> bool:
         self._set_phase(IncidentPhase.VERIFYING)
         deadline = workflow.now() + timedelta(seconds=rung.recovery_deadline_seconds)
-        how = "the alert resolves" + (f" or `{rung.recovered_when}` > 0" if rung.recovered_when else "")
+        promql = rung.recovered_when  # None once its check failed: then only the alert's resolution counts
+        how = "the alert resolves" + (f" or `{promql}` > 0" if promql else "")
         self._log("verification", f"waiting up to {rung.recovery_deadline_seconds:.0f}s for recovery ({how})")
         while True:
             if self._resolved:
@@ -358,16 +359,23 @@ class IncidentWorkflow:
                 action.recovered = False
                 self._log("verification", f"not recovered {rung.recovery_deadline_seconds:.0f}s after {rung.name}")
                 return False
-            wait = min(remaining, plan.poll_interval_seconds) if rung.recovered_when else remaining
+            wait = min(remaining, plan.poll_interval_seconds) if promql else remaining
             try:
                 await workflow.wait_condition(lambda: self._resolved, timeout=timedelta(seconds=wait))
             except asyncio.TimeoutError:
                 pass
-            if rung.recovered_when and not self._resolved:
-                check = await workflow.execute_activity(
-                    "incident.check_recovery", RecoveryCheckRequest(promql=rung.recovered_when),
-                    result_type=RecoveryCheck, start_to_close_timeout=timedelta(seconds=30), retry_policy=BEST_EFFORT,
-                )
+            if promql and not self._resolved:
+                try:
+                    check = await workflow.execute_activity(
+                        "incident.check_recovery", RecoveryCheckRequest(promql=promql),
+                        result_type=RecoveryCheck, start_to_close_timeout=timedelta(seconds=30),
+                        retry_policy=BEST_EFFORT,
+                    )
+                except ActivityError as exc:  # e.g. a query Prometheus rejects: inconclusive, never a pass or a crash
+                    promql = None
+                    self._log("verification", f"recovery check failed: {_failure_text(exc)}; "
+                              "waiting for the alert to resolve instead")
+                    continue
                 if check.recovered:
                     action.recovered = True
                     self._log("recovered", f"recovered after {rung.name}: {check.detail}")
