@@ -17,8 +17,8 @@ service (`pitstop.dev/fault=crash-loop`, restart interval in the `pitstop.dev/cr
 annotation) and a failed node (`pitstop.dev/fault=node-not-ready`), and removes the label once no
 active fault covers the object. kwok then reports those pods as CrashLoopBackOff (ready=false, growing
 restartCount) and that node as NotReady; without the label they are Ready again. `inject_fault` and
-`clear_fault` reconcile; pods created later by a crash-looping Deployment get their label at the next
-reconcile (`reconcile_fault_labels`, e.g. from a watcher).
+`clear_fault` reconcile; pods created later by a crash-looping Deployment (a restart, a scale-up) get
+their label from `keep_fault_labels`, which the simulator runs every 2 s while a region has such a fault.
 
 CLI: `python -m sandbox.faults --kubeconfig F --context eu-central inject bad-release --service ota-update
 --version v3.5.0 --error-ratio 0.4`, `... clear <id>`, `... list`.
@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import secrets
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +40,8 @@ from kubernetes.client import ApiClient
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from sandbox.kube_rest import FIELD_MANAGER, KubeApiError, get_object, list_objects, merge_patch, server_side_apply
+
+log = logging.getLogger("pitstop.sandbox.faults")
 
 FAULTS_NAMESPACE = "pitstop-sandbox"
 FAULTS_CONFIGMAP = "faults"
@@ -198,6 +202,30 @@ def _fault_patch(desired: dict[str, str] | None) -> dict[str, Any]:
         "labels": {FAULT_LABEL: desired.get(FAULT_LABEL)},
         "annotations": {key: desired.get(key) for key in (CRASH_LOOP_INTERVAL_ANNOTATION, FAULT_IDS_ANNOTATION)},
     }}
+
+
+def labels_needed(records: list[FaultRecord]) -> bool:
+    """Whether any active fault is shown through object labels (crash-loop pods, not-ready nodes)."""
+    return any(isinstance(r.fault, (CrashLoop, NodeNotReady)) for r in records)
+
+
+def keep_fault_labels(*, api_clients: dict[str, ApiClient], stop: threading.Event, interval_seconds: float = 2.0
+                      ) -> None:
+    """Until `stop`: reconcile each region's fault labels while it has a labelled fault, and once after the last
+    one is cleared, so new pods of a crash-looping service crash too. Errors are logged and retried."""
+    active: dict[str, bool] = {}
+    while not stop.wait(interval_seconds):
+        for region, api_client in api_clients.items():
+            try:
+                records = list_faults(api_client=api_client)
+                needed = labels_needed(records)
+                if needed or active.get(region, False):
+                    changed = reconcile_fault_labels(api_client=api_client, records=records)
+                    if changed:
+                        log.info("%s: fault labels reconciled on %d object(s)", region, changed)
+                active[region] = needed
+            except Exception as exc:  # noqa: BLE001 - a cluster restarting must not stop the labeller
+                log.warning("%s: could not reconcile fault labels: %s", region, exc)
 
 
 def reconcile_fault_labels(*, api_client: ApiClient, records: list[FaultRecord] | None = None) -> int:

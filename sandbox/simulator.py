@@ -7,7 +7,8 @@ increasing counters and gauges using the pure functions of `sandbox.traffic_mode
 VirtualService routes are followed as Envoy would: header-match routes (A/B) take their cohorts' share
 (`HEADER_COHORT_SHARE` per matcher), the weighted default route the rest, and `mirror` adds mirrored
 requests on the mirror's version (reported like any request, as Istio does; they do not fan out downstream).
-`/metrics` (optionally `?region=eu-central`) serves them in the Prometheus text format.
+`/metrics` (optionally `?region=eu-central`) serves them in the Prometheus text format. The process also keeps
+the fault labels of crash-looping pods and failed nodes up to date (`sandbox.faults.keep_fault_labels`).
 
 Run: `python -m sandbox.simulator --kubeconfig F --contexts eu-central,us-east --port P`.
 """
@@ -31,7 +32,7 @@ from urllib.parse import parse_qs, urlparse
 from kubernetes.client import ApiClient
 
 from sandbox.cluster_watch import DeploymentSummary, RegionSnapshot, RegionWatcher
-from sandbox.faults import BadRelease, CrashLoop, RegionOutage, SaturatedService
+from sandbox.faults import BadRelease, CrashLoop, RegionOutage, SaturatedService, keep_fault_labels
 from sandbox.traffic_model import (
     INGRESS_WORKLOAD,
     LATENCY_BUCKETS_MS,
@@ -460,12 +461,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         tick_seconds=args.tick_seconds,
     )
     simulator.start()
+    stop_labels = threading.Event()
+    threading.Thread(target=keep_fault_labels, kwargs={"api_clients": clients, "stop": stop_labels}, daemon=True,
+                     name="fault-labels").start()
     server = serve_metrics(simulator=simulator, host=args.host, port=args.port)
     log.info("serving metrics on http://%s:%d/metrics", args.host, server.server_address[1])
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
+        stop_labels.set()
         simulator.stop()
         server.shutdown()
 

@@ -6,6 +6,7 @@ NotReady. Every Service of a sandbox cluster gets a ClusterIP from its /16 range
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from sandbox.faults import (
     clear_all_faults,
     clear_fault,
     inject_fault,
+    keep_fault_labels,
     list_faults,
     reconcile_fault_labels,
 )
@@ -135,20 +137,30 @@ def test_crash_loop_fault_crash_loops_the_versions_pods_until_cleared(
         deployment.metadata.name, NAMESPACE).status.available_replicas == 2)
 
 
-def test_pods_created_during_a_crash_loop_fault_crash_loop_after_a_reconcile(
-    api: k8s.ApiClient,
-) -> None:
-    name = f"ota-{uuid.uuid4().hex[:5]}"
-    create_service(api, name=name, version="v1.0.0", replicas=1)
-    eventually("the pod Ready", lambda: all_ready(api, name, "v1.0.0", replicas=1))
-    record = inject_fault(api_client=api, fault=CrashLoop(service=name, restart_interval_seconds=1))
-    k8s.AppsV1Api(api).patch_namespaced_deployment(f"{name}-v1-0-0", NAMESPACE, {"spec": {"replicas": 3}})
-    eventually("3 pods", lambda: len(pods(api, name, "v1.0.0")) == 3)
-    assert reconcile_fault_labels(api_client=api) >= 1  # the two new pods get the fault's label
-    eventually("all 3 pods crash-looping", lambda: all(map(crash_looping, pods(api, name, "v1.0.0"))), timeout=30)
-    assert [r.id for r in list_faults(api_client=api)] == [record.id]
-    assert clear_all_faults(api_client=api) == 1
-    eventually("all 3 pods Ready", lambda: all_ready(api, name, "v1.0.0", replicas=3), timeout=30)
+def test_pods_created_during_a_crash_loop_fault_crash_loop_too(api: k8s.ApiClient) -> None:
+    """The labeller the simulator runs (`keep_fault_labels`) labels pods created after the injection (a scale-up,
+    a restart), so they crash-loop too, and unlabels them once the fault is cleared."""
+    stop = threading.Event()
+    labeller = threading.Thread(target=keep_fault_labels, daemon=True,
+                                kwargs={"api_clients": {REGION: api}, "stop": stop, "interval_seconds": 1.0})
+    labeller.start()
+    try:
+        name = f"ota-{uuid.uuid4().hex[:5]}"
+        create_service(api, name=name, version="v1.0.0", replicas=1)
+        eventually("the pod Ready", lambda: all_ready(api, name, "v1.0.0", replicas=1))
+        record = inject_fault(api_client=api, fault=CrashLoop(service=name, restart_interval_seconds=1))
+        k8s.AppsV1Api(api).patch_namespaced_deployment(f"{name}-v1-0-0", NAMESPACE, {"spec": {"replicas": 3}})
+        eventually("3 pods", lambda: len(pods(api, name, "v1.0.0")) == 3)
+        eventually("all 3 pods crash-looping, without a manual reconcile",
+                   lambda: all(map(crash_looping, pods(api, name, "v1.0.0"))), timeout=30)
+        assert all((p.metadata.labels or {}).get(FAULT_LABEL) == "crash-loop" for p in pods(api, name, "v1.0.0"))
+        assert [r.id for r in list_faults(api_client=api)] == [record.id]
+        assert clear_all_faults(api_client=api) == 1
+        eventually("all 3 pods Ready", lambda: all_ready(api, name, "v1.0.0", replicas=3), timeout=30)
+        assert reconcile_fault_labels(api_client=api) == 0  # nothing left to change
+    finally:
+        stop.set()
+        labeller.join(timeout=10)
 
 
 def test_node_not_ready_fault(kube_sandbox: SandboxClusters, api: k8s.ApiClient) -> None:
