@@ -11,4 +11,7 @@ Everything here is deterministic and free of I/O: the `ProgressiveRelease` / `Re
 - `workloads.py`: the candidate Deployment derived from the stable one; the promoted stable template.
 - `budget.py`: SLO error budget remaining and the gate decision.
 - `models.py`: activity inputs/outputs and the live status the workflows expose to queries.
+- `carried.py`: what a release hands to its next run when it continues-as-new (`ReleaseInput.carried`).
 """
+
+from . import spec as spec  # noqa: E402  first: spec's carried state needs models/decisions, which import spec

@@ -192,6 +192,8 @@ class ReleaseStatus(BaseModel):
     events: list[ReleaseEvent] = Field(default_factory=list)
     awaiting_approval: bool = False
     rollback_reason: str = ""
+    run_number: int = Field(1, description="run of the continue-as-new chain (1: no continue-as-new yet)")
+    measurements_dropped: int = Field(0, description="oldest measurement records no longer kept (query `measurements`)")
 
 
 class ReleaseOutcome(BaseModel):

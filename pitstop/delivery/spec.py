@@ -11,12 +11,14 @@ from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from pitstop.analysis import Threshold
 from pitstop.kubernetes_names import HeaderMatch, KubeLabelName, KubeLabelNameOrEmpty, KubeObjectName
 from pitstop.runbook.model import Duration
 
 RELEASE_WORKFLOW = "ProgressiveRelease"
+DEFAULT_HISTORY_LIMIT = 8_000  # events; Temporal warns at 10,240 and terminates at 51,200
 WAVES_WORKFLOW = "RegionWaves"
 
 _PROMQL_RANGE = re.compile(r"^\d+(ms|s|m|h|d)$")
@@ -228,6 +230,14 @@ class ReleaseInput(_Strict):
     )
     parent_workflow_id: str = Field("", description="waves: notified with signal `region_result` on promotion or failure")
     lease: bool = Field(True, description="hold the service's per-target lease during the release")
+    history_limit: int = Field(
+        DEFAULT_HISTORY_LIMIT, ge=100, le=40_000,
+        description="continue-as-new between analysis runs once this run's history has this many events "
+        "(or when Temporal suggests it), so a long hold never approaches Temporal's history limits",
+    )
+    carried: SkipJsonSchema[CarriedRelease | None] = Field(
+        None, description="set by the release itself when it continues-as-new: the state the next run resumes from"
+    )
 
 
 class WavesSpec(_Strict):
@@ -237,6 +247,9 @@ class WavesSpec(_Strict):
     regions: list[KubeLabelName] = Field(min_length=1, description="release order")
     approval_between_regions: bool = False
     task_queue: str = ""
+    history_limit: int = Field(
+        DEFAULT_HISTORY_LIMIT, ge=100, le=40_000, description="each region's release: `ReleaseInput.history_limit`"
+    )
 
     @field_validator("regions")
     @classmethod
@@ -247,3 +260,8 @@ class WavesSpec(_Strict):
 
 
 ApprovalDecision = Literal["approve", "reject"]
+
+
+from .carried import CarriedRelease  # noqa: E402  (it needs models/decisions, which import this module)
+
+ReleaseInput.model_rebuild()

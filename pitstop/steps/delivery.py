@@ -11,9 +11,12 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from pitstop.delivery.models import Phase
-from pitstop.delivery.spec import RELEASE_WORKFLOW, WAVES_WORKFLOW, ReleaseInput, Strategy, WavesSpec
+from pitstop.delivery.spec import (
+    DEFAULT_HISTORY_LIMIT, RELEASE_WORKFLOW, WAVES_WORKFLOW, ReleaseInput, Strategy, WavesSpec,
+)
 from pitstop.runbook.step_types import StepArgs, StepResult, StepType, register_step_type
 
 
@@ -30,6 +33,9 @@ def _force_strategy(data: Any, strategy: Strategy) -> Any:
 class _ReleaseStepArgs(ReleaseInput, StepArgs):  # type: ignore[misc]
     strategy: ClassVar[Strategy]
     lease: bool = Field(False, description="the runbook's target lease already covers the service")
+    # continue-as-new: the release's own business, not a runbook argument (and not in the published schema)
+    history_limit: SkipJsonSchema[int] = Field(DEFAULT_HISTORY_LIMIT, ge=100, le=40_000)
+    carried: SkipJsonSchema[None] = None
 
     @model_validator(mode="before")
     @classmethod
@@ -50,7 +56,7 @@ class AbArgs(_ReleaseStepArgs):
 
 
 class WavesArgs(WavesSpec, StepArgs):  # type: ignore[misc]
-    pass
+    history_limit: SkipJsonSchema[int] = Field(DEFAULT_HISTORY_LIMIT, ge=100, le=40_000)
 
 
 class ReleaseStepResult(StepResult):
