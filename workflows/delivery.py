@@ -11,13 +11,20 @@ Cluster activities run on the region's task queue; the analysis queries on the s
 Live state: query `status`; control: signal `abort`, updates `rollback` (instant rollback) and `promote`
 (manual gate); waves parents use signals `finalize` / `abort` and receive `region_result`.
 A release that does not promote fails with `ApplicationError(type="ReleaseRolledBack" | "ReleaseRefused")`.
+
+Long releases continue-as-new: between two analysis runs (progressing, holding for the waves parent, warm
+window), once the history passes `request.history_limit` events or Temporal suggests it, and no update handler
+is running, the run continues-as-new with `ReleaseInput.carried` (`pitstop.delivery.carried.CarriedRelease`:
+where to resume, the snapshot, analysis state and latest records, status, signals received, the lease). The
+workflow id stays, so queries, signals (also the waves parent's) and the lease (keyed by workflow id) follow
+the chain; the lease is not released when a run continues. Guarded by `workflow.patched(CONTINUE_AS_NEW_PATCH)`.
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -26,6 +33,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 with workflow.unsafe.imports_passed_through():
     from pitstop.config import regional_task_queue
     from pitstop.delivery.budget import budget_gate
+    from pitstop.delivery.carried import CarriedRelease, ResumeAt
     from pitstop.delivery.decisions import Action, AnalysisPolicy, AnalysisState, current_weight
     from pitstop.delivery.models import (
         ApproveRequest,
@@ -62,6 +70,7 @@ from .delivery_analysis import AnalysisLoop
 from .lease import LeaseHolderSide
 
 MAX_EVENTS = 100
+CONTINUE_AS_NEW_PATCH = "release-continue-as-new"
 ResultT = TypeVar("ResultT")
 ACTIVITY_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=5))
 HEARTBEAT = timedelta(seconds=15)
@@ -69,6 +78,10 @@ HEARTBEAT = timedelta(seconds=15)
 
 class Rollback(Exception):
     """Internal: leave the happy path and roll back with this reason."""
+
+
+class ContinueAsNew(Exception):
+    """Internal: a safe point was reached with a long history; `run` continues-as-new (lease kept)."""
 
 
 @workflow.defn(name=RELEASE_WORKFLOW)
@@ -83,6 +96,8 @@ class ProgressiveRelease:
         self._lease = LeaseHolderSide()
         self._analysis: AnalysisLoop | None = None
         self._analysis_stable_version = ""
+        self._resume: tuple[ResumeAt, float | None] = (ResumeAt.ANALYSIS, None)
+        self._runs_at_start = 0
 
     # ------------------------------------------------------------ queries, signals, updates
 
@@ -177,12 +192,44 @@ class ProgressiveRelease:
             failure_threshold=spec.analysis.failure_threshold,
         )
         self._analysis = AnalysisLoop(spec=spec, region=request.region, policy=self._policy, status=self._status)
+        if request.carried is not None:
+            self._restore(request.carried)
+        continuing = False
         try:
             return await self._release()
+        except ContinueAsNew:
+            continuing = True
         finally:
-            await self._lease.release()
+            if not continuing:  # the next run of the chain (same workflow id) keeps holding the lease
+                await self._lease.release()
+        workflow.continue_as_new(self._carry())
 
     async def _release(self) -> ReleaseOutcome:
+        request = self._require_input()
+        if request.carried is None:
+            await self._start()
+        try:
+            resume_at = request.carried.resume_at if request.carried else None
+            if resume_at is None:
+                await self._initialize()
+            if resume_at in (None, ResumeAt.ANALYSIS):
+                await self._progress(resumed=resume_at is ResumeAt.ANALYSIS)
+                await self._approval_gate()
+                await self._promote()
+                resume_at = None
+            await self._warm(resume_at, request.carried.warm_deadline if request.carried else None)
+        except Rollback as exc:
+            return await self._roll_back(str(exc))
+        except ActivityError as exc:
+            return await self._roll_back(f"{_cause(exc)}")
+        except asyncio.CancelledError:
+            await self._roll_back_quietly("the release was cancelled")
+            raise
+        await self._finalize_promotion()
+        return self._outcome(Phase.SUCCEEDED, "promoted")
+
+    async def _start(self) -> None:
+        """Lease, then the error-budget gate; refuses (raises) before any change."""
         request = self._require_input()
         spec = request.release
         try:
@@ -196,28 +243,13 @@ class ProgressiveRelease:
                     stop=lambda: self._rollback_reason is not None,
                 )
             if self._rollback_reason is not None:
-                return await self._refuse(f"aborted before any change: {self._rollback_reason}")
+                await self._refuse(f"aborted before any change: {self._rollback_reason}")
             if spec.error_budget is not None:
                 refusal = await self._check_budget()
                 if refusal:
-                    return await self._refuse(refusal)
+                    await self._refuse(refusal)
         except ActivityError as exc:
-            return await self._refuse(f"could not start: {_cause(exc)}")
-        try:
-            await self._initialize()
-            await self._progress()
-            await self._approval_gate()
-            await self._promote()
-            await self._warm()
-        except Rollback as exc:
-            return await self._roll_back(str(exc))
-        except ActivityError as exc:
-            return await self._roll_back(f"{_cause(exc)}")
-        except asyncio.CancelledError:
-            await self._roll_back_quietly("the release was cancelled")
-            raise
-        await self._finalize_promotion()
-        return self._outcome(Phase.SUCCEEDED, "promoted")
+            await self._refuse(f"could not start: {_cause(exc)}")
 
     # ------------------------------------------------------------ phases
 
@@ -273,12 +305,14 @@ class ProgressiveRelease:
             return RouteState(header_match={k: v.as_istio() for k, v in spec.headers.items()})
         return RouteState(mirror_percent=spec.mirror_percent if spec.mirror else None)
 
-    async def _progress(self) -> None:
+    async def _progress(self, *, resumed: bool = False) -> None:
         spec = self._require_input().release
         loop = self._require_analysis()
-        self._set_phase(Phase.PROGRESSING, f"analysing every {spec.analysis.interval:g}s")
-        loop.start(now=workflow.now().timestamp())
+        if not resumed:
+            self._set_phase(Phase.PROGRESSING, f"analysing every {spec.analysis.interval:g}s")
+            loop.start(now=workflow.now().timestamp())
         while True:
+            await self._continue_as_new_if_due(ResumeAt.ANALYSIS)
             decision = await loop.run_once(
                 stable_version=self._analysis_stable_version,
                 weight=self._require_status().canary_weight,
@@ -323,25 +357,34 @@ class ProgressiveRelease:
         await self._route(RouteState(canary_weight=100))
         self._set_phase(Phase.PROMOTED, f"all traffic on {spec.new_version}; {snap.stable.version} kept warm")
 
-    async def _warm(self) -> None:
-        """Keep the old version warm: analysis goes on; a failure or a rollback request rolls back at once."""
+    async def _warm(self, resume_at: ResumeAt | None = None, warm_deadline: float | None = None) -> None:
+        """Keep the old version warm: analysis goes on; a failure or a rollback request rolls back at once.
+
+        `resume_at` (HOLD or WARM_WINDOW): a continued run picks up there, with the carried warm deadline."""
         request = self._require_input()
         spec = request.release
         loop = self._require_analysis()
-        loop.start(now=workflow.now().timestamp(), keep_counts=False)
-        if request.hold_after_promotion:
-            await self._notify_parent(Phase.PROMOTED, "promoted; waiting for the other regions")
+        if resume_at is None:
+            loop.start(now=workflow.now().timestamp(), keep_counts=False)
+        if request.hold_after_promotion and resume_at in (None, ResumeAt.HOLD):
+            if resume_at is None:
+                await self._notify_parent(Phase.PROMOTED, "promoted; waiting for the other regions")
             until_finalize = lambda: self._finalize  # noqa: E731
-            await self._watch(until_finalize)
+            await self._watch(until_finalize, resume_at=ResumeAt.HOLD)
         if spec.warm_window > 0:
-            deadline = workflow.now().timestamp() + spec.warm_window
-            self._event(f"keeping {self._require_snapshot().stable.version} warm for {spec.warm_window:g}s")
-            await self._watch(lambda: workflow.now().timestamp() >= deadline, deadline=deadline)
+            if resume_at is ResumeAt.WARM_WINDOW and warm_deadline is not None:
+                deadline = warm_deadline
+            else:
+                deadline = workflow.now().timestamp() + spec.warm_window
+                self._event(f"keeping {self._require_snapshot().stable.version} warm for {spec.warm_window:g}s")
+            await self._watch(lambda: workflow.now().timestamp() >= deadline, deadline=deadline,
+                              resume_at=ResumeAt.WARM_WINDOW)
 
-    async def _watch(self, done: object, deadline: float | None = None) -> None:
+    async def _watch(self, done: object, deadline: float | None = None, *, resume_at: ResumeAt) -> None:
         loop = self._require_analysis()
         stop_when = done if callable(done) else (lambda: False)
         while not stop_when():
+            await self._continue_as_new_if_due(resume_at, deadline)
             decision = await loop.run_once(
                 stable_version=self._analysis_stable_version, weight=100,
                 stop=lambda: self._rollback_reason is not None or bool(stop_when()), deadline=deadline,
@@ -376,6 +419,65 @@ class ProgressiveRelease:
         self._set_phase(Phase.SUCCEEDED, f"{spec.new_version} is stable ({result.image})")
         await self._notify_parent(Phase.SUCCEEDED, "finalized")
 
+    # ------------------------------------------------------------ continue-as-new
+
+    async def _continue_as_new_if_due(self, resume_at: ResumeAt, warm_deadline: float | None = None) -> None:
+        """At a safe point between analysis runs: raise `ContinueAsNew` once the history is long.
+
+        Not before this run has analysed at least once (a run always makes progress), not while a rollback is
+        asked for (that rolls back instead), and only after every update handler has finished."""
+        request = self._require_input()
+        if self._require_analysis().total_runs <= self._runs_at_start or self._rollback_reason is not None:
+            return
+        info = workflow.info()
+        if not (info.is_continue_as_new_suggested() or info.get_current_history_length() >= request.history_limit):
+            return
+        if not workflow.patched(CONTINUE_AS_NEW_PATCH):
+            return  # replaying a history recorded before releases continued-as-new
+        await workflow.wait_condition(lambda: workflow.all_handlers_finished() or self._rollback_reason is not None)
+        if self._rollback_reason is not None:
+            return
+        self._resume = (resume_at, warm_deadline)
+        raise ContinueAsNew()
+
+    def _carry(self) -> ReleaseInput:
+        """The next run's input: this request plus everything the release keeps."""
+        request = self._require_input()
+        status = self._require_status()
+        loop = self._require_analysis()
+        loop.fill(status)
+        info = workflow.info()
+        previous = request.carried
+        resume_at, warm_deadline = self._resume
+        carried = CarriedRelease(
+            resume_at=resume_at, warm_deadline=warm_deadline, status=status, snapshot=self._require_snapshot(),
+            analysis=loop.carry(), approved=self._approved, finalize=self._finalize,
+            rollback_reason=self._rollback_reason, lease_id=self._lease.lease_id,
+            lease_requested=self._lease.requested, lease_grant=self._lease.grant,
+            earlier_runs=(previous.earlier_runs if previous else []) + [info.run_id],
+            earlier_events=(previous.earlier_events if previous else 0) + info.get_current_history_length(),
+        )
+        carried.status.measurements_dropped = carried.analysis.dropped_records
+        return request.model_copy(update={"carried": carried})
+
+    def _restore(self, carried: CarriedRelease) -> None:
+        """Resume from the previous run of the chain (signals this run already received are kept)."""
+        self._status = carried.status
+        self._status.run_number = len(carried.earlier_runs) + 1
+        self._snapshot = carried.snapshot
+        self._analysis_stable_version = carried.snapshot.stable.version
+        loop = self._require_analysis()
+        loop.status = self._status
+        loop.restore(carried.analysis)
+        self._runs_at_start = loop.total_runs
+        self._approved = self._approved or carried.approved
+        self._finalize = self._finalize or carried.finalize
+        self._rollback_reason = self._rollback_reason or carried.rollback_reason
+        self._lease.restore(lease_id=carried.lease_id, requested=carried.lease_requested,
+                            grant=self._lease.grant or carried.lease_grant)
+        self._event(f"continued as new: run {self._status.run_number} of this release "
+                    f"({carried.earlier_events} history events before)")
+
     # ------------------------------------------------------------ rollback
 
     async def _roll_back(self, reason: str) -> ReleaseOutcome:
@@ -400,7 +502,7 @@ class ProgressiveRelease:
             status.canary_weight = 0
         self._set_phase(Phase.ROLLED_BACK, f"rolled back: {reason}")
 
-    async def _refuse(self, reason: str) -> ReleaseOutcome:
+    async def _refuse(self, reason: str) -> NoReturn:
         self._set_phase(Phase.FAILED, reason)
         await self._notify_parent(Phase.FAILED, reason)
         raise ApplicationError(

@@ -2,7 +2,9 @@
 
 Owned by `ProgressiveRelease`; deterministic (timers, one activity per run, pure decisions). Every check
 of every run is recorded (query, value, threshold, verdict, explanation) and exposed by the workflow's
-`measurements` query; the latest run's records appear in `status`.
+`measurements` query (the latest `MAX_RECORDS`; older ones are counted in `status.measurements_dropped`);
+the latest run's records appear in `status`. `carry()` / `restore()` hand the loop to the next run of a
+continue-as-new chain.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from pitstop.analysis import Verdict, evaluate, explain
+    from pitstop.delivery.carried import MAX_CARRIED_RECORDS, CarriedAnalysis
     from pitstop.delivery.decisions import AnalysisPolicy, AnalysisState, Decision, next_action
     from pitstop.delivery.models import MeasureInput, MeasurementRecord, MeasureResult, ReleaseStatus
     from pitstop.delivery.promql import QueryScope, analysis_queries
@@ -40,6 +43,7 @@ class AnalysisLoop:
         self.total_runs = 0
         self.total_failed_runs = 0
         self.failed_checks = 0
+        self.dropped_records = 0
 
     def start(self, *, now: float, keep_counts: bool = True) -> None:
         """A fresh decision state (after promotion: only a failure threshold can roll back, no deadline)."""
@@ -92,11 +96,36 @@ class AnalysisLoop:
         self.last = records
         self.last_verdict = decision.verdict
         self.records.extend(records)
-        del self.records[:-MAX_RECORDS]
+        self._keep_latest(MAX_RECORDS)
         self.fill(self.status)
         return decision
 
+    def _keep_latest(self, limit: int) -> None:
+        excess = len(self.records) - limit
+        if excess > 0:
+            del self.records[:excess]
+            self.dropped_records += excess
+
+    def carry(self) -> CarriedAnalysis:
+        """The loop's state for the next run (the latest `MAX_CARRIED_RECORDS` records)."""
+        self._keep_latest(MAX_CARRIED_RECORDS)
+        return CarriedAnalysis(
+            policy=self.policy, state=self.state, records=list(self.records), dropped_records=self.dropped_records,
+            last=list(self.last), last_verdict=self.last_verdict, total_runs=self.total_runs,
+            total_failed_runs=self.total_failed_runs, failed_checks=self.failed_checks,
+        )
+
+    def restore(self, carried: CarriedAnalysis) -> None:
+        """Take over the loop of the previous run of the chain (no fresh `start`: counts and step carry on)."""
+        self.policy, self.state = carried.policy, carried.state
+        self.records, self.dropped_records = list(carried.records), carried.dropped_records
+        self.last, self.last_verdict = list(carried.last), carried.last_verdict
+        self.total_runs, self.total_failed_runs = carried.total_runs, carried.total_failed_runs
+        self.failed_checks = carried.failed_checks
+        self.fill(self.status)
+
     def fill(self, status: ReleaseStatus) -> None:
+        status.measurements_dropped = self.dropped_records
         status.analysis_runs = self.total_runs
         status.failed_runs = self.state.failed_runs
         status.step_index = self.state.step_index

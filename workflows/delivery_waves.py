@@ -3,7 +3,9 @@
 For each region in order a child `ProgressiveRelease` (id `<waves id>/<region>`) runs with
 `hold_after_promotion`: once promoted it reports `region_result` and keeps the old version warm until this
 workflow sends `finalize` (every region promoted) or `abort` (a later region failed). A failure anywhere
-halts the waves and rolls back the regions already promoted, in reverse order. Optional manual approval
+halts the waves and rolls back the regions already promoted, in reverse order. A region's release may
+continue-as-new while it holds (`WavesSpec.history_limit`): it keeps its workflow id, so `finalize` / `abort`
+still reach it and its `region_result` still comes back. Optional manual approval
 between regions (update `promote`, or `approve_region`).
 """
 
@@ -94,7 +96,7 @@ class RegionWaves:
             handle = await workflow.start_child_workflow(
                 RELEASE_WORKFLOW,
                 ReleaseInput(release=spec.release, region=region, task_queue=base, hold_after_promotion=True,
-                             parent_workflow_id=info.workflow_id),
+                             parent_workflow_id=info.workflow_id, history_limit=spec.history_limit),
                 id=f"{info.workflow_id}/{region}",
                 task_queue=info.task_queue,
                 result_type=ReleaseOutcome,
