@@ -43,6 +43,8 @@ from pitstop.steps.kubernetes import (
     EventSummary,
     LastRolloutResult,
     NodeArgs,
+    NodeEvidenceArgs,
+    NodeEvidenceResult,
     NodeResult,
     PatchArgs,
     PatchResult,
@@ -61,6 +63,8 @@ from pitstop.steps.kubernetes import (
 )
 
 from .clients import ActivityClients
+
+MAX_NODE_EVIDENCE_PODS = 50
 from .idempotency import idempotency_key
 from .kube_api import WORKLOAD_PATHS, KubeJson, deployment_path, label_selector
 
@@ -187,6 +191,11 @@ def _pod_summary(pod: dict[str, Any]) -> PodSummary:
         reason=reason or "",
         image=containers[0].get("image", "") if containers else "",
     )
+
+
+def _node_and_pods(api: KubeJson, node: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A node and the pods bound to it."""
+    return api.get(f"/api/v1/nodes/{node}"), api.items("/api/v1/pods", fieldSelector=f"spec.nodeName={node}")
 
 
 def _event_summary(event: dict[str, Any]) -> EventSummary:
@@ -472,8 +481,7 @@ class KubernetesActivities:
         what = f"node {args.node}"
         api = self._api(args.region)
         with kube_errors(what, args.region):
-            node = api.get(f"/api/v1/nodes/{args.node}")
-            pods = api.items("/api/v1/pods", fieldSelector=f"spec.nodeName={args.node}")
+            node, pods = _node_and_pods(api, args.node)
         to_evict: dict[str, dict[str, Any]] = {}
         skipped: list[str] = []
         unmanaged: list[str] = []
@@ -568,6 +576,31 @@ class KubernetesActivities:
             pods=summaries,
             events=relevant[: args.max_events],
             summary=f"{what} in {args.region}: {ready}/{len(summaries)} pods ready, {len(relevant)} events ({warnings} warnings)",
+        )
+
+    @activity.defn(name="kubernetes.node_evidence")  # pods: the least healthy first, at most MAX_NODE_EVIDENCE_PODS
+    def node_evidence(self, invocation: StepInvocation[NodeEvidenceArgs]) -> NodeEvidenceResult:
+        args = invocation.args
+        what = f"node {args.node}"
+        api = self._api(args.region)
+        with kube_errors(what, args.region):
+            node, pods = _node_and_pods(api, args.node)
+            events = api.items("/api/v1/events", fieldSelector=f"involvedObject.kind=Node,involvedObject.name={args.node}")
+        spec, status = node.get("spec") or {}, node.get("status") or {}
+        conditions = [ConditionSummary(type=c.get("type", ""), status=c.get("status", ""), reason=c.get("reason", ""),
+                                       message=c.get("message", "")) for c in status.get("conditions") or []]
+        taints = [f"{t.get('key')}={t.get('value', '')}:{t.get('effect')}" for t in spec.get("taints") or []]
+        relevant = [_event_summary(e) for e in events]
+        epoch = datetime.min.replace(tzinfo=UTC)
+        relevant.sort(key=lambda e: e.last_seen or epoch, reverse=True)
+        ready = next((c.status for c in conditions if c.type == "Ready"), "Unknown")
+        unschedulable = bool(spec.get("unschedulable"))
+        return NodeEvidenceResult(
+            node=args.node, unschedulable=unschedulable, conditions=conditions, taints=taints,
+            pods=sorted((_pod_summary(p) for p in pods), key=lambda p: (p.ready, p.name))[:MAX_NODE_EVIDENCE_PODS],
+            events=relevant[: args.max_events],
+            summary=f"{what} in {args.region}: Ready={ready}{', cordoned' if unschedulable else ''}, "
+                    f"{len(pods)} pods, {len(relevant)} events",
         )
 
     @activity.defn(name="kubernetes.last_rollout")

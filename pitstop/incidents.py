@@ -85,7 +85,9 @@ class IncidentStatus(BaseModel):
     resolved_at: datetime | None = None
     first_action_at: datetime | None = None
     actions: list[ActionRecord] = Field(default_factory=list)
-    evidence: dict[str, Any] = Field(default_factory=dict, description="pods and recent events of the service")
+    evidence: dict[str, Any] = Field(default_factory=dict, description=(
+        "what the cluster showed about the target: a Deployment's pods and events, a node's conditions, pods "
+        "and events, a VirtualService's routes"))
     metrics: list[dict[str, Any]] = Field(default_factory=list, description="metric snapshots")
     escalated: bool = False
     outcome: str = ""
@@ -254,8 +256,18 @@ def postmortem_markdown(status: IncidentStatus) -> str:
         )
     pods = status.evidence.get("pods") or []
     events = status.evidence.get("events") or []
-    if pods or events:
+    conditions = status.evidence.get("conditions") or []
+    routes = status.evidence.get("routes") or []
+    if pods or events or conditions or routes:
         lines += ["", "### Evidence gathered", ""]
+        if status.evidence.get("summary"):
+            lines.append(f"- {status.evidence['summary']} ({status.evidence.get('label', '')})")
+        for condition in conditions:
+            lines.append(f"- node condition {condition.get('type')}={condition.get('status')}"
+                         + (f" ({condition.get('reason')}: {condition.get('message')})" if condition.get("reason") else ""))
+        if status.evidence.get("weights"):
+            weights = ", ".join(f"{k} {v}%" for k, v in status.evidence["weights"].items())
+            lines.append(f"- route weights: {weights}")
         for pod in pods[:20]:
             lines.append(
                 f"- pod {pod.get('name')}: {pod.get('phase')}, ready={pod.get('ready')}, restarts={pod.get('restarts')}"

@@ -95,7 +95,11 @@ class LabelRef(_Strict):
         return match.groupdict().get("value") or match.group(1)
 
 
+TargetKind = Literal["Deployment", "Node", "VirtualService"]
+
+
 class TargetSpec(_Strict):
+    kind: TargetKind = Field("Deployment", description="what `service` names; the evidence gathered follows it")
     service: LabelRef
     namespace: LabelRef = Field(default_factory=lambda: LabelRef(value="default"))
     region: LabelRef = Field(default_factory=lambda: LabelRef(label="region"))
@@ -107,6 +111,7 @@ class ServiceTarget(BaseModel):
     service: str
     namespace: str
     region: str
+    kind: TargetKind = "Deployment"
 
     @property
     def key(self) -> str:
@@ -252,7 +257,7 @@ def resolve_target(rule: Rule, labels: dict[str, str]) -> ServiceTarget:
             source = f"label {ref.label!r}" + (f" (regex {ref.regex!r})" if ref.regex else "")
             raise RemediationError(f"rule {rule.name!r}: the alert has no {field_name}: {source} is missing or does not match")
         values[field_name] = value
-    return ServiceTarget(**values)
+    return ServiceTarget(kind=rule.target.kind, **values)
 
 
 def render(value: Any, *, target: ServiceTarget, alert: Alert) -> Any:

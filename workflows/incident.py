@@ -51,7 +51,12 @@ with workflow.unsafe.imports_passed_through():
     from pitstop.runbook.leases import LeaseGrant, LeaseHolder, LeaseRequest, lease_id
     from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
     from pitstop.runbook.step_types import StepInvocation
-    from pitstop.steps.kubernetes import DeploymentArgs, LastRolloutResult, ServiceEvidenceArgs, ServiceEvidenceResult
+    from pitstop.runbook.step_types import StepArgs, StepResult
+    from pitstop.steps.istio import RouteArgs, RoutesResult
+    from pitstop.steps.kubernetes import (
+        DeploymentArgs, LastRolloutResult, NodeEvidenceArgs, NodeEvidenceResult, ServiceEvidenceArgs,
+        ServiceEvidenceResult,
+    )
     from pitstop.steps.notify import NotifyResult, WebhookArgs
 
 QUICK = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=5)
@@ -414,22 +419,35 @@ class IncidentWorkflow:
     # ------------------------------------------------------------ evidence, escalation, closing
 
     async def _gather_evidence(self, label: str) -> None:
+        """What the cluster shows about the target, by its kind: a Deployment's pods and events; a node's
+        conditions, pods and events; a VirtualService's routes. Best effort: a failure is logged, never fatal."""
         target = self._s.target
         if target is None:
             return
+        activity_name: str
+        args: StepArgs
+        result_type: type[StepResult]
+        if target.kind == "Node":
+            activity_name, result_type = "kubernetes.node_evidence", NodeEvidenceResult
+            args = NodeEvidenceArgs(region=target.region, node=target.service, max_events=20)
+        elif target.kind == "VirtualService":
+            activity_name, result_type = "istio.get_routes", RoutesResult
+            args = RouteArgs(region=target.region, namespace=target.namespace, name=target.service)
+        else:
+            activity_name, result_type = "kubernetes.service_evidence", ServiceEvidenceResult
+            args = ServiceEvidenceArgs(region=target.region, namespace=target.namespace, name=target.service,
+                                       max_events=20)
         try:
             result = await workflow.execute_activity(
-                "kubernetes.service_evidence",
-                StepInvocation(args=ServiceEvidenceArgs(region=target.region, namespace=target.namespace,
-                                                        name=target.service, max_events=20),
-                               run_id=self._s.incident_id, step_id=f"evidence-{label}"),
-                result_type=ServiceEvidenceResult, task_queue=regional_task_queue(self._task_queue, target.region),
+                activity_name, StepInvocation(args=args, run_id=self._s.incident_id, step_id=f"evidence-{label}"),
+                result_type=result_type, task_queue=regional_task_queue(self._task_queue, target.region),
                 schedule_to_close_timeout=timedelta(seconds=60), retry_policy=BEST_EFFORT,
             )
         except ActivityError as exc:
             self._log("evidence", f"evidence {label} unavailable: {_failure_text(exc)}")
             return
-        self._s.evidence = {"label": label, **result.model_dump(mode="json", include={"pods", "events", "summary"})}
+        self._s.evidence = {"label": label, "kind": target.kind,
+                            **result.model_dump(mode="json", exclude={"changed"})}
         self._log("evidence", f"evidence {label}: {result.summary}")
 
     async def _snapshot_metrics(self, label: str) -> None:

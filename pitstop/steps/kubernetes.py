@@ -64,6 +64,10 @@ class ServiceEvidenceArgs(DeploymentArgs):
     max_events: int = Field(50, ge=1, le=500)
 
 
+class NodeEvidenceArgs(NodeArgs):
+    max_events: int = Field(50, ge=1, le=500)
+
+
 # ---------------------------------------------------------------- results
 
 
@@ -156,6 +160,15 @@ class EventSummary(BaseModel):
 
 class ServiceEvidenceResult(StepResult):
     pods: list[PodSummary] = Field(default_factory=list)
+    events: list[EventSummary] = Field(default_factory=list)
+
+
+class NodeEvidenceResult(StepResult):
+    node: str
+    unschedulable: bool = False
+    conditions: list[ConditionSummary] = Field(default_factory=list)
+    taints: list[str] = Field(default_factory=list, description="key=value:effect")
+    pods: list[PodSummary] = Field(default_factory=list, description="pods bound to the node")
     events: list[EventSummary] = Field(default_factory=list)
 
 
@@ -283,6 +296,15 @@ class KubernetesServiceEvidence(_Kube):
     args_model = ServiceEvidenceArgs
     result_model = ServiceEvidenceResult
     activity = "kubernetes.service_evidence"
+
+
+@register_step_type
+class KubernetesNodeEvidence(_Kube):
+    name = "kubernetes.node_evidence"
+    description = "A node's conditions, taints, schedulability, pods and recent events (incident evidence)."
+    args_model = NodeEvidenceArgs
+    result_model = NodeEvidenceResult
+    activity = "kubernetes.node_evidence"
 
 
 @register_step_type

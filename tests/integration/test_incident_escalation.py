@@ -162,7 +162,7 @@ async def test_breaker_refusal_escalates_through_the_configured_webhook(
     assert payload["alert"]["labels"]["alertname"] == "ServiceOverloaded"
     assert payload["alert"]["annotations"]["summary"] == "it is broken"
     assert "circuit" in payload["reason"]
-    assert payload["target"] == {"service": "search", "namespace": "shop", "region": "eu"}
+    assert payload["target"] == {"service": "search", "namespace": "shop", "region": "eu", "kind": "Deployment"}
     assert "evidence" in payload
     kinds = [e["kind"] for e in payload["timeline"]]
     assert "alert" in kinds and "decision" in kinds and "evidence" in kinds

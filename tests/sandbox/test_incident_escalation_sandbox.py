@@ -353,7 +353,7 @@ async def test_an_exhausted_ladder_escalates_once_with_evidence_from_the_cluster
             assert body["incident"] == incident
             assert body["reason"] == "the remediation ladder is exhausted"
             assert body["alert"]["labels"]["alertname"] == "CrashLooping"
-            assert body["target"] == {"service": name, "namespace": namespace, "region": REGION}
+            assert body["target"] == {"service": name, "namespace": namespace, "region": REGION, "kind": "Deployment"}
             assert [(a["rung"], a["status"], a["recovered"]) for a in body["actions"]] == [
                 ("restart", "succeeded", False), ("restart-again", "succeeded", False)]
             evidence = body["evidence"]

@@ -40,6 +40,7 @@ from activities.traffic import ISTIO_GROUP_VERSION
 from pitstop.config import SHIPPED_RUNBOOKS_DIR, Settings
 from pitstop.incidents import ApprovalDecision, IncidentPhase, IncidentStatus
 from pitstop.remediation import Rule, load_catalog
+from sandbox.faults import NodeNotReady, clear_fault, inject_fault
 from sandbox.kube_rest import get_object, list_objects, merge_patch
 from workers.clients import build_activity_clients
 from workers.devserver import DevServer
@@ -400,6 +401,10 @@ async def test_region_down_shifts_the_edge_traffic_after_approval(stack: Stack) 
         assert_recovered_by(final, rule="failing-region", rung="shift-traffic", runbook="remediate-shift-traffic")
         assert any(e.kind == "approval" and e.message.startswith("approved by oncall@pitstop.dev") for e in final.timeline)
         assert final.target is not None and final.target.key == f"{REGION}/{namespace}/{name}"
+        # evidence follows the target's kind: the VirtualService's routes as they were when the alert came in
+        assert final.evidence.get("kind") == "VirtualService" and final.evidence.get("weights") == start_weights, (
+            final.evidence)
+        assert not any(e.kind == "evidence" and "unavailable" in e.message for e in final.timeline), final.timeline
     finally:
         for plural in ("virtualservices", "destinationrules"):
             with contextlib.suppress(Exception):
@@ -409,6 +414,12 @@ async def test_region_down_shifts_the_edge_traffic_after_approval(stack: Stack) 
 
 
 # ---------------------------------------------------------------- bad-node -> cordon
+
+
+def _ready_condition(api: ApiClient, node: str) -> str:
+    found = get_object(api, kind="Node", name=node, namespace=None) or {}
+    return next((c.get("status", "") for c in (found.get("status") or {}).get("conditions") or []
+                 if c.get("type") == "Ready"), "")
 
 
 def _unschedulable(api: ApiClient, node: str) -> bool:
@@ -424,7 +435,9 @@ async def test_node_not_ready_cordons_the_node(stack: Stack) -> None:
     assert not _unschedulable(api, node), f"{node} is already cordoned"
     labels = {"alertname": "NodeNotReady", "severity": "warning", "region": REGION, "node": node}
     alert = new_alert(labels, {"summary": f"node {node} in {REGION} is NotReady"})
+    fault = inject_fault(api_client=api, fault=NodeNotReady(node=node))  # kwok reports the node NotReady
     try:
+        await wait_in_thread(f"{node} NotReady", lambda: _ready_condition(api, node) == "False", timeout=60)
         incident = await post(stack, alert, "firing")
         handle = stack.client.get_workflow_handle(incident)
         status = await wait_status(handle, acted, "the cordon action")
@@ -435,6 +448,15 @@ async def test_node_not_ready_cordons_the_node(stack: Stack) -> None:
         assert_recovered_by(final, rule="bad-node", rung="cordon", runbook="remediate-cordon-node")
         assert final.target is not None and final.target.key == f"{REGION}/nodes/{node}"
         assert final.actions[0].summary == f"cordoned node {node} in {REGION}", final.actions[0].summary
+        # evidence follows the target's kind: the node's own conditions and pods, not a Deployment's
+        evidence = final.evidence
+        assert evidence.get("kind") == "Node" and evidence.get("node") == node, evidence
+        assert {"type": "Ready", "status": "False"}.items() <= next(
+            c for c in evidence["conditions"] if c["type"] == "Ready").items(), evidence["conditions"]
+        assert f"node {node} in {REGION}: Ready=False" in evidence["summary"], evidence["summary"]
+        assert not any(e.kind == "evidence" and "unavailable" in e.message for e in final.timeline), final.timeline
     finally:
+        clear_fault(api_client=api, fault_id=fault.id)
         merge_patch(api, kind="Node", name=node, namespace=None, patch={"spec": {"unschedulable": None}})
+        await wait_in_thread(f"{node} Ready again", lambda: _ready_condition(api, node) == "True", timeout=60)
         assert not _unschedulable(api, node)

@@ -118,3 +118,22 @@ def test_circuit_breaker_sliding_hour() -> None:
     assert "circuit open" in open_.reason
     assert breaker_decision(times, now=T0 + timedelta(minutes=11), max_per_hour=3).allowed
     assert not breaker_decision([], now=T0, max_per_hour=0).allowed
+
+
+def test_the_target_kind_follows_the_rule(catalog) -> None:
+    """Evidence is gathered by kind: a node alert is about a Node, a region outage about the edge's
+    VirtualService, everything else about a Deployment."""
+    node = plan_remediation(catalog, alert(alertname="NodeNotReady", node="kwok-node-3", region="us-east"))
+    edge = plan_remediation(catalog, alert(alertname="RegionDown", region="us-east", severity="critical"))
+    crash = plan_remediation(catalog, alert(alertname="CrashLooping", pod="checkout-7d9f8b6c5d-x2x7q",
+                                            namespace="payments", region="eu-central"))
+    assert node is not None and (node.target.kind, node.target.service) == ("Node", "kwok-node-3")
+    assert edge is not None and (edge.target.kind, edge.target.service) == ("VirtualService", "edge-gateway")
+    assert crash is not None and crash.target.kind == "Deployment"
+
+
+def test_a_target_kind_outside_the_known_ones_names_the_field() -> None:
+    rule = {"name": "odd", "match": {"alertname": "Odd"}, "target": {"kind": "StatefulSet", "service": {"label": "pod"}},
+            "ladder": [{"name": "restart", "runbook": "remediate-restart"}]}
+    with pytest.raises(RemediationError, match=r"catalog.yaml: rules\.0\.target\.kind"):
+        parse_catalog({"rules": [rule]}, source="catalog.yaml")
