@@ -143,7 +143,7 @@ class IncidentWorkflow:
         if planned.plan is None:
             self._set_phase(IncidentPhase.ESCALATED)
             self._log("decision", f"no remediation: {planned.reason}; left to the on-call team")
-            s.outcome = "no remediation rule"
+            s.outcome = "no remediation rule" if not planned.reason.startswith("could not plan") else planned.reason
             return await self._await_resolution(open_until)
         plan = planned.plan
         s.plan, s.rule, s.target = plan, plan.rule, plan.target
@@ -152,6 +152,9 @@ class IncidentWorkflow:
         self._background.append(asyncio.create_task(self._snapshot_metrics("at alert")))
         try:
             recovered = await self._climb_ladder(plan)
+        except ActivityError as exc:  # retries of a budget or lease call ran out: hand over, never fail silently
+            recovered = False
+            await self._escalate(plan, f"automation failed: {_failure_text(exc)}")
         finally:
             await self._release_lease()
         if recovered:
@@ -182,10 +185,13 @@ class IncidentWorkflow:
 
     async def _plan(self) -> PlanResult:
         self._set_phase(IncidentPhase.PLANNING)
-        planned = await workflow.execute_activity(
-            "incident.plan", PlanRequest(alert=self._alert), result_type=PlanResult,
-            start_to_close_timeout=timedelta(seconds=30), retry_policy=QUICK,
-        )
+        try:
+            planned = await workflow.execute_activity(
+                "incident.plan", PlanRequest(alert=self._alert), result_type=PlanResult,
+                start_to_close_timeout=timedelta(seconds=30), retry_policy=QUICK,
+            )
+        except ActivityError as exc:  # e.g. an invalid catalog: the incident stays open for the on-call team
+            return PlanResult(reason=f"could not plan a remediation: {_failure_text(exc)}")
         if planned.plan is not None:
             plan = planned.plan
             self._log("plan", f"rule {plan.rule}: target {plan.target.key}, ladder "

@@ -205,3 +205,28 @@ async def test_approval_by_an_allowed_identity_through_the_cli_lets_the_action_r
     result = await stack.client.get_workflow_handle(incident, result_type=IncidentStatus).result()
     assert result.phase == IncidentPhase.RECOVERED and result.actions[0].recovered is True
     assert not any("mallory" in e.message for e in result.timeline)  # the refused decision left no trace
+
+
+async def test_an_invalid_catalog_leaves_the_incident_open_for_the_on_call_team(stack: Stack) -> None:
+    """A bad catalog edit must not fail incident workflows (a failed incident drops every later notification):
+    the incident records why it could not plan, stays open, and still closes when the alert resolves."""
+    catalog = stack.settings.runbooks_dir / "remediation-catalog.yaml"
+    good = catalog.read_text()
+    catalog.write_text(good.replace("ladder:", "ladders:", 1))  # an unknown field: the catalog no longer loads
+    try:
+        fingerprint = fp()
+        response = await post(stack, alert_payload(fingerprint=fingerprint, service="payments", namespace="shop",
+                                                   region="eu"))
+        assert response.status_code == 200, response.text
+        incident = response.json()["incidents"][0]["incident"]
+        status = await wait_for_phase(stack, incident, {IncidentPhase.ESCALATED})
+        assert status.outcome.startswith("could not plan a remediation: "), status.outcome
+        assert "remediation-catalog.yaml: rules.0.ladder: Field required" in status.outcome, status.outcome
+        assert status.actions == []
+    finally:
+        catalog.write_text(good)
+    resolved = await post(stack, alert_payload(fingerprint=fingerprint, status="resolved", service="payments",
+                                               namespace="shop", region="eu"))
+    assert resolved.status_code == 200
+    final = await stack.client.get_workflow_handle(incident, result_type=IncidentStatus).result()
+    assert final.phase == IncidentPhase.RESOLVED, (final.phase, [e.message for e in final.timeline])
