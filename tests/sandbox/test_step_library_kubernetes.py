@@ -21,6 +21,7 @@ from pitstop.steps.kubernetes import (
     DeploymentArgs,
     DrainArgs,
     NodeArgs,
+    NodeEvidenceArgs,
     PatchArgs,
     RolloutUndoArgs,
     ScaleArgs,
@@ -314,6 +315,8 @@ def test_deploy_rbac_grants_exactly_what_the_steps_need(kube_sandbox: SandboxClu
         assert env.run(kube.patch, call(patch)).changed
         assert env.run(kube.service_evidence, call(ServiceEvidenceArgs(region=REGION, namespace=NAMESPACE, name=name))).pods
         assert env.run(kube.last_rollout, call(dep)).revision
+        evidence = env.run(kube.node_evidence, call(NodeEvidenceArgs(region=REGION, node=drain_node)))
+        assert any(c.type == "Ready" for c in evidence.conditions) and evidence.pods, evidence
         drained = env.run(kube.drain, call(DrainArgs(region=REGION, node=drain_node, timeout_seconds=60, poll_interval_seconds=0.5)))
         assert drained.evicted
         assert env.run(kube.uncordon, call(NodeArgs(region=REGION, node=drain_node))).changed
