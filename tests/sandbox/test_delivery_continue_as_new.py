@@ -8,7 +8,9 @@ interval make each release continue-as-new several times:
 - a fault injected after a continue-as-new rolls the release back to the exact routes, subsets and scale
   recorded by the first run;
 - region waves: the first region's release continues-as-new while it holds for the second region, and the
-  parent's `finalize` still reaches it (same workflow id).
+  parent's `finalize` still reaches it (same workflow id);
+- the `rollback` update during a warm window that has already continued-as-new is instant and restores the
+  first run's snapshot (no continue-as-new while the update handler runs).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, Work
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from pitstop.delivery.models import MeasurementRecord, Phase, ReleaseOutcome, ReleaseStatus, WavesOutcome
+from pitstop.delivery.models import (
+    MeasurementRecord, Phase, ReleaseOutcome, ReleaseStatus, RollbackRequest, WavesOutcome,
+)
 from pitstop.delivery.routing import weights_of
 from pitstop.delivery.spec import RELEASE_WORKFLOW, WAVES_WORKFLOW, ReleaseInput, WavesSpec
 from pitstop.runbook.leases import LeaseState, lease_id
@@ -247,3 +251,41 @@ async def test_region_waves_hold_across_continue_as_new_then_finalize(
         assert outcome.regions[region].promoted, outcome.regions[region]
         assert stable_version(sandbox, region, service) == "v5.9.0"
         assert live_weights(sandbox, region, service) == {"stable": 100, "canary": 0}
+
+
+async def test_instant_rollback_update_in_the_warm_window_after_continue_as_new(
+    temporal_client: Client, sandbox_monitoring: Any, task_queue: str
+) -> None:
+    sandbox = sandbox_monitoring
+    service = service_named(sandbox, "firmware-catalog")
+    region = list(sandbox.clusters.contexts)[0]
+    before = cluster_state(sandbox, region, service)
+    async with product_worker(temporal_client, sandbox, task_queue):
+        handle = await temporal_client.start_workflow(
+            RELEASE_WORKFLOW,
+            ReleaseInput(release=spec_for(service, "v6.6.6", steps=[50, 100], warm_window=300, analysis=ANALYSIS),
+                         region=region, history_limit=HISTORY_LIMIT),
+            id=f"can-warm-{uuid.uuid4().hex[:6]}", task_queue=task_queue, result_type=ReleaseOutcome,
+        )
+        watcher = StatusWatcher(handle)
+        promoted = await watcher.until(lambda s: s.phase is Phase.PROMOTED)
+        warm = await watcher.until(lambda s: s.phase is Phase.PROMOTED and s.run_number > promoted.run_number)
+        assert live_weights(sandbox, region, service) == {"stable": 0, "canary": 100}
+        asked = time.monotonic()
+        status = await handle.execute_update("rollback", RollbackRequest(reason="pager", identity="carol"),
+                                             result_type=ReleaseStatus)
+        took = time.monotonic() - asked
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        await watcher.stop()
+    histories = await fetch_chain(temporal_client, handle.id)
+    await replay_all(histories)
+    print(f"\nsandbox: rollback update in run {status.run_number} (warm window since run {promoted.run_number}, "
+          f"resumed at {resume_points(histories)}): traffic back on stable {took:.2f}s after the request")
+    assert warm.run_number >= 2 and "warm_window" in resume_points(histories)
+    assert status.phase is Phase.ROLLED_BACK and "pager by carol" in status.rollback_reason
+    assert status.run_number == len(histories)
+    check_chain_shape(histories)
+    assert chain_route_weights(histories) == [50, 100, 100]
+    assert took < 3.0
+    assert cluster_state(sandbox, region, service) == before
