@@ -11,6 +11,13 @@ no new step starts; when the steps in flight have finished (a safe point: no act
 approval pending), the run continues-as-new carrying its whole state (`CarriedRun`: the loaded runbook, step
 states and outputs, the compensation stack, pause flag, lease, approval decisions), and the next run picks up
 where it stopped. The workflow id stays the same, so queries, updates and the CLI follow the chain.
+
+A single `for_each` step can be split too: once the history is long (and at least one of its items finished in
+this run), the fan-out launches no new item, lets the items in flight finish and stops part-way; the run then
+continues-as-new (also when it is the last step) carrying the step's partial state (`CarriedFanOut`: finished
+indexes and their outputs, the items left), and the next run resumes the step with the remaining items (same
+activity ids `step[index]`). Compensations of finished items are in the carried saga stack. Guarded by
+`workflow.patched(FOR_EACH_CONTINUE_AS_NEW_PATCH)`, checked only when the limit is reached.
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ with workflow.unsafe.imports_passed_through():
     from pitstop.runbook.leases import LeaseGrant, LeaseHolder, lease_id
     from pitstop.runbook.model import Runbook, Step
     from pitstop.runbook.request import (
-        RUNBOOK_WORKFLOW, CarriedRun, LoadedRunbook, LoadRunbookRequest, RunbookOutcome, RunbookRequest,
+        RUNBOOK_WORKFLOW, CarriedFanOut, CarriedRun, LoadedRunbook, LoadRunbookRequest, RunbookOutcome,
+        RunbookRequest,
     )
     from pitstop.runbook.run_state import (
         ApprovalDecision, ControlRequest, Phase, RunStatus, StepState, StepStatus,
@@ -50,8 +58,15 @@ SA_KEYS = {
 }
 
 
+FOR_EACH_CONTINUE_AS_NEW_PATCH = "for-each-continue-as-new"
+
+
 class Aborted(Exception):
     pass
+
+
+class FanOutSuspended(Exception):
+    """Internal: a for_each step stopped part-way (long history); its state is in `_fan_outs`."""
 
 
 @workflow.defn(name=RUNBOOK_WORKFLOW)
@@ -75,6 +90,8 @@ class RunbookWorkflow:
         self._loaded: LoadedRunbook | None = None
         self._started_at = workflow.info().start_time
         self._run_number = 1
+        self._fan_outs: dict[str, CarriedFanOut] = {}  # for_each steps stopped part-way, by step id
+        self._suspended: set[str] = set()  # ... of which these stopped in this run (continue-as-new due)
 
     # ------------------------------------------------------------ handlers
 
@@ -210,6 +227,7 @@ class RunbookWorkflow:
         self._error = carried.error
         self._started_at = carried.started_at or workflow.info().start_time
         self._run_number = len(carried.earlier_runs) + 1
+        self._fan_outs = {f.step_id: f for f in carried.fan_outs}
         self._upsert_search_attributes(carried.loaded)
         workflow.logger.info(
             "runbook %s continues (run %d of the chain; %d earlier history events)",
@@ -229,6 +247,7 @@ class RunbookWorkflow:
             started_at=self._started_at,
             earlier_runs=(previous.earlier_runs if previous else []) + [info.run_id],
             earlier_events=(previous.earlier_events if previous else 0) + info.get_current_history_length(),
+            fan_outs=list(self._fan_outs.values()),
         )
         return self._request.model_copy(update={"carried": carried})
 
@@ -250,6 +269,7 @@ class RunbookWorkflow:
         if self._phase not in (Phase.SUCCEEDED,):
             failed = bool(self._error) or any(s.state == StepState.FAILED for s in self._steps.values())
             if self._abort is not None or failed:
+                self._stop_split_fan_outs()
                 if not self._request.dry_run and self._saga.entries:
                     self._set_phase(Phase.COMPENSATING)
                     await self._saga.compensate(self._calls(), self._context, self._steps)
@@ -260,6 +280,18 @@ class RunbookWorkflow:
             else:
                 self._set_phase(Phase.SUCCEEDED)
         await self._lease.release()
+
+    def _stop_split_fan_outs(self) -> None:
+        """The run ends failed or aborted: a for_each stopped part-way will not go on (its finished items are
+        compensated like any others)."""
+        for sid, partial in self._fan_outs.items():
+            status = self._steps[sid]
+            if status.state in (StepState.RUNNING, StepState.WAITING_FOR_APPROVAL):
+                status.state, status.ended_at = StepState.CANCELLED, workflow.now()
+                status.error = status.error or (
+                    f"stopped after {status.items_done}/{partial.items_total} items: the run "
+                    f"{'was aborted' if self._abort is not None else 'failed'}"
+                )
 
     async def _acquire_lease(self) -> None:
         runbook = self._runbook
@@ -292,12 +324,17 @@ class RunbookWorkflow:
         running: dict[str, asyncio.Task[None]] = {}
         started = {sid for sid, st in self._steps.items() if st.state != StepState.PENDING}  # carried runs
         carried_in = len(started)
+        for sid in self._fan_outs:  # for_each steps a previous run stopped part-way: go on with their items
+            running[sid] = asyncio.create_task(self._run_step(runbook.step(sid)))  # type: ignore[arg-type]
         while True:
             if self._abort is not None:
                 await self._cancel(running)
                 return False
-            # drain, then continue-as-new; never twice in a row without progress (no continue-as-new loop)
-            draining = (not self._failed() and carried_in < len(started) < len(graph)) and self._history_too_long()
+            # drain, then continue-as-new; never twice in a row without progress (no continue-as-new loop).
+            # A fan-out that stopped part-way (`_suspended`) made progress itself: continue even after the last step.
+            draining = not self._failed() and (
+                bool(self._suspended) or (carried_in < len(started) < len(graph) and self._history_too_long())
+            )
             if draining and not running:
                 return True  # safe point: nothing in flight
             if not self._paused and not self._failed() and not draining:
@@ -328,10 +365,13 @@ class RunbookWorkflow:
 
     async def _run_step(self, step: Step) -> None:
         status = self._steps[step.id]
-        evicted = False
-        status.state, status.started_at = StepState.RUNNING, workflow.now()
+        evicted = suspended = False
+        resumed = step.id in self._fan_outs  # a for_each an earlier run stopped part-way: condition was true
+        status.state = StepState.RUNNING
+        if not resumed:
+            status.started_at = workflow.now()
         try:
-            if not ex.truthy(step.if_, self._context()):
+            if not resumed and not ex.truthy(step.if_, self._context()):
                 status.state, status.summary = StepState.SKIPPED, "condition false"
                 return
             if step.for_each is None:
@@ -346,32 +386,49 @@ class RunbookWorkflow:
         except (StepFailed, ex.ExpressionError) as exc:
             status.state, status.error = StepState.FAILED, str(exc)
             self._error = self._error or f"runbook {self._request.runbook!r} failed at step {step.id!r} ({step.uses}): {exc}"
+        except FanOutSuspended:
+            suspended = True  # stays running; the next run of the chain goes on with the remaining items
+            self._suspended.add(step.id)
         except GeneratorExit:  # the worker evicted this run from its cache: no workflow calls now
             evicted = True
             raise
         finally:
             if not evicted:
-                status.ended_at = workflow.now()
+                if not suspended:
+                    status.ended_at = workflow.now()
                 self._wake()
 
     async def _fan_out(self, step: Step, status: StepStatus) -> list[Any]:
-        evaluated = ex.render(step.for_each.items, self._context()) if step.for_each else []
-        if not isinstance(evaluated, list):
-            raise StepFailed(f"for_each.items evaluated to {type(evaluated).__name__}, not a list")
-        items: list[Any] = evaluated
-        status.items_total = len(items)
-        results: list[Any] = [None] * len(items)
+        results: dict[int, Any] = {}
+        items: dict[int, Any] = {}
+        carried = self._fan_outs.pop(step.id, None)
+        if carried is None:
+            evaluated = ex.render(step.for_each.items, self._context()) if step.for_each else []
+            if not isinstance(evaluated, list):
+                raise StepFailed(f"for_each.items evaluated to {type(evaluated).__name__}, not a list")
+            items = dict(enumerate(evaluated))
+            total = status.items_total = len(evaluated)
+        else:  # resumed: the items an earlier run of the chain did not run, with their original indexes
+            total = carried.items_total
+            results = dict(zip(carried.done_indexes(), carried.outputs))
+            items = dict(zip(carried.remaining_indexes(), carried.remaining))
         limit = step.for_each.parallelism if step.for_each else 1
-        pending = list(range(len(items)))
+        pending = sorted(items)
         active: dict[int, asyncio.Task[Any]] = {}
         error: BaseException | None = None
+        finished_here = 0  # items finished in this run: split only after progress (never a continue-as-new loop)
+        splitting = False
         try:
             while pending or active:
-                while pending and len(active) < limit and error is None and not self._paused and self._abort is None:
+                if (not splitting and pending and finished_here and error is None
+                        and self._history_too_long() and workflow.patched(FOR_EACH_CONTINUE_AS_NEW_PATCH)):
+                    splitting = True  # launch nothing more; the items in flight finish, then the run continues
+                while (pending and len(active) < limit and error is None and not splitting
+                       and not self._paused and self._abort is None):
                     index = pending.pop(0)
                     active[index] = asyncio.create_task(self._run_item(step, items[index], index))
                 if not active:
-                    if error is not None:
+                    if error is not None or splitting:
                         break
                     seen = self._tick
                     await workflow.wait_condition(lambda: self._tick != seen)
@@ -384,6 +441,7 @@ class RunbookWorkflow:
                     else:
                         results[index] = task.result()
                         status.items_done += 1
+                        finished_here += 1
         except asyncio.CancelledError:
             for task in active.values():
                 task.cancel()
@@ -391,7 +449,14 @@ class RunbookWorkflow:
             raise
         if error is not None:
             raise error
-        return results
+        if pending:  # split: hand the partial state to the next run
+            done = sorted(results)
+            self._fan_outs[step.id] = CarriedFanOut(
+                step_id=step.id, items_total=total, done=CarriedFanOut.ranges(done),
+                outputs=[results[i] for i in done], remaining=[items[i] for i in pending],
+            )
+            raise FanOutSuspended()
+        return [results[i] for i in range(total)]
 
     async def _run_item(self, step: Step, item: Any, index: int | None) -> dict[str, Any]:
         key = step.id if index is None else f"{step.id}[{index}]"

@@ -66,10 +66,46 @@ class SagaEntry(BaseModel):
     outputs: Any = None
 
 
+class CarriedFanOut(BaseModel):
+    """A `for_each` step split across runs of a chain: what its earlier runs finished, what is left.
+
+    Compact on purpose (it travels in every continue-as-new input): finished indexes as ranges, the finished
+    items' outputs in index order, and only the items still to run (their indexes are the complement of
+    `done` in `range(items_total)`). The step's `items_done` / `items_total` are in its carried `StepStatus`.
+    """
+
+    step_id: str
+    items_total: int
+    done: list[tuple[int, int]] = Field(
+        default_factory=list, description="finished item indexes as inclusive ranges [first, last], ascending"
+    )
+    outputs: list[Any] = Field(default_factory=list, description="outputs of the finished items, in index order")
+    remaining: list[Any] = Field(default_factory=list, description="the items not run yet, in index order")
+
+    @staticmethod
+    def ranges(indexes: list[int]) -> list[tuple[int, int]]:
+        """Ascending indexes -> inclusive ranges: [0, 1, 2, 5] -> [(0, 2), (5, 5)]."""
+        spans: list[tuple[int, int]] = []
+        for index in indexes:
+            if spans and spans[-1][1] == index - 1:
+                spans[-1] = (spans[-1][0], index)
+            else:
+                spans.append((index, index))
+        return spans
+
+    def done_indexes(self) -> list[int]:
+        return [i for first, last in self.done for i in range(first, last + 1)]
+
+    def remaining_indexes(self) -> list[int]:
+        done = set(self.done_indexes())
+        return [i for i in range(self.items_total) if i not in done]
+
+
 class CarriedRun(BaseModel):
     """Everything the interpreter keeps, handed from one run of a chain to the next on continue-as-new.
 
-    Taken at a safe point: no step in flight (so no approval waiting either), lease held or not needed.
+    Taken at a safe point: no step in flight (so no approval waiting either), lease held or not needed; a
+    `for_each` step may be part-way (`fan_outs`): none of its items is in flight, the next run runs the rest.
     The runbook itself is carried too, so a run keeps the definition it started with.
     """
 
@@ -86,6 +122,9 @@ class CarriedRun(BaseModel):
     started_at: datetime | None = Field(None, description="when the first run of the chain started")
     earlier_runs: list[str] = Field(default_factory=list, description="run ids of the earlier runs, oldest first")
     earlier_events: int = Field(0, description="history events of the earlier runs together")
+    fan_outs: list[CarriedFanOut] = Field(
+        default_factory=list, description="for_each steps stopped part-way (their state stays running)"
+    )
 
 
 from .leases import LeaseGrant  # noqa: E402  (after the models, to keep this module's public names first)
