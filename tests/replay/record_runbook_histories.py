@@ -2,7 +2,8 @@
 
 Runs the shipped `hello` runbook and the engine's test runbooks (parallel + condition + fan-out, saga failure
 with compensations, abort, approval, child runbook, lease wait, approval escalation with a notification,
-a run that continues-as-new) on a fresh dev server and writes tests/histories/runbook-*.json (and lease-*.json).
+a run that continues-as-new, a for_each split across runs) on a fresh dev server and writes
+tests/histories/runbook-*.json (and lease-*.json).
 Re-record after an intentional, patched workflow change. Give history names as arguments to write only those
 (e.g. new scenarios), leaving the recorded ones as they are:
 `python -m tests.replay.record_runbook_histories runbook-escalation runbook-continued-first runbook-continued`.
@@ -23,6 +24,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from pitstop.runbook.run_state import ApprovalDecision, ControlRequest
 from tests.integration.runbook_harness import engine, start, step_state, wait_until
 from workers.devserver import DevServer, DevServerPorts
+from workers.run_history import fetch_chain
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 
@@ -72,6 +74,18 @@ async def record(client: Client, queue: str) -> dict[str, str | tuple[str, str]]
         await continued.result()
         ids["runbook-continued-first"] = (continued.id, continued.first_execution_run_id or "")
         ids["runbook-continued"] = continued.id
+        # one for_each split across runs (first run splits, a middle run resumes and splits, the last completes)
+        fan = await start(client, queue, "fanout", "runbook-fanout-split", history_limit=80,
+                          items=[round(0.01 + i / 1000, 3) for i in range(40)])
+        await fan.result()
+        histories = await fetch_chain(client, fan.id)
+        runs = [fan.first_execution_run_id or ""] + [
+            h.events[-1].workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+            for h in histories[:-1]
+        ]
+        assert len(runs) >= 3, f"the fan-out split into {len(runs)} run(s) only"
+        for name, run_id in (("first", runs[0]), ("second", runs[1]), ("last", runs[-1])):
+            ids[f"runbook-fanout-split-{name}"] = (fan.id, run_id)
         await asyncio.sleep(0.5)
     return ids
 
