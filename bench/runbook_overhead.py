@@ -1,5 +1,6 @@
 """Interpreter overhead: a 50-step linear runbook vs a hand-written workflow calling the same 50 no-op
 activities (same server, same worker, same run), plus a 100-wide fan-out. Prints times and the ratio.
+Once: a 2,000-item for_each split across continue-as-new runs (history_limit 2,000): runs and seconds.
 
 Usage: .venv/bin/python bench/runbook_overhead.py [--rounds 5]
 Starts its own Temporal dev server (free ports, temporary state) and an in-process worker.
@@ -28,11 +29,13 @@ from activities.runbook_catalog import RunbookCatalog  # noqa: E402
 from activities.runbook_debug import DebugSteps  # noqa: E402
 from handwritten import HandWritten50  # noqa: E402  (bench/handwritten.py)
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest  # noqa: E402
+from pitstop.runbook.run_state import RunStatus  # noqa: E402
 from workers.devserver import DevServer, DevServerPorts  # noqa: E402
 from workflows import ALL_WORKFLOWS  # noqa: E402
 
 STEPS = 50
 FAN_OUT = 100
+BIG_FAN_OUT, BIG_PARALLELISM, BIG_HISTORY_LIMIT = 2000, 100, 2000
 
 
 def write_runbooks(root: Path) -> None:
@@ -44,6 +47,11 @@ def write_runbooks(root: Path) -> None:
     (root / "fanout100.yaml").write_text(
         "name: fanout100\ninputs:\n  items: {type: list}\nsteps:\n"
         f"  - id: fan\n    uses: log\n    for_each: {{items: '${{{{ inputs.items }}}}', parallelism: {FAN_OUT}}}\n"
+        "    with: {message: 'item ${{ item }}'}\n"
+    )
+    (root / "fanout2000.yaml").write_text(
+        "name: fanout2000\ninputs:\n  items: {type: list}\nsteps:\n"
+        f"  - id: fan\n    uses: log\n    for_each: {{items: '${{{{ inputs.items }}}}', parallelism: {BIG_PARALLELISM}}}\n"
         "    with: {message: 'item ${{ item }}'}\n"
     )
 
@@ -99,6 +107,24 @@ async def run_rounds(client: Client, queue: str, rounds: int) -> None:
     print(f"runbook interpreter, {STEPS}-step linear runbook: {i:.3f}s")
     print(f"ratio interpreter/hand-written: {i / b:.3f} (target <= 1.15)")
     print(f"runbook interpreter, {FAN_OUT}-wide fan-out (parallelism {FAN_OUT}): {f:.3f}s")
+    await big_fan_out(client, queue)
+
+
+async def big_fan_out(client: Client, queue: str) -> None:
+    """One for_each too long for one run's history limit: split across continue-as-new runs."""
+    request = RunbookRequest(runbook="fanout2000", inputs={"items": list(range(BIG_FAN_OUT))}, trigger="bench",
+                             history_limit=BIG_HISTORY_LIMIT)
+    started = time.perf_counter()
+    handle = await client.start_workflow(RUNBOOK_WORKFLOW, request, id=f"fanout2000-{uuid.uuid4().hex[:8]}",
+                                         task_queue=queue, result_type=RunbookOutcome)
+    outcome = await handle.result()
+    seconds = time.perf_counter() - started
+    outputs = outcome.outputs.get("fan")
+    if outcome.status != "succeeded" or not isinstance(outputs, list) or len(outputs) != BIG_FAN_OUT:
+        raise SystemExit(f"fanout2000 did not succeed with {BIG_FAN_OUT} outputs: {outcome.status} {outcome.error}")
+    runs = (await handle.query("status", result_type=RunStatus)).run_number
+    print(f"runbook interpreter, {BIG_FAN_OUT}-item for_each (parallelism {BIG_PARALLELISM}, history_limit "
+          f"{BIG_HISTORY_LIMIT}): {runs} runs (continue-as-new), {seconds:.3f}s")
 
 
 async def print_history_sizes(client: Client) -> None:
