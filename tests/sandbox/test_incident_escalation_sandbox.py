@@ -157,7 +157,8 @@ async def persistent_crash_loop(api: ApiClient, service: ServiceSpec) -> AsyncIt
     """
     namespace, name = service.team, service.name
     fault = await asyncio.to_thread(inject_fault, api_client=api, fault=CrashLoop(
-        service=name, version=service.version, restart_interval_seconds=CRASH_INTERVAL_SECONDS))
+        # every version: a delivery test earlier in the session may have promoted a newer one than the fleet spec's
+        service=name, version=None, restart_interval_seconds=CRASH_INTERVAL_SECONDS))
     stop = threading.Event()
 
     def relabel() -> None:

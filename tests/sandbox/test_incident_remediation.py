@@ -68,8 +68,12 @@ async def test_crash_loop_is_rolled_back_and_the_alert_resolves(
 ) -> None:
     sm = sandbox_monitoring
     service = next(s for s in sm.services if not s.canary_version and s.replicas >= 1)
-    namespace, name, good_version = service.team, service.name, service.version
+    namespace, name = service.team, service.name
     api = sm.api_clients[REGION]
+    # the live version: a delivery test earlier in the session may have promoted a newer one than the fleet spec's
+    live = get_object(api, kind="Deployment", name=name, namespace=namespace) or {}
+    good_version = ((live.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels", {}).get(
+        "version", service.version)
     token = secrets.token_urlsafe(16)
     port = _free_port()
     monitoring = None
