@@ -46,7 +46,7 @@ from sandbox.clusters import (
 from sandbox.fleet import FLEET_LABEL, SANDBOX_NAMESPACE, apply_fleet, expand_fleet, load_fleet_spec
 from sandbox.history import HistoricalPod, backfill_history
 from sandbox.kube_rest import get_object, list_objects
-from sandbox.monitoring import MonitoringHandle, MonitoringSettings, free_loopback_port, start_monitoring
+from sandbox.monitoring import AlertRuleSettings, MonitoringHandle, MonitoringSettings, free_loopback_port, start_monitoring
 from sandbox.simulator import SimulatorProcess, start_simulator_process
 
 Progress = Callable[[str], None]
@@ -238,6 +238,7 @@ def _ensure_monitoring(
             regions=settings.sandbox.regions,
             webhook_url=webhook_url,
             webhook_bearer_token=webhook_token,
+            rules=SANDBOX_ALERT_RULES,
         ),
         state_dir=monitoring_dir(settings),
         prometheus_port=_port_of(prometheus_url),
@@ -245,6 +246,12 @@ def _ensure_monitoring(
     )
     progress(f"[sandbox] Prometheus {handle.prometheus_url}, Alertmanager {handle.alertmanager_url}")
     return handle
+
+
+# The local sandbox's alert rules: 1-minute windows and pending periods, so an incident in the demo fires,
+# is remediated and resolves within minutes (with the 5m/10m defaults, a fixed crash loop keeps its alert for
+# 5 more minutes: `max_over_time(...[5m])` still sees the deleted pods). Real fleets bring their own rules.
+SANDBOX_ALERT_RULES = AlertRuleSettings(window="1m", restart_window="3m", for_duration="1m")
 
 
 def main(argv: list[str] | None = None) -> int:
