@@ -18,6 +18,8 @@ from temporalio.exceptions import ApplicationError
 
 from pitstop.incidents import (
     BUDGET_WORKFLOW,
+    AlertActiveRequest,
+    AlertPresence,
     BudgetState,
     MetricSnapshot,
     MetricSnapshotRequest,
@@ -30,6 +32,7 @@ from pitstop.incidents import (
 )
 from pitstop.remediation import CATALOG_FILE, RemediationError, load_catalog, plan_remediation
 
+from .alertmanager_api import alert_presence
 from .clients import ActivityClients
 from .metrics import MetricsQueryError, MetricsUnavailable
 
@@ -57,12 +60,19 @@ class IncidentActivities:
             plan = plan_remediation(catalog, request.alert)
         except RemediationError as exc:
             return PlanResult(reason=str(exc), max_open_seconds=defaults.max_incident_duration,
-                              gather_evidence=defaults.gather_evidence)
+                              gather_evidence=defaults.gather_evidence, alert_check_seconds=defaults.alert_check_interval)
         if plan is None:
             return PlanResult(reason=f"no rule of {path.name} matches alert {request.alert.name!r}",
-                              max_open_seconds=defaults.max_incident_duration, gather_evidence=False)
+                              max_open_seconds=defaults.max_incident_duration, gather_evidence=False,
+                              alert_check_seconds=defaults.alert_check_interval)
         return PlanResult(plan=plan, max_open_seconds=defaults.max_incident_duration,
-                          gather_evidence=defaults.gather_evidence)
+                          gather_evidence=defaults.gather_evidence, alert_check_seconds=defaults.alert_check_interval)
+
+    @activity.defn(name="incident.alert_active")
+    async def alert_active(self, request: AlertActiveRequest) -> AlertPresence:
+        """Whether Alertmanager still holds the incident's alert (None: it could not be asked)."""
+        return await alert_presence(self._clients.settings.alertmanager.url, alertname=request.alertname,
+                                    fingerprint=request.fingerprint)
 
     @activity.defn(name="incident.reserve_action")
     async def reserve_action(self, request: ReserveAction) -> ReserveResult:

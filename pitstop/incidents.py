@@ -119,6 +119,19 @@ class PlanResult(BaseModel):
     reason: str = Field("", description="why there is no plan (no rule matched, labels missing)")
     max_open_seconds: float = Field(86_400.0, description="close the incident if the alert has not resolved by then")
     gather_evidence: bool = True
+    alert_check_seconds: float = Field(
+        60.0, description="while waiting for the alert to resolve, ask Alertmanager this often whether it is still "
+                          "active (0 = never): gone twice in a row counts as resolved")
+
+
+class AlertActiveRequest(BaseModel):
+    alertname: str
+    fingerprint: str
+
+
+class AlertPresence(BaseModel):
+    active: bool | None = Field(description="None: Alertmanager could not be asked")
+    detail: str = ""
 
 
 class ReserveAction(BaseModel):

@@ -183,6 +183,9 @@ class Defaults(_Strict):
     escalation: Escalation | None = None
     gather_evidence: bool = Field(True, description="attach the service's pods and recent events to the incident")
     max_incident_duration: Duration = Field(86_400.0, description="close an incident whose alert never resolves")
+    alert_check_interval: Duration = Field(
+        60.0, ge=0, description="while an incident waits for its alert to resolve, ask Alertmanager this often "
+                                "whether the alert is still active (a lost `resolved` notification); 0 = never")
 
 
 class Catalog(_Strict):

@@ -28,6 +28,8 @@ with workflow.unsafe.imports_passed_through():
         ALERT_SIGNAL,
         BUDGET_WORKFLOW,
         INCIDENT_WORKFLOW,
+        AlertActiveRequest,
+        AlertPresence,
         ActionRecord,
         ApprovalDecision,
         BudgetAction,
@@ -81,6 +83,7 @@ class IncidentWorkflow:
         self._lease_held = False
         self._approval: ApprovalDecision | None = None
         self._background: list[asyncio.Task[None]] = []
+        self._alert_check_seconds = 0.0
 
     # ------------------------------------------------------------ messages
 
@@ -139,6 +142,7 @@ class IncidentWorkflow:
             s.outcome = "resolved before any action"
             return await self._close(IncidentPhase.RESOLVED)
         planned = await self._plan()
+        self._alert_check_seconds = planned.alert_check_seconds
         open_until = workflow.now() + timedelta(seconds=planned.max_open_seconds)
         if planned.plan is None:
             self._set_phase(IncidentPhase.ESCALATED)
@@ -507,6 +511,37 @@ class IncidentWorkflow:
         except ActivityError as exc:
             self._log("escalation", f"escalation webhook failed: {_failure_text(exc)}")
 
+    async def _wait_resolved_or_gone(self, until: datetime) -> None:
+        """Wait for the `resolved` notification; every `alert_check_seconds` also ask Alertmanager whether the alert
+        is still there. Gone in two checks in a row (its resolution was lost: an Alertmanager restart, a failed
+        delivery) counts as resolved; an Alertmanager that cannot be asked changes nothing."""
+        interval, absent = self._alert_check_seconds, 0
+        if interval <= 0:
+            await self._wait_resolved(until)
+            return
+        while not self._resolved:
+            remaining = (until - workflow.now()).total_seconds()
+            if remaining <= 0:
+                return
+            try:
+                await workflow.wait_condition(lambda: self._resolved, timeout=timedelta(seconds=min(interval, remaining)))
+                return
+            except asyncio.TimeoutError:
+                pass
+            alert = self._alert
+            try:
+                presence = await workflow.execute_activity(
+                    "incident.alert_active", AlertActiveRequest(alertname=alert.name, fingerprint=alert.fingerprint),
+                    result_type=AlertPresence, start_to_close_timeout=timedelta(seconds=30), retry_policy=BEST_EFFORT,
+                )
+            except ActivityError:
+                continue
+            absent = absent + 1 if presence.active is False else 0
+            if absent >= 2 and not self._resolved:
+                self._s.resolved_at = workflow.now()
+                self._log("resolved", f"{presence.detail}: no `resolved` notification arrived; treated as resolved")
+                return
+
     async def _wait_resolved(self, until: datetime) -> None:
         remaining = (until - workflow.now()).total_seconds()
         if remaining > 0 and not self._resolved:
@@ -516,7 +551,10 @@ class IncidentWorkflow:
                 pass
 
     async def _await_resolution(self, until: datetime) -> IncidentStatus:
-        await self._wait_resolved(until)
+        if workflow.patched("alert-vanished-check"):
+            await self._wait_resolved_or_gone(until)
+        else:
+            await self._wait_resolved(until)
         if self._resolved:
             return await self._close(IncidentPhase.RESOLVED)
         self._log("closed", "the alert did not resolve before the incident's maximum duration")

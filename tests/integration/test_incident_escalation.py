@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta, timezone
 import json
 import os
 import secrets
@@ -230,3 +231,57 @@ async def test_an_invalid_catalog_leaves_the_incident_open_for_the_on_call_team(
     assert resolved.status_code == 200
     final = await stack.client.get_workflow_handle(incident, result_type=IncidentStatus).result()
     assert final.phase == IncidentPhase.RESOLVED, (final.phase, [e.message for e in final.timeline])
+
+
+async def test_an_alert_gone_from_alertmanager_without_a_resolved_notification_closes_its_incident(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """A lost `resolved` notification (an Alertmanager restart forgets its alerts; a delivery fails for good) must
+    not leave the incident open for a day: while it waits, the incident asks the real Alertmanager whether its
+    alert is still there, and two answers of "gone" in a row count as resolved."""
+    import httpx
+    import yaml
+
+    from sandbox.monitoring import MonitoringSettings, start_monitoring
+
+    catalog = stack.settings.runbooks_dir / "remediation-catalog.yaml"
+    data = yaml.safe_load(catalog.read_text())
+    data["defaults"]["alert_check_interval"] = "1s"
+    catalog.write_text(yaml.safe_dump(data, sort_keys=False))
+    monitoring = start_monitoring(settings=MonitoringSettings(simulator_target="127.0.0.1:9", regions=["eu"]),
+                                  state_dir=tmp_path / "monitoring")
+    try:
+        stack.settings.alertmanager.url = monitoring.alertmanager_url  # what the worker's activities ask
+        labels = {"alertname": "VanishingAlert", "severity": "warning", "service": "ledger", "region": "eu"}
+        starts = datetime.now(timezone.utc).replace(microsecond=0)
+        ends = starts + timedelta(seconds=12)
+        async with httpx.AsyncClient(timeout=10) as http:
+            pushed = await http.post(f"{monitoring.alertmanager_url}/api/v2/alerts", json=[{
+                "labels": labels, "annotations": {"summary": "vanishes"}, "startsAt": starts.isoformat(),
+                "endsAt": ends.isoformat()}])
+            assert pushed.status_code == 200, pushed.text
+            held = (await http.get(f"{monitoring.alertmanager_url}/api/v2/alerts",
+                                   params={"filter": 'alertname="VanishingAlert"'})).json()
+        [fingerprint] = [a["fingerprint"] for a in held]
+        # Alertmanager's delivery to pitstop, as its webhook receiver would send it
+        payload = alert_payload(fingerprint=fingerprint, starts_at=starts, **{k: v for k, v in labels.items()
+                                                                            if k != "alertname"})
+        payload["alerts"][0]["labels"]["alertname"] = "VanishingAlert"
+        response = await post(stack, payload)
+        assert response.status_code == 200, response.text
+        incident = response.json()["incidents"][0]["incident"]
+        status = await wait_for_phase(stack, incident, {IncidentPhase.ESCALATED})  # no rule: left to the on-call team
+        await asyncio.sleep(4)  # several checks while Alertmanager still holds the alert: the incident stays open
+        from tests.integration.test_webhook import incident_status
+
+        status = await incident_status(stack, incident)
+        assert status.phase == IncidentPhase.ESCALATED and status.resolved_at is None, status.phase
+        # the alert ends in Alertmanager; pitstop never gets the resolved notification
+        final = await asyncio.wait_for(
+            stack.client.get_workflow_handle(incident, result_type=IncidentStatus).result(), 60)
+        assert final.phase == IncidentPhase.RESOLVED, (final.phase, [e.message for e in final.timeline])
+        assert final.resolved_at is not None and final.resolved_at >= ends - timedelta(seconds=1)
+        gone = [e.message for e in final.timeline if e.kind == "resolved"]
+        assert gone and "no longer active in Alertmanager" in gone[0] and "treated as resolved" in gone[0], gone
+    finally:
+        monitoring.stop()
