@@ -36,7 +36,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 
 from pitstop.delivery.models import ReleaseOutcome  # noqa: E402
 from pitstop.delivery.promql import QueryScope, success_rate_query  # noqa: E402
-from pitstop.delivery.spec import RELEASE_WORKFLOW, ReleaseInput  # noqa: E402
+from pitstop.delivery.inputs import ReleaseInput  # noqa: E402
+from pitstop.delivery.spec import RELEASE_WORKFLOW  # noqa: E402
 from sandbox.binaries import ensure_binaries  # noqa: E402
 from sandbox.clusters import create_sandbox_clusters, delete_sandbox_clusters  # noqa: E402
 from sandbox.faults import BadRelease, clear_fault, inject_fault  # noqa: E402

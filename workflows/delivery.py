@@ -63,7 +63,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from pitstop.delivery.promql import CheckQuery, error_ratio_query
     from pitstop.delivery.routing import RouteState, desired_http, subset_version, subsets_with_version
-    from pitstop.delivery.spec import RELEASE_WORKFLOW, ReleaseInput, Strategy
+    from pitstop.delivery.inputs import ReleaseInput
+    from pitstop.delivery.spec import RELEASE_WORKFLOW, Strategy
     from pitstop.runbook.leases import LeaseGrant, LeaseHolder, lease_id
 
 from .delivery_analysis import AnalysisLoop

@@ -26,7 +26,8 @@ with workflow.unsafe.imports_passed_through():
         WavesStatus,
         waves_summary,
     )
-    from pitstop.delivery.spec import RELEASE_WORKFLOW, WAVES_WORKFLOW, ReleaseInput, WavesSpec
+    from pitstop.delivery.inputs import ReleaseInput
+    from pitstop.delivery.spec import RELEASE_WORKFLOW, WAVES_WORKFLOW, WavesSpec
 
 
 @workflow.defn(name=WAVES_WORKFLOW)

@@ -12,6 +12,7 @@ Everything here is deterministic and free of I/O: the `ProgressiveRelease` / `Re
 - `budget.py`: SLO error budget remaining and the gate decision.
 - `models.py`: activity inputs/outputs and the live status the workflows expose to queries.
 - `carried.py`: what a release hands to its next run when it continues-as-new (`ReleaseInput.carried`).
-"""
+- `inputs.py`: `ReleaseInput` (a release spec for one region + the carried state).
 
-from . import spec as spec  # noqa: E402  first: spec's carried state needs models/decisions, which import spec
+Imports flow one way (checked by import-linter): spec <- promql <- models <- decisions <- carried <- inputs.
+"""

@@ -11,7 +11,6 @@ from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic.json_schema import SkipJsonSchema
 
 from pitstop.analysis import Threshold
 from pitstop.kubernetes_names import HeaderMatch, KubeLabelName, KubeLabelNameOrEmpty, KubeObjectName
@@ -219,27 +218,6 @@ class ReleaseSpec(_Strict):
         )
 
 
-class ReleaseInput(_Strict):
-    """Input of `ProgressiveRelease`: a release in one region."""
-
-    release: ReleaseSpec
-    region: KubeLabelName
-    task_queue: str = Field("", description="base task queue; activities run on <base>-<region>; default the workflow's")
-    hold_after_promotion: bool = Field(
-        False, description="waves: after promotion wait for the parent's finalize/rollback instead of the warm window"
-    )
-    parent_workflow_id: str = Field("", description="waves: notified with signal `region_result` on promotion or failure")
-    lease: bool = Field(True, description="hold the service's per-target lease during the release")
-    history_limit: int = Field(
-        DEFAULT_HISTORY_LIMIT, ge=100, le=40_000,
-        description="continue-as-new between analysis runs once this run's history has this many events "
-        "(or when Temporal suggests it), so a long hold never approaches Temporal's history limits",
-    )
-    carried: SkipJsonSchema[CarriedRelease | None] = Field(
-        None, description="set by the release itself when it continues-as-new: the state the next run resumes from"
-    )
-
-
 class WavesSpec(_Strict):
     """Input of `RegionWaves`: one release, region after region."""
 
@@ -261,7 +239,3 @@ class WavesSpec(_Strict):
 
 ApprovalDecision = Literal["approve", "reject"]
 
-
-from .carried import CarriedRelease  # noqa: E402  (it needs models/decisions, which import this module)
-
-ReleaseInput.model_rebuild()

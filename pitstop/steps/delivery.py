@@ -14,9 +14,8 @@ from pydantic import Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from pitstop.delivery.models import Phase
-from pitstop.delivery.spec import (
-    DEFAULT_HISTORY_LIMIT, RELEASE_WORKFLOW, WAVES_WORKFLOW, ReleaseInput, Strategy, WavesSpec,
-)
+from pitstop.delivery.inputs import ReleaseInput
+from pitstop.delivery.spec import DEFAULT_HISTORY_LIMIT, RELEASE_WORKFLOW, WAVES_WORKFLOW, Strategy, WavesSpec
 from pitstop.runbook.step_types import StepArgs, StepResult, StepType, register_step_type
 
 

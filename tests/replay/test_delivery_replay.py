@@ -22,7 +22,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from pitstop.delivery.spec import ReleaseInput
+from pitstop.delivery.inputs import ReleaseInput
 from workflows import ProgressiveRelease, RegionWaves
 from workflows.delivery import CONTINUE_AS_NEW_PATCH
 

@@ -31,7 +31,8 @@ from pitstop.delivery.models import (
     MeasurementRecord, Phase, ReleaseOutcome, ReleaseStatus, RollbackRequest, WavesOutcome,
 )
 from pitstop.delivery.routing import weights_of
-from pitstop.delivery.spec import RELEASE_WORKFLOW, WAVES_WORKFLOW, ReleaseInput, WavesSpec
+from pitstop.delivery.inputs import ReleaseInput
+from pitstop.delivery.spec import RELEASE_WORKFLOW, WAVES_WORKFLOW, WavesSpec
 from pitstop.runbook.leases import LeaseState, lease_id
 from sandbox.faults import BadRelease, clear_fault, inject_fault
 from workers.run_history import fetch_chain

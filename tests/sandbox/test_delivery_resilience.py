@@ -27,7 +27,8 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 
 from pitstop.delivery.models import Phase, ReleaseOutcome, ReleaseStatus
-from pitstop.delivery.spec import RELEASE_WORKFLOW, ReleaseInput
+from pitstop.delivery.inputs import ReleaseInput
+from pitstop.delivery.spec import RELEASE_WORKFLOW
 from sandbox.monitoring import MonitoringSettings, start_monitoring
 
 from .test_delivery_sandbox import (

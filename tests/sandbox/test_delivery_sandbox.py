@@ -34,7 +34,8 @@ from pitstop.config import Settings
 from pitstop.delivery.models import ApproveRequest, Phase, ReleaseOutcome, ReleaseStatus, RollbackRequest, WavesOutcome
 from pitstop.delivery.promql import QueryScope, success_rate_query
 from pitstop.delivery.routing import weights_of
-from pitstop.delivery.spec import RELEASE_WORKFLOW, WAVES_WORKFLOW, ReleaseInput, ReleaseSpec, WavesSpec
+from pitstop.delivery.inputs import ReleaseInput
+from pitstop.delivery.spec import RELEASE_WORKFLOW, WAVES_WORKFLOW, ReleaseSpec, WavesSpec
 from sandbox.faults import BadRelease, clear_fault, inject_fault
 from workers.clients import build_activity_clients
 from workers.worker import build_workers

@@ -11,7 +11,8 @@ from pitstop.analysis import Verdict
 from pitstop.delivery.carried import MAX_CARRIED_RECORDS, CarriedRelease, ResumeAt
 from pitstop.delivery.decisions import AnalysisPolicy, AnalysisState
 from pitstop.delivery.models import DeploymentSnapshot, MeasurementRecord, Phase, ReleaseSnapshot, ReleaseStatus
-from pitstop.delivery.spec import ReleaseInput, ReleaseSpec
+from pitstop.delivery.inputs import ReleaseInput
+from pitstop.delivery.spec import ReleaseSpec
 from workflows.delivery_analysis import AnalysisLoop
 
 SPEC = ReleaseSpec.model_validate({"service": "geo", "namespace": "team-geo", "image": "r/geo:v2", "steps": [10, 50, 100]})
