@@ -15,13 +15,12 @@ import traceback
 from typing import Annotated, Optional
 
 import typer
-from pydantic import ValidationError
 
 from pitstop import __version__
-from pitstop.config import ConfigFileError, Settings
 
 from . import cli_runs
-from .errors import EXIT_USAGE, CliError
+from .cli_settings import load_settings
+from .errors import CliError
 
 app = typer.Typer(
     name="pitstop",
@@ -40,17 +39,6 @@ config_app = typer.Typer(help="Inspect pitstop's configuration.", no_args_is_hel
 app.add_typer(config_app, name="config")
 
 _debug = False
-
-
-def load_settings() -> Settings:
-    try:
-        return Settings()
-    except ConfigFileError as exc:
-        raise CliError(str(exc), exit_code=EXIT_USAGE) from exc
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise CliError(f"invalid configuration at {where}: {first['msg']}", exit_code=EXIT_USAGE) from exc
 
 
 @app.callback()

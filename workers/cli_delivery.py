@@ -87,7 +87,7 @@ async def release_status(client: Client, workflow_id: str) -> dict[str, Any]:
 
 
 def _run(coro_factory: Any) -> Any:
-    from .cli import load_settings
+    from .cli_settings import load_settings
     from .temporal_connection import connect
 
     async def go() -> Any:

@@ -54,7 +54,7 @@ def render_timeline(status: IncidentStatus) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    from .cli import load_settings
+    from .cli_settings import load_settings
 
     incident_app = typer.Typer(help="Incidents opened by Alertmanager alerts: timeline, postmortem, approvals.",
                                no_args_is_help=True)

@@ -125,7 +125,7 @@ def _print_status(current: RunStatus) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    from .cli import load_settings
+    from .cli_settings import load_settings
 
     runbooks_app = typer.Typer(help="Check and describe runbook files.", no_args_is_help=True)
     app.add_typer(runbooks_app, name="runbooks")

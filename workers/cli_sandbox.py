@@ -24,7 +24,7 @@ sandbox_app.add_typer(fault_app, name="fault")
 
 
 def _settings(regions: Optional[str], services: Optional[int]) -> Settings:
-    from .cli import load_settings
+    from .cli_settings import load_settings
 
     settings = load_settings()
     if regions:
