@@ -1,6 +1,6 @@
 """`ProgressiveRelease`: one service's release in one region (canary, blue-green or A/B through Istio).
 
-Phases (`pitstop.delivery.models.Phase`): pending -> waiting_for_lease -> checking_budget -> initializing
+Phases (`pitstop.delivery.models.ReleasePhase`): pending -> waiting_for_lease -> checking_budget -> initializing
 (snapshot of routes/subsets/scale, candidate Deployment) -> progressing (analysis every interval; weights
 shift on passes) -> [awaiting_approval] -> promoting (candidate at full scale, all traffic to it) -> promoted
 (old version warm: instant rollback) -> finalizing (new version becomes stable, old retired) -> succeeded.
@@ -44,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
         MeasureInput,
         MeasurementRecord,
         MeasureResult,
-        Phase,
+        ReleasePhase,
         RegionResult,
         ReleaseEvent,
         ReleaseOutcome,
@@ -118,8 +118,8 @@ class ProgressiveRelease:
         return [r for r in self._analysis.records if r.run > since_run]
 
     @workflow.query
-    def phase(self) -> Phase:
-        return self._status.phase if self._status else Phase.PENDING
+    def phase(self) -> ReleasePhase:
+        return self._status.phase if self._status else ReleasePhase.PENDING
 
     @workflow.signal
     def abort(self, reason: str) -> None:
@@ -154,8 +154,8 @@ class ProgressiveRelease:
 
     @rollback.validator
     def _validate_rollback(self, request: RollbackRequest) -> None:
-        phase = self._status.phase if self._status else Phase.PENDING
-        if phase in (Phase.FINALIZING, Phase.SUCCEEDED, Phase.FAILED, Phase.ROLLED_BACK):
+        phase = self._status.phase if self._status else ReleasePhase.PENDING
+        if phase in (ReleasePhase.FINALIZING, ReleasePhase.SUCCEEDED, ReleasePhase.FAILED, ReleasePhase.ROLLED_BACK):
             raise ValueError(f"cannot roll back a release in phase {phase.value}: the previous version is no longer warm")
 
     @workflow.update
@@ -189,7 +189,7 @@ class ProgressiveRelease:
         self._policy = AnalysisPolicy.of(spec)
         self._status = ReleaseStatus(
             service=spec.service, namespace=spec.namespace, region=request.region, strategy=spec.strategy.value,
-            phase=Phase.PENDING, new_version=spec.new_version, steps=list(spec.steps),
+            phase=ReleasePhase.PENDING, new_version=spec.new_version, steps=list(spec.steps),
             failure_threshold=spec.analysis.failure_threshold,
         )
         self._analysis = AnalysisLoop(spec=spec, region=request.region, policy=self._policy, status=self._status)
@@ -227,7 +227,7 @@ class ProgressiveRelease:
             await self._roll_back_quietly("the release was cancelled")
             raise
         await self._finalize_promotion()
-        return self._outcome(Phase.SUCCEEDED, "promoted")
+        return self._outcome(ReleasePhase.SUCCEEDED, "promoted")
 
     async def _start(self) -> None:
         """Lease, then the error-budget gate; refuses (raises) before any change."""
@@ -235,7 +235,7 @@ class ProgressiveRelease:
         spec = request.release
         try:
             if request.lease:
-                self._set_phase(Phase.WAITING_FOR_LEASE, f"waiting for the lease on {self._target.lease_key}")
+                self._set_phase(ReleasePhase.WAITING_FOR_LEASE, f"waiting for the lease on {self._target.lease_key}")
                 info = workflow.info()
                 await self._lease.acquire(
                     lease=lease_id(cluster=request.region, namespace=spec.namespace, service=spec.service),
@@ -259,7 +259,7 @@ class ProgressiveRelease:
         spec, gate = request.release, request.release.error_budget
         if gate is None:
             return ""
-        self._set_phase(Phase.CHECKING_BUDGET, "checking the SLO error budget")
+        self._set_phase(ReleasePhase.CHECKING_BUDGET, "checking the SLO error budget")
         query = error_ratio_query(gate, service=spec.service, namespace=spec.namespace, region=request.region,
                                   region_label=spec.analysis.region_label)
         result = await workflow.execute_activity(
@@ -273,7 +273,7 @@ class ProgressiveRelease:
     async def _initialize(self) -> None:
         request = self._require_input()
         spec = request.release
-        self._set_phase(Phase.INITIALIZING, "recording routes and scale")
+        self._set_phase(ReleasePhase.INITIALIZING, "recording routes and scale")
         self._snapshot = await self._cluster("delivery.snapshot", TargetInput(target=self._target), ReleaseSnapshot,
                                              summary="snapshot routes and scale")
         snap = self._snapshot
@@ -310,7 +310,7 @@ class ProgressiveRelease:
         spec = self._require_input().release
         loop = self._require_analysis()
         if not resumed:
-            self._set_phase(Phase.PROGRESSING, f"analysing every {spec.analysis.interval:g}s")
+            self._set_phase(ReleasePhase.PROGRESSING, f"analysing every {spec.analysis.interval:g}s")
             loop.start(now=workflow.now().timestamp())
         while True:
             await self._continue_as_new_if_due(ResumeAt.ANALYSIS)
@@ -334,7 +334,7 @@ class ProgressiveRelease:
         if not spec.approval:
             return
         status = self._require_status()
-        self._set_phase(Phase.AWAITING_APPROVAL, "waiting for a manual promote (pitstop release promote)")
+        self._set_phase(ReleasePhase.AWAITING_APPROVAL, "waiting for a manual promote (pitstop release promote)")
         status.awaiting_approval = True
         await workflow.wait_condition(lambda: self._approved is not None or self._rollback_reason is not None)
         status.awaiting_approval = False
@@ -347,7 +347,7 @@ class ProgressiveRelease:
     async def _promote(self) -> None:
         spec = self._require_input().release
         snap = self._require_snapshot()
-        self._set_phase(Phase.PROMOTING, f"scaling {self._target.candidate_name} to {snap.stable.replicas} and routing all traffic to it")
+        self._set_phase(ReleasePhase.PROMOTING, f"scaling {self._target.candidate_name} to {snap.stable.replicas} and routing all traffic to it")
         await self._cluster(
             "delivery.scale_candidate",
             ScaleCandidateInput(target=self._target, replicas=snap.stable.replicas, deadline_seconds=spec.progress_deadline),
@@ -356,7 +356,7 @@ class ProgressiveRelease:
         if self._rollback_reason is not None:
             raise Rollback(self._rollback_reason)
         await self._route(RouteState(canary_weight=100))
-        self._set_phase(Phase.PROMOTED, f"all traffic on {spec.new_version}; {snap.stable.version} kept warm")
+        self._set_phase(ReleasePhase.PROMOTED, f"all traffic on {spec.new_version}; {snap.stable.version} kept warm")
 
     async def _warm(self, resume_at: ResumeAt | None = None, warm_deadline: float | None = None) -> None:
         """Keep the old version warm: analysis goes on; a failure or a rollback request rolls back at once.
@@ -369,7 +369,7 @@ class ProgressiveRelease:
             loop.start(now=workflow.now().timestamp(), keep_counts=False)
         if request.hold_after_promotion and resume_at in (None, ResumeAt.HOLD):
             if resume_at is None:
-                await self._notify_parent(Phase.PROMOTED, "promoted; waiting for the other regions")
+                await self._notify_parent(ReleasePhase.PROMOTED, "promoted; waiting for the other regions")
             until_finalize = lambda: self._finalize  # noqa: E731
             await self._watch(until_finalize, resume_at=ResumeAt.HOLD)
         if spec.warm_window > 0:
@@ -400,7 +400,7 @@ class ProgressiveRelease:
     async def _finalize_promotion(self) -> None:
         spec = self._require_input().release
         snap = self._require_snapshot()
-        self._set_phase(Phase.FINALIZING, f"{spec.new_version} becomes stable; retiring {snap.stable.version}")
+        self._set_phase(ReleasePhase.FINALIZING, f"{spec.new_version} becomes stable; retiring {snap.stable.version}")
         result = await self._cluster(
             "delivery.finalize_stable", FinalizeInput(target=self._target, deadline_seconds=spec.progress_deadline),
             FinalizeResult, timeout=spec.progress_deadline + 60, heartbeat=True, summary="finalize stable",
@@ -417,8 +417,8 @@ class ProgressiveRelease:
         status = self._require_status()
         status.stable_version = result.version or (subset_version(promoted, subset=self._target.stable_subset,
                                                                   version_label=self._target.version_label) or "")
-        self._set_phase(Phase.SUCCEEDED, f"{spec.new_version} is stable ({result.image})")
-        await self._notify_parent(Phase.SUCCEEDED, "finalized")
+        self._set_phase(ReleasePhase.SUCCEEDED, f"{spec.new_version} is stable ({result.image})")
+        await self._notify_parent(ReleasePhase.SUCCEEDED, "finalized")
 
     # ------------------------------------------------------------ continue-as-new
 
@@ -483,8 +483,8 @@ class ProgressiveRelease:
 
     async def _roll_back(self, reason: str) -> ReleaseOutcome:
         await self._roll_back_quietly(reason)
-        await self._notify_parent(Phase.ROLLED_BACK, reason)
-        outcome = self._outcome(Phase.ROLLED_BACK, reason)
+        await self._notify_parent(ReleasePhase.ROLLED_BACK, reason)
+        outcome = self._outcome(ReleasePhase.ROLLED_BACK, reason)
         raise ApplicationError(
             f"release of {self._target.service} in {self._target.region} rolled back: {reason}",
             outcome, type="ReleaseRolledBack", non_retryable=True,
@@ -493,7 +493,7 @@ class ProgressiveRelease:
     async def _roll_back_quietly(self, reason: str) -> None:
         status = self._require_status()
         status.rollback_reason = reason
-        self._set_phase(Phase.ROLLING_BACK, f"rolling back: {reason}")
+        self._set_phase(ReleasePhase.ROLLING_BACK, f"rolling back: {reason}")
         if self._snapshot is not None:
             restored = await self._cluster(
                 "delivery.restore", RestoreInput(target=self._target, snapshot=self._snapshot), RestoreResult,
@@ -501,14 +501,14 @@ class ProgressiveRelease:
             )
             status.weights = dict(restored.weights)
             status.canary_weight = 0
-        self._set_phase(Phase.ROLLED_BACK, f"rolled back: {reason}")
+        self._set_phase(ReleasePhase.ROLLED_BACK, f"rolled back: {reason}")
 
     async def _refuse(self, reason: str) -> NoReturn:
-        self._set_phase(Phase.FAILED, reason)
-        await self._notify_parent(Phase.FAILED, reason)
+        self._set_phase(ReleasePhase.FAILED, reason)
+        await self._notify_parent(ReleasePhase.FAILED, reason)
         raise ApplicationError(
             f"release of {self._target.service} in {self._target.region} refused: {reason}",
-            self._outcome(Phase.FAILED, reason), type="ReleaseRefused", non_retryable=True,
+            self._outcome(ReleasePhase.FAILED, reason), type="ReleaseRefused", non_retryable=True,
         )
 
     # ------------------------------------------------------------ helpers
@@ -533,7 +533,7 @@ class ProgressiveRelease:
             summary=f"{self._target.region}: {summary}" if summary else None,
         )
 
-    async def _notify_parent(self, phase: Phase, reason: str) -> None:
+    async def _notify_parent(self, phase: ReleasePhase, reason: str) -> None:
         request = self._input
         if request is None or not request.parent_workflow_id:
             return
@@ -544,18 +544,18 @@ class ProgressiveRelease:
         except FailureError:
             workflow.logger.warning("parent %s is gone", request.parent_workflow_id)
 
-    def _outcome(self, phase: Phase, reason: str) -> ReleaseOutcome:
+    def _outcome(self, phase: ReleasePhase, reason: str) -> ReleaseOutcome:
         loop = self._require_analysis()
         outcome = ReleaseOutcome(
-            region=self._target.region, phase=phase, promoted=phase is Phase.SUCCEEDED,
-            rolled_back=phase is Phase.ROLLED_BACK, reason=reason, analysis_runs=loop.total_runs,
+            region=self._target.region, phase=phase, promoted=phase is ReleasePhase.SUCCEEDED,
+            rolled_back=phase is ReleasePhase.ROLLED_BACK, reason=reason, analysis_runs=loop.total_runs,
             failed_runs=loop.total_failed_runs, failed_checks=loop.failed_checks,
-            new_version=self._require_input().release.new_version, changed=phase is Phase.SUCCEEDED,
+            new_version=self._require_input().release.new_version, changed=phase is ReleasePhase.SUCCEEDED,
         )
         outcome.summary = release_summary(outcome)
         return outcome
 
-    def _set_phase(self, phase: Phase, message: str) -> None:
+    def _set_phase(self, phase: ReleasePhase, message: str) -> None:
         status = self._require_status()
         status.phase = phase
         status.message = message

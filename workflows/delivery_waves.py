@@ -19,7 +19,8 @@ from temporalio.exceptions import ApplicationError, ChildWorkflowError
 with workflow.unsafe.imports_passed_through():
     from pitstop.delivery.models import (
         ApproveRequest,
-        Phase,
+        ReleasePhase,
+        WavesPhase,
         RegionResult,
         ReleaseOutcome,
         WavesOutcome,
@@ -33,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
 @workflow.defn(name=WAVES_WORKFLOW)
 class RegionWaves:
     def __init__(self) -> None:
-        self._status = WavesStatus(phase="pending", regions=[])
+        self._status = WavesStatus(phase=WavesPhase.PENDING, regions=[])
         self._results: dict[str, RegionResult] = {}
         self._approved_regions: set[str] = set()
         self._abort: str | None = None
@@ -70,12 +71,12 @@ class RegionWaves:
 
     @promote.validator
     def _validate_promote(self, request: ApproveRequest) -> None:
-        if self._status.phase in ("succeeded", "rolled_back", "failed"):
+        if self._status.phase in (WavesPhase.SUCCEEDED, WavesPhase.ROLLED_BACK):
             raise ValueError(f"the waves are already {self._status.phase}")
 
     @workflow.run
     async def run(self, spec: WavesSpec) -> WavesOutcome:
-        self._status = WavesStatus(phase="progressing", regions=list(spec.regions))
+        self._status = WavesStatus(phase=WavesPhase.PROGRESSING, regions=list(spec.regions))
         info = workflow.info()
         base = spec.task_queue or info.task_queue
         outcomes: dict[str, ReleaseOutcome] = {}
@@ -105,7 +106,7 @@ class RegionWaves:
             self._children[region] = handle
             await workflow.wait_condition(lambda: region in self._results or self._abort is not None or handle.done())
             result = self._results.get(region)
-            if result is not None and result.phase is Phase.PROMOTED:
+            if result is not None and result.phase is ReleasePhase.PROMOTED:
                 promoted.append(region)
                 self._status.promoted_regions = list(promoted)
                 continue
@@ -125,14 +126,14 @@ class RegionWaves:
                 outcomes[region] = await self._child_outcome(region)
             failed = [r for r, o in outcomes.items() if not o.promoted]
             if not failed:
-                self._status.phase = "succeeded"
+                self._status.phase = WavesPhase.SUCCEEDED
                 self._status.message = f"promoted in {', '.join(spec.regions)}"
-                done = WavesOutcome(phase="succeeded", promoted_regions=list(spec.regions), regions=outcomes, changed=True)
+                done = WavesOutcome(phase=WavesPhase.SUCCEEDED, promoted_regions=list(spec.regions), regions=outcomes, changed=True)
                 done.summary = waves_summary(done)
                 return done
             failure = (failed[0], outcomes[failed[0]].reason)
         failed_region, reason = failure or ("", self._abort or "aborted")
-        self._status.phase = "rolling_back"
+        self._status.phase = WavesPhase.ROLLING_BACK
         self._status.message = f"halted ({failed_region or 'aborted'}: {reason}); rolling back {list(reversed(promoted))}"
         for region in reversed(promoted):
             if region in outcomes:  # already finished (a late failure during finalize)
@@ -141,9 +142,9 @@ class RegionWaves:
             outcomes[region] = await self._child_outcome(region)
             if outcomes[region].rolled_back:
                 self._status.rolled_back_regions.append(region)
-        self._status.phase = "rolled_back"
+        self._status.phase = WavesPhase.ROLLED_BACK
         halted = WavesOutcome(
-            phase="rolled_back", promoted_regions=[], rolled_back_regions=list(self._status.rolled_back_regions),
+            phase=WavesPhase.ROLLED_BACK, promoted_regions=[], rolled_back_regions=list(self._status.rolled_back_regions),
             failed_region=failed_region, reason=reason, regions=outcomes,
         )
         halted.summary = waves_summary(halted)
@@ -163,8 +164,8 @@ class RegionWaves:
                 outcome = detail if isinstance(detail, ReleaseOutcome) else ReleaseOutcome.model_validate(detail)
                 self._status.region_phases[region] = outcome.phase
                 return outcome
-            self._status.region_phases[region] = Phase.FAILED
-            return ReleaseOutcome(region=region, phase=Phase.FAILED, promoted=False, rolled_back=False, reason=str(cause or exc))
+            self._status.region_phases[region] = ReleasePhase.FAILED
+            return ReleaseOutcome(region=region, phase=ReleasePhase.FAILED, promoted=False, rolled_back=False, reason=str(cause or exc))
         outcome = raw if isinstance(raw, ReleaseOutcome) else ReleaseOutcome.model_validate(raw)
         self._status.region_phases[region] = outcome.phase
         return outcome

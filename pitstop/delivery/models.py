@@ -19,7 +19,7 @@ from .spec import ReleaseTarget
 JsonObject = dict[str, Any]
 
 
-class Phase(StrEnum):
+class ReleasePhase(StrEnum):
     PENDING = "pending"
     WAITING_FOR_LEASE = "waiting_for_lease"
     CHECKING_BUDGET = "checking_budget"
@@ -36,7 +36,7 @@ class Phase(StrEnum):
 
     @property
     def terminal(self) -> bool:
-        return self in (Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED)
+        return self in (ReleasePhase.SUCCEEDED, ReleasePhase.ROLLED_BACK, ReleasePhase.FAILED)
 
 
 # ---------------------------------------------------------------- activity inputs / outputs
@@ -165,7 +165,7 @@ class MeasurementRecord(BaseModel):
 
 class ReleaseEvent(BaseModel):
     at: str
-    phase: Phase
+    phase: ReleasePhase
     message: str
 
 
@@ -176,7 +176,7 @@ class ReleaseStatus(BaseModel):
     namespace: str
     region: str
     strategy: str
-    phase: Phase
+    phase: ReleasePhase
     new_version: str
     stable_version: str = ""
     weights: dict[str, int] = Field(default_factory=dict, description="release route: subset -> weight")
@@ -200,7 +200,7 @@ class ReleaseOutcome(BaseModel):
     """Result of `ProgressiveRelease`."""
 
     region: str
-    phase: Phase
+    phase: ReleasePhase
     promoted: bool
     rolled_back: bool
     reason: str = ""
@@ -227,15 +227,25 @@ class RegionResult(BaseModel):
     """Signal from a region's release to its `RegionWaves` parent."""
 
     region: str
-    phase: Phase
+    phase: ReleasePhase
     reason: str = ""
 
 
+class WavesPhase(StrEnum):
+    """Where `RegionWaves` is: region after region, then done or unwinding in reverse order."""
+
+    PENDING = "pending"
+    PROGRESSING = "progressing"
+    SUCCEEDED = "succeeded"
+    ROLLING_BACK = "rolling_back"
+    ROLLED_BACK = "rolled_back"
+
+
 class WavesStatus(BaseModel):
-    phase: str
+    phase: WavesPhase
     regions: list[str]
     current_region: str = ""
-    region_phases: dict[str, Phase] = Field(default_factory=dict)
+    region_phases: dict[str, ReleasePhase] = Field(default_factory=dict)
     region_weights: dict[str, dict[str, int]] = Field(default_factory=dict)
     promoted_regions: list[str] = Field(default_factory=list)
     rolled_back_regions: list[str] = Field(default_factory=list)
@@ -244,7 +254,7 @@ class WavesStatus(BaseModel):
 
 
 class WavesOutcome(BaseModel):
-    phase: str
+    phase: WavesPhase
     promoted_regions: list[str] = Field(default_factory=list)
     rolled_back_regions: list[str] = Field(default_factory=list)
     failed_region: str = ""
@@ -260,7 +270,7 @@ def waves_summary(outcome: WavesOutcome) -> str:
     version = f" {version}" if version else ""
     runs = sum(o.analysis_runs for o in outcome.regions.values())
     failed = sum(o.failed_runs for o in outcome.regions.values())
-    if outcome.phase == "succeeded":
+    if outcome.phase is WavesPhase.SUCCEEDED:
         return f"promoted{version} in {', '.join(outcome.promoted_regions)} ({runs} analysis runs, {failed} failed)"
     where = outcome.failed_region or "all regions"
     rolled = ", ".join(outcome.rolled_back_regions) or "none"

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from pydantic import Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from pitstop.delivery.models import Phase
+from pitstop.delivery.models import ReleasePhase
 from pitstop.delivery.inputs import ReleaseInput
 from pitstop.delivery.spec import DEFAULT_HISTORY_LIMIT, RELEASE_WORKFLOW, WAVES_WORKFLOW, Strategy, WavesSpec
 from pitstop.runbook.step_types import StepArgs, StepResult, StepType, register_step_type
@@ -60,7 +60,7 @@ class WavesArgs(WavesSpec, StepArgs):  # type: ignore[misc]
 
 class ReleaseStepResult(StepResult):
     region: str = ""
-    phase: Phase = Phase.PENDING
+    phase: ReleasePhase = ReleasePhase.PENDING
     promoted: bool = False
     rolled_back: bool = False
     reason: str = ""

@@ -28,7 +28,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from pitstop.delivery.models import (
-    MeasurementRecord, Phase, ReleaseOutcome, ReleaseStatus, RollbackRequest, WavesOutcome,
+    MeasurementRecord, ReleasePhase, ReleaseOutcome, ReleaseStatus, RollbackRequest, WavesOutcome,
 )
 from pitstop.delivery.routing import weights_of
 from pitstop.delivery.inputs import ReleaseInput
@@ -86,7 +86,7 @@ class StatusWatcher:
     """Polls `status` (always the chain's latest run) and records every distinct (run number, phase)."""
 
     def __init__(self, handle: WorkflowHandle[Any, Any]) -> None:
-        self.seen: list[tuple[int, Phase]] = []
+        self.seen: list[tuple[int, ReleasePhase]] = []
         self.last: ReleaseStatus | None = None
         self._task = asyncio.create_task(self._run(handle))
 
@@ -110,7 +110,7 @@ class StatusWatcher:
             await asyncio.sleep(0.1)
         return self.last
 
-    async def stop(self) -> list[tuple[int, Phase]]:
+    async def stop(self) -> list[tuple[int, ReleasePhase]]:
         await asyncio.wait_for(self._task, 30)
         return self.seen
 
@@ -163,9 +163,9 @@ async def test_canary_continues_as_new_during_analysis_and_warm_window_and_promo
                  "delivery.finalize_stable", "delivery.retire_candidate", "lease.request"):
         assert names.count(once) == 1, (once, names)
     assert outcome.analysis_runs == names.count("delivery.measure") == final.analysis_runs  # counters carried
-    assert final.phase is Phase.SUCCEEDED and final.run_number == len(histories)
-    progressing_runs = {n for n, p in seen if p is Phase.PROGRESSING}
-    promoted_runs = {n for n, p in seen if p is Phase.PROMOTED}
+    assert final.phase is ReleasePhase.SUCCEEDED and final.run_number == len(histories)
+    progressing_runs = {n for n, p in seen if p is ReleasePhase.PROGRESSING}
+    promoted_runs = {n for n, p in seen if p is ReleasePhase.PROMOTED}
     assert max(progressing_runs) >= 2 and max(promoted_runs) > max(progressing_runs), seen
     assert [n for n, _ in seen] == sorted(n for n, _ in seen), seen  # status never went back to an older run
     assert any("continued as new" in e.message for e in final.events)
@@ -212,7 +212,7 @@ async def test_fault_after_continue_as_new_rolls_back_to_the_first_runs_snapshot
     names = [name for name, _ in scheduled(histories)]
     print(f"\nsandbox: fault injected at {at_fault.canary_weight}% in run {at_fault.run_number}; rolled back in run "
           f"{final.run_number} of {len(histories)}; routes {planned}; status seen {seen}")
-    assert final.phase is Phase.ROLLED_BACK and "threshold" in final.rollback_reason, final.rollback_reason
+    assert final.phase is ReleasePhase.ROLLED_BACK and "threshold" in final.rollback_reason, final.rollback_reason
     assert final.run_number == len(histories) >= 2
     check_chain_shape(histories)
     assert len(planned) >= 2 and planned == STEPS[:len(planned)], planned  # forward only, none skipped or repeated
@@ -269,8 +269,8 @@ async def test_instant_rollback_update_in_the_warm_window_after_continue_as_new(
             id=f"can-warm-{uuid.uuid4().hex[:6]}", task_queue=task_queue, result_type=ReleaseOutcome,
         )
         watcher = StatusWatcher(handle)
-        promoted = await watcher.until(lambda s: s.phase is Phase.PROMOTED)
-        warm = await watcher.until(lambda s: s.phase is Phase.PROMOTED and s.run_number > promoted.run_number)
+        promoted = await watcher.until(lambda s: s.phase is ReleasePhase.PROMOTED)
+        warm = await watcher.until(lambda s: s.phase is ReleasePhase.PROMOTED and s.run_number > promoted.run_number)
         assert live_weights(sandbox, region, service) == {"stable": 0, "canary": 100}
         asked = time.monotonic()
         status = await handle.execute_update("rollback", RollbackRequest(reason="pager", identity="carol"),
@@ -284,7 +284,7 @@ async def test_instant_rollback_update_in_the_warm_window_after_continue_as_new(
     print(f"\nsandbox: rollback update in run {status.run_number} (warm window since run {promoted.run_number}, "
           f"resumed at {resume_points(histories)}): traffic back on stable {took:.2f}s after the request")
     assert warm.run_number >= 2 and "warm_window" in resume_points(histories)
-    assert status.phase is Phase.ROLLED_BACK and "pager by carol" in status.rollback_reason
+    assert status.phase is ReleasePhase.ROLLED_BACK and "pager by carol" in status.rollback_reason
     assert status.run_number == len(histories)
     check_chain_shape(histories)
     assert chain_route_weights(histories) == [50, 100, 100]

@@ -26,7 +26,7 @@ import httpx
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 
-from pitstop.delivery.models import Phase, ReleaseOutcome, ReleaseStatus
+from pitstop.delivery.models import ReleasePhase, ReleaseOutcome, ReleaseStatus
 from pitstop.delivery.inputs import ReleaseInput
 from pitstop.delivery.spec import RELEASE_WORKFLOW
 from sandbox.monitoring import MonitoringSettings, start_monitoring
@@ -127,7 +127,7 @@ async def test_prometheus_stopped_during_analysis_never_promotes(
     assert 100 not in seen and 100 not in planned, (seen, planned)
     assert max(w or 0 for w in seen) <= stopped_weight + 10
     assert "delivery.scale_candidate" not in scheduled and "delivery.finalize_stable" not in scheduled
-    assert status.phase is Phase.ROLLED_BACK and "deadline" in status.rollback_reason, status.rollback_reason
+    assert status.phase is ReleasePhase.ROLLED_BACK and "deadline" in status.rollback_reason, status.rollback_reason
     assert any(r.verdict.value == "inconclusive" and r.error for r in status.last_verdicts), status.last_verdicts
     assert live_weights(sandbox, region, service) == {"stable": 100, "canary": 0}
     assert cluster_state(sandbox, region, service) == before
@@ -177,7 +177,7 @@ async def test_worker_killed_mid_release_resumes_without_repeating(
         await asyncio.sleep(INTERVAL * 1.5)  # nothing moves while no worker runs the workflow
         frozen = live_weights(sandbox, region, service).get("canary")
         worker = await start_worker_process(env, log)
-        resumed = await wait_phase(handle, {Phase.PROGRESSING, Phase.PROMOTING, Phase.PROMOTED, Phase.SUCCEEDED})
+        resumed = await wait_phase(handle, {ReleasePhase.PROGRESSING, ReleasePhase.PROMOTING, ReleasePhase.PROMOTED, ReleasePhase.SUCCEEDED})
         outcome = await handle.result()
     finally:
         if worker.poll() is None:

@@ -24,7 +24,7 @@ from temporalio.exceptions import ApplicationError
 from kubernetes.client.exceptions import ApiException
 
 from activities.kube_api import KubeJson
-from pitstop.delivery.models import Phase, ReleaseStatus, WavesStatus
+from pitstop.delivery.models import ReleasePhase, ReleaseStatus, WavesStatus
 from pitstop.delivery.routing import weights_of
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
 from pitstop.runbook.run_state import RunStatus
@@ -211,7 +211,7 @@ async def test_canary_runbook_with_a_bad_release_rolls_back_to_exactly_the_prior
     message = failure_of(info)
     assert "rolled back" in message and "threshold" in message, message
     assert run.phase.value == "failed" and [s.state.value for s in run.steps if s.id == "release"] == ["failed"]
-    assert release is not None and release.phase is Phase.ROLLED_BACK and release.failed_runs >= 2
+    assert release is not None and release.phase is ReleasePhase.ROLLED_BACK and release.failed_runs >= 2
     assert release.last_verdict is not None and release.last_verdict.value == "fail"
     assert routes_and_scale(sandbox, REGION, service) == before
 
@@ -256,7 +256,7 @@ async def test_multi_region_release_with_a_fault_in_the_second_region_rolls_back
     message = failure_of(info)
     assert f"halted in {second}" in message, message
     assert state.phase == "rolled_back" and state.rolled_back_regions == [second, first], state
-    assert state.region_phases == {first: Phase.ROLLED_BACK, second: Phase.ROLLED_BACK}
+    assert state.region_phases == {first: ReleasePhase.ROLLED_BACK, second: ReleasePhase.ROLLED_BACK}
     for region in regions:
         assert routes_and_scale(sandbox, region, service) == before[region], region
     # (d) the waves view through the runbook run id: both regions, their weights and last verdicts
@@ -278,7 +278,7 @@ async def test_ab_runbook_promotes_a_good_version_through_header_routing(
         handle = await start_runbook(temporal_client, task_queue, "ab-test", {
             "service": service.name, "namespace": service.team, "region": REGION, "image": image_of(service, "4.2.0"),
             "iterations": 6, "approval": False, "warm_window": "2s", **FAST})
-        await wait_for_release(temporal_client, handle.id, "the header route", lambda s: s.phase is Phase.PROGRESSING
+        await wait_for_release(temporal_client, handle.id, "the header route", lambda s: s.phase is ReleasePhase.PROGRESSING
                                and any(r.get("name", "").startswith("pitstop-ab-") for r in
                                        routes_and_scale(sandbox, REGION, service)["http"]))
         while (await handle.describe()).close_time is None:
@@ -287,7 +287,7 @@ async def test_ab_runbook_promotes_a_good_version_through_header_routing(
                 shares.append(rates["4.2.0"] / (rates["4.2.0"] + rates[before["version"]]))
             await asyncio.sleep(0.5)
             status = await release_status(temporal_client, handle.id)
-            if status is None or status.phase is not Phase.PROGRESSING:
+            if status is None or status.phase is not ReleasePhase.PROGRESSING:
                 break
         outcome = await handle.result()
         took = time.monotonic() - started
@@ -323,7 +323,7 @@ async def test_ab_runbook_with_a_bad_version_rolls_back(temporal_client: Client,
         clear_fault(api_client=sandbox.api_clients[REGION], fault_id=fault)
     print(f"\nsandbox runbook: ab-test {service.name} -> 2.9.0-rc1 (40% errors on the cohort) rolled back after {took:.1f}s")
     assert "rolled back" in failure_of(info)
-    assert release is not None and release.phase is Phase.ROLLED_BACK and "threshold" in release.rollback_reason
+    assert release is not None and release.phase is ReleasePhase.ROLLED_BACK and "threshold" in release.rollback_reason
     assert routes_and_scale(sandbox, REGION, service) == before
 
 
@@ -340,9 +340,9 @@ async def test_blue_green_runbook_with_mirroring_promotes(
             "service": service.name, "namespace": service.team, "region": REGION, "image": image_of(service, "2.0.0"),
             "mirror": True, "mirror_percent": 100, "iterations": 4, "warm_window": "2s", **FAST})
         await wait_for_release(temporal_client, handle.id, "analysis on mirrored traffic",
-                               lambda s: s.phase is Phase.PROGRESSING and s.analysis_runs >= 2)
+                               lambda s: s.phase is ReleasePhase.PROGRESSING and s.analysis_runs >= 2)
         status = await release_status(temporal_client, handle.id)
-        if status is not None and status.phase is Phase.PROGRESSING:
+        if status is not None and status.phase is ReleasePhase.PROGRESSING:
             mirrored.append(version_rates(sandbox, REGION, service))
             live = routes_and_scale(sandbox, REGION, service)
         outcome = await handle.result()

@@ -31,7 +31,7 @@ from temporalio.worker import Replayer
 from activities import build_activities
 from activities.kube_api import KubeJson
 from pitstop.config import Settings
-from pitstop.delivery.models import ApproveRequest, Phase, ReleaseOutcome, ReleaseStatus, RollbackRequest, WavesOutcome
+from pitstop.delivery.models import ApproveRequest, ReleasePhase, ReleaseOutcome, ReleaseStatus, RollbackRequest, WavesOutcome
 from pitstop.delivery.promql import QueryScope, success_rate_query
 from pitstop.delivery.routing import weights_of
 from pitstop.delivery.inputs import ReleaseInput
@@ -134,7 +134,7 @@ async def cli(temporal_server: Any, *args: str) -> subprocess.CompletedProcess[s
                                    capture_output=True, text=True, timeout=60)
 
 
-async def wait_phase(handle: WorkflowHandle[Any, Any], phases: set[Phase], timeout: float = 90) -> ReleaseStatus:
+async def wait_phase(handle: WorkflowHandle[Any, Any], phases: set[ReleasePhase], timeout: float = 90) -> ReleaseStatus:
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -234,7 +234,7 @@ async def test_bad_release_rolled_back_automatically(temporal_client: Client, sa
             status = await handle.query("status", result_type=ReleaseStatus)
     finally:
         clear_fault(api_client=api, fault_id=fault_id)
-    assert status.phase is Phase.ROLLED_BACK and "threshold" in status.rollback_reason
+    assert status.phase is ReleasePhase.ROLLED_BACK and "threshold" in status.rollback_reason
     assert visible and on_stable
     delay = on_stable[0] - visible[0]
     print(f"\nsandbox: fault visible in Prometheus -> traffic back on stable: {delay:.2f}s "
@@ -258,7 +258,7 @@ async def test_manual_gate_then_instant_rollback_during_warm_window(
                                           warm_window=120), region=region),
             id=f"gate-{uuid.uuid4().hex[:6]}", task_queue=task_queue, result_type=ReleaseOutcome,
         )
-        await wait_phase(handle, {Phase.AWAITING_APPROVAL})
+        await wait_phase(handle, {ReleasePhase.AWAITING_APPROVAL})
         assert live_weights(sandbox, region, service) == {"stable": 50, "canary": 50}
         shown = await cli(temporal_server, "release", "status", handle.id)
         assert shown.returncode == 0, shown.stdout + shown.stderr
@@ -271,7 +271,7 @@ async def test_manual_gate_then_instant_rollback_during_warm_window(
         assert "may not promote" in str(getattr(rejected.value, "cause", rejected.value))
         approved = await cli(temporal_server, "release", "promote", handle.id, "--as", "alice")
         assert approved.returncode == 0, approved.stdout + approved.stderr
-        await wait_phase(handle, {Phase.PROMOTED})
+        await wait_phase(handle, {ReleasePhase.PROMOTED})
         assert live_weights(sandbox, region, service) == {"stable": 0, "canary": 100}  # warm window: all on v7.0.0
         asked = time.monotonic()
         status = await handle.execute_update("rollback", RollbackRequest(reason="customer reports", identity="bob"),
@@ -281,7 +281,7 @@ async def test_manual_gate_then_instant_rollback_during_warm_window(
         with pytest.raises(WorkflowFailureError):
             await handle.result()
     print(f"\nsandbox: instant rollback during the warm window: traffic back on stable {took:.2f}s after the request")
-    assert status.phase is Phase.ROLLED_BACK and "customer reports by bob" in status.rollback_reason
+    assert status.phase is ReleasePhase.ROLLED_BACK and "customer reports by bob" in status.rollback_reason
     assert weights_after == {"stable": 100, "canary": 0}
     assert any("approved by alice" in e.message for e in status.events)
     assert took < 2.0
@@ -320,7 +320,7 @@ async def test_error_budget_gate_refuses_to_start(temporal_client: Client, sandb
         clear_fault(api_client=api, fault_id=fault_id)
     print(f"\nsandbox: error-budget gate: {status.message}")
     assert "refused" in str(failure.value.cause)
-    assert status.phase is Phase.FAILED and "exhausted" in status.message
+    assert status.phase is ReleasePhase.FAILED and "exhausted" in status.message
     mutating = {"delivery.deploy_candidate", "delivery.set_routes", "delivery.set_subsets", "delivery.scale_candidate",
                 "delivery.finalize_stable", "delivery.restore", "delivery.retire_candidate"}
     assert not mutating & set(scheduled), scheduled

@@ -10,7 +10,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from pitstop.analysis import Verdict
 from pitstop.delivery.carried import MAX_CARRIED_RECORDS, CarriedRelease, ResumeAt
 from pitstop.delivery.decisions import AnalysisPolicy, AnalysisState
-from pitstop.delivery.models import DeploymentSnapshot, MeasurementRecord, Phase, ReleaseSnapshot, ReleaseStatus
+from pitstop.delivery.models import DeploymentSnapshot, MeasurementRecord, ReleasePhase, ReleaseSnapshot, ReleaseStatus
 from pitstop.delivery.inputs import ReleaseInput
 from pitstop.delivery.spec import ReleaseSpec
 from workflows.delivery_analysis import AnalysisLoop
@@ -19,7 +19,7 @@ SPEC = ReleaseSpec.model_validate({"service": "geo", "namespace": "team-geo", "i
 
 
 def status() -> ReleaseStatus:
-    return ReleaseStatus(service="geo", namespace="team-geo", region="eu", strategy="canary", phase=Phase.PROGRESSING,
+    return ReleaseStatus(service="geo", namespace="team-geo", region="eu", strategy="canary", phase=ReleasePhase.PROGRESSING,
                          new_version="v2")
 
 
