@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import pytest
 
@@ -114,7 +115,7 @@ def test_summaries_list_every_route_in_order() -> None:
 
 
 def test_destination_rule_subsets_for_a_host() -> None:
-    rules = [
+    rules: list[dict[str, Any]] = [
         {"spec": {"host": "api", "subsets": [{"name": "stable"}, {"name": "canary"}]}},
         {"spec": {"host": "api.shop.svc.cluster.local", "subsets": [{"name": "blue"}, {"labels": {"x": "y"}}]}},
         {"spec": {"host": "web", "subsets": [{"name": "green"}]}},
