@@ -1,7 +1,9 @@
 """Release activities (`delivery.*`): the cluster side of `ProgressiveRelease`, and analysis measurements.
 
 `ReleaseClusterActivities` (regional, synchronous, thread pool) works on one region's VirtualService,
-DestinationRule and Deployments as plain JSON through `KubeJson`. Every activity writes absolute state
+DestinationRule and Deployments as plain JSON through `KubeJson`; the VirtualService's routes are read and
+written through the traffic router (`activities.traffic`, Istio implementation), the interface the traffic
+steps use. Every activity writes absolute state
 computed by the workflow (from `pitstop.delivery`), reads before writing, re-reads on 409 Conflict, and
 answers `changed=False` when the object already is as requested — so a retry or a replay after a worker
 crash never repeats a change. Waits heartbeat and honour cancellation.
@@ -39,26 +41,22 @@ from pitstop.delivery.models import (
     SubsetsInput,
     TargetInput,
 )
-from pitstop.delivery.routing import weights_of
 from pitstop.delivery.spec import ReleaseTarget
 from pitstop.delivery.workloads import candidate_deployment, image_of, promoted_template, version_of
 from pitstop.rollout import rollout_progress
+from pitstop.traffic_routes import service_route_weights
 
 from .clients import ActivityClients
 from .kube_api import KubeJson, deployment_path
 from .kubernetes import kube_errors, retry_on_conflict, sleep_or_cancel
 from .prometheus import measure
+from .traffic import ISTIO_GROUP_VERSION, RouteTarget, TrafficRouter, router_for
 
-ISTIO = "/apis/networking.istio.io/v1"
 JsonObject = dict[str, Any]
 
 
-def _vs_path(t: ReleaseTarget) -> str:
-    return f"{ISTIO}/namespaces/{t.namespace}/virtualservices/{t.virtual_service_name}"
-
-
 def _dr_path(t: ReleaseTarget) -> str:
-    return f"{ISTIO}/namespaces/{t.namespace}/destinationrules/{t.destination_rule_name}"
+    return f"/apis/{ISTIO_GROUP_VERSION}/namespaces/{t.namespace}/destinationrules/{t.destination_rule_name}"
 
 
 def _snapshot_deployment(dep: JsonObject, t: ReleaseTarget) -> DeploymentSnapshot:
@@ -92,6 +90,17 @@ class ReleaseClusterActivities:
     def _api(self, region: str) -> KubeJson:
         return KubeJson(self._clients.kube_client(region))
 
+    def _router(self, api: KubeJson, t: ReleaseTarget) -> tuple[TrafficRouter, RouteTarget]:
+        """The Istio router (a release needs a mesh: weights between subsets) and the release's VirtualService."""
+        router = router_for(settings=self._clients.settings, api=api, namespace=t.namespace, service=t.service, provider="istio")
+        return router, RouteTarget(region=t.region, namespace=t.namespace, virtual_service=t.virtual_service_name, route=t.route)
+
+    def _write_routes(self, api: KubeJson, t: ReleaseTarget, http: list[JsonObject]) -> bool:
+        """Make the VirtualService's HTTP routes exactly `http` (read, compare, PUT with resourceVersion; 409 -> re-read)."""
+        router, target = self._router(api, t)
+        with kube_errors(target.what, t.region):
+            return router.set_http(target, http, dry_run=False).changed
+
     @staticmethod
     def _get_optional(api: KubeJson, path: str) -> JsonObject | None:
         try:
@@ -108,17 +117,17 @@ class ReleaseClusterActivities:
         """Routes, subsets and scale as they are now: what a rollback will write back."""
         t = request.target
         api = self._api(t.region)
-        with kube_errors(f"virtualservice {t.namespace}/{t.virtual_service_name}", t.region):
-            vs = api.get(_vs_path(t))
+        router, route_target = self._router(api, t)
+        with kube_errors(route_target.what, t.region):
+            http = router.get_http(route_target)
         with kube_errors(f"destinationrule {t.namespace}/{t.destination_rule_name}", t.region):
             dr = api.get(_dr_path(t))
         with kube_errors(f"deployment {t.namespace}/{t.deployment_name}", t.region):
             stable = api.get(deployment_path(t.namespace, t.deployment_name))
         with kube_errors(f"deployment {t.namespace}/{t.candidate_name}", t.region):
             candidate = self._get_optional(api, deployment_path(t.namespace, t.candidate_name))
-        http = copy.deepcopy((vs.get("spec") or {}).get("http") or [])
         try:
-            weights = weights_of(http, t.route)
+            weights = service_route_weights(http, t.route)
             snap_stable = _snapshot_deployment(stable, t)
         except ValueError as exc:
             raise ApplicationError(f"{t.lease_key}: {exc}", type="Invalid", non_retryable=True) from None
@@ -149,10 +158,8 @@ class ReleaseClusterActivities:
     @activity.defn(name="delivery.set_routes")
     def set_routes(self, request: RoutesInput) -> RoutesResult:
         t = request.target
-        changed = self._write_spec_field(
-            self._api(t.region), _vs_path(t), "http", request.http, f"virtualservice {t.namespace}/{t.virtual_service_name}", t.region
-        )
-        return RoutesResult(changed=changed, weights=weights_of(request.http, t.route))
+        changed = self._write_routes(self._api(t.region), t, request.http)
+        return RoutesResult(changed=changed, weights=service_route_weights(request.http, t.route))
 
     @activity.defn(name="delivery.set_subsets")
     def set_subsets(self, request: SubsetsInput) -> bool:
@@ -247,9 +254,7 @@ class ReleaseClusterActivities:
         """Rollback: routes first (traffic back on stable in one write), then subsets, candidate and scale."""
         t, snap = request.target, request.snapshot
         api = self._api(t.region)
-        routes_changed = self._write_spec_field(
-            api, _vs_path(t), "http", snap.http, f"virtualservice {t.namespace}/{t.virtual_service_name}", t.region
-        )
+        routes_changed = self._write_routes(api, t, snap.http)
         self._write_spec_field(api, _dr_path(t), "subsets", snap.subsets, f"destinationrule {t.namespace}/{t.destination_rule_name}", t.region)
         candidate_path = deployment_path(t.namespace, t.candidate_name)
         outcome = "absent"
@@ -284,7 +289,7 @@ class ReleaseClusterActivities:
             retry_on_conflict(restore_candidate)
         with kube_errors(f"deployment {t.namespace}/{t.deployment_name}", t.region):
             retry_on_conflict(restore_stable)
-        return RestoreResult(routes_changed=routes_changed, weights=weights_of(snap.http, t.route), candidate=outcome)
+        return RestoreResult(routes_changed=routes_changed, weights=service_route_weights(snap.http, t.route), candidate=outcome)
 
     @activity.defn(name="delivery.finalize_stable")
     def finalize_stable(self, request: FinalizeInput) -> FinalizeResult:

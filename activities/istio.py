@@ -45,7 +45,7 @@ class IstioActivities:
 
     @staticmethod
     def _translate(exc: ApiException, target: RouteTarget) -> Exception:
-        return translate_api_error(exc, target.describe().rsplit(" in region ", 1)[0], target.region)
+        return translate_api_error(exc, target.what, target.region)
 
     @activity.defn(name="istio.get_routes")
     def get_routes(self, invocation: StepInvocation[RouteArgs]) -> RoutesResult:

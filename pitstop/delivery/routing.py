@@ -1,8 +1,10 @@
 """Istio routing for releases, computed from the routes recorded before the first change.
 
 Every desired state is derived from that snapshot (never from the live object), so applying it is
-idempotent and a rollback writes the snapshot back exactly. Only the release's route (by default the
-VirtualService's last HTTP route without `match`) and the release's own header route are touched.
+idempotent and a rollback writes the snapshot back exactly. Only the service's route and the release's own
+header route are touched; which route is the service's route (the named one, else the first HTTP route
+without `match`) is decided by `pitstop.traffic_routes`, the same rule the traffic steps use. The activities
+write the result through the traffic router (`activities.traffic.TrafficRouter.set_http`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import copy
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+from pitstop.traffic_routes import header_route, route_host, service_route_index, with_mirror, with_weights, without_mirror
 
 from .spec import ReleaseTarget
 
@@ -34,30 +38,6 @@ class RouteState(BaseModel):
         return ", ".join(parts)
 
 
-def release_route_index(http: list[JsonObject], route_name: str | None) -> int:
-    """Index of the route a release shifts: the named one, else the last route without `match`."""
-    if not http:
-        raise ValueError("the VirtualService has no HTTP routes")
-    if route_name:
-        for index, route in enumerate(http):
-            if route.get("name") == route_name:
-                return index
-        names = [r.get("name", "") for r in http]
-        raise ValueError(f"the VirtualService has no HTTP route named {route_name!r} (routes: {names})")
-    for index in range(len(http) - 1, -1, -1):
-        if not http[index].get("match"):
-            return index
-    return len(http) - 1
-
-
-def route_host(http: list[JsonObject], index: int, fallback: str) -> str:
-    for destination in http[index].get("route") or []:
-        host = (destination.get("destination") or {}).get("host")
-        if host:
-            return str(host)
-    return fallback
-
-
 def default_host(target: ReleaseTarget) -> str:
     return f"{target.service}.{target.namespace}.svc.cluster.local"
 
@@ -67,42 +47,20 @@ def header_route_name(target: ReleaseTarget) -> str:
 
 
 def desired_http(snapshot_http: list[JsonObject], target: ReleaseTarget, state: RouteState) -> list[JsonObject]:
-    """The VirtualService `http` list for `state`, derived from the snapshot."""
+    """The VirtualService `http` list for `state`, derived from the snapshot: the service's route
+    (`pitstop.traffic_routes.service_route_index`) gets the weights and mirror, the release's header route
+    goes right before it."""
     http = [copy.deepcopy(r) for r in snapshot_http if r.get("name") != header_route_name(target)]
-    index = release_route_index(http, target.route)
-    host = route_host(http, index, default_host(target))
-    route = http[index]
-    route["route"] = [
-        {"destination": {"host": host, "subset": target.stable_subset}, "weight": 100 - state.canary_weight},
-        {"destination": {"host": host, "subset": target.canary_subset}, "weight": state.canary_weight},
-    ]
-    route.pop("mirror", None)
-    route.pop("mirrorPercentage", None)
+    index = service_route_index(http, target.route)
+    host = route_host(http[index]) or default_host(target)
+    route = with_weights(http[index], host, {target.stable_subset: 100 - state.canary_weight, target.canary_subset: state.canary_weight})
+    route = without_mirror(route)
     if state.mirror_percent is not None:
-        route["mirror"] = {"host": host, "subset": target.canary_subset}
-        route["mirrorPercentage"] = {"value": state.mirror_percent}
+        route = with_mirror(route, host=host, subset=target.canary_subset, percent=state.mirror_percent)
+    http[index] = route
     if state.header_match:
-        http.insert(
-            index,
-            {
-                "name": header_route_name(target),
-                "match": [{"headers": {k: dict(v) for k, v in state.header_match.items()}}],
-                "route": [{"destination": {"host": host, "subset": target.canary_subset}, "weight": 100}],
-            },
-        )
+        http.insert(index, header_route(name=header_route_name(target), headers=state.header_match, host=host, subset=target.canary_subset))
     return http
-
-
-def weights_of(http: list[JsonObject], route_name: str | None) -> dict[str, int]:
-    """subset -> weight of the release route (a lone destination without weight has 100)."""
-    if not http:
-        return {}
-    route = http[release_route_index(http, route_name)].get("route") or []
-    weights: dict[str, int] = {}
-    for destination in route:
-        subset = (destination.get("destination") or {}).get("subset") or ""
-        weights[subset] = weights.get(subset, 0) + int(destination.get("weight", 100 if len(route) == 1 else 0))
-    return weights
 
 
 def subsets_with_version(subsets: list[JsonObject], *, subset: str, version_label: str, version: str) -> list[JsonObject]:

@@ -104,6 +104,12 @@ class ErrorBudgetGate(_Strict):
         return value
 
 
+ROUTE_DESCRIPTION = (
+    "VirtualService HTTP route name; default the service's route: the first route without `match` (all unmatched"
+    " traffic goes there), or the last route if every route has one — the same route the istio.* steps change"
+)
+
+
 class ReleaseTarget(_Strict):
     """The service being released, in one region, and the objects pitstop manipulates."""
 
@@ -114,7 +120,7 @@ class ReleaseTarget(_Strict):
     container: KubeLabelName | None = Field(None, description="container to update; default the first")
     virtual_service: KubeObjectName | None = None
     destination_rule: KubeObjectName | None = None
-    route: str | None = Field(None, description="VirtualService HTTP route name; default its last route without match")
+    route: str | None = Field(None, description=ROUTE_DESCRIPTION)
     stable_subset: KubeLabelName = "stable"
     canary_subset: KubeLabelName = "canary"
     version_label: str = "version"
@@ -165,7 +171,7 @@ class ReleaseSpec(_Strict):
     container: KubeLabelName | None = None
     virtual_service: KubeObjectName | None = None
     destination_rule: KubeObjectName | None = None
-    route: str | None = None
+    route: str | None = Field(None, description=ROUTE_DESCRIPTION)
     stable_subset: KubeLabelName = "stable"
     canary_subset: KubeLabelName = "canary"
     version_label: str = "version"

@@ -19,7 +19,11 @@ TrafficProvider = Literal["istio", "none"]
 class RouteArgs(NamespacedArgs):
     """`name` is the VirtualService (usually the service's name)."""
 
-    route: str | None = Field(None, description="name of the HTTP route in the VirtualService; default its weighted route")
+    route: str | None = Field(
+        None,
+        description="name of the HTTP route in the VirtualService; default the service's route: the first route without"
+        " `match` (all unmatched traffic goes there), or the last route if every route has one",
+    )
     provider: TrafficProvider | None = Field(None, description="traffic router; default from configuration")
 
 
@@ -70,7 +74,7 @@ class HttpRouteSummary(BaseModel):
 
 class RoutesResult(StepResult):
     provider: TrafficProvider
-    weights: dict[str, int] = Field(default_factory=dict, description="subset -> weight of the weighted route")
+    weights: dict[str, int] = Field(default_factory=dict, description="subset -> weight of the service's route")
     routes: list[HttpRouteSummary] = Field(default_factory=list)
 
 

@@ -30,10 +30,10 @@ from temporalio.worker import Replayer
 from pitstop.delivery.models import (
     MeasurementRecord, ReleasePhase, ReleaseOutcome, ReleaseStatus, RollbackRequest, WavesOutcome,
 )
-from pitstop.delivery.routing import weights_of
 from pitstop.delivery.inputs import ReleaseInput
 from pitstop.delivery.spec import RELEASE_WORKFLOW, WAVES_WORKFLOW, WavesSpec
 from pitstop.runbook.leases import LeaseState, lease_id
+from pitstop.traffic_routes import service_route_weights
 from sandbox.faults import BadRelease, clear_fault, inject_fault
 from workers.run_history import fetch_chain
 from workflows.delivery import ProgressiveRelease
@@ -63,7 +63,7 @@ def scheduled(histories: list[WorkflowHistory], activity: str | None = None) -> 
 
 def chain_route_weights(histories: list[WorkflowHistory]) -> list[int | None]:
     """Canary weight of every `delivery.set_routes` over the whole chain, in order."""
-    return [weights_of(arg["http"], None).get("canary") for _, arg in scheduled(histories, "delivery.set_routes")]
+    return [service_route_weights(arg["http"], None).get("canary") for _, arg in scheduled(histories, "delivery.set_routes")]
 
 
 def resume_points(histories: list[WorkflowHistory]) -> list[str]:

@@ -25,9 +25,9 @@ from kubernetes.client.exceptions import ApiException
 
 from activities.kube_api import KubeJson
 from pitstop.delivery.models import ReleasePhase, ReleaseStatus, WavesStatus
-from pitstop.delivery.routing import weights_of
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
 from pitstop.runbook.run_state import RunStatus
+from pitstop.traffic_routes import service_route_weights
 from sandbox.faults import BadRelease, clear_fault, inject_fault
 from workflows import ALL_WORKFLOWS
 
@@ -176,7 +176,7 @@ async def test_canary_runbook_promotes_a_good_image_and_status_shows_weights_and
     assert re.search(r"release\s+succeeded\s+[\d.]+s promoted 2\.0\.0", run_status), run_status
     after = routes_and_scale(sandbox, REGION, service)
     assert after["image"] == image and after["version"] == "2.0.0"
-    assert weights_of(after["http"], None) == {"stable": 100, "canary": 0}
+    assert service_route_weights(after["http"], None) == {"stable": 100, "canary": 0}
     assert {s["name"]: s["labels"]["version"] for s in after["subsets"]}["stable"] == "2.0.0"
     assert after["candidate"] is False and after["replicas"] == before["replicas"]
     # the simulator now reports the new version as the one serving the service
@@ -252,7 +252,7 @@ async def test_multi_region_release_with_a_fault_in_the_second_region_rolls_back
         clear_fault(api_client=sandbox.api_clients[second], fault_id=fault)
     print(f"\nsandbox runbook: multi-region-release {service.name} -> 3.0.0, bad in {second}: "
           f"{first} rolled back, run failed after {took:.1f}s")
-    assert first_promoted and weights_of(first_promoted[0]["http"], None) == {"stable": 0, "canary": 100}
+    assert first_promoted and service_route_weights(first_promoted[0]["http"], None) == {"stable": 0, "canary": 100}
     message = failure_of(info)
     assert f"halted in {second}" in message, message
     assert state.phase == "rolled_back" and state.rolled_back_regions == [second, first], state
@@ -300,7 +300,7 @@ async def test_ab_runbook_promotes_a_good_version_through_header_routing(
     after = routes_and_scale(sandbox, REGION, service)
     assert after["version"] == "4.2.0" and after["candidate"] is False
     assert [r.get("name") for r in after["http"]] == [r.get("name") for r in before["http"]]  # header route gone
-    assert weights_of(after["http"], None) == {"stable": 100, "canary": 0}
+    assert service_route_weights(after["http"], None) == {"stable": 100, "canary": 0}
 
 
 async def test_ab_runbook_with_a_bad_version_rolls_back(temporal_client: Client, sandbox_monitoring: Any, task_queue: str) -> None:
@@ -353,9 +353,9 @@ async def test_blue_green_runbook_with_mirroring_promotes(
     assert outcome.outputs["release"]["failed_runs"] == 0
     assert mirrored, "the release left the analysis phase before it could be observed"
     # all requests are still answered by blue; green receives a mirror of them (reported like any request)
-    assert weights_of(live["http"], None) == {"stable": 100, "canary": 0} and live["http"][-1]["mirror"]["subset"] == "canary"
+    assert service_route_weights(live["http"], None) == {"stable": 100, "canary": 0} and live["http"][-1]["mirror"]["subset"] == "canary"
     rates = mirrored[0]
     assert rates.get("2.0.0", 0) > 0 and rates["2.0.0"] == pytest.approx(rates[before["version"]], rel=0.35), rates
     after = routes_and_scale(sandbox, REGION, service)
     assert after["version"] == "2.0.0" and after["candidate"] is False
-    assert "mirror" not in after["http"][-1] and weights_of(after["http"], None) == {"stable": 100, "canary": 0}
+    assert "mirror" not in after["http"][-1] and service_route_weights(after["http"], None) == {"stable": 100, "canary": 0}

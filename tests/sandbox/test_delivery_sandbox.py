@@ -33,7 +33,6 @@ from activities.kube_api import KubeJson
 from pitstop.config import Settings
 from pitstop.delivery.models import ApproveRequest, ReleasePhase, ReleaseOutcome, ReleaseStatus, RollbackRequest, WavesOutcome
 from pitstop.delivery.promql import QueryScope, success_rate_query
-from pitstop.delivery.routing import weights_of
 from pitstop.delivery.inputs import ReleaseInput
 from pitstop.delivery.spec import RELEASE_WORKFLOW, WAVES_WORKFLOW, ReleaseSpec, WavesSpec
 from sandbox.faults import BadRelease, clear_fault, inject_fault
@@ -86,7 +85,7 @@ def service_named(sandbox: Any, name: str) -> Any:
 def live_weights(sandbox: Any, region: str, service: Any) -> dict[str, int]:
     vs = KubeJson(sandbox.api_clients[region]).get(
         f"/apis/networking.istio.io/v1/namespaces/{service.team}/virtualservices/{service.name}")
-    return weights_of(vs["spec"]["http"], None)
+    return service_route_weights(vs["spec"]["http"], None)
 
 
 def candidate_exists(sandbox: Any, region: str, service: Any) -> bool:
@@ -124,7 +123,7 @@ async def scheduled_activities(handle: WorkflowHandle[Any, Any]) -> list[tuple[f
 
 async def route_weights(handle: WorkflowHandle[Any, Any]) -> list[int | None]:
     """Canary weight of every `delivery.set_routes` the workflow scheduled, in order (retries are not new events)."""
-    return [weights_of(arg["http"], None).get("canary") for _, name, arg in await scheduled_activities(handle)
+    return [service_route_weights(arg["http"], None).get("canary") for _, name, arg in await scheduled_activities(handle)
             if name == "delivery.set_routes"]
 
 

@@ -1,5 +1,6 @@
 """Traffic step activities against real VirtualService/DestinationRule objects in the sandbox API server
-(Istio's CRDs with their real schemas): weights, idempotence, 409 conflicts, dry runs, header routes, mirroring."""
+(Istio's CRDs with their real schemas): weights, idempotence, 409 conflicts, dry runs, header routes, mirroring;
+and a step and a release changing the same route of a VirtualService with several routes (one traffic router)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,16 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.clients import ActivityClients
+from activities.delivery import ReleaseClusterActivities
 from activities.istio import IstioActivities
 from activities.kube_api import KubeJson
 from activities.traffic import ISTIO_GROUP_VERSION, IstioRouter, RouteTarget
+from pitstop.delivery.models import RestoreInput, RoutesInput, TargetInput
+from pitstop.delivery.routing import RouteState, desired_http
+from pitstop.delivery.spec import ReleaseTarget
 from pitstop.runbook.step_types import StepInvocation
 from pitstop.steps.istio import HeaderMatch, RouteArgs, SetHeaderRouteArgs, SetMirrorArgs, SetWeightsArgs
+from pitstop.traffic_routes import route_weights
 from sandbox.clusters import SandboxClusters
 
 from .step_library_support import (
@@ -23,6 +29,8 @@ from .step_library_support import (
     WORKER_SA,
     Recorder,
     apply_deploy_rbac,
+    create_deployment,
+    deployment_manifest,
     impersonating,
     sandbox_activity_clients,
     unique,
@@ -180,3 +188,88 @@ def test_traffic_steps_work_with_the_deploy_rbac(kube_sandbox: SandboxClusters, 
     finally:
         for api_client in as_worker.kube.values():
             api_client.close()
+
+
+def routes_of(name: str) -> list[dict[str, Any]]:
+    host = f"{name}.{NAMESPACE}.svc.cluster.local"
+    return [
+        {"name": "internal", "match": [{"headers": {"x-internal": {"exact": "1"}}}],
+         "route": [{"destination": {"host": host, "subset": "stable"}}]},
+        {"name": "primary", "timeout": "5s",
+         "route": [{"destination": {"host": host, "subset": "stable", "port": {"number": 8080}}, "weight": 100}]},
+        {"name": "fallback", "route": [{"destination": {"host": host, "subset": "stable"}, "weight": 100}]},
+    ]
+
+
+@pytest.fixture
+def multi_route_service(clients: ActivityClients, api: KubeJson) -> str:
+    """A Deployment, stable/canary subsets, and a VirtualService with three HTTP routes."""
+    name = unique("orders")
+    create_deployment(clients.kube[REGION], deployment_manifest(name, "registry.pitstop.dev/orders:v1", replicas=1))
+    api.post(f"/apis/{ISTIO_GROUP_VERSION}/namespaces/{NAMESPACE}/destinationrules", {
+        "apiVersion": ISTIO_GROUP_VERSION, "kind": "DestinationRule", "metadata": {"name": name},
+        "spec": {"host": f"{name}.{NAMESPACE}.svc.cluster.local",
+                 "subsets": [{"name": "stable", "labels": {"version": "stable"}}, {"name": "canary", "labels": {"version": "canary"}}]},
+    })
+    api.post(vs_path(), {
+        "apiVersion": ISTIO_GROUP_VERSION, "kind": "VirtualService", "metadata": {"name": name},
+        "spec": {"hosts": [name], "http": routes_of(name)},
+    })
+    return name
+
+
+def live_http(api: KubeJson, name: str) -> list[dict[str, Any]]:
+    http: list[dict[str, Any]] = api.get(vs_path(name))["spec"]["http"]
+    return http
+
+
+@pytest.mark.parametrize(("route", "index"), [(None, 1), ("fallback", 2)], ids=["default-route", "named-route"])
+def test_a_step_and_a_release_edit_the_same_route(
+    clients: ActivityClients, api: KubeJson, multi_route_service: str, route: str | None, index: int
+) -> None:
+    """One traffic router, one route: `istio.set_weights` and a release (`delivery.snapshot`, `delivery.set_routes`
+    with `desired_http`, `delivery.restore`) edit the same HTTP route of a VirtualService with a header-match
+    route first and then two routes without `match`, and leave the others as they were. Default: both change
+    `primary`, the first route without match (`fallback` is never reached by traffic; releases used to change
+    it); named: both change the route named in the step and in the release."""
+    service = multi_route_service
+    istio, release, env = IstioActivities(clients), ReleaseClusterActivities(clients), Recorder()
+    original = routes_of(service)
+    untouched = [i for i in range(len(original)) if i != index]
+
+    # the step path: istio.set_weights through the router
+    step = env.run(istio.set_weights, call(SetWeightsArgs(region=REGION, namespace=NAMESPACE, name=service, route=route,
+                                                          weights={"stable": 80, "canary": 20})))
+    assert step.changed and step.previous == {"stable": 100}
+    after_step = live_http(api, service)
+    assert route_weights(after_step[index]) == {"stable": 80, "canary": 20}
+    assert [after_step[i] for i in untouched] == [original[i] for i in untouched]
+
+    # the release path: its snapshot reads the route the step wrote ...
+    target = ReleaseTarget(service=service, namespace=NAMESPACE, region=REGION, route=route)
+    snapshot = env.run(release.snapshot, TargetInput(target=target))
+    assert snapshot.weights == {"stable": 80, "canary": 20}
+    assert snapshot.http == after_step
+
+    # ... and delivery.set_routes writes the same route (and nothing else but its own header route)
+    desired = desired_http(snapshot.http, target, RouteState(canary_weight=40, mirror_percent=10))
+    result = env.run(release.set_routes, RoutesInput(target=target, http=desired))
+    assert result.changed and result.weights == {"stable": 60, "canary": 40}
+    after_release = live_http(api, service)
+    assert after_release == desired
+    assert route_weights(after_release[index]) == {"stable": 60, "canary": 40}
+    assert after_release[index]["mirror"] == {"host": f"{service}.{NAMESPACE}.svc.cluster.local", "subset": "canary"}
+    assert [after_release[i] for i in untouched] == [original[i] for i in untouched]
+    if route is None:
+        assert after_release[index]["timeout"] == "5s"
+        assert after_release[index]["route"][0]["destination"]["port"] == {"number": 8080}
+
+    # the step reads what the release wrote; the same desired routes again are a no-op
+    routes = env.run(istio.get_routes, call(RouteArgs(region=REGION, namespace=NAMESPACE, name=service, route=route)))
+    assert routes.weights == {"stable": 60, "canary": 40}
+    assert env.run(release.set_routes, RoutesInput(target=target, http=desired)).changed is False
+
+    # a rollback writes the snapshot back through the same router
+    restored = env.run(release.restore, RestoreInput(target=target, snapshot=snapshot))
+    assert restored.routes_changed and restored.weights == {"stable": 80, "canary": 20}
+    assert live_http(api, service) == after_step

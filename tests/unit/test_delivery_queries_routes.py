@@ -7,9 +7,10 @@ import copy
 from pitstop.analysis import Measurement
 from pitstop.delivery.budget import budget_gate, budget_remaining_percent
 from pitstop.delivery.promql import QueryScope, analysis_queries, error_ratio_query, render_custom
-from pitstop.delivery.routing import RouteState, desired_http, subsets_with_version, weights_of
+from pitstop.delivery.routing import RouteState, desired_http, subsets_with_version
 from pitstop.delivery.spec import AnalysisSpec, ErrorBudgetGate, ReleaseTarget
 from pitstop.delivery.workloads import candidate_deployment, promoted_template
+from pitstop.traffic_routes import service_route_weights
 
 SCOPE = QueryScope(service="ota-update", namespace="team-ota", version="v2", stable_version="v1", region="eu-central")
 HOST = "ota-update.team-ota.svc.cluster.local"
@@ -42,8 +43,8 @@ def test_weights_touch_only_the_release_route() -> None:
     http = desired_http(SNAPSHOT_HTTP, TARGET, RouteState(canary_weight=25))
     assert http[0] == SNAPSHOT_HTTP[0]
     assert http[1]["timeout"] == "5s"
-    assert weights_of(http, None) == {"stable": 75, "canary": 25}
-    assert weights_of(SNAPSHOT_HTTP, None) == {"stable": 100, "canary": 0}
+    assert service_route_weights(http, None) == {"stable": 75, "canary": 25}
+    assert service_route_weights(SNAPSHOT_HTTP, None) == {"stable": 100, "canary": 0}
 
 
 def test_header_route_and_mirror_and_restore() -> None:

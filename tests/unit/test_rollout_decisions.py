@@ -1,11 +1,9 @@
-"""kubectl's rollout logic as pure functions: rollout status, undo target, rollback patch; VirtualService edits."""
+"""kubectl's rollout logic as pure functions: rollout status, undo target, rollback patch."""
 
 from __future__ import annotations
 
 import pytest
-from temporalio.exceptions import ApplicationError
 
-from activities.traffic import RouteTarget, route_weights, weighted_route_index, with_weights
 from pitstop.rollout import previous_revision, rollback_patch, rollout_progress, same_template
 
 
@@ -71,33 +69,3 @@ def test_same_template_ignores_the_hash_label() -> None:
     b = rs(2, "x")["spec"]["template"]
     assert same_template(a, b)
     assert not same_template(a, rs(3, "y")["spec"]["template"])
-
-
-VS = {
-    "spec": {
-        "http": [
-            {"name": "ab", "match": [{"headers": {"x": {"exact": "1"}}}], "route": [{"destination": {"host": "api", "subset": "canary"}}]},
-            {"name": "primary", "route": [{"destination": {"host": "api", "subset": "stable", "port": {"number": 80}}, "weight": 100}]},
-        ]
-    }
-}
-TARGET = RouteTarget(region="r", namespace="ns", virtual_service="api")
-
-
-def test_weighted_route_is_the_first_without_match_or_the_named_one() -> None:
-    assert weighted_route_index(VS, TARGET) == 1
-    assert weighted_route_index(VS, RouteTarget(region="r", namespace="ns", virtual_service="api", route="ab")) == 0
-    with pytest.raises(ApplicationError, match="no HTTP route named 'nope'"):
-        weighted_route_index(VS, RouteTarget(region="r", namespace="ns", virtual_service="api", route="nope"))
-
-
-def test_weights_of_a_route_and_setting_them() -> None:
-    route = VS["spec"]["http"][1]
-    assert route_weights(route) == {"stable": 100}
-    assert route_weights(VS["spec"]["http"][0]) == {"canary": 100}  # single destination without weight
-    new = with_weights(route, "api", {"stable": 90, "canary": 10})
-    assert new["route"] == [
-        {"destination": {"host": "api", "subset": "stable", "port": {"number": 80}}, "weight": 90},
-        {"destination": {"host": "api", "subset": "canary"}, "weight": 10},
-    ]
-    assert route_weights(new) == {"stable": 90, "canary": 10}
