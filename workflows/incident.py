@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ChildWorkflowError, FailureError
+from temporalio.exceptions import ActivityError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from pitstop.alerts import Alert, AlertNotification
@@ -50,7 +50,7 @@ with workflow.unsafe.imports_passed_through():
         first_notification_summary,
     )
     from pitstop.remediation import RemediationPlan, RungPlan, breaker_decision, rung_applies
-    from pitstop.runbook.leases import LeaseGrant, LeaseHolder, LeaseRequest, lease_id
+    from pitstop.runbook.leases import LeaseGrant, LeaseHolder, lease_id
     from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
     from pitstop.runbook.step_types import StepInvocation
     from pitstop.runbook.step_types import StepArgs, StepResult
@@ -60,16 +60,10 @@ with workflow.unsafe.imports_passed_through():
         ServiceEvidenceResult,
     )
     from pitstop.steps.notify import NotifyResult, WebhookArgs
+    from workflows.lease import LeaseHolderSide, LeaseOutcome
 
 QUICK = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=5)
 BEST_EFFORT = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
-
-
-class _LeaseOutcome:
-    GRANTED = "granted"
-    REFUSED = "refused"
-    TIMED_OUT = "timed_out"
-    RESOLVED = "resolved"
 
 
 @workflow.defn(name=INCIDENT_WORKFLOW)
@@ -78,9 +72,7 @@ class IncidentWorkflow:
     def __init__(self, start: IncidentStart) -> None:
         self._s = IncidentStatus(incident_id=start.incident_id)
         self._task_queue = start.task_queue
-        self._lease_grant: LeaseGrant | None = None
-        self._lease_id = ""
-        self._lease_held = False
+        self._lease = LeaseHolderSide()
         self._approval: ApprovalDecision | None = None
         self._background: list[asyncio.Task[None]] = []
         self._alert_check_seconds = 0.0
@@ -104,11 +96,11 @@ class IncidentWorkflow:
 
     @workflow.signal
     def lease_granted(self, grant: LeaseGrant) -> None:
-        self._lease_grant = grant
+        self._lease.granted(grant)
 
     @workflow.signal
     def lease_refused(self, grant: LeaseGrant) -> None:
-        self._lease_grant = grant
+        self._lease.refused(grant)
 
     @workflow.update
     def approve(self, decision: ApprovalDecision) -> str:
@@ -223,12 +215,12 @@ class IncidentWorkflow:
             if plan.requires_approval and not plan.policy.dry_run:
                 if not await self._await_approval(plan, rung):
                     return False
-            if not plan.policy.dry_run and not self._lease_held:
+            if not plan.policy.dry_run and not self._lease.held:
                 outcome = await self._acquire_lease(plan)
-                if outcome == _LeaseOutcome.RESOLVED:
+                if outcome is LeaseOutcome.STOPPED:
                     return False
-                if outcome != _LeaseOutcome.GRANTED:
-                    await self._escalate(plan, f"the service's lease {self._lease_id} is busy ({outcome})")
+                if outcome is not LeaseOutcome.GRANTED:
+                    await self._escalate(plan, f"the service's lease {self._lease.lease_id} is busy ({outcome.value})")
                     return False
             if self._resolved:
                 self._log("decision", f"skip rung {rung.name}: the alert resolved before the action ran")
@@ -272,52 +264,38 @@ class IncidentWorkflow:
             return False
         return True
 
-    async def _acquire_lease(self, plan: RemediationPlan) -> str:
+    async def _acquire_lease(self, plan: RemediationPlan) -> LeaseOutcome:
+        """Wait for the service's lease (policy `on_lease_busy`: wait up to `lease_wait_timeout`, or `escalate` =
+        refuse at once); stops waiting when the alert resolves, and leaves the line then or on a timeout."""
         target = plan.target
-        self._lease_id = lease_id(cluster=target.region, namespace=target.namespace, service=target.service)
-        self._lease_grant = None
+        lease = lease_id(cluster=target.region, namespace=target.namespace, service=target.service)
         info = workflow.info()
         policy: Literal["wait", "refuse"] = "refuse" if plan.policy.on_lease_busy == "escalate" else "wait"
         self._set_phase(IncidentPhase.WAITING_FOR_LEASE)
-        await workflow.execute_activity(
-            "lease.request",
-            LeaseRequest(lease_id=self._lease_id, holder=LeaseHolder(
-                workflow_id=info.workflow_id, run_id=info.run_id, runbook=f"incident:{plan.rule}", policy=policy)),
-            start_to_close_timeout=timedelta(seconds=30), retry_policy=QUICK,
+        outcome = await self._lease.wait_for_lease(
+            lease=lease,
+            holder=LeaseHolder(workflow_id=info.workflow_id, run_id=info.run_id, runbook=f"incident:{plan.rule}",
+                               policy=policy),
+            timeout=timedelta(seconds=plan.policy.lease_wait_timeout),
+            stop=lambda: self._resolved,
+            activity_id=None,  # recorded incident histories carry the default (sequence number) activity id
+            retry_policy=QUICK,
         )
-        try:
-            await workflow.wait_condition(lambda: self._lease_grant is not None or self._resolved,
-                                          timeout=timedelta(seconds=plan.policy.lease_wait_timeout))
-        except asyncio.TimeoutError:
-            self._log("lease", f"still waiting for {self._lease_id} after {plan.policy.lease_wait_timeout:.0f}s")
-            await self._signal_release()
-            return _LeaseOutcome.TIMED_OUT
-        grant = self._lease_grant
-        if grant is not None and grant.granted:
-            self._lease_held = True
-            self._log("lease", f"holding {self._lease_id}")
-            return _LeaseOutcome.GRANTED
-        if grant is not None:
-            self._log("lease", f"refused: {grant.message}")
-            return _LeaseOutcome.REFUSED
-        self._log("lease", f"stopped waiting for {self._lease_id}: the alert resolved")
-        await self._signal_release()
-        return _LeaseOutcome.RESOLVED
+        if outcome is LeaseOutcome.GRANTED:
+            self._log("lease", f"holding {lease}")
+        elif outcome is LeaseOutcome.REFUSED:
+            self._log("lease", f"refused: {self._lease.grant.message if self._lease.grant else ''}")
+        elif outcome is LeaseOutcome.TIMED_OUT:
+            self._log("lease", f"still waiting for {lease} after {plan.policy.lease_wait_timeout:.0f}s")
+            await self._lease.leave()
+        else:
+            self._log("lease", f"stopped waiting for {lease}: the alert resolved")
+            await self._lease.leave()
+        return outcome
 
     async def _release_lease(self) -> None:
-        if self._lease_id and (self._lease_held or self._lease_grant is None):
-            await self._signal_release()
-            if self._lease_held:
-                self._log("lease", f"released {self._lease_id}")
-            self._lease_held = False
-
-    async def _signal_release(self) -> None:
-        if not self._lease_id:
-            return
-        try:
-            await workflow.get_external_workflow_handle(self._lease_id).signal("release", workflow.info().workflow_id)
-        except FailureError:
-            pass  # the lease workflow already ended: nothing to release
+        if await self._lease.leave():
+            self._log("lease", f"released {self._lease.lease_id}")
 
     async def _reserve(self, plan: RemediationPlan, rung: RungPlan) -> ReserveResult:
         return await workflow.execute_activity(
@@ -342,7 +320,7 @@ class IncidentWorkflow:
                   data={"workflow_id": child_id, "inputs": rung.inputs})
         request = RunbookRequest(
             runbook=rung.runbook, inputs=rung.inputs, dry_run=plan.policy.dry_run, trigger="alert",
-            started_by=s.incident_id, held_leases=[self._lease_id] if self._lease_held else [],
+            started_by=s.incident_id, held_leases=[self._lease.lease_id] if self._lease.held else [],
         )
         try:
             outcome = await workflow.execute_child_workflow(
