@@ -16,7 +16,7 @@ _WORKFLOWS: dict[str, str] = {
     "ProgressiveRelease": ".delivery",
     "RegionWaves": ".delivery_waves",
     "IncidentWorkflow": ".incident",
-    "RemediationBudget": ".incident",
+    "RemediationBudget": ".remediation_budget",
 }
 
 

@@ -1,4 +1,4 @@
-"""The `Incident` workflow (one per firing episode of an alert) and the per-service `RemediationBudget`.
+"""The `Incident` workflow: one per firing episode of an alert.
 
 Incident: alert received (signal `alert_notification`, signal-with-start by the webhook) -> plan from the
 remediation catalog (activity) -> climb the ladder: for each rung that applies, [approval] -> the service's
@@ -7,8 +7,8 @@ runbook interpreter -> verify recovery (the alert resolves, or a PromQL conditio
 Ladder exhausted -> escalate with the evidence, then wait for the alert to resolve. A `resolved`
 notification cancels every action not yet taken. `status` (query) is the live timeline.
 
-RemediationBudget: one per service, the circuit breaker's memory (actions in the last hour), asked through
-the `reserve` update (by the `incident.reserve_action` activity, update-with-start).
+The circuit breaker: the `incident.reserve_action` activity asks the service's `RemediationBudget`
+(`workflows/remediation_budget.py`).
 """
 
 from __future__ import annotations
@@ -26,14 +26,11 @@ with workflow.unsafe.imports_passed_through():
     from pitstop.config import regional_task_queue
     from pitstop.incidents import (
         ALERT_SIGNAL,
-        BUDGET_WORKFLOW,
         INCIDENT_WORKFLOW,
         AlertActiveRequest,
         AlertPresence,
         ActionRecord,
         ApprovalDecision,
-        BudgetAction,
-        BudgetState,
         IncidentPhase,
         IncidentStart,
         IncidentStatus,
@@ -49,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
         alert_expression,
         first_notification_summary,
     )
-    from pitstop.remediation import RemediationPlan, RungPlan, breaker_decision, rung_applies
+    from pitstop.remediation import RemediationPlan, RungPlan, rung_applies
     from pitstop.runbook.leases import LeaseGrant, LeaseHolder, lease_id
     from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
     from pitstop.runbook.step_types import StepInvocation
@@ -562,61 +559,3 @@ def _failure_text(exc: BaseException) -> str:
     cause = exc.__cause__ or getattr(exc, "cause", None)
     text = getattr(cause, "message", None) or str(cause or exc)
     return text.splitlines()[0][:300] if text else type(exc).__name__
-
-
-RESERVATIONS_BEFORE_CONTINUE_AS_NEW = 500
-BUDGET_IDLE = timedelta(hours=1)
-
-
-@workflow.defn(name=BUDGET_WORKFLOW)
-class RemediationBudget:
-    """The circuit breaker of one service: how many remediation actions it had in the last hour."""
-
-    @workflow.init
-    def __init__(self, state: BudgetState) -> None:
-        self._state = state  # set before the first `reserve` update (delivered with the start) runs
-        self._reservations = 0
-        self._touched = False
-
-    @workflow.update
-    def reserve(self, request: ReserveAction) -> ReserveResult:
-        now = workflow.now()
-        self._touched = True
-        self._reservations += 1
-        actions = [a for a in self._state.actions if a.at > now - timedelta(hours=1)]
-        self._state.actions = actions
-        if any(a.key == request.action_key for a in actions):
-            return ReserveResult(allowed=True, actions_last_hour=len(actions), reason="already reserved")
-        incident = request.action_key.rsplit("/", 1)[0]
-        recent = [a for a in actions if a.key.rsplit("/", 1)[0] != incident
-                  and a.at > now - timedelta(seconds=request.coalesce_seconds)]
-        if recent:
-            other = recent[-1]
-            return ReserveResult(allowed=False, actions_last_hour=len(actions), coalesced_with=other.key,
-                                 coalesced_at=other.at,
-                                 reason=f"{other.key} acted on this service at {other.at:%H:%M:%S}Z; not stacking another action")
-        decision = breaker_decision([a.at for a in actions], now=now, max_per_hour=request.max_per_hour)
-        if decision.allowed:
-            self._state.actions.append(BudgetAction(at=now, key=request.action_key))
-        return ReserveResult(**decision.model_dump())
-
-    @workflow.query
-    def state(self) -> BudgetState:
-        return self._state
-
-    @workflow.run
-    async def run(self, state: BudgetState) -> None:
-        while True:
-            self._touched = False
-            try:
-                await workflow.wait_condition(lambda: self._touched, timeout=BUDGET_IDLE)
-            except asyncio.TimeoutError:
-                now = workflow.now()
-                self._state.actions = [a for a in self._state.actions if a.at > now - timedelta(hours=1)]
-                if not self._state.actions:
-                    await workflow.wait_condition(workflow.all_handlers_finished)
-                    if not self._touched:
-                        return
-            if self._reservations >= RESERVATIONS_BEFORE_CONTINUE_AS_NEW or workflow.info().is_continue_as_new_suggested():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(self._state)
