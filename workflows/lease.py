@@ -1,7 +1,8 @@
 """The per-target lease: one workflow per (cluster, namespace, service), id `lease/<cluster>/<ns>/<service>`.
 
 Protocol (no external lock service; all durable Temporal state):
-- a runbook asks with the `lease.request` activity (signal-with-start of this workflow, signal `request`);
+- a holder (runbook, release or incident, each through `LeaseHolderSide` below) asks with the `lease.request`
+  activity (`activities/leases.py`: signal-with-start of this workflow, signal `request`);
 - the lease grants FIFO by signalling the holder's `lease_granted`; a holder with policy `refuse` that finds
   the lease taken is signalled `lease_refused` at once;
 - the holder signals `release` when it closes (success, failure, abort: a `finally`);
