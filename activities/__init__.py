@@ -10,14 +10,17 @@ per region, activities that touch that region's cluster (served on task queue `p
 | `prometheus` (+ `metrics` providers) | `PrometheusActivities` | `prometheus.*` (shared, async) |
 | `http` | `HttpActivities` | `http.call` (shared, async) |
 | `notify` | `NotifyActivities` | `notify.*` (shared, async) |
-| `runbook_catalog`, `runbook_debug` | engine's classes | `runbook.*`, `lease.*` (shared), when present; leases need `clients.temporal` |
+| `incidents` | `IncidentActivities` | `incident.*` (shared, async) |
+| `delivery` | `ReleaseAnalysisActivities`, `ReleaseClusterActivities` | release analysis (shared), cluster changes (regional) |
+| `runbook_catalog` | `RunbookCatalog` | `runbook.load` (shared) |
+| `runbook_debug` | `DebugSteps` | the engine's native steps (`log`, `fail`, `debug.*`) (shared) |
+| `leases` | `LeaseActivities` | `lease.request`, `lease.holder_open` (shared; need `clients.temporal`) |
 
 Sync activities need the worker's `activity_executor` (a ThreadPoolExecutor).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,30 +46,16 @@ def activity_methods(instance: object) -> list[Callable[..., Any]]:
     return methods
 
 
-def _optional_module(name: str) -> Any:
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name == name:
-            return None
-        raise
-
-
 def _engine_activities(clients: ActivityClients) -> list[Callable[..., Any]]:
-    """The runbook engine's own activities (catalog, leases, debug steps), when those modules exist."""
-    found: list[Callable[..., Any]] = []
-    catalog = _optional_module("activities.runbook_catalog")
-    if catalog is not None:
-        if hasattr(catalog, "RunbookCatalogActivities"):
-            found += activity_methods(catalog.RunbookCatalogActivities(clients.settings))
-        if hasattr(catalog, "RunbookCatalog"):
-            found += activity_methods(catalog.RunbookCatalog(clients.settings.runbooks_dir))
-        if hasattr(catalog, "LeaseActivities") and clients.temporal is not None:
-            found += activity_methods(catalog.LeaseActivities(clients.temporal))
-    debug = _optional_module("activities.runbook_debug")
-    if debug is not None and hasattr(debug, "DebugSteps"):
-        found += activity_methods(debug.DebugSteps())
-    return found
+    """The runbook engine's own activities: the catalog, the native/debug steps and (with a Temporal client) leases."""
+    from .leases import LeaseActivities
+    from .runbook_catalog import RunbookCatalog
+    from .runbook_debug import DebugSteps
+
+    found = activity_methods(RunbookCatalog(clients.settings.runbooks_dir))
+    if clients.temporal is not None:
+        found += activity_methods(LeaseActivities(clients.temporal))
+    return found + activity_methods(DebugSteps())
 
 
 def build_activities(clients: ActivityClients) -> ActivitySet:

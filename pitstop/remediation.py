@@ -7,7 +7,8 @@ recovery check. Per-rule policies: dry-run only, approval above a severity, a ci
 actions per hour per service), and what to do while another run holds the service's lease.
 
 Everything here is pure: `plan_remediation(catalog, alert)` -> `RemediationPlan` (what the incident
-workflow carries), `rung_applies(...)`, `breaker_decision(...)`, `needs_approval(...)`.
+workflow carries), `rung_applies(...)`, `breaker_decision(...)`, `needs_approval(...)`. The budget's reservation rule
+(dedup, coalescing, pruning, then the breaker) is in `pitstop.remediation_budget`.
 """
 
 from __future__ import annotations
@@ -351,6 +352,9 @@ def rung_applies(rung: RungPlan, *, alert_started_at: datetime, last_rollout_at:
     return RungApplicability(applies=True, reason=f"the alert began {gap:.0f}s after the service's last rollout")
 
 
+BREAKER_WINDOW = timedelta(hours=1)
+
+
 class BreakerDecision(BaseModel):
     allowed: bool
     actions_last_hour: int
@@ -360,20 +364,14 @@ class BreakerDecision(BaseModel):
 
 def breaker_decision(action_times: list[datetime], *, now: datetime, max_per_hour: int) -> BreakerDecision:
     """Circuit breaker: at most `max_per_hour` actions per service in any sliding hour."""
-    window_start = now - timedelta(hours=1)
+    window_start = now - BREAKER_WINDOW
     recent = sorted(t for t in action_times if t > window_start)
     if len(recent) < max_per_hour:
         return BreakerDecision(allowed=True, actions_last_hour=len(recent), reason="under the hourly limit")
-    retry_after = (recent[len(recent) - max_per_hour] + timedelta(hours=1) - now).total_seconds() if max_per_hour else 3600.0
+    retry_after = (recent[len(recent) - max_per_hour] + BREAKER_WINDOW - now).total_seconds() if max_per_hour else 3600.0
     return BreakerDecision(
         allowed=False,
         actions_last_hour=len(recent),
         retry_after_seconds=max(0.0, retry_after),
         reason=f"circuit open: {len(recent)} actions on this service in the last hour (limit {max_per_hour})",
     )
-
-
-def prune_action_times(action_times: list[datetime], *, now: datetime) -> list[datetime]:
-    """Only the timestamps the breaker still needs (the last hour)."""
-    window_start = now - timedelta(hours=1)
-    return sorted(t for t in action_times if t > window_start)

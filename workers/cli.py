@@ -18,7 +18,7 @@ import typer
 
 from pitstop import __version__
 
-from . import cli_runs
+from . import cli_delivery, cli_incidents, cli_runs, cli_sandbox
 from .cli_settings import load_settings
 from .errors import CliError
 
@@ -113,23 +113,9 @@ def up(
 
 
 cli_runs.register(app)
-
-
-def _register_optional_commands() -> None:
-    """Sub-apps owned by other modules; each registers itself when present."""
-    import importlib
-
-    for module_name in ("workers.cli_sandbox", "workers.cli_incidents", "workers.cli_delivery"):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue
-            raise
-        module.register(app)
-
-
-_register_optional_commands()
+cli_sandbox.register(app)
+cli_incidents.register(app)
+cli_delivery.register(app)
 
 
 def main() -> None:

@@ -7,7 +7,6 @@ stops everything on Ctrl-C / SIGTERM.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -69,10 +68,6 @@ def child_env(settings: Settings, temporal_address: str) -> dict[str, str]:
     return env
 
 
-def _module_exists(name: str) -> bool:
-    return importlib.util.find_spec(name) is not None
-
-
 def _raise_keyboard_interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
@@ -109,7 +104,7 @@ def run_up(settings: Settings, *, temporal_address: str | None, with_sandbox: bo
     running_sandbox = None
     try:
         server, temporal_address = _start_temporal(settings, temporal_address)
-        if with_sandbox and not settings.kubernetes.regions and _module_exists("sandbox.lifecycle"):
+        if with_sandbox and not settings.kubernetes.regions:
             from sandbox.lifecycle import ensure_sandbox  # the local fleet sandbox (kube API + kwok, Prometheus)
 
             from .webhook import webhook_token
@@ -175,9 +170,10 @@ def _start_children(settings: Settings, temporal_address: str) -> list[Supervise
     logs.mkdir(parents=True, exist_ok=True)
     env = child_env(settings, temporal_address)
     python = sys.executable
-    children = [SupervisedProcess("worker", [python, "-m", "workers.cli", "worker"], env, logs / "worker.log")]
-    if _module_exists("workers.webhook"):
-        children.append(SupervisedProcess("webhook", [python, "-m", "workers.webhook"], env, logs / "webhook.log"))
+    children = [
+        SupervisedProcess("worker", [python, "-m", "workers.cli", "worker"], env, logs / "worker.log"),
+        SupervisedProcess("webhook", [python, "-m", "workers.webhook"], env, logs / "webhook.log"),
+    ]
     for child in children:
         child.start()
     names = " and ".join(child.name for child in children)

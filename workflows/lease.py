@@ -1,7 +1,8 @@
 """The per-target lease: one workflow per (cluster, namespace, service), id `lease/<cluster>/<ns>/<service>`.
 
 Protocol (no external lock service; all durable Temporal state):
-- a runbook asks with the `lease.request` activity (signal-with-start of this workflow, signal `request`);
+- a holder (runbook, release or incident, each through `LeaseHolderSide` below) asks with the `lease.request`
+  activity (`activities/leases.py`: signal-with-start of this workflow, signal `request`);
 - the lease grants FIFO by signalling the holder's `lease_granted`; a holder with policy `refuse` that finds
   the lease taken is signalled `lease_refused` at once;
 - the holder signals `release` when it closes (success, failure, abort: a `finally`);
@@ -14,8 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from enum import Enum
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
@@ -116,17 +119,36 @@ class TargetLease:
             self._state.holder = None
 
 
+class LeaseOutcome(str, Enum):
+    """How a holder's wait for the lease ended."""
+
+    GRANTED = "granted"
+    REFUSED = "refused"  # policy `refuse` and the target was taken
+    TIMED_OUT = "timed_out"
+    STOPPED = "stopped"  # the holder's `stop()` became true first (an abort, a resolved alert)
+
+
 class LeaseHolderSide:
-    """The runbook side of the lease protocol (used by the interpreter, which owns the signal handlers)."""
+    """The holder's side of the lease protocol, for every workflow that holds a target: runbooks, releases and
+    incidents. The workflow owns the `lease_granted` / `lease_refused` signal handlers and forwards them here.
+
+    - `wait_for_lease(...)` asks and waits, and returns a `LeaseOutcome` (incidents escalate on a busy target);
+      `acquire(...)` is the same but raises on a refusal or a timeout (runbooks and releases fail).
+    - `release()` sends `release` once a request was made (runbooks and releases: once, when they close);
+      `leave()` gives the target back while held, or leaves the line while no answer came, and can be called
+      at every exit (incidents). Two methods because recorded histories of each kind hold exactly these signals.
+    """
 
     def __init__(self) -> None:
         self.lease_id = ""
         self.grant: LeaseGrant | None = None
         self.requested = False
+        self.held = False  # granted while waiting, not given back yet
 
     def restore(self, *, lease_id: str, requested: bool, grant: LeaseGrant | None) -> None:
         """Take over the lease state of the previous run of a continue-as-new chain."""
         self.lease_id, self.requested, self.grant = lease_id, requested, grant
+        self.held = grant is not None and grant.granted
 
     def granted(self, grant: LeaseGrant) -> None:
         if grant.lease_id == self.lease_id and self.grant is None:
@@ -135,34 +157,71 @@ class LeaseHolderSide:
     def refused(self, grant: LeaseGrant) -> None:
         self.granted(grant)
 
+    async def wait_for_lease(
+        self,
+        *,
+        lease: str,
+        holder: LeaseHolder,
+        timeout: timedelta | None,
+        stop: Callable[[], bool],
+        activity_id: str | None = "lease",
+        retry_policy: RetryPolicy | None = None,
+        summary: str | None = None,
+    ) -> LeaseOutcome:
+        """Ask for `lease` (activity `lease.request`) and wait in line until granted, refused (policy `refuse`),
+        `timeout`, or `stop()`. `activity_id`, `retry_policy` and `summary` are the request activity's options
+        (each kind of holder keeps the ones its recorded histories were made with)."""
+        self.lease_id = lease
+        self.requested = True
+        await workflow.execute_activity(
+            "lease.request", LeaseRequest(lease_id=lease, holder=holder), activity_id=activity_id,
+            start_to_close_timeout=timedelta(seconds=30), retry_policy=retry_policy, summary=summary,
+        )
+        try:
+            await workflow.wait_condition(lambda: self.grant is not None or stop(), timeout=timeout)
+        except TimeoutError:
+            return LeaseOutcome.TIMED_OUT
+        if self.grant is None:
+            return LeaseOutcome.STOPPED
+        if not self.grant.granted:
+            return LeaseOutcome.REFUSED
+        self.held = True
+        return LeaseOutcome.GRANTED
+
     async def acquire(
         self, *, lease: str, holder: LeaseHolder, wait_timeout: float | None, stop: Callable[[], bool]
     ) -> None:
         """Wait in line for the target (or fail at once with policy `refuse`); returns early if `stop()`."""
-        self.lease_id = lease
-        self.requested = True
-        await workflow.execute_activity(
-            "lease.request", LeaseRequest(lease_id=lease, holder=holder),
-            activity_id="lease", start_to_close_timeout=timedelta(seconds=30), summary=f"lease {lease}",
+        outcome = await self.wait_for_lease(
+            lease=lease, holder=holder, timeout=timedelta(seconds=wait_timeout) if wait_timeout else None,
+            stop=stop, summary=f"lease {lease}",
         )
-        try:
-            await workflow.wait_condition(
-                lambda: self.grant is not None or stop(),
-                timeout=timedelta(seconds=wait_timeout) if wait_timeout else None,
-            )
-        except TimeoutError:
+        if outcome is LeaseOutcome.TIMED_OUT:
             raise ApplicationError(
-                f"gave up after {wait_timeout:g}s waiting for {lease} (another mutating runbook holds it); "
+                f"gave up after {wait_timeout or 0:g}s waiting for {lease} (another mutating runbook holds it); "
                 "retry later or raise lease.wait_timeout", type="LeaseTimeout", non_retryable=True,
-            ) from None
-        if self.grant is not None and not self.grant.granted:
+            )
+        if outcome is LeaseOutcome.REFUSED and self.grant is not None:
             raise ApplicationError(
                 f"target busy, refused by lease policy: {self.grant.message}", type="LeaseRefused", non_retryable=True
             )
 
     async def release(self) -> None:
-        if not self.requested:
-            return
+        """Send `release` if a request was made (whatever its answer); for a holder that closes once."""
+        if self.requested:
+            await self._signal_release()
+
+    async def leave(self) -> bool:
+        """Give the target back if held, or leave the line while no answer came (again at each call: harmless);
+        nothing after a refusal or once given back. True when it gave back a held target."""
+        if not self.requested or not (self.held or self.grant is None):
+            return False
+        gave_back = self.held
+        await self._signal_release()
+        self.held = False
+        return gave_back
+
+    async def _signal_release(self) -> None:
         try:
             await workflow.get_external_workflow_handle(self.lease_id).signal("release", workflow.info().workflow_id)
         except FailureError:

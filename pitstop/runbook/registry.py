@@ -1,23 +1,16 @@
-"""Loads every step type into the registry: the native ones and the step library (`pitstop.steps`)."""
+"""Loads every step type into the registry: the native ones and the step library (`pitstop.steps`).
+
+Importing a module that defines step types registers them; importing this module imports both.
+"""
 
 from __future__ import annotations
 
-import importlib
+import pitstop.runbook.native_steps  # noqa: F401  (registers the native step types)
+import pitstop.steps  # noqa: F401  (registers the step library)
 
 from .step_types import STEP_TYPES, StepType
 
-_LOADED = False
-
 
 def load_step_types() -> dict[str, type[StepType]]:
-    """Import the modules that register step types (idempotent) and return the registry."""
-    global _LOADED
-    if not _LOADED:
-        importlib.import_module("pitstop.runbook.native_steps")
-        try:
-            importlib.import_module("pitstop.steps")
-        except ModuleNotFoundError as exc:  # the step library is optional for the engine itself
-            if exc.name != "pitstop.steps":
-                raise
-        _LOADED = True
+    """The registry, with every step type registered (by this module's imports)."""
     return STEP_TYPES

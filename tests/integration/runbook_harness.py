@@ -12,8 +12,9 @@ from typing import Any
 from temporalio.client import Client, WorkflowHandle
 
 from activities.clients import ActivityClients
+from activities.leases import LeaseActivities
 from activities.notify import NotifyActivities
-from activities.runbook_catalog import LeaseActivities, RunbookCatalog
+from activities.runbook_catalog import RunbookCatalog
 from activities.runbook_debug import DebugSteps
 from pitstop.config import Settings
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest

@@ -36,7 +36,8 @@ from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookReq
 from tests.fixtures.temporal import running_worker
 from workers.webhook import serve, signature
 from workflows import ALL_WORKFLOWS
-from workflows.incident import IncidentWorkflow, RemediationBudget
+from workflows.incident import IncidentWorkflow
+from workflows.remediation_budget import RemediationBudget
 
 pytestmark = pytest.mark.integration
 
