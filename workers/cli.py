@@ -21,6 +21,7 @@ from pitstop import __version__
 from pitstop.config import ConfigFileError, Settings
 
 from . import cli_runs
+from . import cli_schedules
 from .errors import EXIT_USAGE, CliError
 
 app = typer.Typer(
@@ -125,6 +126,7 @@ def up(
 
 
 cli_runs.register(app)
+cli_schedules.register(app)
 
 
 def _register_optional_commands() -> None:
