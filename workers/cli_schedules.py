@@ -177,3 +177,20 @@ def register(app: typer.Typer) -> None:
 
         _with_client(load_settings(), go)
         print(f"deleted {schedule_id}")
+
+
+def apply_on_up(settings: Settings, env: dict[str, str]) -> None:
+    """`pitstop up`: apply the schedules file to the embedded Temporal (in a child process, like any CLI call);
+    a missing or invalid file is reported and `up` goes on."""
+    import subprocess
+    import sys
+
+    path = schedules_path(settings, None)
+    if not path.exists():
+        print(f"[up] schedules: {path} does not exist; no schedules applied", flush=True)
+        return
+    command = [sys.executable, "-m", "workers.cli", "schedules", "apply", "--file", str(path)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    print(f"[up] schedules from {path}{'' if result.returncode == 0 else ' (NOT all applied)'}:", flush=True)
+    for line in (result.stdout + result.stderr).strip().splitlines():
+        print(f"[up]   {line}", flush=True)
