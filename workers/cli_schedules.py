@@ -7,10 +7,10 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Optional, TypeVar
 
 import typer
-from temporalio.client import Client
+from temporalio.client import Client, ScheduleHandle
 
 from pitstop.config import Settings
 from pitstop.schedules.model import DEFAULT_SCHEDULES_FILE, ScheduleEntry
@@ -50,6 +50,16 @@ def _with_client(settings: Settings, work: Callable[[Client], Awaitable[T]]) -> 
     return asyncio.run(go())
 
 
+def _on_managed(settings: Settings, schedule_id: str, act: Callable[[ScheduleHandle], Awaitable[None]]) -> None:
+    """Run one call on a schedule pitstop created (CliError if it is missing or someone else's)."""
+    from .schedules import managed_handle
+
+    async def go(client: Client) -> None:
+        await act(await managed_handle(client, schedule_id))
+
+    _with_client(settings, go)
+
+
 def _print_changes(changes: list[ScheduleChange], *, done: bool) -> None:
     if not changes:
         print("no schedules in the file and none created by pitstop")
@@ -63,7 +73,7 @@ def _print_changes(changes: list[ScheduleChange], *, done: bool) -> None:
 def register(app: typer.Typer) -> None:
     from . import schedules as temporal_schedules
     from .cli import load_settings
-    from .cli_runs import _identity
+    from .cli_runs import _identity, print_or_write_schema
 
     schedules_app = typer.Typer(
         help="Temporal Schedules declared in runbooks/schedules.yaml (reviewed like code, applied by `apply`).",
@@ -85,13 +95,7 @@ def register(app: typer.Typer) -> None:
         from pitstop.config import SHIPPED_RUNBOOKS_DIR
         from pitstop.schedules.model import schedules_json_schema_text
 
-        text = schedules_json_schema_text()
-        if write:
-            target = SHIPPED_RUNBOOKS_DIR / "schedules.schema.json"
-            target.write_text(text)
-            print(f"wrote {target}")
-        else:
-            print(text, end="")
+        print_or_write_schema(schedules_json_schema_text(), SHIPPED_RUNBOOKS_DIR / "schedules.schema.json", write=write)
 
     @schedules_app.command("diff")
     def diff(file: FileOption = None) -> None:
@@ -140,10 +144,7 @@ def register(app: typer.Typer) -> None:
     @schedules_app.command("trigger")
     def trigger(schedule_id: Annotated[str, typer.Argument(help="Schedule id.")]) -> None:
         """Start the schedule's runbook now (the schedule's overlap policy applies)."""
-        async def go(client: Client) -> None:
-            await (await temporal_schedules.managed_handle(client, schedule_id)).trigger()
-
-        _with_client(load_settings(), go)
+        _on_managed(load_settings(), schedule_id, lambda handle: handle.trigger())
         print(f"triggered {schedule_id}: see `pitstop schedules list` or `pitstop list --query \"TemporalScheduledById='{schedule_id}'\"`")
 
     def pause_command(name: str, doc: str) -> None:
@@ -156,11 +157,8 @@ def register(app: typer.Typer) -> None:
                 raise CliError(f"{name} needs a reason (--reason)", exit_code=EXIT_USAGE)
             note = f"{name}d by {_identity(identity)}: {reason}"
 
-            async def go(client: Client) -> Any:
-                handle = await temporal_schedules.managed_handle(client, schedule_id)
-                return await (handle.pause(note=note) if name == "pause" else handle.unpause(note=note))
-
-            _with_client(load_settings(), go)
+            _on_managed(load_settings(), schedule_id,
+                        lambda handle: handle.pause(note=note) if name == "pause" else handle.unpause(note=note))
             print(f"{schedule_id}: {note}")
 
         command.__doc__ = doc
@@ -172,10 +170,7 @@ def register(app: typer.Typer) -> None:
     @schedules_app.command("delete")
     def delete(schedule_id: Annotated[str, typer.Argument(help="Schedule id.")]) -> None:
         """Delete a schedule pitstop created (running runs go on). While it is in the file, `apply` recreates it."""
-        async def go(client: Client) -> None:
-            await (await temporal_schedules.managed_handle(client, schedule_id)).delete()
-
-        _with_client(load_settings(), go)
+        _on_managed(load_settings(), schedule_id, lambda handle: handle.delete())
         print(f"deleted {schedule_id}")
 
 

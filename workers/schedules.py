@@ -197,7 +197,8 @@ async def _row(client: Client, description: ScheduleDescription, managed: bool) 
     declared = declared_on(client, description) or {}
     state, info = description.schedule.state, description.info
     row = ScheduleRow(
-        id=description.id, managed=managed, runbook=str(declared.get("runbook") or description.schedule.action.workflow),  # type: ignore[attr-defined]
+        id=description.id, managed=managed,
+        runbook=str(declared.get("runbook") or getattr(description.schedule.action, "workflow", "")),
         owner=str(declared.get("owner", "")), overlap=description.schedule.policy.overlap.name.lower(),
         paused=state.paused, note=state.note or "", next_runs=list(info.next_action_times[:3]),
         actions=info.num_actions, skipped_overlap=info.num_actions_skipped_overlap,
