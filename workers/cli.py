@@ -18,7 +18,7 @@ import typer
 
 from pitstop import __version__
 
-from . import cli_delivery, cli_incidents, cli_runs, cli_sandbox
+from . import cli_delivery, cli_incidents, cli_runs, cli_sandbox, cli_schedules
 from .cli_settings import load_settings
 from .errors import CliError
 
@@ -116,6 +116,7 @@ cli_runs.register(app)
 cli_sandbox.register(app)
 cli_incidents.register(app)
 cli_delivery.register(app)
+cli_schedules.register(app)
 
 
 def main() -> None:

@@ -95,6 +95,15 @@ def _checked_request(settings: Settings, runbook: str, inputs: dict[str, Any], d
     return RunbookRequest(runbook=parsed.name, inputs=inputs, dry_run=dry_run, trigger="cli", started_by=_whoami())
 
 
+def print_or_write_schema(text: str, target: Path, *, write: bool) -> None:
+    """A generated JSON Schema: printed, or written to its file beside the shipped runbooks."""
+    if write:
+        target.write_text(text)
+        print(f"wrote {target}")
+    else:
+        print(text, end="")
+
+
 def _print_outcome(workflow_id: str, outcome: RunbookOutcome) -> None:
     print(f"run {workflow_id} {outcome.status}{' (dry run: nothing was changed)' if outcome.dry_run else ''}")
     for step_id, state in outcome.steps.items():
@@ -154,13 +163,7 @@ def register(app: typer.Typer) -> None:
         from pitstop.config import SHIPPED_RUNBOOKS_DIR
         from pitstop.runbook.schema import runbook_json_schema_text
 
-        text = runbook_json_schema_text()
-        if write:
-            target = SHIPPED_RUNBOOKS_DIR / "runbook.schema.json"
-            target.write_text(text)
-            print(f"wrote {target}")
-        else:
-            print(text, end="")
+        print_or_write_schema(runbook_json_schema_text(), SHIPPED_RUNBOOKS_DIR / "runbook.schema.json", write=write)
 
     @app.command()
     def run(

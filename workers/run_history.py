@@ -48,6 +48,16 @@ def _first(payloads: Any) -> Any:
     return values[0] if values else None
 
 
+def _scheduled_by(started: Any) -> str:
+    """The id of the Temporal Schedule that started the run (its `TemporalScheduledById` search attribute)."""
+    payload = started.search_attributes.indexed_fields.get("TemporalScheduledById")
+    try:
+        value = json.loads(payload.data) if payload is not None and payload.data else ""
+    except ValueError:
+        return ""
+    return value if isinstance(value, str) else ""
+
+
 def _time(event: Any) -> datetime:
     return event.event_time.ToDatetime()
 
@@ -89,6 +99,7 @@ def _events(history: WorkflowHistory, index: int, run: dict[str, Any], entries: 
                 runbook=request.get("runbook"), inputs=request.get("inputs"), dry_run=request.get("dry_run", False),
                 trigger=request.get("trigger"), started_by=request.get("started_by") or attrs.identity,
                 client_identity=attrs.identity, started_at=_time(event).isoformat(),
+                schedule_id=_scheduled_by(attrs),
             )
             if attrs.continued_execution_run_id:  # only the latest run(s) of a chain were read
                 run.update(continued_from=attrs.continued_execution_run_id,
@@ -150,7 +161,8 @@ def render(data: dict[str, Any]) -> str:
     lines = [
         f"run {run['workflow_id']}: runbook {run.get('runbook')!r}{' (dry run)' if run.get('dry_run') else ''}",
         f"  started {run.get('started_at', '?')} by {run.get('started_by') or '?'} via {run.get('trigger') or '?'}"
-        f" (client {run.get('client_identity') or '?'})",
+        + (f" (Temporal Schedule {run['schedule_id']})" if run.get("schedule_id") else "")
+        + f" (client {run.get('client_identity') or '?'})",
         f"  inputs {_short(run.get('inputs') or {})}",
     ]
     if run.get("continued_from"):

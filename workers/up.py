@@ -1,7 +1,8 @@
 """`pitstop up`: the embedded default, as supervised child processes.
 
 Starts the Temporal dev server (SQLite file in the state dir, Web UI), the local fleet sandbox when no
-Kubernetes regions are configured, the worker and the alert webhook; restarts a crashed worker or webhook;
+Kubernetes regions are configured, the worker and the alert webhook, applies `runbooks/schedules.yaml` to the
+embedded server; restarts a crashed worker or webhook;
 stops everything on Ctrl-C / SIGTERM.
 """
 
@@ -116,6 +117,10 @@ def run_up(settings: Settings, *, temporal_address: str | None, with_sandbox: bo
                 webhook_token=webhook_token(settings),
             )
         children = _start_children(settings, temporal_address)
+        if server is not None:  # the embedded Temporal: apply runbooks/schedules.yaml (production: CI/CD runs apply)
+            from .cli_schedules import apply_on_up
+
+            apply_on_up(settings, child_env(settings, temporal_address))
         print(f"[up] ready in {time.monotonic() - started:.1f}s — Ctrl-C to stop", flush=True)
         if demo:
             if running_sandbox is None:

@@ -3,8 +3,10 @@
 Input is one simple JSON object (`RunbookRequest`: runbook name + inputs), so a run can be started from the
 Temporal Web UI. The runbook is loaded and validated by the `runbook.load` activity; then:
 lease (mutating runbooks) -> ready steps in parallel (bounded) -> compensations in reverse order on failure
-or abort -> lease released. Pause / resume / abort / approve are updates; `status` is a query; search
-attributes (RunbookName, Target*, Trigger, Phase) and the current details make the Web UI list runs usefully.
+or abort -> lease released. A run started by a schedule asks for the lease with policy `refuse` and ends
+`skipped` with the reason (not failed) when the target is busy (`pitstop.schedules.skips`).
+Pause / resume / abort / approve are updates; `status` is a query; search attributes (RunbookName, Target*,
+Trigger, Phase) and the current details make the Web UI list runs usefully.
 
 Long runs continue-as-new: once the history passes `request.history_limit` events (or Temporal suggests it),
 no new step starts; when the steps in flight have finished (a safe point: no activity, child, timer or
@@ -42,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from pitstop.runbook.run_state import (
         ApprovalDecision, ControlRequest, Phase, RunStatus, StepState, StepStatus,
     )
+    from pitstop.schedules.skips import lease_policy, skips_run
     # helper modules hold no state; passing them through saves re-importing them in every run's sandbox
     from workflows.approvals import ApprovalGate
     from workflows.lease import LeaseHolderSide
@@ -59,6 +62,7 @@ SA_KEYS = {
 
 
 FOR_EACH_CONTINUE_AS_NEW_PATCH = "for-each-continue-as-new"
+SCHEDULED_SKIP_PATCH = "scheduled-run-skips-busy-target"  # a scheduled run refused the lease ends skipped
 
 
 class Aborted(Exception):
@@ -92,6 +96,7 @@ class RunbookWorkflow:
         self._run_number = 1
         self._fan_outs: dict[str, CarriedFanOut] = {}  # for_each steps stopped part-way, by step id
         self._suspended: set[str] = set()  # ... of which these stopped in this run (continue-as-new due)
+        self._skipped = False  # a scheduled run whose target was busy (pitstop.schedules.skips)
 
     # ------------------------------------------------------------ handlers
 
@@ -188,6 +193,9 @@ class RunbookWorkflow:
             self._abort = self._abort or ControlRequest(identity="temporal", reason="workflow cancellation requested")
         except (ApplicationError, StepFailed) as exc:  # lease refused / timed out
             self._error = self._error or (exc.message if isinstance(exc, ApplicationError) else str(exc))
+            failure_type = exc.type if isinstance(exc, ApplicationError) else None
+            self._skipped = skips_run(trigger=self._request.trigger, failure_type=failure_type) and workflow.patched(
+                SCHEDULED_SKIP_PATCH)
         if continue_as_new and not cancelled:
             await workflow.wait_condition(workflow.all_handlers_finished)
             if self._abort is None:  # an abort accepted meanwhile is handled here, by this run
@@ -266,7 +274,9 @@ class RunbookWorkflow:
         workflow.upsert_search_attributes(attributes)
 
     async def _finish(self) -> None:
-        if self._phase not in (Phase.SUCCEEDED,):
+        if self._skipped:
+            self._set_phase(Phase.SKIPPED)
+        elif self._phase not in (Phase.SUCCEEDED,):
             failed = bool(self._error) or any(s.state == StepState.FAILED for s in self._steps.values())
             if self._abort is not None or failed:
                 self._stop_split_fan_outs()
@@ -308,7 +318,8 @@ class RunbookWorkflow:
             return  # a parent run holds this target for us
         self._set_phase(Phase.WAITING_FOR_LEASE)
         info = workflow.info()
-        holder = LeaseHolder(workflow_id=info.workflow_id, run_id=info.run_id, runbook=runbook.name, policy=runbook.lease.policy)
+        policy = lease_policy(trigger=self._request.trigger, declared=runbook.lease.policy)
+        holder = LeaseHolder(workflow_id=info.workflow_id, run_id=info.run_id, runbook=runbook.name, policy=policy)
         await self._lease.acquire(
             lease=lease, holder=holder, wait_timeout=runbook.lease.wait_timeout, stop=lambda: self._abort is not None
         )

@@ -34,7 +34,7 @@ class RunbookRequest(BaseModel):
 
 class RunbookOutcome(BaseModel):
     runbook: str
-    status: str = Field(description="succeeded | failed | aborted (the final phase)")
+    status: str = Field(description="succeeded | failed | aborted | skipped (the final phase)")
     outputs: dict[str, Any] = Field(default_factory=dict, description="step outputs by step id")
     steps: dict[str, str] = Field(default_factory=dict, description="final state of each step")
     summaries: dict[str, str] = Field(default_factory=dict, description="one line per step (dry run: what it would do)")

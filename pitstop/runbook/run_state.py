@@ -21,10 +21,11 @@ class Phase(str, Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     ABORTED = "aborted"
+    SKIPPED = "skipped"  # a scheduled run whose target was busy: nothing ran, not a failure
 
     @property
     def final(self) -> bool:
-        return self in (Phase.SUCCEEDED, Phase.FAILED, Phase.ABORTED)
+        return self in (Phase.SUCCEEDED, Phase.FAILED, Phase.ABORTED, Phase.SKIPPED)
 
 
 class StepState(str, Enum):

@@ -2,7 +2,8 @@
 
 Runs the shipped `hello` runbook and the engine's test runbooks (parallel + condition + fan-out, saga failure
 with compensations, abort, approval, child runbook, lease wait, approval escalation with a notification,
-a run that continues-as-new, a for_each split across runs) on a fresh dev server and writes
+a run that continues-as-new, a for_each split across runs, a scheduled run skipped because its target is
+leased) on a fresh dev server and writes
 tests/histories/runbook-*.json (and lease-*.json).
 Re-record after an intentional, patched workflow change. Give history names as arguments to write only those
 (e.g. new scenarios), leaving the recorded ones as they are:
@@ -21,6 +22,7 @@ from pathlib import Path
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
 from pitstop.runbook.run_state import ApprovalDecision, ControlRequest
 from tests.integration.runbook_harness import engine, start, step_state, wait_until
 from workers.devserver import DevServer, DevServerPorts
@@ -86,6 +88,18 @@ async def record(client: Client, queue: str) -> dict[str, str | tuple[str, str]]
         assert len(runs) >= 3, f"the fan-out split into {len(runs)} run(s) only"
         for name, run_id in (("first", runs[0]), ("second", runs[1]), ("last", runs[-1])):
             ids[f"runbook-fanout-split-{name}"] = (fan.id, run_id)
+        # a run started by a schedule finds its target leased: it ends skipped (workflow.patched) with the reason
+        holder = await start(client, queue, "long", seconds=30, service="replay-scheduled")
+        await wait_until(holder, lambda s: step_state(s, "work") == "running")
+        scheduled = await client.start_workflow(
+            RUNBOOK_WORKFLOW, RunbookRequest(runbook="long", inputs={"seconds": 0.1, "service": "replay-scheduled"},
+                                             trigger="schedule", started_by="schedule replay"),
+            id="runbook-scheduled-skip", task_queue=queue, result_type=RunbookOutcome,
+        )
+        assert (await scheduled.result()).status == "skipped"
+        ids["runbook-scheduled-skip"] = scheduled.id
+        await holder.execute_update("abort", ControlRequest(identity="ops", reason="replay recording"))
+        await holder.result()
         await asyncio.sleep(0.5)
     return ids
 
