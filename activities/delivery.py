@@ -46,8 +46,9 @@ from pitstop.rollout import rollout_progress
 
 from .clients import ActivityClients
 from .kube_api import KubeJson, deployment_path
-from .kubernetes import kube_errors, retry_on_conflict, sleep_or_cancel
+from .kube_errors import kube_errors, retry_on_conflict
 from .prometheus import measure
+from .sync_sleep import sleep_or_cancel
 
 ISTIO = "/apis/networking.istio.io/v1"
 JsonObject = dict[str, Any]
