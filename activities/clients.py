@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 
 from pitstop.config import Settings
 
+from .alertmanager_api import AlertmanagerApi
 from .metrics import MetricsProvider, PrometheusProvider
 
 
@@ -27,6 +28,7 @@ class ActivityClients:
     kube: dict[str, ApiClient] = field(default_factory=dict)  # region -> client of that region's cluster
     http: httpx.AsyncClient | None = None
     metrics: MetricsProvider | None = None
+    alertmanager: AlertmanagerApi | None = None
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     temporal: Client | None = None  # for activities that talk to Temporal itself (runbook leases)
 
@@ -49,6 +51,7 @@ class ActivityClients:
             kube={region: self.kube_client(region)},
             http=self.http,
             metrics=self.metrics,
+            alertmanager=self.alertmanager,
             environ=self.environ,
             temporal=self.temporal,
         )
@@ -69,6 +72,11 @@ class ActivityClients:
                 timeout_seconds=self.settings.prometheus.timeout_seconds,
             )
         return self.metrics
+
+    def alertmanager_api(self) -> AlertmanagerApi:
+        if self.alertmanager is None:
+            self.alertmanager = AlertmanagerApi(base_url=self.settings.alertmanager.url)
+        return self.alertmanager
 
     def secret(self, env_var: str, *, purpose: str) -> str:
         """Value of a secret referenced by env var name; a missing variable is a domain error (never retried)."""

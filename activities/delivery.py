@@ -48,8 +48,9 @@ from pitstop.traffic_routes import service_route_weights
 
 from .clients import ActivityClients
 from .kube_api import KubeJson, deployment_path
-from .kubernetes import kube_errors, retry_on_conflict, sleep_or_cancel
+from .kube_errors import kube_errors, retry_on_conflict
 from .prometheus import measure
+from .sync_sleep import sleep_or_cancel
 from .traffic import ISTIO_GROUP_VERSION, RouteTarget, TrafficRouter, router_for
 
 JsonObject = dict[str, Any]
@@ -101,15 +102,6 @@ class ReleaseClusterActivities:
         with kube_errors(target.what, t.region):
             return router.set_http(target, http, dry_run=False).changed
 
-    @staticmethod
-    def _get_optional(api: KubeJson, path: str) -> JsonObject | None:
-        try:
-            return api.get(path)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-
     # ------------------------------------------------------------ reads
 
     @activity.defn(name="delivery.snapshot")
@@ -125,7 +117,7 @@ class ReleaseClusterActivities:
         with kube_errors(f"deployment {t.namespace}/{t.deployment_name}", t.region):
             stable = api.get(deployment_path(t.namespace, t.deployment_name))
         with kube_errors(f"deployment {t.namespace}/{t.candidate_name}", t.region):
-            candidate = self._get_optional(api, deployment_path(t.namespace, t.candidate_name))
+            candidate = api.get_optional(deployment_path(t.namespace, t.candidate_name))
         try:
             weights = service_route_weights(http, t.route)
             snap_stable = _snapshot_deployment(stable, t)
@@ -207,7 +199,7 @@ class ReleaseClusterActivities:
 
         def attempt() -> None:
             nonlocal created
-            current = self._get_optional(api, path)
+            current = api.get_optional(path)
             if current is None:
                 api.post(f"/apis/apps/v1/namespaces/{t.namespace}/deployments", desired)
                 created = True
@@ -261,7 +253,7 @@ class ReleaseClusterActivities:
 
         def restore_candidate() -> None:
             nonlocal outcome
-            current = self._get_optional(api, candidate_path)
+            current = api.get_optional(candidate_path)
             if snap.candidate is None:
                 if current is not None:
                     api.request("DELETE", candidate_path, query={"propagationPolicy": "Background"})
@@ -321,7 +313,7 @@ class ReleaseClusterActivities:
         path = deployment_path(t.namespace, t.candidate_name)
 
         def attempt() -> str:
-            current = self._get_optional(api, path)
+            current = api.get_optional(path)
             if current is None:
                 return "absent"
             if request.snapshot.candidate is None:

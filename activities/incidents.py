@@ -32,7 +32,6 @@ from pitstop.incidents import (
 )
 from pitstop.remediation import CATALOG_FILE, RemediationError, load_catalog, plan_remediation
 
-from .alertmanager_api import alert_presence
 from .clients import ActivityClients
 from .metrics import MetricsQueryError, MetricsUnavailable
 
@@ -71,8 +70,8 @@ class IncidentActivities:
     @activity.defn(name="incident.alert_active")
     async def alert_active(self, request: AlertActiveRequest) -> AlertPresence:
         """Whether Alertmanager still holds the incident's alert (None: it could not be asked)."""
-        return await alert_presence(self._clients.settings.alertmanager.url, alertname=request.alertname,
-                                    fingerprint=request.fingerprint)
+        return await self._clients.alertmanager_api().alert_presence(
+            alertname=request.alertname, fingerprint=request.fingerprint)
 
     @activity.defn(name="incident.reserve_action")
     async def reserve_action(self, request: ReserveAction) -> ReserveResult:
@@ -93,28 +92,12 @@ class IncidentActivities:
     @activity.defn(name="incident.metric_snapshot")
     async def metric_snapshot(self, request: MetricSnapshotRequest) -> MetricSnapshot:
         """The series of a PromQL expression now (bounded); an unreachable Prometheus is recorded, not raised."""
-        settings = self._clients.settings.prometheus
         now = datetime.now(UTC)
         try:
-            async with self._clients.http_session(settings.timeout_seconds) as http:
-                response = await http.get(
-                    settings.url.rstrip("/") + "/api/v1/query", params={"query": request.promql},
-                    timeout=settings.timeout_seconds,
-                )
-            body: dict[str, Any] = response.json()
-        except Exception as exc:  # noqa: BLE001 - evidence is best effort
-            return MetricSnapshot(label=request.label, promql=request.promql, at=now, error=f"{type(exc).__name__}: {exc}")
-        if body.get("status") != "success":
-            return MetricSnapshot(label=request.label, promql=request.promql, at=now,
-                                  error=str(body.get("error") or response.status_code))
-        result = (body.get("data") or {}).get("result") or []
-        series = []
-        for item in result[: request.max_series] if isinstance(result, list) else []:
-            try:
-                value = float(item["value"][1])
-            except (KeyError, IndexError, TypeError, ValueError):
-                continue
-            series.append({"metric": item.get("metric") or {}, "value": value})
+            found = await self._clients.metrics_provider().query_series(request.promql)
+        except (MetricsUnavailable, MetricsQueryError) as exc:  # evidence is best effort
+            return MetricSnapshot(label=request.label, promql=request.promql, at=now, error=str(exc))
+        series = [{"metric": s.labels, "value": s.value} for s in found[: request.max_series]]
         return MetricSnapshot(label=request.label, promql=request.promql, at=now, series=series)
 
     @activity.defn(name="incident.check_recovery")

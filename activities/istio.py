@@ -24,7 +24,7 @@ from pitstop.steps.istio import (
 
 from .clients import ActivityClients
 from .kube_api import KubeJson
-from .kubernetes import translate_api_error
+from .kube_errors import translate_api_error
 from .traffic import RouteTarget, TrafficRouter, router_for
 
 

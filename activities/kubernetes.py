@@ -14,16 +14,13 @@ Temporal retries them. Objects are handled as the API's plain JSON through `Kube
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 from temporalio import activity
-from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.exceptions import ApplicationError
 
 from pitstop.rollout import (
     container_images,
@@ -63,68 +60,15 @@ from pitstop.steps.kubernetes import (
 )
 
 from .clients import ActivityClients
-
-MAX_NODE_EVIDENCE_PODS = 50
 from .idempotency import idempotency_key
 from .kube_api import WORKLOAD_PATHS, KubeJson, deployment_path, label_selector
+from .kube_errors import api_error_detail, kube_errors, retry_on_conflict
+from .sync_sleep import sleep_or_cancel
 
+MAX_NODE_EVIDENCE_PODS = 50
 RESTARTED_AT_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
 RESTART_KEY_ANNOTATION = "pitstop.io/restart-key"
 UNDO_KEY_ANNOTATION = "pitstop.io/undo-key"
-CONFLICT_ATTEMPTS = 5
-
-T = TypeVar("T")
-
-
-# ---------------------------------------------------------------- errors
-
-
-def api_error_detail(exc: ApiException) -> str:
-    try:
-        return str(json.loads(exc.body or "{}").get("message") or exc.reason or exc.status)
-    except ValueError:
-        return str(exc.reason or exc.status)
-
-
-def translate_api_error(exc: ApiException, what: str, region: str) -> Exception:
-    """Domain errors become non-retryable ApplicationErrors naming the object; the rest stay retryable."""
-    detail = api_error_detail(exc)
-    if exc.status == 404:
-        return ApplicationError(f"{what} not found in region {region}", type="NotFound", non_retryable=True)
-    if exc.status in (401, 403):
-        return ApplicationError(f"forbidden: {what} in region {region}: {detail}", type="Forbidden", non_retryable=True)
-    if exc.status in (400, 422):
-        return ApplicationError(f"invalid change to {what} in region {region}: {detail}", type="Invalid", non_retryable=True)
-    return ApplicationError(
-        f"Kubernetes API error for {what} in region {region}: {exc.status} {detail}", type="KubernetesApiError"
-    )
-
-
-@contextmanager
-def kube_errors(what: str, region: str) -> Iterator[None]:
-    try:
-        yield
-    except ApiException as exc:
-        raise translate_api_error(exc, what, region) from None
-
-
-def retry_on_conflict(attempt: Callable[[], T], *, attempts: int = CONFLICT_ATTEMPTS) -> T:
-    """Run a read-modify-write `attempt` again when the write hits 409 Conflict (the only in-activity retry)."""
-    for n in range(attempts):
-        try:
-            return attempt()
-        except ApiException as exc:
-            if exc.status != 409 or n == attempts - 1:
-                raise
-            activity.logger.info("conflict writing, re-reading (attempt %d)", n + 1)
-    raise AssertionError("unreachable")
-
-
-def sleep_or_cancel(seconds: float) -> None:
-    """Sleep in a sync activity; raise CancelledError if the activity is cancelled meanwhile."""
-    activity.wait_for_cancelled_sync(timeout=seconds)
-    if activity.is_cancelled():
-        raise CancelledError("activity cancelled")
 
 
 # ---------------------------------------------------------------- summaries
@@ -521,12 +465,7 @@ class KubernetesActivities:
             for ref, uid in list(pending.items()):
                 namespace, name = ref.split("/", 1)
                 with kube_errors(f"pod {ref}", args.region):
-                    try:
-                        pod = api.get(f"/api/v1/namespaces/{namespace}/pods/{name}")
-                    except ApiException as exc:
-                        if exc.status != 404:
-                            raise
-                        pod = None
+                    pod = api.get_optional(f"/api/v1/namespaces/{namespace}/pods/{name}")
                     if pod is None or _meta(pod).get("uid") != uid:
                         pending.pop(ref)
                         blocked.pop(ref, None)

@@ -1,15 +1,17 @@
 """`MetricsProvider`: the one interface to a metrics backend (flagger pkg/metrics/providers style),
 and its Prometheus implementation over httpx (async).
 
-`query(promql)` returns a float, or None for "no data" (empty vector, NaN). A backend that cannot be asked
-raises `MetricsUnavailable`; a query Prometheus rejects (or that returns several series) raises
-`MetricsQueryError`. Callers decide what those mean (a threshold check turns both "no data" and
-"unavailable" into an inconclusive verdict).
+`query(promql)` returns a float, or None for "no data" (empty vector, NaN). `query_series(promql)` returns
+every series of an instant vector with its labels (evidence: what an alert's expression shows now). A
+backend that cannot be asked raises `MetricsUnavailable`; a query Prometheus rejects (or, for `query`, that
+returns several series) raises `MetricsQueryError`. Callers decide what those mean (a threshold check
+turns both "no data" and "unavailable" into an inconclusive verdict).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
@@ -23,8 +25,18 @@ class MetricsQueryError(Exception):
     """The query itself is wrong (rejected by the backend, or not reducible to one number)."""
 
 
+@dataclass(frozen=True)
+class Series:
+    """One series of an instant vector: its labels and its value now (NaN kept)."""
+
+    labels: dict[str, str]
+    value: float
+
+
 class MetricsProvider(Protocol):
     async def query(self, promql: str) -> float | None: ...
+
+    async def query_series(self, promql: str) -> list[Series]: ...
 
     async def is_online(self) -> bool: ...
 
@@ -46,7 +58,8 @@ class PrometheusProvider:
         except httpx.HTTPError as exc:  # connect/read errors, timeouts
             raise MetricsUnavailable(f"Prometheus at {self.base_url} unreachable: {type(exc).__name__}: {exc}") from exc
 
-    async def query(self, promql: str) -> float | None:
+    async def _instant_query(self, promql: str) -> dict[str, Any]:
+        """The `data` of an instant query's successful answer."""
         response = await self._get("/api/v1/query", {"query": promql})
         if response.status_code >= 500 or response.status_code == 429:
             raise MetricsUnavailable(f"Prometheus at {self.base_url} answered {response.status_code}")
@@ -58,7 +71,14 @@ class PrometheusProvider:
             raise MetricsQueryError(
                 f"Prometheus rejected query {promql!r}: {body.get('errorType', response.status_code)}: {body.get('error', '')}"
             )
-        return _single_value(promql, body.get("data") or {})
+        data: dict[str, Any] = body.get("data") or {}
+        return data
+
+    async def query(self, promql: str) -> float | None:
+        return _single_value(promql, await self._instant_query(promql))
+
+    async def query_series(self, promql: str) -> list[Series]:
+        return _vector_series(await self._instant_query(promql))
 
     async def is_online(self) -> bool:
         try:
@@ -83,6 +103,18 @@ def _single_value(promql: str, data: dict[str, Any]) -> float | None:
             )
         return _number(result[0]["value"][1])
     raise MetricsQueryError(f"query {promql!r} returned a {result_type}; use an instant vector or scalar expression")
+
+
+def _vector_series(data: dict[str, Any]) -> list[Series]:
+    """The samples of an instant vector (any other result type has none); unreadable samples are skipped."""
+    result = data.get("result") if data.get("resultType") == "vector" else None
+    series = []
+    for item in result if isinstance(result, list) else []:
+        try:
+            series.append(Series(labels=dict(item.get("metric") or {}), value=float(item["value"][1])))
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+            continue
+    return series
 
 
 def _number(raw: str) -> float | None:

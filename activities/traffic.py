@@ -45,9 +45,9 @@ from pitstop.traffic_routes import (
 )
 
 from .kube_api import KubeJson
+from .kube_errors import retry_on_conflict
 
 ISTIO_GROUP_VERSION = "networking.istio.io/v1"
-CONFLICT_ATTEMPTS = 5
 JsonObject = dict[str, Any]
 
 
@@ -156,21 +156,22 @@ class IstioRouter:
     ) -> tuple[JsonObject, bool, int]:
         """Read, apply `change(vs) -> vs | None` (None = nothing to do), write with resourceVersion; on 409
         re-read and re-apply. Returns (virtual service after, changed, conflicts)."""
-        conflicts = 0
-        while True:
+        attempts = 0
+
+        def attempt() -> tuple[JsonObject, bool]:
+            nonlocal attempts
+            attempts += 1
             vs = self._read_virtual_service(target)
             with _route_errors(target):
                 new = change(copy.deepcopy(vs))
             if new is None or new == vs:
-                return vs, False, conflicts
+                return vs, False
             if dry_run:
-                return new, True, conflicts
-            try:
-                return self.api.put(self._path(target, name=target.virtual_service), new), True, conflicts
-            except ApiException as exc:
-                if exc.status != 409 or conflicts + 1 >= CONFLICT_ATTEMPTS:
-                    raise
-                conflicts += 1
+                return new, True
+            return self.api.put(self._path(target, name=target.virtual_service), new), True
+
+        after, changed = retry_on_conflict(attempt)
+        return after, changed, attempts - 1
 
     def get_routes(self, target: RouteTarget) -> RoutesResult:
         routes = http_routes(self._read_virtual_service(target))

@@ -45,7 +45,7 @@ from sandbox.cluster_contents import TEAM_NAMESPACES, node_manifests  # noqa: E4
 from sandbox.clusters import api_client, create_sandbox_clusters, delete_sandbox_clusters  # noqa: E402
 from sandbox.fleet import FLEET_LABEL, FleetApplyResult, apply_fleet, expand_fleet, load_fleet_spec  # noqa: E402
 from sandbox.history import HistoricalPod, backfill_history  # noqa: E402
-from sandbox.kube_rest import list_objects, server_side_apply  # noqa: E402
+from sandbox.kube_objects import list_objects, server_side_apply  # noqa: E402
 from sandbox.monitoring import MonitoringSettings, start_monitoring  # noqa: E402
 from sandbox.simulator import start_simulator_process  # noqa: E402
 

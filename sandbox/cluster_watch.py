@@ -17,10 +17,12 @@ from typing import Any
 
 import yaml
 from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
 
+from activities.kube_errors import api_error_detail
 from sandbox.faults import FAULTS_CONFIGMAP, FaultRecord, parse_fault_configmap
 from sandbox.fleet import GLOBAL_TRAFFIC_CONFIGMAP, SANDBOX_NAMESPACE, SPEC_ANNOTATION
-from sandbox.kube_rest import JsonObject, KubeApiError, list_objects, watch_events
+from sandbox.kube_objects import JsonObject, list_objects, watch_events
 from sandbox.traffic_model import HttpRoute
 
 log = logging.getLogger(__name__)
@@ -274,9 +276,9 @@ class RegionWatcher:
                         self._apply(kind, event, obj)
                         if self._stop.is_set():
                             return
-            except KubeApiError as exc:
+            except ApiException as exc:
                 if exc.status != 410:
-                    self.errors[kind] = str(exc)
+                    self.errors[kind] = f"HTTP {exc.status}: {api_error_detail(exc)}"
                     log.warning("%s %s watch failed: %s", self.region, kind, exc)
                     self._stop.wait(1.0)
             except Exception as exc:  # connection reset, API server restarting, ...

@@ -37,9 +37,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from sandbox.kube_rest import FIELD_MANAGER, KubeApiError, get_object, list_objects, merge_patch, server_side_apply
+from sandbox.kube_objects import FIELD_MANAGER, get_object, list_objects, merge_patch, server_side_apply
 
 log = logging.getLogger("pitstop.sandbox.faults")
 
@@ -254,7 +255,7 @@ def reconcile_fault_labels(*, api_client: ApiClient, records: list[FaultRecord] 
         try:
             merge_patch(api_client, kind="Pod", name=name, namespace=namespace, patch=_fault_patch(desired))
             changed += 1
-        except KubeApiError as exc:
+        except ApiException as exc:
             if exc.status != 404:  # a pod that went away needs no label
                 raise
     failed_nodes = {r.fault.node for r in records if isinstance(r.fault, NodeNotReady)}

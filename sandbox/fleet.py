@@ -25,7 +25,7 @@ import yaml
 from kubernetes.client import ApiClient
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sandbox.kube_rest import JsonObject, server_side_apply
+from sandbox.kube_objects import JsonObject, server_side_apply
 from sandbox.traffic_model import CallEdge, TrafficProfile
 
 DEFAULT_FLEET_SPEC = Path(__file__).with_name("fleet.yaml")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from kubernetes.client import ApiClient
 
 from sandbox.fleet import GLOBAL_TRAFFIC_CONFIGMAP, SANDBOX_NAMESPACE
-from sandbox.kube_rest import get_object, server_side_apply
+from sandbox.kube_objects import get_object, server_side_apply
 
 DEFAULT_WEIGHT = 100
 

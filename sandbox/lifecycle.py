@@ -45,7 +45,7 @@ from sandbox.clusters import (
 )
 from sandbox.fleet import FLEET_LABEL, SANDBOX_NAMESPACE, apply_fleet, expand_fleet, load_fleet_spec
 from sandbox.history import HistoricalPod, backfill_history
-from sandbox.kube_rest import get_object, list_objects
+from sandbox.kube_objects import get_object, list_objects
 from sandbox.monitoring import AlertRuleSettings, MonitoringHandle, MonitoringSettings, free_loopback_port, start_monitoring
 from sandbox.simulator import SimulatorProcess, start_simulator_process
 

@@ -3,7 +3,8 @@
 Per region a `kubernetes.client.ApiClient` from `settings.kubernetes.regions` (kubeconfig + context; no
 kubeconfig = in-cluster config, else the default kubeconfig). When no regions are configured, the local
 sandbox's regions are used: `$PITSTOP_STATE_DIR/sandbox/kubeconfig` with one context per region name.
-Prometheus is reached through `PrometheusProvider` (httpx) at `settings.prometheus.url`.
+Prometheus is reached through `PrometheusProvider` (httpx) at `settings.prometheus.url`, Alertmanager
+through `AlertmanagerApi` (httpx) at `settings.alertmanager.url`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from kubernetes import config as kube_config
 from kubernetes.client import ApiClient, Configuration
 from temporalio.client import Client
 
+from activities.alertmanager_api import AlertmanagerApi
 from activities.clients import ActivityClients
 from activities.metrics import PrometheusProvider
 from pitstop.config import RegionCluster, Settings
@@ -70,4 +72,5 @@ def build_activity_clients(
             if require_clusters or settings.kubernetes.regions:
                 raise
     metrics = PrometheusProvider(base_url=settings.prometheus.url, timeout_seconds=settings.prometheus.timeout_seconds)
-    return ActivityClients(settings=settings, kube=kube, metrics=metrics, temporal=temporal)
+    alertmanager = AlertmanagerApi(base_url=settings.alertmanager.url)
+    return ActivityClients(settings=settings, kube=kube, metrics=metrics, alertmanager=alertmanager, temporal=temporal)

@@ -50,7 +50,7 @@ from pitstop.incidents import IncidentPhase, IncidentStatus, postmortem_markdown
 from pitstop.remediation import CATALOG_FILE
 from sandbox.faults import CrashLoop, clear_fault, inject_fault, reconcile_fault_labels
 from sandbox.fleet import ServiceSpec
-from sandbox.kube_rest import get_object, kube_request, list_objects
+from sandbox.kube_objects import get_object, list_objects, sandbox_kube
 from tests.fixtures.monitoring import AlertWebhookReceiver, ReceivedWebhook, SandboxMonitoring
 from workers.clients import build_activity_clients
 from workers.webhook import serve
@@ -376,7 +376,7 @@ async def test_an_exhausted_ladder_escalates_once_with_evidence_from_the_cluster
                         and e["object"] in {f"Pod/{p}" for p in live_pods}]
             assert backoffs, events
             real_events = (await asyncio.to_thread(
-                kube_request, api, method="GET", path=f"/api/v1/namespaces/{namespace}/events"))["items"]
+                sandbox_kube(api).get, f"/api/v1/namespaces/{namespace}/events"))["items"]
             real_backoffs = {(e["involvedObject"]["name"], e["reason"]) for e in real_events}
             assert all((e["object"].split("/", 1)[1], e["reason"]) in real_backoffs for e in backoffs)
             kinds = [e["kind"] for e in body["timeline"]]

@@ -23,7 +23,7 @@ from activities import build_activities
 from pitstop.config import Settings
 from pitstop.incidents import IncidentPhase, IncidentStatus, postmortem_markdown
 from sandbox.faults import CrashLoop, clear_fault, inject_fault
-from sandbox.kube_rest import get_object, merge_patch
+from sandbox.kube_objects import get_object, merge_patch
 from sandbox.monitoring import AlertRuleSettings, MonitoringSettings, start_monitoring
 from workers.clients import build_activity_clients
 from workers.webhook import serve

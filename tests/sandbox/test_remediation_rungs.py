@@ -41,7 +41,7 @@ from pitstop.config import SHIPPED_RUNBOOKS_DIR, Settings
 from pitstop.incidents import ApprovalDecision, IncidentPhase, IncidentStatus
 from pitstop.remediation import Rule, load_catalog
 from sandbox.faults import NodeNotReady, clear_fault, inject_fault
-from sandbox.kube_rest import get_object, list_objects, merge_patch
+from sandbox.kube_objects import get_object, list_objects, merge_patch
 from workers.clients import build_activity_clients
 from workers.devserver import DevServer
 from workers.webhook import serve

@@ -1,5 +1,5 @@
-"""Prometheus step activities against a real Prometheus (Debian's /usr/bin/prometheus) scraping a tiny
-metrics server every second; and against a Prometheus that is down."""
+"""Prometheus step activities (and the incident metric snapshot) against a real Prometheus (Debian's
+/usr/bin/prometheus) scraping a tiny metrics server every second; and against a Prometheus that is down."""
 
 from __future__ import annotations
 
@@ -19,10 +19,12 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.clients import ActivityClients
+from activities.incidents import IncidentActivities
 from activities.metrics import PrometheusProvider
 from activities.prometheus import PrometheusActivities
 from pitstop.analysis import Verdict
 from pitstop.config import Settings
+from pitstop.incidents import MetricSnapshotRequest
 from pitstop.runbook.step_types import StepInvocation
 from pitstop.steps.prometheus import QueryArgs, ThresholdArgs, WaitForConditionArgs
 
@@ -191,3 +193,24 @@ async def test_wait_for_condition_heartbeats_until_the_metric_recovers(prometheu
     with pytest.raises(ApplicationError, match="not met within") as info:
         await env.run(prom.wait_for_condition, call(WaitForConditionArgs(query="pitstop_test_error_ratio", max=0.001, timeout_seconds=1, poll_interval_seconds=0.5)))
     assert info.value.non_retryable and info.value.type == "ConditionTimeout"
+
+
+async def test_incident_metric_snapshot_reads_every_series_through_the_injected_provider(prometheus_url: str) -> None:
+    """`incident.metric_snapshot` asks the injected `MetricsProvider` (no query path of its own): each series with
+    its labels, bounded by `max_series`; a rejected query or a Prometheus that is down is recorded, not raised."""
+    env = ActivityEnvironment()
+    settings = Settings(prometheus={"url": "http://127.0.0.1:9", "timeout_seconds": 2})  # never used: injected
+    incidents = IncidentActivities(ActivityClients(
+        settings=settings, metrics=PrometheusProvider(base_url=prometheus_url, timeout_seconds=2)))
+    snap = await env.run(incidents.metric_snapshot, MetricSnapshotRequest(promql="pitstop_test_requests", label="t"))
+    by_version = {s["metric"]["version"]: s["value"] for s in snap.series}
+    assert by_version == {"a": 1.0, "b": 2.0} and not snap.error and snap.at is not None, snap
+    assert all(s["metric"]["__name__"] == "pitstop_test_requests" for s in snap.series)
+    bounded = await env.run(incidents.metric_snapshot, MetricSnapshotRequest(promql="pitstop_test_requests", max_series=1))
+    assert len(bounded.series) == 1
+    rejected = await env.run(incidents.metric_snapshot, MetricSnapshotRequest(promql="sum("))
+    assert rejected.series == [] and "Prometheus rejected query" in rejected.error
+    down = IncidentActivities(ActivityClients(
+        settings=settings, metrics=PrometheusProvider(base_url=f"http://127.0.0.1:{free_port()}", timeout_seconds=2)))
+    unreachable = await env.run(down.metric_snapshot, MetricSnapshotRequest(promql="up"))
+    assert unreachable.series == [] and "unreachable" in unreachable.error

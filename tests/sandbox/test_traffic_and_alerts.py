@@ -14,7 +14,7 @@ import pytest
 
 from sandbox.faults import BadRelease, CrashLoop, RegionOutage, SaturatedService, clear_all_faults, inject_fault
 from sandbox.global_traffic import get_region_traffic_weight, set_region_traffic_weight
-from sandbox.kube_rest import merge_patch
+from sandbox.kube_objects import merge_patch
 from tests.fixtures.monitoring import WEBHOOK_TOKEN, SandboxMonitoring
 
 pytestmark = pytest.mark.sandbox
