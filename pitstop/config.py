@@ -43,6 +43,9 @@ class TemporalSettings(BaseModel):
     api_key: SecretStr | None = Field(None, description="Temporal Cloud API key")
     ui_port: int = 8233
     embedded: bool = Field(True, description="`pitstop up` starts a local dev server at `address`")
+    register_search_attributes: bool = Field(
+        False, description="the worker, webhook and `pitstop up` register pitstop's missing search attributes at "
+                           "start (as `pitstop setup` does) instead of refusing; needs operator rights")
 
 
 class RegionCluster(BaseModel):

@@ -85,15 +85,34 @@ def config_show(
 def worker() -> None:
     """Run a pitstop worker (all workflows; activities for every configured region) until Ctrl-C."""
     from .temporal_connection import connect
+    from .temporal_setup import ensure_ready
     from .worker import metrics_runtime, run_worker
 
     settings = load_settings()
 
     async def main() -> None:
         client = await connect(settings, runtime=metrics_runtime(settings.worker.metrics_port))
+        await ensure_ready(client, settings)
         await run_worker(settings, client=client)
 
     asyncio.run(main())
+
+
+@app.command()
+def setup() -> None:
+    """Prepare the Temporal namespace for pitstop: register its search attributes (idempotent).
+
+    Runbook runs record RunbookName, TargetService, TargetNamespace, TargetRegion, Trigger and Phase as
+    search attributes (Keyword); a namespace without them makes every run hang (BadSearchAttributes), so
+    `pitstop worker`, `pitstop up --temporal` and the webhook refuse such a namespace. This command adds the
+    missing ones to PITSTOP_TEMPORAL__NAMESPACE on PITSTOP_TEMPORAL__ADDRESS and changes nothing when all
+    are there. Workers may do it themselves with PITSTOP_TEMPORAL__REGISTER_SEARCH_ATTRIBUTES=true.
+    Temporal Cloud refuses this to clients: add them in the Cloud UI or with
+    `tcld namespace search-attributes add` (see README).
+    """
+    from .temporal_setup import run_setup
+
+    asyncio.run(run_setup(load_settings()))
 
 
 @app.command()

@@ -7,6 +7,7 @@ stops everything on Ctrl-C / SIGTERM.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import signal
@@ -109,6 +110,7 @@ def run_up(settings: Settings, *, temporal_address: str | None, with_sandbox: bo
     running_sandbox = None
     try:
         server, temporal_address = _start_temporal(settings, temporal_address)
+        _check_namespace(settings, temporal_address)
         if with_sandbox and not settings.kubernetes.regions and _module_exists("sandbox.lifecycle"):
             from sandbox.lifecycle import ensure_sandbox  # the local fleet sandbox (kube API + kwok, Prometheus)
 
@@ -168,6 +170,19 @@ def _start_temporal(settings: Settings, temporal_address: str | None) -> tuple[D
     )
     print(f"[up] Temporal Web UI: {server.ui_url}", flush=True)
     return server, server.address
+
+
+def _check_namespace(settings: Settings, temporal_address: str) -> None:
+    """Refuse (CliError naming `pitstop setup`) a namespace without pitstop's search attributes, at once."""
+    from .temporal_connection import connect
+    from .temporal_setup import ensure_ready
+
+    target = settings.model_copy(update={"temporal": settings.temporal.model_copy(update={"address": temporal_address})})
+
+    async def check() -> None:
+        await ensure_ready(await connect(target), target)
+
+    asyncio.run(check())
 
 
 def _start_children(settings: Settings, temporal_address: str) -> list[SupervisedProcess]:
