@@ -31,7 +31,8 @@ keyed with the token>`; both compared in constant time. The token comes from `se
 It is never logged.
 
 Answers: 200 `{"incidents": [...]}` (each `delivered`: `accepted` = journaled, `repeat coalesced`); 400 body
-is not JSON; 401 unauthenticated; 404/405 wrong path/method; 413 body larger than
+is not JSON pitstop can represent (`pitstop.alerts.decode_body`: not UTF-8, NaN, numbers out of range,
+nested deeper than `MAX_BODY_DEPTH`, unpaired surrogates); 401 unauthenticated; 404/405 wrong path/method; 413 body larger than
 `settings.webhook.max_body_bytes`; 415 not JSON content; 422 JSON that is not a v4 payload (with the reason);
 503 the journal is full or unwritable (Alertmanager retries). Never 500 for a bad request.
 GET /healthz answers 200 with counters (accepted, refused, forwarded, backlog) and how long the latest
@@ -62,7 +63,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from pitstop.alerts import AlertmanagerWebhook, AlertNotification, notifications_from
+from pitstop.alerts import AlertmanagerWebhook, AlertNotification, BodyNotJson, decode_body, notifications_from
 from pitstop.config import Settings
 from pitstop.incidents import ALERT_SIGNAL, INCIDENT_WORKFLOW, IncidentStart
 
@@ -256,9 +257,9 @@ class AlertWebhook:
         if content_type not in (b"application/json", b"text/json", b""):
             raise RequestRefused(415, f"content type {content_type.decode(errors='replace')!r} is not JSON")
         try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise RequestRefused(400, f"body is not valid JSON: {exc}") from None
+            data = decode_body(body)
+        except BodyNotJson as exc:
+            raise RequestRefused(400, str(exc)) from None
         try:
             payload = AlertmanagerWebhook.model_validate(data)
         except ValidationError as exc:
