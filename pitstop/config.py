@@ -163,7 +163,7 @@ class _YamlFileSource(PydanticBaseSettingsSource):
         try:
             data = bounded_yaml.load_file(path) or {}
         except bounded_yaml.YamlRefused as exc:
-            raise ConfigFileError(str(exc)) from exc
+            raise ConfigFileError(f"{path}: {exc.reason} (line {exc.line})") from exc
         if not isinstance(data, dict):
             raise ConfigFileError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
         return data

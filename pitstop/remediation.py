@@ -233,7 +233,7 @@ def load_catalog(path: Path) -> Catalog:
     try:
         data = bounded_yaml.load_file(path) or {}
     except bounded_yaml.YamlRefused as exc:
-        raise RemediationError(f"{exc.source}:{exc.line}: cannot read the remediation catalog: {exc.reason}") from exc
+        raise RemediationError(f"{path}: cannot read the remediation catalog: {exc.reason} (line {exc.line})") from exc
     except OSError as exc:
         raise RemediationError(f"{path}: cannot read the remediation catalog: {exc}") from exc
     return parse_catalog(data, source=str(path))
