@@ -102,13 +102,15 @@ def worker() -> None:
 def setup() -> None:
     """Prepare the Temporal namespace for pitstop: register its search attributes (idempotent).
 
-    Runbook runs record RunbookName, TargetService, TargetNamespace, TargetRegion, Trigger and Phase as
-    search attributes (Keyword); a namespace without them makes every run hang (BadSearchAttributes), so
-    `pitstop worker`, `pitstop up --temporal` and the webhook refuse such a namespace. This command adds the
-    missing ones to PITSTOP_TEMPORAL__NAMESPACE on PITSTOP_TEMPORAL__ADDRESS and changes nothing when all
-    are there. Workers may do it themselves with PITSTOP_TEMPORAL__REGISTER_SEARCH_ATTRIBUTES=true.
-    Temporal Cloud refuses this to clients: add them in the Cloud UI or with
-    `tcld namespace search-attributes add` (see README).
+    Runs record RunbookName, TargetService, TargetNamespace, TargetRegion, Trigger, Phase (Keyword).
+
+    Without them every run hangs (BadSearchAttributes), so `pitstop worker`, `up --temporal` and the webhook refuse.
+
+    Adds what is missing to PITSTOP_TEMPORAL__NAMESPACE at PITSTOP_TEMPORAL__ADDRESS; changes nothing otherwise.
+
+    A worker may do it itself with PITSTOP_TEMPORAL__REGISTER_SEARCH_ATTRIBUTES=true.
+
+    Temporal Cloud refuses this: use its UI or `tcld namespace search-attributes add` (see README).
     """
     from .temporal_setup import run_setup
 

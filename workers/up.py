@@ -1,7 +1,8 @@
 """`pitstop up`: the embedded default, as supervised child processes.
 
-Starts the Temporal dev server (SQLite file in the state dir, Web UI), the local fleet sandbox when no
-Kubernetes regions are configured, the worker and the alert webhook; restarts a crashed worker or webhook;
+Starts the Temporal dev server (SQLite file in the state dir, Web UI) or, with `--temporal ADDR`, checks that
+the namespace has pitstop's search attributes (else refuses at once, naming `pitstop setup`), the local fleet
+sandbox when no Kubernetes regions are configured, the worker and the alert webhook; restarts a crashed worker or webhook;
 stops everything on Ctrl-C / SIGTERM.
 """
 
