@@ -1,16 +1,20 @@
 """Alertmanager's webhook payload (version 4) as pydantic models, and how an alert names its incident.
 
-Pure: no I/O. The webhook receiver (`workers/webhook.py`) validates a request body into
-`AlertmanagerWebhook`, turns each alert into an `AlertNotification` and signals (or starts) the incident
-workflow whose id is `incident_id(alert)`: the alert's fingerprint plus its `startsAt`, so every
-notification of one firing episode (repeats, the final `resolved`) reaches the same incident, while the
-same alert firing again later opens a new one.
+Pure: no I/O. The webhook receiver (`workers/webhook.py`) decodes a request body with `decode_body`, which
+refuses (`BodyNotJson`, answered 400) what is not JSON pitstop can represent and store: not UTF-8, not JSON,
+NaN/Infinity or numbers out of range, nested deeper than `MAX_BODY_DEPTH`, a lone UTF-16 surrogate escape.
+It validates the data into `AlertmanagerWebhook`, turns each alert into an `AlertNotification` and signals
+(or starts) the incident workflow whose id is `incident_id(alert)`: the alert's fingerprint plus its
+`startsAt`, so every notification of one firing episode (repeats, the final `resolved`) reaches the same
+incident, while the same alert firing again later opens a new one.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -20,6 +24,9 @@ MAX_ALERTS_PER_NOTIFICATION = 1000
 MAX_LABELS = 64
 MAX_LABEL_VALUE = 1024
 MAX_ANNOTATION_VALUE = 16_384
+
+MAX_BODY_DEPTH = 32  # nested arrays/objects in a webhook body; Alertmanager's are 4 deep
+MAX_BODY_INTEGER_DIGITS = 20  # beyond 64 bits: no Alertmanager field holds such a number
 
 SEVERITY_ORDER: dict[str, int] = {"none": 0, "info": 1, "warning": 2, "page": 3, "error": 3, "critical": 4}
 
@@ -133,3 +140,65 @@ def notifications_from(payload: AlertmanagerWebhook, *, received_at: datetime) -
         )
         by_incident[note.incident_id] = note
     return list(by_incident.values())
+
+
+class BodyNotJson(ValueError):
+    """A request body that is not JSON pitstop can represent and store (the webhook answers 400)."""
+
+
+def _no_constant(name: str) -> Any:
+    raise BodyNotJson(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise BodyNotJson(f"number {text[:40]} is out of range")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_BODY_INTEGER_DIGITS:
+        raise BodyNotJson(f"integer of {len(text)} digits is out of range")
+    return int(text)
+
+
+def decode_body(body: bytes) -> Any:
+    """The JSON data of a webhook body, or BodyNotJson saying why not (never another exception)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BodyNotJson(f"body is not UTF-8: invalid byte at offset {exc.start}") from None
+    try:
+        data = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float, parse_int=_bounded_int)
+    except RecursionError:
+        raise BodyNotJson(f"body is nested more than {MAX_BODY_DEPTH} levels deep") from None
+    except ValueError as exc:  # json.JSONDecodeError, or BodyNotJson from the hooks
+        raise BodyNotJson(str(exc) if isinstance(exc, BodyNotJson) else f"body is not valid JSON: {exc}") from None
+    _check_shape(data)
+    return data
+
+
+def _check_shape(data: Any) -> None:
+    """Depth at most MAX_BODY_DEPTH; every string (keys too) encodable as UTF-8 (no lone surrogate)."""
+    pending: list[tuple[Any, int]] = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, str):
+            _check_text(value)
+        elif isinstance(value, (dict, list)):
+            if depth > MAX_BODY_DEPTH:
+                raise BodyNotJson(f"body is nested more than {MAX_BODY_DEPTH} levels deep")
+            if isinstance(value, dict):
+                for key in value:
+                    _check_text(key)
+                pending.extend((item, depth + 1) for item in value.values())
+            else:
+                pending.extend((item, depth + 1) for item in value)
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BodyNotJson(f"body has a string with an unpaired UTF-16 surrogate (\\u{ord(text[exc.start]):04x})") from None

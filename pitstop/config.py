@@ -11,9 +11,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from pitstop import bounded_yaml
 
 DEFAULT_TASK_QUEUE = "pitstop"
 DEFAULT_REGIONS = ("eu-central", "us-east")
@@ -43,6 +44,9 @@ class TemporalSettings(BaseModel):
     api_key: SecretStr | None = Field(None, description="Temporal Cloud API key")
     ui_port: int = 8233
     embedded: bool = Field(True, description="`pitstop up` starts a local dev server at `address`")
+    register_search_attributes: bool = Field(
+        False, description="the worker, webhook and `pitstop up` register pitstop's missing search attributes at "
+                           "start (as `pitstop setup` does) instead of refusing; needs operator rights")
 
 
 class RegionCluster(BaseModel):
@@ -157,9 +161,9 @@ class _YamlFileSource(PydanticBaseSettingsSource):
         if not path.exists():
             return {}
         try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigFileError(f"{path}: not valid YAML: {exc}") from exc
+            data = bounded_yaml.load_file(path) or {}
+        except bounded_yaml.YamlRefused as exc:
+            raise ConfigFileError(f"{path}: {exc.reason} (line {exc.line})") from exc
         if not isinstance(data, dict):
             raise ConfigFileError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
         return data

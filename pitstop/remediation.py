@@ -18,9 +18,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pitstop import bounded_yaml
 from pitstop.alerts import Alert, severity_rank
 from pitstop.runbook.model import Duration
 
@@ -232,8 +232,10 @@ class RemediationPlan(BaseModel):
 def load_catalog(path: Path) -> Catalog:
     """Parse and validate a catalog file; errors name the file and the field."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        data = bounded_yaml.load_file(path) or {}
+    except bounded_yaml.YamlRefused as exc:
+        raise RemediationError(f"{path}: cannot read the remediation catalog: {exc.reason} (line {exc.line})") from exc
+    except OSError as exc:
         raise RemediationError(f"{path}: cannot read the remediation catalog: {exc}") from exc
     return parse_catalog(data, source=str(path))
 

@@ -25,6 +25,7 @@ import yaml
 from kubernetes.client import ApiClient
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pitstop import bounded_yaml
 from sandbox.kube_objects import JsonObject, server_side_apply
 from sandbox.traffic_model import CallEdge, TrafficProfile
 
@@ -119,7 +120,7 @@ class FleetSpec(BaseModel):
 def load_fleet_spec(path: Path = DEFAULT_FLEET_SPEC) -> FleetSpec:
     """Read and validate a fleet spec file; errors name the file."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = bounded_yaml.load_file(path)
         return FleetSpec.model_validate(raw)
     except Exception as exc:
         raise ValueError(f"invalid fleet spec {path}: {exc}") from exc

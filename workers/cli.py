@@ -73,15 +73,36 @@ def config_show(
 def worker() -> None:
     """Run a pitstop worker (all workflows; activities for every configured region) until Ctrl-C."""
     from .temporal_connection import connect
+    from .temporal_setup import ensure_ready
     from .worker import metrics_runtime, run_worker
 
     settings = load_settings()
 
     async def main() -> None:
         client = await connect(settings, runtime=metrics_runtime(settings.worker.metrics_port))
+        await ensure_ready(client, settings)
         await run_worker(settings, client=client)
 
     asyncio.run(main())
+
+
+@app.command()
+def setup() -> None:
+    """Prepare the Temporal namespace for pitstop: register its search attributes (idempotent).
+
+    Runs record RunbookName, TargetService, TargetNamespace, TargetRegion, Trigger, Phase (Keyword).
+
+    Without them every run hangs (BadSearchAttributes), so `pitstop worker`, `up --temporal` and the webhook refuse.
+
+    Adds what is missing to PITSTOP_TEMPORAL__NAMESPACE at PITSTOP_TEMPORAL__ADDRESS; changes nothing otherwise.
+
+    A worker may do it itself with PITSTOP_TEMPORAL__REGISTER_SEARCH_ATTRIBUTES=true.
+
+    Temporal Cloud refuses this: use its UI or `tcld namespace search-attributes add` (see README).
+    """
+    from .temporal_setup import run_setup
+
+    asyncio.run(run_setup(load_settings()))
 
 
 @app.command()

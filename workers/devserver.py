@@ -75,6 +75,7 @@ class DevServer:
     ports: DevServerPorts = field(default_factory=DevServerPorts)
     ip: str = "127.0.0.1"
     sqlite_pragmas: tuple[str, ...] = DEFAULT_SQLITE_PRAGMAS
+    search_attributes: dict[str, str] = field(default_factory=lambda: dict(SEARCH_ATTRIBUTES))  # tests: none
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -104,7 +105,7 @@ class DevServer:
         ]
         for pragma in self.sqlite_pragmas:
             args += ["--sqlite-pragma", pragma]
-        for name, kind in SEARCH_ATTRIBUTES.items():
+        for name, kind in self.search_attributes.items():
             args += ["--search-attribute", f"{name}={kind}"]
         return args
 

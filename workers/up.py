@@ -1,13 +1,15 @@
 """`pitstop up`: the embedded default, as supervised child processes.
 
-Starts the Temporal dev server (SQLite file in the state dir, Web UI), the local fleet sandbox when no
-Kubernetes regions are configured, the worker and the alert webhook, applies `runbooks/schedules.yaml` to the
-embedded server; restarts a crashed worker or webhook;
+Starts the Temporal dev server (SQLite file in the state dir, Web UI) or, with `--temporal ADDR`, checks that
+the namespace has pitstop's search attributes (else refuses at once, naming `pitstop setup`), the local fleet
+sandbox when no Kubernetes regions are configured, the worker and the alert webhook, applies
+`runbooks/schedules.yaml` to the embedded server; restarts a crashed worker or webhook;
 stops everything on Ctrl-C / SIGTERM.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -105,6 +107,7 @@ def run_up(settings: Settings, *, temporal_address: str | None, with_sandbox: bo
     running_sandbox = None
     try:
         server, temporal_address = _start_temporal(settings, temporal_address)
+        _check_namespace(settings, temporal_address)
         if with_sandbox and not settings.kubernetes.regions:
             from sandbox.lifecycle import ensure_sandbox  # the local fleet sandbox (kube API + kwok, Prometheus)
 
@@ -168,6 +171,19 @@ def _start_temporal(settings: Settings, temporal_address: str | None) -> tuple[D
     )
     print(f"[up] Temporal Web UI: {server.ui_url}", flush=True)
     return server, server.address
+
+
+def _check_namespace(settings: Settings, temporal_address: str) -> None:
+    """Refuse (CliError naming `pitstop setup`) a namespace without pitstop's search attributes, at once."""
+    from .temporal_connection import connect
+    from .temporal_setup import ensure_ready
+
+    target = settings.model_copy(update={"temporal": settings.temporal.model_copy(update={"address": temporal_address})})
+
+    async def check() -> None:
+        await ensure_ready(await connect(target), target)
+
+    asyncio.run(check())
 
 
 def _start_children(settings: Settings, temporal_address: str) -> list[SupervisedProcess]:

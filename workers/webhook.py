@@ -13,6 +13,12 @@ or lose anything. The journal lives in `<state_dir>/webhook-journal.db` (PITSTOP
 each webhook process needs its own (in Kubernetes: a StatefulSet with a small volume, or emptyDir if losing
 a pod's undelivered backlog is acceptable because Alertmanager re-sends firing alerts every repeat_interval).
 
+Namespace check: when Temporal is first reachable, the receiver checks that the namespace exists and has
+pitstop's search attributes (workers/temporal_setup.py; registers them with
+`temporal.register_search_attributes`). Until it does, it logs an error naming what is missing and
+`pitstop setup`, keeps accepting and journaling alerts, forwards nothing, and checks again every
+`NAMESPACE_RECHECK_SECONDS`; /healthz shows `temporal_namespace`. Temporal being down never stops it starting.
+
 Deduplication: Alertmanager re-sends the same alert every `repeat_interval` (and several receivers or
 replicas may send it too); such repeats, for an (incident, status) this process accepted in the last
 `DELIVERED_TTL_SECONDS`, are answered at once and their count is delivered in one coalesced signal every
@@ -25,7 +31,8 @@ keyed with the token>`; both compared in constant time. The token comes from `se
 It is never logged.
 
 Answers: 200 `{"incidents": [...]}` (each `delivered`: `accepted` = journaled, `repeat coalesced`); 400 body
-is not JSON; 401 unauthenticated; 404/405 wrong path/method; 413 body larger than
+is not JSON pitstop can represent (`pitstop.alerts.decode_body`: not UTF-8, NaN, numbers out of range,
+nested deeper than `MAX_BODY_DEPTH`, unpaired surrogates); 401 unauthenticated; 404/405 wrong path/method; 413 body larger than
 `settings.webhook.max_body_bytes`; 415 not JSON content; 422 JSON that is not a v4 payload (with the reason);
 503 the journal is full or unwritable (Alertmanager retries). Never 500 for a bad request.
 GET /healthz answers 200 with counters (accepted, refused, forwarded, backlog) and how long the latest
@@ -56,7 +63,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from pitstop.alerts import AlertmanagerWebhook, AlertNotification, notifications_from
+from pitstop.alerts import AlertmanagerWebhook, AlertNotification, BodyNotJson, decode_body, notifications_from
 from pitstop.config import Settings
 from pitstop.incidents import ALERT_SIGNAL, INCIDENT_WORKFLOW, IncidentStart
 
@@ -68,6 +75,8 @@ ALERT_PATHS = ("/alerts", "/", "/api/v1/alerts")
 REPEAT_FLUSH_SECONDS = 2.0
 DELIVERED_TTL_SECONDS = 300.0
 MAX_TRACKED_DELIVERIES = 100_000
+NAMESPACE_RECHECK_SECONDS = 15.0  # a namespace without pitstop's search attributes is checked again this often
+RETRY_UNREACHABLE_MAX_SECONDS = 10.0  # Temporal unreachable at start: retried with backoff up to this
 SIGNATURE_HEADER = b"x-pitstop-signature"
 
 Scope = dict[str, Any]
@@ -119,7 +128,9 @@ class AlertWebhook:
                  journal: AlertJournal) -> None:
         self.client = client
         self.journal = journal
-        self.forwarder = AlertForwarder(journal, self._signal_with_start)
+        self.forwarder = AlertForwarder(journal, self._forward)
+        self.namespace_ready = asyncio.Event()  # set once the namespace has pitstop's search attributes
+        self.namespace_problem = "not checked yet"
         self._token = token.encode()
         self._token_text = token
         self.task_queue = task_queue
@@ -175,11 +186,47 @@ class AlertWebhook:
         if self._flusher is not None:
             self._flusher.cancel()
         await self.flush_repeats()
-        if not await self.forwarder.drain(drain_seconds):
+        if not await self.forwarder.drain(drain_seconds if self.namespace_ready.is_set() else 0.0):
             log.warning("%d alert notification(s) not yet delivered stay in %s for the next start",
                         self.forwarder.backlog, self.journal.path)
         await self.forwarder.stop()
         await self.journal.close()
+
+    async def check_namespace(self, settings: Settings) -> None:
+        """Check (or, if the settings allow, set up) the namespace when Temporal is first reachable; until it
+        is ready alerts stay journaled (never lost) and nothing is forwarded. Logs each change of state."""
+        from .errors import EXIT_UNAVAILABLE, CliError
+        from .temporal_setup import ensure_ready
+
+        delay = 0.5
+        while True:
+            try:
+                await ensure_ready(self.client, settings)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep accepting and journaling alerts; check again later
+                unreachable = not isinstance(exc, CliError) or exc.exit_code == EXIT_UNAVAILABLE
+                problem = "unreachable" if unreachable else "not set up"
+                if problem != self.namespace_problem:
+                    self.namespace_problem = problem
+                    text = exc.message if isinstance(exc, CliError) else f"{type(exc).__name__}: {exc}"
+                    (log.warning if unreachable else log.error)(
+                        "%s Alerts are accepted and kept in %s; they are forwarded once this is fixed "
+                        "(checked again every %.0fs).", text, self.journal.path,
+                        RETRY_UNREACHABLE_MAX_SECONDS if unreachable else NAMESPACE_RECHECK_SECONDS)
+                await asyncio.sleep(min(delay, RETRY_UNREACHABLE_MAX_SECONDS) if unreachable
+                                    else NAMESPACE_RECHECK_SECONDS)
+                delay *= 2
+                continue
+            if self.namespace_problem != "not checked yet":
+                log.info("Temporal namespace %r is ready; forwarding %d journaled alert notification(s)",
+                         settings.temporal.namespace, self.forwarder.backlog)
+            self.namespace_ready.set()
+            return
+
+    async def _forward(self, note: AlertNotification) -> dict[str, str]:
+        await self.namespace_ready.wait()
+        return await self._signal_with_start(note)
 
     async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
         path, method = scope.get("path", ""), scope.get("method", "")
@@ -188,6 +235,7 @@ class AlertWebhook:
             return 200, {"status": "ok", "accepted": self.accepted, "refused": self.refused,
                          "forwarded": self.forwarder.delivered, "backlog": self.forwarder.backlog,
                          "forward_retries": self.forwarder.retries,
+                         "temporal_namespace": "ready" if self.namespace_ready.is_set() else self.namespace_problem,
                          "forward_ms_p50": round(forwarded[len(forwarded) // 2] * 1000, 1) if forwarded else None,
                          "forward_ms_max": round(forwarded[-1] * 1000, 1) if forwarded else None}
         if path not in ALERT_PATHS:
@@ -209,9 +257,9 @@ class AlertWebhook:
         if content_type not in (b"application/json", b"text/json", b""):
             raise RequestRefused(415, f"content type {content_type.decode(errors='replace')!r} is not JSON")
         try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise RequestRefused(400, f"body is not valid JSON: {exc}") from None
+            data = decode_body(body)
+        except BodyNotJson as exc:
+            raise RequestRefused(400, str(exc)) from None
         try:
             payload = AlertmanagerWebhook.model_validate(data)
         except ValidationError as exc:
@@ -299,6 +347,8 @@ class AlertWebhook:
 
     async def flush_repeats(self) -> None:
         """Deliver the counted repeats, one signal per (incident, status); failures stay for the next tick."""
+        if not self.namespace_ready.is_set():
+            return  # counted repeats wait, like journaled alerts, until the namespace is ready
         pending, self._repeats = self._repeats, {}
         if not pending:
             return
@@ -400,10 +450,12 @@ async def serve(settings: Settings, *, client: Client | None = None, ready: asyn
 
         raise CliError(str(exc), exit_code=2) from None
     watcher = asyncio.create_task(watch())
+    namespace_check = asyncio.create_task(app.check_namespace(settings))
     try:
         await server.serve()
     finally:
         watcher.cancel()
+        namespace_check.cancel()
         await app.shutdown()
 
 

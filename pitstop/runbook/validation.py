@@ -15,6 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from pitstop import bounded_yaml
+
 from . import dag, expressions
 from .model import InputSpec, Runbook, Step
 from .registry import load_step_types
@@ -352,8 +354,17 @@ def _known(names: Iterable[Any]) -> str:
 # ---------------------------------------------------------------- files and catalogs
 
 
+def parse_runbook_file(path: Path) -> tuple[Runbook | None, list[Problem]]:
+    """`parse_runbook` of a file; a file larger than `bounded_yaml.MAX_YAML_BYTES` is refused unread."""
+    try:
+        text = bounded_yaml.read_text(path)
+    except bounded_yaml.YamlRefused as exc:
+        return None, [Problem(str(path), exc.line, exc.reason)]
+    return parse_runbook(text, str(path))
+
+
 def load_runbook_file(path: Path) -> Runbook:
-    runbook, problems = parse_runbook(path.read_text(), str(path))
+    runbook, problems = parse_runbook_file(path)
     if problems or runbook is None:
         raise RunbookInvalid(problems)
     return runbook
@@ -372,8 +383,8 @@ def runbook_files(root: Path) -> list[Path]:
 
 def _looks_like_runbook(path: Path) -> bool:
     try:
-        data = load(path.read_text()).data
-    except YamlSyntaxError:
+        data = load(bounded_yaml.read_text(path)).data
+    except (YamlSyntaxError, bounded_yaml.YamlRefused):
         return True  # report the syntax error
     return not isinstance(data, dict) or "name" in data or "steps" in data
 
@@ -383,7 +394,7 @@ def validate_catalog(root: Path) -> tuple[dict[str, tuple[Path, Runbook]], list[
     catalog: dict[str, tuple[Path, Runbook]] = {}
     problems: list[Problem] = []
     for path in runbook_files(root):
-        runbook, found = parse_runbook(path.read_text(), str(path))
+        runbook, found = parse_runbook_file(path)
         problems += found
         if runbook is None:
             continue
@@ -421,7 +432,7 @@ def _check_children(catalog: dict[str, tuple[Path, Runbook]]) -> list[Problem]:
 
 
 def _step_line(path: Path, step_id: str) -> int:
-    doc = load(path.read_text())
+    doc = load(bounded_yaml.read_text(path))
     for index, step in enumerate(doc.data.get("steps", [])):
         if isinstance(step, dict) and step.get("id") == step_id:
             return doc.line(("steps", index))

@@ -1,6 +1,7 @@
 """Load YAML keeping line numbers: plain data plus a map from each value's path to its 1-based line.
 
-Paths are tuples of keys and list indexes, e.g. `("steps", 2, "with", "replicas")`.
+Paths are tuples of keys and list indexes, e.g. `("steps", 2, "with", "replicas")`. Parsing goes through the
+bounded loader (pitstop/bounded_yaml.py): alias bombs, absurd nesting and oversized text are refused.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+
+from pitstop import bounded_yaml
 
 Path = tuple[Any, ...]
 
@@ -35,12 +38,11 @@ class YamlSyntaxError(ValueError):
 
 
 def load(text: str) -> SourceDoc:
+    """Within the bounds of pitstop/bounded_yaml.py (size, nodes after alias expansion, depth)."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise YamlSyntaxError(f"not valid YAML: {problem}", (mark.line + 1) if mark else 1) from exc
+        node = bounded_yaml.compose(text)
+    except bounded_yaml.YamlRefused as exc:
+        raise YamlSyntaxError(exc.reason, exc.line) from exc
     doc = SourceDoc(data=None)
     if node is None:
         return doc

@@ -1,8 +1,8 @@
 """The alert webhook and the Incident workflow against a real Temporal server and a real uvicorn.
 
-Covers: authentication (bearer, HMAC, 401), malformed/oversized bodies (400/413/422, the receiver keeps
-serving), 1,000 concurrent notifications over 20 alerts -> exactly 20 incidents and no lost notification,
-an alert that resolves before its action runs gets no action, a remediation waits while a release holds
+Covers: authentication (bearer, HMAC, 401), malformed/oversized/hostile bodies (400/413/422 — deep nesting,
+invalid UTF-8, NaN, huge numbers — never 500, the receiver keeps serving), 1,000 concurrent notifications
+over 20 alerts -> exactly 20 incidents and no lost notification, an alert that resolves before its action runs gets no action, a remediation waits while a release holds
 the service's lease, and a full alert -> action -> resolved -> recovered incident with its postmortem.
 """
 
@@ -273,6 +273,44 @@ async def test_malformed_and_oversized_requests_are_refused_and_the_receiver_kee
     health = await stack.http.get(stack.url.replace("/alerts", "/healthz"))
     assert health.status_code == 200
     fine = await post(stack, alert_payload(fingerprint=fp(), alertname="Unmatched", service="s", namespace="n", region="r"))
+    assert fine.status_code == 200, fine.text
+
+
+async def test_hostile_bodies_get_400_never_500_and_the_receiver_keeps_serving(stack: Stack) -> None:
+    good = json.dumps(alert_payload(fingerprint=fp(), alertname="Unmatched", service="s", namespace="n", region="r"))
+    unrepresentable = {
+        "nested 30,000 deep": b"[" * 30_000 + b"]" * 30_000,
+        "objects nested 5,000 deep": b'{"a":' * 5_000 + b"1" + b"}" * 5_000,
+        "alerts nested in a field it ignores": good.replace('"receiver"', '"x": ' + "[" * 900 + "]" * 900
+                                                            + ', "receiver"', 1).encode(),
+        "invalid UTF-8": good.replace("Unmatched", "Un\udcffmatched").encode("utf-8", "surrogateescape"),
+        "UTF-8-encoded surrogate": good.replace("Unmatched", "\ud800").encode("utf-8", "surrogatepass"),
+        "escaped lone surrogate": good.replace("Unmatched", "\\ud800").encode(),
+        "NaN": good.replace('"truncatedAlerts": 0', '"truncatedAlerts": NaN').encode(),
+        "Infinity": good.replace('"truncatedAlerts": 0', '"truncatedAlerts": -Infinity').encode(),
+        "float overflow": good.replace('"truncatedAlerts": 0', '"truncatedAlerts": 1e999').encode(),
+        "huge integer": good.replace('"truncatedAlerts": 0', '"truncatedAlerts": ' + "9" * 5_000).encode(),
+        "empty": b"",
+        "truncated": good[:-10].encode(),
+    }
+    for name, body in unrepresentable.items():
+        response = await stack.http.post(stack.url, content=body, headers=auth())
+        assert response.status_code == 400, (name, response.status_code, response.text)
+        assert response.json()["error"], name
+    # JSON it can represent, odd or no Alertmanager payload at all: accepted or refused (4xx), never a 500
+    odd = [None, 3, "x", [], {"alerts": {"a": 1}},
+           {**json.loads(good), "truncatedAlerts": 10**19},
+           {**json.loads(good), "alerts": [{**json.loads(good)["alerts"][0], "startsAt": "9999-12-31T23:59:59-23:59"}]},
+           {**json.loads(good), "alerts": [{**json.loads(good)["alerts"][0], "startsAt": "0001-01-01T00:00:00+23:59"}]},
+           {**json.loads(good), "alerts": [{**json.loads(good)["alerts"][0], "labels": {"alertname": ["x"]}}]},
+           {**json.loads(good), "alerts": [{**json.loads(good)["alerts"][0], "fingerprint": 12}]}]
+    for payload in odd:
+        response = await stack.http.post(stack.url, json=payload, headers=auth())
+        assert response.status_code < 500, (payload if not isinstance(payload, dict) else payload.get("alerts"),
+                                            response.status_code, response.text)
+    health = await stack.http.get(stack.url.replace("/alerts", "/healthz"))
+    assert health.status_code == 200
+    fine = await stack.http.post(stack.url, content=good.encode(), headers=auth())
     assert fine.status_code == 200, fine.text
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import datetime, timezone
 
 import pytest
 from pydantic import ValidationError
 
-from pitstop.alerts import AlertmanagerWebhook, incident_id, notifications_from, severity_rank
+from pitstop.alerts import (
+    MAX_BODY_DEPTH, AlertmanagerWebhook, BodyNotJson, decode_body, incident_id, notifications_from, severity_rank,
+)
 
 
 def payload(**overrides: object) -> dict:
@@ -89,3 +93,38 @@ def test_duplicate_alerts_in_one_payload_collapse() -> None:
 def test_severity_ranking() -> None:
     assert severity_rank("critical") > severity_rank("page") > severity_rank("warning") > severity_rank("info")
     assert severity_rank("unknown") == severity_rank("warning")
+
+
+UNREPRESENTABLE = {
+    "deeply nested arrays": b"[" * 100_000 + b"]" * 100_000,
+    "deeply nested objects": b'{"a":' * 5_000 + b"1" + b"}" * 5_000,
+    "one level too deep": b"[" * (MAX_BODY_DEPTH + 1) + b"]" * (MAX_BODY_DEPTH + 1),
+    "invalid UTF-8": b'{"version": "4\xff"}',
+    "UTF-8-encoded surrogate": b'{"a": "\xed\xa0\x80"}',
+    "escaped lone surrogate": b'{"a": "\\ud800"}',
+    "lone surrogate in a key": b'{"\\udc00": 1}',
+    "NaN": b'{"truncatedAlerts": NaN}',
+    "Infinity": b"[-Infinity]",
+    "float overflow": b"[1e999]",
+    "huge integer": b"[" + b"9" * 5_000 + b"]",
+    "integer beyond 64 bits": b"[" + b"9" * 21 + b"]",
+    "not JSON": b"{not json",
+    "empty": b"",
+}
+
+
+@pytest.mark.parametrize("body", UNREPRESENTABLE.values(), ids=UNREPRESENTABLE.keys())
+def test_bodies_json_cannot_represent_are_refused_quickly_with_a_reason(body: bytes) -> None:
+    started = time.monotonic()
+    with pytest.raises(BodyNotJson) as refused:
+        decode_body(body)
+    assert time.monotonic() - started < 0.5
+    assert str(refused.value) and "Traceback" not in str(refused.value)
+
+
+def test_ordinary_bodies_decode_as_json_does() -> None:
+    body = json.dumps(payload(commonLabels={"emoji": "\U0001f600 \u00fc"})).encode()
+    assert decode_body(body) == json.loads(body)
+    deepest = b"[" * MAX_BODY_DEPTH + b"]" * MAX_BODY_DEPTH
+    assert decode_body(deepest) == json.loads(deepest)
+    assert decode_body(b'["\\ud83d\\ude00", 1.5, -3, 99999999999999999999]') == ["\U0001f600", 1.5, -3, 10**20 - 1]
