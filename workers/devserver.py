@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,11 +129,20 @@ class DevServer:
             if self.process is not None and self.process.poll() is not None:
                 tail = self.log_path.read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"temporal dev server exited with code {self.process.returncode}:\n{tail}")
-            if port_is_open(self.ip, self.ports.frontend) and port_is_open(self.ip, self.ports.ui):
+            if port_is_open(self.ip, self.ports.frontend) and self._ui_answers():
                 if self._healthy():
                     return
             time.sleep(0.1)
         raise RuntimeError(f"temporal dev server not healthy within {timeout_seconds:.0f}s; see {self.log_path}")
+
+    def _ui_answers(self) -> bool:
+        """The Web UI serves its page (an open port alone is not enough: under load it was seen refusing after)."""
+        try:
+            direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
+            with direct.open(self.ui_url + "/", timeout=2) as response:
+                return int(response.status) == 200
+        except (OSError, urllib.error.URLError):
+            return False
 
     def _healthy(self) -> bool:
         result = subprocess.run(
