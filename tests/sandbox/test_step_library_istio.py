@@ -29,6 +29,7 @@ from .step_library_support import (
     WORKER_SA,
     Recorder,
     apply_deploy_rbac,
+    closed_after,
     create_deployment,
     deployment_manifest,
     impersonating,
@@ -41,10 +42,7 @@ pytestmark = pytest.mark.sandbox
 
 @pytest.fixture(scope="module")
 def clients(kube_sandbox: SandboxClusters) -> Iterator[ActivityClients]:
-    built = sandbox_activity_clients(kube_sandbox, traffic={"services_without_mesh": [f"{NAMESPACE}/legacy-batch"]})
-    yield built
-    for api in built.kube.values():
-        api.close()
+    yield from closed_after(sandbox_activity_clients(kube_sandbox, traffic={"services_without_mesh": [f"{NAMESPACE}/legacy-batch"]}))
 
 
 @pytest.fixture

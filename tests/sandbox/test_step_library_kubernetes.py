@@ -40,6 +40,7 @@ from .step_library_support import (
     WORKER_SA,
     Recorder,
     apply_deploy_rbac,
+    closed_after,
     create_deployment,
     deployment_manifest,
     eventually,
@@ -53,10 +54,7 @@ pytestmark = pytest.mark.sandbox
 
 @pytest.fixture(scope="module")
 def clients(kube_sandbox: SandboxClusters) -> Iterator[ActivityClients]:
-    built = sandbox_activity_clients(kube_sandbox)
-    yield built
-    for api in built.kube.values():
-        api.close()
+    yield from closed_after(sandbox_activity_clients(kube_sandbox))
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from sandbox.clusters import SandboxClusters
 from tests.fixtures.temporal import running_worker
 from tests.integration.runbook_harness import engine, start, status, step_state
 
-from .step_library_support import NAMESPACE, REGION, create_deployment, deployment_manifest, sandbox_activity_clients, unique
+from .step_library_support import NAMESPACE, REGION, closed_after, create_deployment, deployment_manifest, sandbox_activity_clients, unique
 from .worker_dying_after_write import EXIT_CODE
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.integration]
@@ -36,10 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def clients(kube_sandbox: SandboxClusters) -> Iterator[ActivityClients]:
-    built = sandbox_activity_clients(kube_sandbox)
-    yield built
-    for api in built.kube.values():
-        api.close()
+    yield from closed_after(sandbox_activity_clients(kube_sandbox))
 
 
 def dying_worker(address: str, queue: str, sandbox: SandboxClusters, step_id: str, log: Path) -> subprocess.Popen[bytes]:
