@@ -106,7 +106,11 @@ class ReleaseClusterActivities:
 
     @activity.defn(name="delivery.snapshot")
     def snapshot(self, request: TargetInput) -> ReleaseSnapshot:
-        """Routes, subsets and scale as they are now: what a rollback will write back."""
+        """Routes, subsets and scale as they are now: what a rollback will write back.
+
+        Read-only, so no durable undo value is needed (`pitstop.undo_values`): the release takes it under its
+        lease before its first change and schedules nothing else until it has the result, so a retried snapshot
+        still sees the state before the release (a retry cannot observe the release's own changes)."""
         t = request.target
         api = self._api(t.region)
         router, route_target = self._router(api, t)

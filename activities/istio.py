@@ -23,6 +23,7 @@ from pitstop.steps.istio import (
 )
 
 from .clients import ActivityClients
+from .idempotency import undo_key
 from .kube_api import KubeJson
 from .kube_errors import translate_api_error
 from .traffic import RouteTarget, TrafficRouter, router_for
@@ -59,7 +60,7 @@ class IstioActivities:
     def set_weights(self, invocation: StepInvocation[SetWeightsArgs]) -> SetWeightsResult:
         router, target = self._router(invocation.args)
         try:
-            return router.set_routes(target, invocation.args.weights, dry_run=invocation.dry_run)
+            return router.set_routes(target, invocation.args.weights, dry_run=invocation.dry_run, record_key=undo_key(invocation))
         except ApiException as exc:
             raise self._translate(exc, target) from None
 

@@ -10,6 +10,11 @@ Rules every activity follows: absolute target state, read before write (`changed
 there), `dry_run` reads and reports what would change without writing, domain errors (unknown object,
 forbidden, invalid) raise non-retryable `ApplicationError`s naming the object, transient errors raise and
 Temporal retries them. Objects are handled as the API's plain JSON through `KubeJson`.
+
+Steps whose output feeds a compensation (`scale` -> `previous_replicas`, `set_image` -> `previous_image`,
+`rollout_undo` -> `from_revision`) record that value on the Deployment in the same patch as the change
+(`pitstop.undo_values`), so a retry after the write went through returns the original value, not the new one.
+`patch` returns no previous values (its compensation is a patch the runbook spells out), so it records none.
 """
 
 from __future__ import annotations
@@ -58,9 +63,10 @@ from pitstop.steps.kubernetes import (
     WaitForRolloutArgs,
     WaitForRolloutResult,
 )
+from pitstop.undo_values import EARLIER_ATTEMPT, UNDO_VALUES_ANNOTATION, recorded_previous, with_previous
 
 from .clients import ActivityClients
-from .idempotency import idempotency_key
+from .idempotency import idempotency_key, undo_key
 from .kube_api import WORKLOAD_PATHS, KubeJson, deployment_path, label_selector
 from .kube_errors import api_error_detail, kube_errors, retry_on_conflict
 from .sync_sleep import sleep_or_cancel
@@ -76,6 +82,19 @@ UNDO_KEY_ANNOTATION = "pitstop.io/undo-key"
 
 def _meta(obj: dict[str, Any]) -> dict[str, Any]:
     return obj.get("metadata") or {}
+
+
+def _annotations(obj: dict[str, Any]) -> dict[str, str]:
+    return _meta(obj).get("annotations") or {}
+
+
+def _undo_metadata(obj: dict[str, Any], key: str, previous: Any) -> dict[str, Any]:
+    """The `metadata` of a patch that records `previous` under `key` (`pitstop.undo_values`), pinned to the
+    object's resourceVersion: the record is read-modify-write, so a concurrent change answers 409 (re-read)."""
+    return {
+        "resourceVersion": _meta(obj)["resourceVersion"],
+        "annotations": {UNDO_VALUES_ANNOTATION: with_previous(_annotations(obj), key, previous)},
+    }
 
 
 def summarize_deployment(dep: dict[str, Any], region: str) -> DeploymentStatus:
@@ -203,30 +222,44 @@ class KubernetesActivities:
 
     @activity.defn(name="kubernetes.scale")
     def scale(self, invocation: StepInvocation[ScaleArgs]) -> ScaleResult:
+        """Set spec.replicas. The count found is recorded on the Deployment in the same patch (`pitstop.undo_values`),
+        so a retry after the patch went through still answers the original `previous_replicas`."""
         args, what = invocation.args, self._what(invocation.args)
         api = self._api(args.region)
-        with kube_errors(what, args.region):
-            dep = self._read_deployment(api, args)
+        key = undo_key(invocation)
+        path = deployment_path(args.namespace, args.name)
+
+        def attempt() -> ScaleResult:
+            dep = api.get(path)
             current = (dep.get("spec") or {}).get("replicas", 1)
-            if current == args.replicas:
+            recorded = recorded_previous(_annotations(dep), key, int)
+            if current == args.replicas and recorded is None:
                 return ScaleResult(previous_replicas=current, replicas=current, summary=f"{what} already has {current} replicas")
-            if invocation.dry_run:
-                return ScaleResult(
-                    changed=True, previous_replicas=current, replicas=args.replicas,
-                    summary=f"would scale {what} from {current} to {args.replicas} replicas",
-                )
-            api.patch(deployment_path(args.namespace, args.name), {"spec": {"replicas": args.replicas}}, patch_type="merge")
-        return ScaleResult(
-            changed=True, previous_replicas=current, replicas=args.replicas,
-            summary=f"scaled {what} in {args.region} from {current} to {args.replicas} replicas",
-        )
+            previous = current if recorded is None else recorded.value
+            result = ScaleResult(changed=True, previous_replicas=previous, replicas=args.replicas)
+            if current == args.replicas:
+                result.summary = f"scaled {what} in {args.region} from {previous} to {args.replicas} replicas{EARLIER_ATTEMPT}"
+            elif invocation.dry_run:
+                result.summary = f"would scale {what} from {current} to {args.replicas} replicas"
+            else:
+                api.patch(path, {"metadata": _undo_metadata(dep, key, previous), "spec": {"replicas": args.replicas}}, patch_type="merge")
+                result.summary = f"scaled {what} in {args.region} from {previous} to {args.replicas} replicas"
+            return result
+
+        with kube_errors(what, args.region):
+            return retry_on_conflict(attempt)
 
     @activity.defn(name="kubernetes.set_image")
     def set_image(self, invocation: StepInvocation[SetImageArgs]) -> SetImageResult:
+        """Set one container's image. The image found is recorded on the Deployment in the same patch
+        (`pitstop.undo_values`), so a retry after the patch went through still answers the original `previous_image`."""
         args, what = invocation.args, self._what(invocation.args)
         api = self._api(args.region)
-        with kube_errors(what, args.region):
-            dep = self._read_deployment(api, args)
+        key = undo_key(invocation)
+        path = deployment_path(args.namespace, args.name)
+
+        def attempt() -> SetImageResult:
+            dep = api.get(path)
             images = container_images((dep.get("spec") or {}).get("template") or {})
             if args.container not in images:
                 raise ApplicationError(
@@ -234,18 +267,29 @@ class KubernetesActivities:
                     type="Invalid", non_retryable=True,
                 )
             current = images[args.container]
-            result = SetImageResult(container=args.container, previous_image=current, image=args.image)
+            recorded = recorded_previous(_annotations(dep), key, str)
+            if current == args.image and recorded is None:
+                return SetImageResult(
+                    container=args.container, previous_image=current, image=args.image,
+                    summary=f"{what} container {args.container} already runs {args.image}",
+                )
+            previous = current if recorded is None else recorded.value
+            result = SetImageResult(changed=True, container=args.container, previous_image=previous, image=args.image)
             if current == args.image:
-                result.summary = f"{what} container {args.container} already runs {args.image}"
-                return result
-            result.changed = True
-            if invocation.dry_run:
+                result.summary = f"set {what} container {args.container} image {previous} -> {args.image}{EARLIER_ATTEMPT}"
+            elif invocation.dry_run:
                 result.summary = f"would set {what} container {args.container} image {current} -> {args.image}"
-                return result
-            patch = {"spec": {"template": {"spec": {"containers": [{"name": args.container, "image": args.image}]}}}}
-            api.patch(deployment_path(args.namespace, args.name), patch, patch_type="strategic")
-        result.summary = f"set {what} container {args.container} image {current} -> {args.image}"
-        return result
+            else:
+                patch = {
+                    "metadata": _undo_metadata(dep, key, previous),
+                    "spec": {"template": {"spec": {"containers": [{"name": args.container, "image": args.image}]}}},
+                }
+                api.patch(path, patch, patch_type="strategic")
+                result.summary = f"set {what} container {args.container} image {previous} -> {args.image}"
+            return result
+
+        with kube_errors(what, args.region):
+            return retry_on_conflict(attempt)
 
     @activity.defn(name="kubernetes.rollout_restart")
     def rollout_restart(self, invocation: StepInvocation[DeploymentArgs]) -> RolloutRestartResult:
@@ -287,21 +331,30 @@ class KubernetesActivities:
         """kubectl rollout undo: copy a previous ReplicaSet's pod template back into the Deployment.
 
         Idempotent per run step: the Deployment is annotated with the step's key, so a retry after a
-        successful undo does not undo again (which would flip back to the bad revision)."""
+        successful undo does not undo again (which would flip back to the bad revision). The same patch records
+        the revisions (`pitstop.undo_values`), so that retry still answers the original `from_revision`."""
         args, what = invocation.args, self._what(invocation.args)
         api = self._api(args.region)
         key = idempotency_key(invocation)
+        record_key = undo_key(invocation)
         path = deployment_path(args.namespace, args.name)
 
         def attempt() -> RolloutUndoResult:
             dep = api.get(path)
             meta, spec = _meta(dep), dep.get("spec") or {}
             current_revision = revision_of(dep)
-            if (meta.get("annotations") or {}).get(UNDO_KEY_ANNOTATION) == key:
+            if _annotations(dep).get(UNDO_KEY_ANNOTATION) == key:
+                images = container_images(spec.get("template") or {})
+                recorded = recorded_previous(_annotations(dep), record_key, dict[str, int | None])
+                if recorded is None:
+                    return RolloutUndoResult(
+                        from_revision=None, to_revision=current_revision or 0, images=images,
+                        summary=f"{what} was already rolled back by this step",
+                    )
+                from_revision, to_revision = recorded.value.get("from_revision"), recorded.value.get("to_revision") or 0
                 return RolloutUndoResult(
-                    from_revision=None, to_revision=current_revision or 0,
-                    images=container_images(spec.get("template") or {}),
-                    summary=f"{what} was already rolled back by this step",
+                    changed=True, from_revision=from_revision, to_revision=to_revision, images=images,
+                    summary=f"rolled {what} in {args.region} back from revision {from_revision} to {to_revision}{EARLIER_ATTEMPT}",
                 )
             replica_sets = [
                 rs
@@ -335,7 +388,9 @@ class KubernetesActivities:
             if invocation.dry_run:
                 result.summary = f"would roll {what} back from revision {current_revision} to {target_revision} ({result.images})"
                 return result
-            api.patch(path, rollback_patch(dep, target, extra_annotations={UNDO_KEY_ANNOTATION: key}), patch_type="json")
+            revisions = {"from_revision": current_revision, "to_revision": target_revision}
+            annotations = {UNDO_KEY_ANNOTATION: key, UNDO_VALUES_ANNOTATION: with_previous(_annotations(dep), record_key, revisions)}
+            api.patch(path, rollback_patch(dep, target, extra_annotations=annotations), patch_type="json")
             result.summary = f"rolled {what} in {args.region} back from revision {current_revision} to {target_revision}"
             return result
 

@@ -43,6 +43,7 @@ from pitstop.traffic_routes import (
     with_weights,
     without_mirror,
 )
+from pitstop.undo_values import EARLIER_ATTEMPT, UNDO_VALUES_ANNOTATION, recorded_previous, with_previous
 
 from .kube_api import KubeJson
 from .kube_errors import retry_on_conflict
@@ -78,7 +79,9 @@ class TrafficRouter(Protocol):
 
     def get_http(self, target: RouteTarget) -> list[JsonObject]: ...
 
-    def set_routes(self, target: RouteTarget, weights: dict[str, int], *, dry_run: bool) -> SetWeightsResult: ...
+    def set_routes(
+        self, target: RouteTarget, weights: dict[str, int], *, dry_run: bool, record_key: str = ""
+    ) -> SetWeightsResult: ...
 
     def set_http(self, target: RouteTarget, http: list[JsonObject], *, dry_run: bool) -> RouteChangeResult: ...
 
@@ -186,28 +189,42 @@ class IstioRouter:
         """The VirtualService's HTTP routes as they are (what a release snapshots and restores)."""
         return copy.deepcopy(http_routes(self._read_virtual_service(target)))
 
-    def set_routes(self, target: RouteTarget, weights: dict[str, int], *, dry_run: bool) -> SetWeightsResult:
+    def set_routes(
+        self, target: RouteTarget, weights: dict[str, int], *, dry_run: bool, record_key: str = ""
+    ) -> SetWeightsResult:
+        """Set the service route's weights. With a `record_key` (the step's `undo_key`) the weights found are
+        recorded on the VirtualService in the same update (`pitstop.undo_values`), so a retry after the update
+        went through still answers the original `previous` weights."""
         before: dict[str, int] = {}
+        earlier = False
 
         def change(vs: JsonObject) -> JsonObject | None:
+            nonlocal earlier
             routes = http_routes(vs)
             index = service_route_index(routes, target.route)
             route = routes[index]
+            annotations = (vs.get("metadata") or {}).get("annotations") or {}
+            recorded = recorded_previous(annotations, record_key, dict[str, int]) if record_key else None
+            earlier = recorded is not None
             before.clear()
-            before.update(route_weights(route))
+            before.update(route_weights(route) if recorded is None else recorded.value)
             host = self._host(route, target)
             if has_weights(route, host, weights):
                 return None
             self._check_subsets(target, host, [s for s, w in weights.items() if w > 0])
             routes[index] = with_weights(route, host, weights)
+            if record_key:
+                vs.setdefault("metadata", {})["annotations"] = {
+                    **annotations, UNDO_VALUES_ANNOTATION: with_previous(annotations, record_key, dict(before))
+                }
             return vs
 
-        _, changed, conflicts = self._update(target, change, dry_run=dry_run)
+        _, written, conflicts = self._update(target, change, dry_run=dry_run)
         shown = " / ".join(f"{k} {v}" for k, v in weights.items())
-        verb = ("would set" if dry_run else "set") if changed else "already at"
+        verb = ("would set" if dry_run else "set") if written or earlier else "already at"
         return SetWeightsResult(
-            provider=self.provider, changed=changed, previous=dict(before), weights=dict(weights), conflicts=conflicts,
-            summary=f"{verb} {shown} on {target.describe()}",
+            provider=self.provider, changed=written or earlier, previous=dict(before), weights=dict(weights),
+            conflicts=conflicts, summary=f"{verb} {shown} on {target.describe()}{EARLIER_ATTEMPT if earlier and not written else ''}",
         )
 
     def set_http(self, target: RouteTarget, http: list[JsonObject], *, dry_run: bool) -> RouteChangeResult:
@@ -292,7 +309,9 @@ class NoMeshRouter:
     def get_http(self, target: RouteTarget) -> list[JsonObject]:
         return []
 
-    def set_routes(self, target: RouteTarget, weights: dict[str, int], *, dry_run: bool) -> SetWeightsResult:
+    def set_routes(
+        self, target: RouteTarget, weights: dict[str, int], *, dry_run: bool, record_key: str = ""
+    ) -> SetWeightsResult:
         return SetWeightsResult(
             provider=self.provider, weights=dict(weights), summary=f"no mesh for {target.describe()}: weights not applied"
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,13 @@ def sandbox_activity_clients(clusters: SandboxClusters, **settings: Any) -> Acti
     """What the worker would build for these clusters (`workers.clients.build_activity_clients`)."""
     regions = {region: {"kubeconfig": clusters.kubeconfig, "context": ctx} for region, ctx in clusters.contexts.items()}
     return build_activity_clients(Settings(kubernetes={"regions": regions}, **settings), require_clusters=True)
+
+
+def closed_after(clients: ActivityClients) -> Iterator[ActivityClients]:
+    """A clients fixture's body: yield the clients, then close their API connections."""
+    yield clients
+    for api in clients.kube.values():
+        api.close()
 
 
 def unique(name: str) -> str:

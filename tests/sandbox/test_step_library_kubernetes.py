@@ -3,6 +3,8 @@ scheduler + kwok), called through `ActivityEnvironment` with clients built by `w
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +31,7 @@ from pitstop.steps.kubernetes import (
     SetImageArgs,
     WaitForRolloutArgs,
 )
+from pitstop.undo_values import UNDO_VALUES_ANNOTATION
 from sandbox.clusters import SandboxClusters
 
 from .step_library_support import (
@@ -37,6 +40,7 @@ from .step_library_support import (
     WORKER_SA,
     Recorder,
     apply_deploy_rbac,
+    closed_after,
     create_deployment,
     deployment_manifest,
     eventually,
@@ -50,10 +54,7 @@ pytestmark = pytest.mark.sandbox
 
 @pytest.fixture(scope="module")
 def clients(kube_sandbox: SandboxClusters) -> Iterator[ActivityClients]:
-    built = sandbox_activity_clients(kube_sandbox)
-    yield built
-    for api in built.kube.values():
-        api.close()
+    yield from closed_after(sandbox_activity_clients(kube_sandbox))
 
 
 @pytest.fixture
@@ -87,7 +88,9 @@ def test_scale_is_absolute_idempotent_and_honours_dry_run(kube: KubernetesActivi
     done = wait_rollout(kube, name)
     assert done.available_replicas == 4 and done.rollout_complete
 
-    again = scale(4)
+    retry = scale(4)  # what a Temporal retry of the same step finds after its patch went through
+    assert (retry.changed, retry.previous_replicas, retry.replicas) == (True, 2, 4)
+    again = scale(4, step_id="step-2")
     assert again.changed is False and "already has 4 replicas" in again.summary
 
     generation = api.get(deployment_path(NAMESPACE, name))["metadata"]["generation"]
@@ -110,7 +113,9 @@ def test_set_image_wait_for_rollout_then_undo_returns_to_previous_image(kube: Ku
 
     result = env.run(kube.set_image, call(set_image))
     assert (result.changed, result.previous_image, result.image) == (True, "registry.example/undo:1.0", "registry.example/undo:2.0")
-    assert env.run(kube.set_image, call(set_image)).changed is False
+    retry = env.run(kube.set_image, call(set_image))  # a retry of the same step: the image it replaced
+    assert (retry.changed, retry.previous_image, retry.image) == (True, "registry.example/undo:1.0", "registry.example/undo:2.0")
+    assert env.run(kube.set_image, call(set_image, step_id="step-2")).changed is False
 
     recorder = Recorder()
     rolled = wait_rollout(kube, name, recorder)
@@ -127,7 +132,7 @@ def test_set_image_wait_for_rollout_then_undo_returns_to_previous_image(kube: Ku
     assert back.images == {"app": "registry.example/undo:1.0"} and back.revision == 3  # kubectl semantics: rev 1 becomes 3
 
     retried = env.run(kube.rollout_undo, call(undo, step_id="undo"))  # a retry of the same step does not flip back
-    assert retried.changed is False
+    assert (retried.changed, retried.from_revision, retried.to_revision) == (True, 2, 1)
     assert wait_rollout(kube, name).images == {"app": "registry.example/undo:1.0"}
 
     last = env.run(kube.last_rollout, call(DeploymentArgs(region=REGION, namespace=NAMESPACE, name=name)))
@@ -136,6 +141,36 @@ def test_set_image_wait_for_rollout_then_undo_returns_to_previous_image(kube: Ku
     evidence = env.run(kube.service_evidence, call(ServiceEvidenceArgs(region=REGION, namespace=NAMESPACE, name=name)))
     assert len(evidence.pods) == 3 and all(p.ready and p.image.endswith(":1.0") for p in evidence.pods)
     assert any(e.reason == "ScalingReplicaSet" for e in evidence.events)
+
+
+def test_a_retry_after_the_write_reports_the_original_previous_values(kube: KubernetesActivities, api: KubeJson) -> None:
+    """What a Temporal retry does after a worker died between the PATCH and the recorded result: the same
+    invocation again. It must answer the values found before the change, or a compensation restores nothing."""
+    name = unique("retry")
+    path = deployment_path(NAMESPACE, name)
+    create_deployment(api.api_client, deployment_manifest(name, "registry.example/retry:1.0", replicas=2))
+    env = Recorder()
+    scale = call(ScaleArgs(region=REGION, namespace=NAMESPACE, name=name, replicas=5), run_id="run-r", step_id="scale")
+    image = call(SetImageArgs(region=REGION, namespace=NAMESPACE, name=name, container="app", image="registry.example/retry:2.0"),
+                 run_id="run-r", step_id="image")
+
+    assert env.run(kube.scale, scale).previous_replicas == 2
+    assert env.run(kube.set_image, image).previous_image == "registry.example/retry:1.0"
+    api.patch(path, {"spec": {"replicas": 3}}, patch_type="merge")  # another writer between the attempts (an HPA)
+    retried_scale = env.run(kube.scale, scale)
+    retried_image = env.run(kube.set_image, image)
+    assert (retried_scale.changed, retried_scale.previous_replicas, retried_scale.replicas) == (True, 2, 5)
+    assert (retried_image.changed, retried_image.previous_image) == (True, "registry.example/retry:1.0")
+    dep = api.get(path)
+    assert dep["spec"]["replicas"] == 5, "the retry still sets the absolute count"
+    record = json.loads(dep["metadata"]["annotations"][UNDO_VALUES_ANNOTATION])
+    assert sorted(record.values(), key=str) == [2, "registry.example/retry:1.0"]
+
+    # a later run reusing the workflow id is another execution: it never takes this run's values for its own
+    env.env.info = dataclasses.replace(env.env.info, workflow_run_id="another-execution")
+    reused = env.run(kube.scale, scale)
+    assert (reused.changed, reused.previous_replicas) == (False, 5)
+    assert env.run(kube.set_image, image).previous_image == "registry.example/retry:2.0"
 
 
 def test_rollout_restart_happens_once_per_step(kube: KubernetesActivities, api: KubeJson) -> None:

@@ -20,7 +20,7 @@ from pitstop.steps.prometheus import ThresholdArgs
 from sandbox.clusters import SandboxClusters
 from tests.fixtures.temporal import running_worker
 
-from .step_library_support import NAMESPACE, REGION, create_deployment, deployment_manifest, sandbox_activity_clients, unique
+from .step_library_support import NAMESPACE, REGION, closed_after, create_deployment, deployment_manifest, sandbox_activity_clients, unique
 from .step_probe_workflow import StepProbeRequest, StepProbeWorkflow
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.integration]
@@ -28,10 +28,7 @@ pytestmark = [pytest.mark.sandbox, pytest.mark.integration]
 
 @pytest.fixture(scope="module")
 def clients(kube_sandbox: SandboxClusters) -> Iterator[ActivityClients]:
-    built = sandbox_activity_clients(kube_sandbox, prometheus={"url": "http://127.0.0.1:9", "timeout_seconds": 2})
-    yield built
-    for api in built.kube.values():
-        api.close()
+    yield from closed_after(sandbox_activity_clients(kube_sandbox, prometheus={"url": "http://127.0.0.1:9", "timeout_seconds": 2}))
 
 
 async def test_steps_run_through_real_workers_on_their_task_queues(
