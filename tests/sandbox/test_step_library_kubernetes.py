@@ -306,9 +306,11 @@ def test_deploy_rbac_grants_exactly_what_the_steps_need(kube_sandbox: SandboxClu
         assert drained.evicted
         assert env.run(kube.uncordon, call(NodeArgs(region=REGION, node=drain_node))).changed
 
-        # and nothing more: deleting is not granted, and an unauthorized caller gets a non-retryable "forbidden"
+        # and nothing more: pods are evicted, never deleted (releases' Deployment deletes: tests/sandbox/test_rbac_worker.py),
+        # and an unauthorized caller gets a non-retryable "forbidden"
+        pod = api.items(f"/api/v1/namespaces/{NAMESPACE}/pods", labelSelector=f"app={name}")[0]["metadata"]["name"]
         with pytest.raises(ApiException) as denied:
-            KubeJson(as_worker.kube[REGION]).request("DELETE", deployment_path(NAMESPACE, name))
+            KubeJson(as_worker.kube[REGION]).request("DELETE", f"/api/v1/namespaces/{NAMESPACE}/pods/{pod}")
         assert denied.value.status == 403
         nobody = impersonating(kube_sandbox, "system:serviceaccount:pitstop:nobody")
         with pytest.raises(ApplicationError, match="forbidden: deployment") as info:
