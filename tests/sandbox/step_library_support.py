@@ -6,6 +6,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,32 @@ def create_deployment(api: ApiClient, manifest: dict[str, Any], namespace: str =
     KubeJson(api).post(f"/apis/apps/v1/namespaces/{namespace}/deployments", manifest)
 
 
+@contextmanager
+def tainted_node(api: KubeJson, prefix: str) -> Iterator[str]:
+    """A dedicated kwok node, Ready, tainted `pitstop.test/drain` so only pods that tolerate it land there;
+    deleted afterwards."""
+    name = unique(prefix)
+    resources = {"cpu": "8", "memory": "32Gi", "pods": "110"}
+    api.post(
+        "/api/v1/nodes",
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake"}, "labels": {"kubernetes.io/hostname": name, "type": "kwok"}},
+            "spec": {"taints": [{"key": "pitstop.test/drain", "value": "true", "effect": "NoSchedule"}]},
+            "status": {"allocatable": resources, "capacity": resources},
+        },
+    )
+    try:
+        eventually(f"node {name} Ready", lambda: any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in (api.get(f"/api/v1/nodes/{name}").get("status") or {}).get("conditions") or []
+        ))
+        yield name
+    finally:
+        api.request("DELETE", f"/api/v1/nodes/{name}")
+
+
 class Recorder:
     """An ActivityEnvironment that keeps every heartbeat."""
 
@@ -96,9 +123,13 @@ def apply_deploy_rbac(clusters: SandboxClusters, region: str = REGION) -> None:
     assert applied.returncode == 0, applied.stderr
 
 
+def impersonate(clients: ActivityClients, user: str) -> ActivityClients:
+    """Make every Kubernetes request of `clients` as `user` (Impersonate-User); returns `clients`."""
+    for api_client in clients.kube.values():
+        api_client.set_default_header("Impersonate-User", user)
+    return clients
+
+
 def impersonating(clusters: SandboxClusters, user: str, **settings: Any) -> ActivityClients:
     """Clients built like the worker's, whose every request is made as `user` (Impersonate-User)."""
-    built = sandbox_activity_clients(clusters, **settings)
-    for api_client in built.kube.values():
-        api_client.set_default_header("Impersonate-User", user)
-    return built
+    return impersonate(sandbox_activity_clients(clusters, **settings), user)

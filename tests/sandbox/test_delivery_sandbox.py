@@ -42,6 +42,8 @@ from workflows.delivery import ProgressiveRelease
 from workflows.delivery_waves import RegionWaves
 from workflows.lease import TargetLease
 
+from .step_library_support import impersonate
+
 pytestmark = pytest.mark.sandbox
 
 INTERVAL, SCRAPE = 2.0, 1.0
@@ -61,12 +63,15 @@ def spec_for(service: Any, version: str, **overrides: Any) -> ReleaseSpec:
 @asynccontextmanager
 async def product_worker(client: Client, sandbox: Any, task_queue: str,
                          workflows: Sequence[type] = (ProgressiveRelease, RegionWaves, TargetLease),
-                         *, prometheus_url: str | None = None) -> AsyncIterator[None]:
-    """The product's workers in-process; `prometheus_url` overrides the sandbox's Prometheus (analysis source)."""
+                         *, prometheus_url: str | None = None, kube_user: str | None = None) -> AsyncIterator[None]:
+    """The product's workers in-process; `prometheus_url` overrides the sandbox's Prometheus (analysis source);
+    with `kube_user` every Kubernetes request is made as that user (e.g. the worker's service account)."""
     regions = {r: {"kubeconfig": sandbox.clusters.kubeconfig, "context": c} for r, c in sandbox.clusters.contexts.items()}
     settings = Settings(temporal={"task_queue": task_queue}, kubernetes={"regions": regions},
                         prometheus={"url": prometheus_url or sandbox.monitoring.prometheus_url, "timeout_seconds": 2})
     clients = build_activity_clients(settings, temporal=client, require_clusters=True)
+    if kube_user is not None:
+        impersonate(clients, kube_user)
     with ThreadPoolExecutor(max_workers=64) as executor:
         workers = build_workers(client=client, settings=settings, activity_set=build_activities(clients),
                                 executor=executor, workflows=list(workflows))

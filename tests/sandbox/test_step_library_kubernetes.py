@@ -46,6 +46,7 @@ from .step_library_support import (
     eventually,
     impersonating,
     sandbox_activity_clients,
+    tainted_node,
     unique,
 )
 
@@ -258,24 +259,8 @@ def test_patch_previews_with_a_server_dry_run_and_is_idempotent(kube: Kubernetes
 @pytest.fixture
 def drain_node(api: KubeJson) -> Iterator[str]:
     """A dedicated kwok node (tainted, so only this test's pods land on it)."""
-    name = unique("drain-node")
-    resources = {"cpu": "8", "memory": "32Gi", "pods": "110"}
-    api.post(
-        "/api/v1/nodes",
-        {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake"}, "labels": {"kubernetes.io/hostname": name, "type": "kwok"}},
-            "spec": {"taints": [{"key": "pitstop.test/drain", "value": "true", "effect": "NoSchedule"}]},
-            "status": {"allocatable": resources, "capacity": resources},
-        },
-    )
-    eventually(f"node {name} Ready", lambda: any(
-        c["type"] == "Ready" and c["status"] == "True"
-        for c in (api.get(f"/api/v1/nodes/{name}").get("status") or {}).get("conditions") or []
-    ))
-    yield name
-    api.request("DELETE", f"/api/v1/nodes/{name}")
+    with tainted_node(api, "drain-node") as name:
+        yield name
 
 
 def test_cordon_and_drain_evict_through_the_eviction_api_respecting_pdbs(
@@ -356,9 +341,11 @@ def test_deploy_rbac_grants_exactly_what_the_steps_need(kube_sandbox: SandboxClu
         assert drained.evicted
         assert env.run(kube.uncordon, call(NodeArgs(region=REGION, node=drain_node))).changed
 
-        # and nothing more: deleting is not granted, and an unauthorized caller gets a non-retryable "forbidden"
+        # and nothing more: pods are evicted, never deleted (releases' Deployment deletes: tests/sandbox/test_rbac_worker.py),
+        # and an unauthorized caller gets a non-retryable "forbidden"
+        pod = api.items(f"/api/v1/namespaces/{NAMESPACE}/pods", labelSelector=f"app={name}")[0]["metadata"]["name"]
         with pytest.raises(ApiException) as denied:
-            KubeJson(as_worker.kube[REGION]).request("DELETE", deployment_path(NAMESPACE, name))
+            KubeJson(as_worker.kube[REGION]).request("DELETE", f"/api/v1/namespaces/{NAMESPACE}/pods/{pod}")
         assert denied.value.status == 403
         nobody = impersonating(kube_sandbox, "system:serviceaccount:pitstop:nobody")
         with pytest.raises(ApplicationError, match="forbidden: deployment") as info:
