@@ -307,11 +307,7 @@ class RunbookWorkflow:
         runbook = self._runbook
         if runbook is None or self._request.dry_run or not self._target.get("service"):
             return
-        mutating = runbook.mutating
-        if mutating is None:
-            kinds = [s.uses for s in runbook.steps] + [s.compensate.uses for s in runbook.steps if s.compensate]
-            mutating = any(STEP_TYPES[k].mutating for k in kinds if k in STEP_TYPES)
-        if not mutating:
+        if not runbook.mutates({name for name, kind in STEP_TYPES.items() if kind.mutating}):
             return
         lease = lease_id(cluster=self._target["cluster"], namespace=self._target["namespace"], service=self._target["service"])
         if lease in self._request.held_leases:
