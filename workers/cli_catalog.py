@@ -42,16 +42,11 @@ def scheduled_entries(settings: Settings, runbooks: Mapping[str, Runbook]) -> tu
     return entries, ""
 
 
-def start_form_url(settings: Settings) -> str:
-    host = settings.temporal.address.rsplit(":", 1)[0]
-    return f"http://{host}:{settings.temporal.ui_port}/namespaces/{settings.temporal.namespace}/workflows/start-workflow"
-
-
 def register(app: typer.Typer) -> None:
     from pitstop.runbook import catalog
     from pitstop.runbook.registry import load_step_types
 
-    from .cli_runs import find_runbook_file, print_or_write_schema
+    from .cli_runs import find_runbook_file, print_or_write_schema, ui_link
     from .cli_settings import load_settings
 
     runbooks_app = typer.Typer(help="The runbook catalog (list, show) and file checks (validate, schema).",
@@ -100,7 +95,7 @@ def register(app: typer.Typer) -> None:
         print(catalog.show_runbook(
             runbook, file=str(path), runbooks={**runbooks, runbook.name: runbook}, schedules=entries,
             mutating_types=catalog.mutating_step_types(load_step_types()), task_queue=settings.temporal.task_queue,
-            start_form_url=start_form_url(settings),
+            start_form_url=ui_link(settings, "start-workflow"),
         ))
         if note:
             print(f"\n({note})")
