@@ -12,7 +12,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from pitstop.runbook.request import LoadedRunbook, LoadRunbookRequest
-from pitstop.runbook.validation import RunbookInvalid, load_runbook_file, resolve_inputs
+from pitstop.runbook.validation import RunbookInvalid, load_runbook_file, refusal_message, resolve_inputs
 
 
 class RunbookCatalog:
@@ -38,7 +38,7 @@ class RunbookCatalog:
             runbook = load_runbook_file(path)
             inputs = resolve_inputs(runbook, request.inputs, str(path))
         except RunbookInvalid as exc:
-            raise ApplicationError(f"invalid runbook run:\n{exc}", type="RunbookInvalid", non_retryable=True) from exc
+            raise ApplicationError(refusal_message(request.runbook, exc), type="RunbookInvalid", non_retryable=True) from exc
         if runbook.name != request.runbook:
             raise ApplicationError(
                 f"{path}: the file declares name {runbook.name!r}; rename the file or the runbook",

@@ -18,7 +18,7 @@ import typer
 
 from pitstop import __version__
 
-from . import cli_delivery, cli_incidents, cli_runs, cli_sandbox, cli_schedules
+from . import cli_catalog, cli_delivery, cli_incidents, cli_runs, cli_sandbox, cli_schedules
 from .cli_settings import load_settings
 from .errors import CliError
 
@@ -134,6 +134,7 @@ def up(
 
 
 cli_runs.register(app)
+cli_catalog.register(app)
 cli_sandbox.register(app)
 cli_incidents.register(app)
 cli_delivery.register(app)

@@ -1,5 +1,5 @@
-"""CLI commands for runbooks and their runs: `runbooks validate|schema`, `run` (with `--dry-run`), `status`,
-`list`, `history`, and the control commands `approve`, `pause`, `resume`, `abort`."""
+"""CLI commands for runbook runs: `run` (with `--dry-run`), `status`, `list`, `history`, and the control commands
+`approve`, `pause`, `resume`, `abort`. The `runbooks` group (validate, schema, list, show) is in `cli_catalog`."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from pitstop.config import Settings
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
 from pitstop.runbook.run_state import ApprovalDecision, ControlRequest, RunStatus
-from pitstop.runbook.validation import RunbookInvalid, load_runbook_file, resolve_inputs, validate_catalog
+from pitstop.runbook.validation import RunbookInvalid, load_runbook_file, refusal_message, resolve_inputs
 
 from .errors import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_USAGE, CliError
 
@@ -86,7 +86,7 @@ def _checked_request(settings: Settings, runbook: str, inputs: dict[str, Any], d
         parsed = load_runbook_file(path)
         resolve_inputs(parsed, inputs, str(path))
     except RunbookInvalid as exc:
-        raise CliError(f"{runbook} is not valid; nothing was started:\n{exc}", exit_code=EXIT_USAGE) from exc
+        raise CliError(refusal_message(runbook, exc), exit_code=EXIT_USAGE) from exc
     if path.parent.resolve() != settings.runbooks_dir.resolve():
         raise CliError(
             f"{path} is valid, but workers load runbooks by name from {settings.runbooks_dir}; copy it there to run it",
@@ -135,35 +135,6 @@ def _print_status(current: RunStatus) -> None:
 
 def register(app: typer.Typer) -> None:
     from .cli_settings import load_settings
-
-    runbooks_app = typer.Typer(help="Check and describe runbook files.", no_args_is_help=True)
-    app.add_typer(runbooks_app, name="runbooks")
-
-    @runbooks_app.command("validate")
-    def validate(
-        path: Annotated[Optional[Path], typer.Argument(help="A runbook file or directory (default: the runbooks dir).")] = None,
-    ) -> None:
-        """Validate runbooks: types, arguments, references, cycles, ids. One line per problem (file:line)."""
-        root = path or load_settings().runbooks_dir
-        if not root.exists():
-            raise CliError(f"{root} does not exist", exit_code=EXIT_NOT_FOUND)
-        catalog, problems = validate_catalog(root)
-        for problem in problems:
-            print(problem)
-        if problems:
-            print(f"{len(problems)} problem(s); {len(catalog)} runbook(s) valid")
-            raise typer.Exit(EXIT_USAGE)
-        print(f"{len(catalog)} runbook(s) valid: {', '.join(sorted(catalog))}")
-
-    @runbooks_app.command("schema")
-    def schema(
-        write: Annotated[bool, typer.Option("--write", help="Write runbooks/runbook.schema.json instead of printing.")] = False,
-    ) -> None:
-        """Print (or write) the JSON Schema of runbook files, generated from the models and step types."""
-        from pitstop.config import SHIPPED_RUNBOOKS_DIR
-        from pitstop.runbook.schema import runbook_json_schema_text
-
-        print_or_write_schema(runbook_json_schema_text(), SHIPPED_RUNBOOKS_DIR / "runbook.schema.json", write=write)
 
     @app.command()
     def run(

@@ -1,7 +1,8 @@
 """The runbook interpreter workflow (`Runbook`): walks a validated runbook DAG durably.
 
 Input is one simple JSON object (`RunbookRequest`: runbook name + inputs), so a run can be started from the
-Temporal Web UI. The runbook is loaded and validated by the `runbook.load` activity; then:
+Temporal Web UI. The runbook is loaded and validated by the `runbook.load` activity (`runbook_loading`: bad
+inputs fail the run at once with the CLI's message); then:
 lease (mutating runbooks) -> ready steps in parallel (bounded) -> compensations in reverse order on failure
 or abort -> lease released. A run started by a schedule asks for the lease with policy `refuse` and ends
 `skipped` with the reason (not failed) when the target is busy (`pitstop.schedules.skips`).
@@ -25,7 +26,6 @@ activity ids `step[index]`). Compensations of finished items are in the carried 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -38,7 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from pitstop.runbook.leases import LeaseGrant, LeaseHolder, lease_id
     from pitstop.runbook.model import Runbook, Step
     from pitstop.runbook.request import (
-        RUNBOOK_WORKFLOW, CarriedFanOut, CarriedRun, LoadedRunbook, LoadRunbookRequest, RunbookOutcome,
+        RUNBOOK_WORKFLOW, CarriedFanOut, CarriedRun, LoadedRunbook, RunbookOutcome,
         RunbookRequest,
     )
     from pitstop.runbook.run_state import (
@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
     # helper modules hold no state; passing them through saves re-importing them in every run's sandbox
     from workflows.approvals import ApprovalGate
     from workflows.lease import LeaseHolderSide
+    from workflows.runbook_loading import load_runbook
     from workflows.saga import Saga
     from workflows.step_calls import STEP_TYPES, StepCalls, StepFailed, failure_text
 
@@ -174,12 +175,7 @@ class RunbookWorkflow:
         if request.carried is not None:
             self._restore(request.carried)
         else:
-            loaded = await workflow.execute_activity(
-                "runbook.load", LoadRunbookRequest(runbook=request.runbook, inputs=request.inputs),
-                result_type=LoadedRunbook, activity_id="load", start_to_close_timeout=timedelta(seconds=30),
-                summary=f"load {request.runbook}",
-            )
-            self._setup(loaded)
+            self._setup(await load_runbook(request))
         cancelled = False
         continue_as_new = False
         try:
@@ -307,11 +303,7 @@ class RunbookWorkflow:
         runbook = self._runbook
         if runbook is None or self._request.dry_run or not self._target.get("service"):
             return
-        mutating = runbook.mutating
-        if mutating is None:
-            kinds = [s.uses for s in runbook.steps] + [s.compensate.uses for s in runbook.steps if s.compensate]
-            mutating = any(STEP_TYPES[k].mutating for k in kinds if k in STEP_TYPES)
-        if not mutating:
+        if not runbook.mutates({name for name, kind in STEP_TYPES.items() if kind.mutating}):
             return
         lease = lease_id(cluster=self._target["cluster"], namespace=self._target["namespace"], service=self._target["service"])
         if lease in self._request.held_leases:

@@ -7,6 +7,7 @@ durations; validation across fields (references, cycles, step arguments) lives i
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
@@ -28,6 +29,15 @@ def parse_duration(value: Any) -> float:
         if match:
             return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     raise ValueError(f"invalid duration {value!r}: use seconds or a string like '30s', '5m', '1h'")
+
+
+def format_duration(seconds: float) -> str:
+    """The inverse of `parse_duration` for display: 600 -> `10m`, 90 -> `90s`, 0.5 -> `500ms`."""
+    for unit in ("d", "h", "m", "s"):
+        size = _UNIT_SECONDS[unit]
+        if seconds >= size and (seconds / size).is_integer():
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds * 1000:g}ms" if 0 < seconds < 1 else f"{seconds:g}s"
 
 
 Duration = Annotated[
@@ -132,6 +142,8 @@ class LeaseSpec(_Strict):
 class Runbook(_Strict):
     name: str = Field(pattern=IDENTIFIER)
     description: str = ""
+    owner: str = Field("", description="team or person answerable for this runbook, e.g. platform-delivery")
+    tags: list[str] = Field(default_factory=list, description="free labels for the catalog, e.g. release, remediation")
     inputs: dict[str, InputSpec] = Field(default_factory=dict)
     target: Target | None = Field(None, description="what this runbook acts on (lease key, search attributes)")
     lease: LeaseSpec = Field(default_factory=LeaseSpec)
@@ -144,3 +156,13 @@ class Runbook(_Strict):
 
     def step(self, step_id: str) -> Step | None:
         return next((s for s in self.steps if s.id == step_id), None)
+
+    def step_types_used(self) -> list[str]:
+        """The `uses:` of every step and every compensation, in file order."""
+        return [s.uses for s in self.steps] + [s.compensate.uses for s in self.steps if s.compensate]
+
+    def mutates(self, mutating_step_types: Collection[str]) -> bool:
+        """Declared `mutating`, else whether any step or compensation uses a mutating step type."""
+        if self.mutating is not None:
+            return self.mutating
+        return any(kind in mutating_step_types for kind in self.step_types_used())

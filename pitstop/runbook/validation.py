@@ -343,6 +343,12 @@ def resolve_inputs(runbook: Runbook, given: dict[str, Any], file: str = "") -> d
     return resolved
 
 
+def refusal_message(runbook: str, invalid: RunbookInvalid) -> str:
+    """Why a run was refused before any step: printed by `pitstop run`, and the failure of a run started
+    elsewhere (e.g. the Web UI's start form) whose runbook or inputs do not validate."""
+    return f"{runbook} is not valid; nothing was started:\n{invalid}"
+
+
 def _known(names: Iterable[Any]) -> str:
     listed = sorted(str(n) for n in names)
     if not listed:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 
 from pitstop.runbook.run_state import ApprovalDecision, ControlRequest
 
@@ -137,4 +138,6 @@ async def test_invalid_inputs_fail_before_anything_runs(temporal_client: Client,
         handle = await start(temporal_client, task_queue, "saga", fail_attempts="many")
         with pytest.raises(WorkflowFailureError) as info:
             await handle.result()
-    assert "input 'fail_attempts': type mismatch: expected integer, got string" in str(info.value.cause.cause)
+    refused = info.value.cause  # the run's own failure (not "Activity task failed"): the CLI's message
+    assert isinstance(refused, ApplicationError) and refused.type == "RunbookInvalid"
+    assert "input 'fail_attempts': type mismatch: expected integer, got string" in refused.message
