@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from pitstop.runbook.request import RunbookOutcome
 from workers.devserver import DevServerPorts, free_port, port_is_open
 
 from .runbook_harness import TEST_RUNBOOKS, step_state, wait_until
-from .up_harness import child_pids, pitstop, start_up, stop_up, up_env, wait_for_line
+from .up_harness import child_pids, pids_with_environment, pitstop, start_up, stop_up, up_env, wait_for_line
 
 pytestmark = pytest.mark.integration
 
@@ -187,3 +188,36 @@ async def test_runs_in_flight_survive_a_kill_9_of_the_temporal_server_under_up(t
         stop_up(up)
     assert "stopped" in log.read_text()
     assert not port_is_open("127.0.0.1", ports.frontend)
+
+
+def test_up_gives_up_with_a_clear_message_when_the_server_cannot_come_back(tmp_path: Path) -> None:
+    """The killed server's port is taken by something else: every restart fails; `up` backs off, then exits."""
+    ports = DevServerPorts.free()
+    env = up_env(tmp_path / "state", ports)
+    log = tmp_path / "up.log"
+    up = start_up(env, log)
+    squatter = socket.socket()
+    try:
+        assert len(pids_with_environment("PITSTOP_STATE_DIR", env["PITSTOP_STATE_DIR"])) == 4  # up and 3 children
+        servers = child_pids(up.pid, command_contains="server start-dev")
+        assert len(servers) == 1, servers
+        os.kill(servers[0], signal.SIGKILL)
+        wait_for_line(log, "temporal dev server exited (code -9 (SIGKILL)); restarting in 1s")
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", ports.frontend))
+        squatter.listen()
+        code = up.wait(timeout=120)
+    finally:
+        squatter.close()
+        if up.poll() is None:
+            stop_up(up)
+    console = log.read_text()
+    assert code == 3, console
+    backoff = [line.split("; restarting in ")[1].split("s ")[0] for line in console.splitlines()
+               if "; restarting in " in line]
+    assert backoff == ["1", "2", "4", "8", "16"], console
+    assert console.count("[up] temporal dev server did not start again: port 127.0.0.1:") == 5
+    assert "giving up after 5 restarts in a row" in console
+    assert "pitstop: error: the embedded Temporal server keeps failing" in console
+    assert "[up] stopped" in console
+    assert not pids_with_environment("PITSTOP_STATE_DIR", env["PITSTOP_STATE_DIR"]), "a child outlived `up`"

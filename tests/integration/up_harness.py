@@ -72,3 +72,17 @@ def wait_for_line(log: Path, text: str, *, timeout: float = 60) -> str:
         assert time.monotonic() < deadline, f"{text!r} not in the log within {timeout:.0f}s:\n{content}"
         time.sleep(0.2)
     return content
+
+
+def pids_with_environment(name: str, value: str) -> list[int]:
+    """Pids of this user's processes whose environment has name=value (e.g. one test's PITSTOP_STATE_DIR)."""
+    wanted = f"{name}={value}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if wanted in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:  # exited meanwhile, or not ours
+                continue
+    return found
