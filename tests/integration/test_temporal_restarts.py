@@ -4,7 +4,8 @@ One `pitstop up --no-sandbox` (a subprocess on free ports, like a user runs it) 
 running, an approval that is waiting and an incident that is waiting for its alert to recover when the dev
 server is killed with SIGKILL. `up` notices, says so, restarts the server on the same SQLite file and ports;
 the worker and the webhook reconnect by themselves, the alert resolution that arrived while Temporal was
-down is delivered from the webhook's journal, and every run finishes correctly.
+down is delivered from the webhook's journal, and every run finishes correctly. Then: when the server cannot
+come back, `up` backs off, gives up with a clear message and a non-zero exit, and leaves no child behind.
 """
 
 from __future__ import annotations
@@ -29,41 +30,16 @@ from pitstop.runbook.request import RunbookOutcome
 from workers.devserver import DevServerPorts, free_port, port_is_open
 
 from .runbook_harness import TEST_RUNBOOKS, step_state, wait_until
+from .test_webhook import CATALOG, FIX_RUNBOOK
 from .up_harness import child_pids, pids_with_environment, pitstop, start_up, stop_up, up_env, wait_for_line
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "restart-test-token"
-
-CATALOG = """
-defaults:
-  recovery_deadline: 10m
-  gather_evidence: false
-rules:
-  - name: fix-it
-    match: {alertname: RestartTest}
-    target:
-      service: {label: service}
-      namespace: {label: namespace}
-      region: {label: region}
-    ladder:
-      - name: first-fix
-        runbook: incident-fix
-        inputs: {service: "${target.service}", namespace: "${target.namespace}", region: "${target.region}"}
-"""
-
-FIX_RUNBOOK = """
-name: incident-fix
-inputs:
-  service: {type: string}
-  namespace: {type: string}
-  region: {type: string}
-target: {service: "${{ inputs.service }}", namespace: "${{ inputs.namespace }}", region: "${{ inputs.region }}"}
-steps:
-  - id: fix
-    uses: debug.change
-    with: {what: "fix ${{ inputs.service }}"}
-"""
+# the incident's alert matches the catalog's `fix-it` rule (severity warning: no approval), whose fix succeeds at
+# once; with a long recovery deadline the incident then waits for the alert to resolve
+RESTART_CATALOG = CATALOG.replace("recovery_deadline: 30s", "recovery_deadline: 10m")
+assert RESTART_CATALOG != CATALOG, "test_webhook's catalog changed: set the recovery deadline here anew"
 
 
 def alert(status: str) -> dict[str, Any]:
@@ -72,7 +48,8 @@ def alert(status: str) -> dict[str, Any]:
         "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://am",
         "alerts": [{
             "status": status,
-            "labels": {"alertname": "RestartTest", "service": "cart", "namespace": "shop", "region": "eu"},
+            "labels": {"alertname": "ServiceBroken", "severity": "warning", "service": "cart", "namespace": "shop",
+                       "region": "eu"},
             "annotations": {}, "startsAt": "2026-11-26T01:00:00Z",
             "endsAt": "2026-11-26T01:05:00Z" if status == "resolved" else "0001-01-01T00:00:00Z",
             "generatorURL": "", "fingerprint": "5e57a27ed0000001",
@@ -121,7 +98,7 @@ async def test_runs_in_flight_survive_a_kill_9_of_the_temporal_server_under_up(t
     runbooks.mkdir()
     for name in ("long.yaml", "gated.yaml"):
         shutil.copy(TEST_RUNBOOKS / name, runbooks / name)
-    (runbooks / "remediation-catalog.yaml").write_text(CATALOG)
+    (runbooks / "remediation-catalog.yaml").write_text(RESTART_CATALOG)
     (runbooks / "incident-fix.yaml").write_text(FIX_RUNBOOK)
     webhook = f"127.0.0.1:{free_port()}"
     env = up_env(tmp_path / "state", ports)
@@ -150,13 +127,19 @@ async def test_runs_in_flight_survive_a_kill_9_of_the_temporal_server_under_up(t
 
         servers = child_pids(up.pid, command_contains="server start-dev")
         assert len(servers) == 1, servers
-        os.kill(servers[0], signal.SIGKILL)
-        # while Temporal is down the alert resolves: the webhook answers at once and journals it
-        resolved = post_alert(f"http://{webhook}/alerts", "resolved")
-        assert resolved.status_code == 200, resolved.text
-        assert not port_is_open("127.0.0.1", ports.frontend), "Temporal came back before the resolution arrived"
-        unreachable = pitstop(env, "status", "restart-step")
-        assert unreachable.returncode == 3 and "cannot reach Temporal" in unreachable.stderr
+        up.send_signal(signal.SIGSTOP)  # hold the supervisor: the outage lasts until the checks below are done
+        try:
+            os.kill(servers[0], signal.SIGKILL)
+            while port_is_open("127.0.0.1", ports.frontend):
+                time.sleep(0.05)
+            # while Temporal is down the alert resolves: the webhook answers at once and journals it
+            resolved = post_alert(f"http://{webhook}/alerts", "resolved")
+            assert resolved.status_code == 200, resolved.text
+            assert httpx.get(f"http://{webhook}/healthz", timeout=5).json()["backlog"] >= 1
+            unreachable = pitstop(env, "status", "restart-step")
+            assert unreachable.returncode == 3 and "cannot reach Temporal" in unreachable.stderr
+        finally:
+            up.send_signal(signal.SIGCONT)
 
         console = wait_for_line(log, "temporal dev server restarted", timeout=90)
         assert "[up] temporal dev server exited (code -9 (SIGKILL)); restarting in 1s" in console

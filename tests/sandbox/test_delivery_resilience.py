@@ -59,6 +59,7 @@ class WeightRecorder:
 
     def __init__(self, sandbox: Any, region: str, service: Any) -> None:
         self.samples: list[tuple[float, int | None]] = []
+        self.last_error: Exception | None = None
         self._stop = threading.Event()
         self._args = (sandbox, region, service)
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -68,8 +69,8 @@ class WeightRecorder:
         while not self._stop.is_set():
             try:
                 self.samples.append((time.monotonic(), live_weights(*self._args).get("canary")))
-            except Exception:  # noqa: BLE001 - a transient API error is not a sample
-                pass
+            except Exception as exc:  # noqa: BLE001 - a transient API error is not a sample
+                self.last_error = exc
             time.sleep(0.05)
 
     def current(self) -> int:
@@ -84,7 +85,8 @@ class WeightRecorder:
 async def wait_weight(recorder: WeightRecorder, at_least: int, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while recorder.current() < at_least:
-        assert time.monotonic() < deadline, f"canary weight never reached {at_least}%: {recorder.samples[-5:]}"
+        assert time.monotonic() < deadline, (f"canary weight never reached {at_least}%: {recorder.samples[-5:]}, "
+                                             f"last error {recorder.last_error!r}")
         await asyncio.sleep(0.05)
 
 
@@ -191,16 +193,24 @@ async def test_worker_killed_mid_release_resumes_without_repeating(
     seen = recorder.stop()
     planned = await route_weights(handle)
     scheduled = [name for _, name, _ in await scheduled_activities(handle)]
-    distinct = [w for i, w in enumerate(seen) if w is not None and (i == 0 or w != seen[i - 1])]
-    print(f"\nsandbox: worker killed -9 at {killed_at_weight}% (status said {before.canary_weight}%); "
-          f"routes set over the run {planned}; live weights seen {distinct}")
     assert outcome.promoted and frozen == killed_at_weight
     assert resumed.canary_weight >= killed_at_weight
+    check_promoted_without_repeats(
+        sandbox, region, service, "v3.1.0", seen=seen, planned=planned, scheduled=scheduled,
+        story=f"worker killed -9 at {killed_at_weight}% (status said {before.canary_weight}%)")
+
+
+def check_promoted_without_repeats(sandbox: Any, region: str, service: Any, version: str, *, seen: list[int | None],
+                                   planned: list[int | None], scheduled: list[str], story: str) -> None:
+    """After an interruption of a [10, 25, 50, 75, 100] release: every step once, in order; the live route only
+    moved forward; the new version is stable and takes all traffic."""
+    distinct = [w for i, w in enumerate(seen) if w is not None and (i == 0 or w != seen[i - 1])]
+    print(f"\nsandbox: {story}; routes set over the run {planned}; live weights seen {distinct}")
     assert planned == [10, 25, 50, 75, 100, 100, 0], planned  # every step once, in order, none repeated
     assert scheduled.count("delivery.deploy_candidate") == 1 and scheduled.count("delivery.finalize_stable") == 1
     steps = [w for w in distinct if w not in (None, 0)]
     assert steps == sorted(steps), distinct  # the live route only ever moved forward
-    assert stable_version(sandbox, region, service) == "v3.1.0"
+    assert stable_version(sandbox, region, service) == version
     assert live_weights(sandbox, region, service) == {"stable": 100, "canary": 0}
 
 
@@ -245,14 +255,8 @@ async def test_temporal_killed_between_analysis_runs_resumes_the_release(
             worker.wait(15)
         temporal.stop()
     seen = recorder.stop()
-    distinct = [w for i, w in enumerate(seen) if w is not None and (i == 0 or w != seen[i - 1])]
-    print(f"\nsandbox: Temporal killed -9 at {killed_at_weight}% (status said {before.canary_weight}%, phase "
-          f"{before.phase.value}); routes set over the run {planned}; live weights seen {distinct}")
     assert outcome.promoted and frozen == killed_at_weight
     assert resumed.canary_weight >= killed_at_weight
-    assert planned == [10, 25, 50, 75, 100, 100, 0], planned  # every step once, in order, none repeated
-    assert scheduled.count("delivery.deploy_candidate") == 1 and scheduled.count("delivery.finalize_stable") == 1
-    steps = [w for w in distinct if w not in (None, 0)]
-    assert steps == sorted(steps), distinct  # the live route only ever moved forward
-    assert stable_version(sandbox, region, service) == "v3.2.0"
-    assert live_weights(sandbox, region, service) == {"stable": 100, "canary": 0}
+    check_promoted_without_repeats(
+        sandbox, region, service, "v3.2.0", seen=seen, planned=planned, scheduled=scheduled,
+        story=f"Temporal killed -9 at {killed_at_weight}% (status said {before.canary_weight}%, {before.phase.value})")
