@@ -18,7 +18,7 @@ from .errors import EXIT_UNAVAILABLE, CliError
 
 @dataclass(frozen=True)
 class RestartPolicy:
-    """Restart at once-ish, back off exponentially while the server keeps failing soon after starting, then stop.
+    """Restart after a short delay; back off exponentially while the server keeps failing soon after starting; stop.
 
     A server that ran at least `healthy_after_seconds` before dying starts the count afresh.
     """
