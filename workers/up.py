@@ -3,8 +3,8 @@
 Starts the Temporal dev server (SQLite file in the state dir, Web UI) or, with `--temporal ADDR`, checks that
 the namespace has pitstop's search attributes (else refuses at once, naming `pitstop setup`), the local fleet
 sandbox when no Kubernetes regions are configured, the worker and the alert webhook, applies
-`runbooks/schedules.yaml` to the embedded server; restarts a crashed worker or webhook;
-stops everything on Ctrl-C / SIGTERM.
+`runbooks/schedules.yaml` to the embedded server; restarts a crashed worker or webhook, and a crashed Temporal
+server with backoff (workers/supervision.py); stops everything on Ctrl-C / SIGTERM.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pitstop.config import Settings
 
 from .devserver import DevServer, DevServerPorts
 from .errors import EXIT_UNAVAILABLE, CliError
+from .supervision import SupervisedDevServer
 
 RESTART_BACKOFF_SECONDS = 2.0
 
@@ -102,7 +103,7 @@ def run_up(settings: Settings, *, temporal_address: str | None, with_sandbox: bo
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background (SIG_IGN)
     started = time.monotonic()
-    server: DevServer | None = None
+    server: SupervisedDevServer | None = None
     children: list[SupervisedProcess] = []
     running_sandbox = None
     try:
@@ -131,6 +132,8 @@ def run_up(settings: Settings, *, temporal_address: str | None, with_sandbox: bo
             else:
                 start_demo_release(settings, child_env(settings, temporal_address))
         while True:
+            if server is not None:
+                server.check()
             for child in children:
                 child.check()
             time.sleep(0.5)
@@ -149,13 +152,14 @@ def run_up(settings: Settings, *, temporal_address: str | None, with_sandbox: bo
         print("[up] stopped", flush=True)
 
 
-def _start_temporal(settings: Settings, temporal_address: str | None) -> tuple[DevServer | None, str]:
+def _start_temporal(settings: Settings, temporal_address: str | None) -> tuple[SupervisedDevServer | None, str]:
     if temporal_address is not None:
         return None, temporal_address
     started = time.monotonic()
     host, _, port = settings.temporal.address.rpartition(":")
     ports = DevServerPorts(frontend=int(port), ui=settings.temporal.ui_port, http=int(port) + 10, metrics=int(port) + 11)
-    server = DevServer(state_dir=settings.state_dir / "temporal", ports=ports, ip=host or "127.0.0.1")
+    dev_server = DevServer(state_dir=settings.state_dir / "temporal", ports=ports, ip=host or "127.0.0.1")
+    server = SupervisedDevServer(dev_server)
     try:
         server.start()
     except (RuntimeError, FileNotFoundError) as exc:
@@ -165,12 +169,12 @@ def _start_temporal(settings: Settings, temporal_address: str | None) -> tuple[D
         server.stop()
         raise
     print(
-        f"[up] Temporal dev server ready at {server.address} in {time.monotonic() - started:.1f}s "
-        f"(state {server.state_dir / 'temporal.db'})",
+        f"[up] Temporal dev server ready at {dev_server.address} in {time.monotonic() - started:.1f}s "
+        f"(state {dev_server.state_dir / 'temporal.db'})",
         flush=True,
     )
-    print(f"[up] Temporal Web UI: {server.ui_url}", flush=True)
-    return server, server.address
+    print(f"[up] Temporal Web UI: {dev_server.ui_url}", flush=True)
+    return server, dev_server.address
 
 
 def _check_namespace(settings: Settings, temporal_address: str) -> None:

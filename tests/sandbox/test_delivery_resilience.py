@@ -6,6 +6,9 @@ traffic simulator following the live VirtualService, real Prometheus, real Tempo
   dedicated one started for the test (scraping the same simulator), not the session's.
 - The worker process (`python -m workers.cli worker`) is killed -9 mid-release: nothing moves while no worker
   runs; a new worker resumes at the right step with the right weights and no step is repeated.
+- The Temporal dev server itself is killed -9 between analysis runs (a dedicated one, not the session's) and
+  restarted on the same SQLite file and ports: the running worker reconnects, the release resumes at the right
+  step and is promoted with no step repeated.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ from typing import Any
 import httpx
 import pytest
 from temporalio.client import Client, WorkflowFailureError
+from temporalio.contrib.pydantic import pydantic_data_converter
 
 from pitstop.delivery.models import ReleasePhase, ReleaseOutcome, ReleaseStatus
 from pitstop.delivery.inputs import ReleaseInput
 from pitstop.delivery.spec import RELEASE_WORKFLOW
 from sandbox.monitoring import MonitoringSettings, start_monitoring
+from workers.devserver import DevServer, DevServerPorts
 
 from .test_delivery_sandbox import (
     INTERVAL,
@@ -54,6 +59,7 @@ class WeightRecorder:
 
     def __init__(self, sandbox: Any, region: str, service: Any) -> None:
         self.samples: list[tuple[float, int | None]] = []
+        self.last_error: Exception | None = None
         self._stop = threading.Event()
         self._args = (sandbox, region, service)
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -63,8 +69,8 @@ class WeightRecorder:
         while not self._stop.is_set():
             try:
                 self.samples.append((time.monotonic(), live_weights(*self._args).get("canary")))
-            except Exception:  # noqa: BLE001 - a transient API error is not a sample
-                pass
+            except Exception as exc:  # noqa: BLE001 - a transient API error is not a sample
+                self.last_error = exc
             time.sleep(0.05)
 
     def current(self) -> int:
@@ -79,7 +85,8 @@ class WeightRecorder:
 async def wait_weight(recorder: WeightRecorder, at_least: int, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while recorder.current() < at_least:
-        assert time.monotonic() < deadline, f"canary weight never reached {at_least}%: {recorder.samples[-5:]}"
+        assert time.monotonic() < deadline, (f"canary weight never reached {at_least}%: {recorder.samples[-5:]}, "
+                                             f"last error {recorder.last_error!r}")
         await asyncio.sleep(0.05)
 
 
@@ -186,14 +193,70 @@ async def test_worker_killed_mid_release_resumes_without_repeating(
     seen = recorder.stop()
     planned = await route_weights(handle)
     scheduled = [name for _, name, _ in await scheduled_activities(handle)]
-    distinct = [w for i, w in enumerate(seen) if w is not None and (i == 0 or w != seen[i - 1])]
-    print(f"\nsandbox: worker killed -9 at {killed_at_weight}% (status said {before.canary_weight}%); "
-          f"routes set over the run {planned}; live weights seen {distinct}")
     assert outcome.promoted and frozen == killed_at_weight
     assert resumed.canary_weight >= killed_at_weight
+    check_promoted_without_repeats(
+        sandbox, region, service, "v3.1.0", seen=seen, planned=planned, scheduled=scheduled,
+        story=f"worker killed -9 at {killed_at_weight}% (status said {before.canary_weight}%)")
+
+
+def check_promoted_without_repeats(sandbox: Any, region: str, service: Any, version: str, *, seen: list[int | None],
+                                   planned: list[int | None], scheduled: list[str], story: str) -> None:
+    """After an interruption of a [10, 25, 50, 75, 100] release: every step once, in order; the live route only
+    moved forward; the new version is stable and takes all traffic."""
+    distinct = [w for i, w in enumerate(seen) if w is not None and (i == 0 or w != seen[i - 1])]
+    print(f"\nsandbox: {story}; routes set over the run {planned}; live weights seen {distinct}")
     assert planned == [10, 25, 50, 75, 100, 100, 0], planned  # every step once, in order, none repeated
     assert scheduled.count("delivery.deploy_candidate") == 1 and scheduled.count("delivery.finalize_stable") == 1
     steps = [w for w in distinct if w not in (None, 0)]
     assert steps == sorted(steps), distinct  # the live route only ever moved forward
-    assert stable_version(sandbox, region, service) == "v3.1.0"
+    assert stable_version(sandbox, region, service) == version
     assert live_weights(sandbox, region, service) == {"stable": 100, "canary": 0}
+
+
+async def test_temporal_killed_between_analysis_runs_resumes_the_release(
+    sandbox_monitoring: Any, task_queue: str, tmp_path: Path
+) -> None:
+    sandbox = sandbox_monitoring
+    service = service_named(sandbox, "firmware-catalog")
+    region = list(sandbox.clusters.contexts)[0]
+    temporal = DevServer(state_dir=tmp_path / "temporal", ports=DevServerPorts.free())
+    temporal.start()
+    env = worker_env(temporal, sandbox, task_queue, tmp_path)
+    log = tmp_path / "worker.log"
+    recorder = WeightRecorder(sandbox, region, service)
+    worker = await start_worker_process(env, log)
+    try:
+        client = await Client.connect(temporal.address, data_converter=pydantic_data_converter)
+        handle = await client.start_workflow(
+            RELEASE_WORKFLOW,
+            ReleaseInput(release=spec_for(service, "v3.2.0", steps=[10, 25, 50, 75, 100]), region=region, lease=False),
+            id=f"temporal-kill-{uuid.uuid4().hex[:6]}", task_queue=task_queue, result_type=ReleaseOutcome,
+        )
+        await wait_weight(recorder, 25)
+        before = await handle.query("status", result_type=ReleaseStatus)
+        assert temporal.process is not None
+        temporal.process.kill()  # SIGKILL, like a crash of the server
+        temporal.process.wait()
+        killed_at_weight = recorder.current()
+        await asyncio.sleep(INTERVAL * 1.5)  # nothing moves while Temporal is down
+        frozen = live_weights(sandbox, region, service).get("canary")
+        temporal = DevServer(state_dir=temporal.state_dir, ports=temporal.ports)
+        temporal.start()
+        resumed = await wait_phase(handle, {ReleasePhase.PROGRESSING, ReleasePhase.PROMOTING, ReleasePhase.PROMOTED,
+                                            ReleasePhase.SUCCEEDED})
+        outcome = await asyncio.wait_for(handle.result(), timeout=180)
+        assert worker.poll() is None, f"the worker died instead of reconnecting: {log.read_text()[-2000:]}"
+        planned = await route_weights(handle)
+        scheduled = [name for _, name, _ in await scheduled_activities(handle)]
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(15)
+        temporal.stop()
+    seen = recorder.stop()
+    assert outcome.promoted and frozen == killed_at_weight
+    assert resumed.canary_weight >= killed_at_weight
+    check_promoted_without_repeats(
+        sandbox, region, service, "v3.2.0", seen=seen, planned=planned, scheduled=scheduled,
+        story=f"Temporal killed -9 at {killed_at_weight}% (status said {before.canary_weight}%, {before.phase.value})")

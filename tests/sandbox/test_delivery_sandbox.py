@@ -35,6 +35,7 @@ from pitstop.delivery.models import ApproveRequest, ReleasePhase, ReleaseOutcome
 from pitstop.delivery.promql import QueryScope, success_rate_query
 from pitstop.delivery.inputs import ReleaseInput
 from pitstop.delivery.spec import RELEASE_WORKFLOW, WAVES_WORKFLOW, ReleaseSpec, WavesSpec
+from pitstop.traffic_routes import service_route_weights
 from sandbox.faults import BadRelease, clear_fault, inject_fault
 from workers.clients import build_activity_clients
 from workers.worker import build_workers
