@@ -28,7 +28,7 @@ from temporalio.client import Client, WorkflowFailureError
 from activities.kube_api import KubeJson, deployment_path
 from activities.kubernetes import RESTARTED_AT_ANNOTATION
 from pitstop.delivery.promql import error_ratio_query
-from pitstop.delivery.routing import weights_of
+from pitstop.traffic_routes import service_route_weights
 from pitstop.delivery.spec import AnalysisSpec, ErrorBudgetGate
 from pitstop.rollout import rollout_progress
 from pitstop.runbook.request import RunbookOutcome
@@ -224,7 +224,7 @@ async def canary_promoted(fleet: RbacFleet, client: Client, task_queue: str) -> 
     assert outcome.outputs["release"]["promoted"] is True, outcome
     after = routes_and_scale(fleet.sandbox, REGION, service)
     assert after["version"] == NEW_VERSION and after["candidate"] is False, after
-    assert weights_of(after["http"], None) == {"stable": 100, "canary": 0}
+    assert service_route_weights(after["http"], None) == {"stable": 100, "canary": 0}
     return "canary: created, scaled, promoted and deleted the candidate"
 
 
@@ -323,7 +323,7 @@ async def remediation_shifted_traffic(fleet: RbacFleet, client: Client, task_que
     weights = {"stable": 0, "canary": 100}
     succeeded(await run_to_end(client, task_queue, "remediate-shift-traffic",
                                {"service": service.name, "namespace": NAMESPACE, "region": REGION, "weights": weights}))
-    assert weights_of(routes_and_scale(fleet.sandbox, REGION, service)["http"], None) == weights
+    assert service_route_weights(routes_and_scale(fleet.sandbox, REGION, service)["http"], None) == weights
     return "remediate-shift-traffic: weights set"
 
 
