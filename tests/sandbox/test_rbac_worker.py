@@ -34,7 +34,7 @@ from pitstop.rollout import rollout_progress
 from pitstop.runbook.request import RunbookOutcome
 from sandbox.faults import BadRelease, clear_fault, inject_fault
 from sandbox.fleet import EntryTraffic, ServiceSpec, apply_fleet, fleet_manifests
-from sandbox.kube_rest import kind_of
+from sandbox.kube_objects import kind_of
 from workflows import ALL_WORKFLOWS
 
 from .step_library_support import (
