@@ -211,3 +211,15 @@ async def test_a_100_wide_fan_out_keeps_to_the_regions_rate_limit(stack: Stack) 
     assert peak <= QPS + BURST, f"{peak} requests within one second at the proxy (limit {QPS:g}/s, burst {BURST})"
     spread = calls[-1].at - calls[0].at
     assert spread >= (100 - BURST) / QPS - 0.5, f"100 calls in {spread:.2f}s: faster than {QPS:g}/s"
+
+
+async def test_a_held_write_is_applied_before_the_step_sees_its_answer(stack: Stack) -> None:
+    """The proxy's hold: the write reached the API server while the step still waits — where a kill would land."""
+    name = stack.deployment()
+    hold = stack.proxy.add(Fault(kind="hold", methods=frozenset({"PATCH"}), path=f"/deployments/{name}$", seconds=60, times=1))
+    run = asyncio.create_task(stack.run("api-fault-scale", name=name))
+    assert await asyncio.to_thread(hold.held.wait, 60), "the step's write never reached the proxy"
+    assert stack.replicas(name) == 3 and not run.done()
+    hold.release.set()
+    outcome, _ = await asyncio.wait_for(run, 60)
+    assert outcome.status == "succeeded", outcome.error
