@@ -10,7 +10,13 @@ Besides reads and writes it does server-side apply, paged lists with their resou
 the local sandbox (`sandbox/kube_objects.py`) uses the same client with its own field manager.
 
 Errors: every non-2xx answer (a watch's ERROR event too) raises the kubernetes client's `ApiException`
-(`.status`, `.reason`, `.body`); `activities.kube_errors` maps them to domain errors and retries conflicts.
+(`.status`, `.reason`, `.body`, `.headers`); no answer at all (refused, reset, timed out) raises its subclass
+`ApiUnreachable` with status 0. `activities.kube_errors` maps them to domain errors, to "API unavailable,
+retry after ..." for 429/5xx/unreachable, and retries conflicts. The client itself never retries.
+
+Rate limit: `limit_rate(api_client, qps=, burst=)` (called by `workers/clients.py` with the region's
+settings) gives an ApiClient a token bucket; every `KubeJson` over that ApiClient — every activity of the
+worker process — waits for a token before each request. N worker processes allow N times the rate.
 """
 
 from __future__ import annotations
@@ -20,10 +26,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
+from weakref import WeakKeyDictionary
 
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 from kubernetes.client.rest import RESTResponse
+from urllib3.exceptions import HTTPError as TransportError
+
+from pitstop.api_backoff import UNREACHABLE_STATUS
+from pitstop.token_bucket import TokenBucket
 
 JsonObject = dict[str, Any]
 PatchType = Literal["strategic", "merge", "json"]
@@ -37,6 +48,26 @@ REQUEST_TIMEOUT_SECONDS = 30.0
 FIELD_MANAGER = "pitstop"
 LIST_PAGE_SIZE = 500
 RequestTimeout = float | tuple[float, float]  # total, or (connect, read)
+
+_RATE_LIMITS: WeakKeyDictionary[ApiClient, TokenBucket] = WeakKeyDictionary()
+
+
+def limit_rate(api_client: ApiClient, *, qps: float, burst: int) -> TokenBucket:
+    """Give `api_client` (one cluster's) a client-side rate limit shared by every `KubeJson` over it."""
+    bucket = TokenBucket(rate=qps, burst=burst)
+    _RATE_LIMITS[api_client] = bucket
+    return bucket
+
+
+def rate_limit_of(api_client: ApiClient) -> TokenBucket | None:
+    return _RATE_LIMITS.get(api_client)
+
+
+class ApiUnreachable(ApiException):  # type: ignore[misc]  # the kubernetes client is untyped
+    """No HTTP answer from the API server (connection refused or reset, timeout, TLS failure): status 0."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(status=UNREACHABLE_STATUS, reason=reason)
 
 
 @dataclass(frozen=True)
@@ -60,6 +91,7 @@ class KubeJson:
         self.api_client = api_client
         self.field_manager = field_manager
         self.timeout_seconds = timeout_seconds
+        self.rate_limit = rate_limit_of(api_client)
 
     def _send(
         self,
@@ -79,10 +111,17 @@ class KubeJson:
         method, url, header_params, serialized, _ = self.api_client.param_serialize(
             method, path, query_params=params, header_params=headers, body=body, auth_settings=["BearerToken"]
         )
-        response = self.api_client.call_api(
-            method, url, header_params=header_params, body=serialized,
-            _request_timeout=self.timeout_seconds if timeout_seconds is None else timeout_seconds,
-        )
+        if self.rate_limit is not None:
+            self.rate_limit.acquire()
+        try:
+            response = self.api_client.call_api(
+                method, url, header_params=header_params, body=serialized,
+                _request_timeout=self.timeout_seconds if timeout_seconds is None else timeout_seconds,
+            )
+        except TransportError as exc:
+            unreachable = ApiUnreachable(f"{type(exc).__name__}: {exc}")
+            unreachable.add_note(f"{method} {path}")
+            raise unreachable from exc
         if 200 <= response.status <= 299:
             return response
         text = _read(response).decode("utf-8", errors="replace")

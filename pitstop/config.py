@@ -55,6 +55,12 @@ class RegionCluster(BaseModel):
     kubeconfig: Path | None = Field(None, description="kubeconfig path; None = in-cluster or ~/.kube/config")
     context: str | None = Field(None, description="kubeconfig context; default = the region name")
     max_concurrent_calls: int = Field(8, description="activities running at once against this cluster")
+    qps: float = Field(
+        50.0, gt=0,
+        description="client-side rate limit: API requests per second to this cluster, shared by every activity "
+                    "of one worker process (N worker processes allow N times this)",
+    )
+    burst: int = Field(100, ge=1, description="requests allowed at once above `qps` before the limit applies")
 
 
 class KubernetesSettings(BaseModel):

@@ -1,7 +1,8 @@
 """Construction of the real clients activities use — the only place they are built.
 
 Per region a `kubernetes.client.ApiClient` from `settings.kubernetes.regions` (kubeconfig + context; no
-kubeconfig = in-cluster config, else the default kubeconfig). When no regions are configured, the local
+kubeconfig = in-cluster config, else the default kubeconfig), rate-limited to the region's `qps`/`burst`
+for the whole process (`activities.kube_api.limit_rate`). When no regions are configured, the local
 sandbox's regions are used: `$PITSTOP_STATE_DIR/sandbox/kubeconfig` with one context per region name.
 Prometheus is reached through `PrometheusProvider` (httpx) at `settings.prometheus.url`, Alertmanager
 through `AlertmanagerApi` (httpx) at `settings.alertmanager.url`.
@@ -17,6 +18,7 @@ from temporalio.client import Client
 
 from activities.alertmanager_api import AlertmanagerApi
 from activities.clients import ActivityClients
+from activities.kube_api import limit_rate
 from activities.metrics import PrometheusProvider
 from pitstop.config import RegionCluster, Settings
 
@@ -56,7 +58,9 @@ def build_kube_client(region: str, cluster: RegionCluster) -> ApiClient:
             )
     except kube_config.ConfigException as exc:
         raise ClusterConfigError(f"region {region}: cannot load cluster config: {exc}") from exc
-    return ApiClient(configuration=configuration)
+    api_client = ApiClient(configuration=configuration)
+    limit_rate(api_client, qps=cluster.qps, burst=cluster.burst)
+    return api_client
 
 
 def build_activity_clients(

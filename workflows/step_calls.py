@@ -3,23 +3,30 @@ regional task queue) or a native step (durable sleep, approval, child runbook).
 
 `StepCalls.call(...)` renders nothing itself: it receives rendered arguments and returns the result as plain
 data. Failures surface as `StepFailed` with a human message.
+
+A Kubernetes API that is unavailable (429/5xx/unreachable: `KubernetesApiUnavailable`, whose retry delay the
+activity sets from Retry-After or a jittered backoff) is ridden out for the step's `retry.api_outage`: when
+the step's attempts end on that error, the activity is run again after the error's delay (a durable timer)
+until the API has been unavailable for longer than `api_outage`. The step's own `attempts` are thus kept for
+its own failures (docs/reliability.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
-    ActivityError, CancelledError, ChildWorkflowError, FailureError, TimeoutError as TemporalTimeout,
+    ActivityError, ApplicationError, CancelledError, ChildWorkflowError, FailureError, TimeoutError as TemporalTimeout,
 )
 
 with workflow.unsafe.imports_passed_through():
+    from pitstop.api_backoff import API_UNAVAILABLE_ERROR
     from pitstop.config import regional_task_queue
     from pitstop.runbook.model import RetrySpec
     from pitstop.runbook.native_steps import (
@@ -34,10 +41,19 @@ with workflow.unsafe.imports_passed_through():
 
 DEFAULT_RETRY = RetrySpec(attempts=3, backoff=1.0)
 NOTIFY_RETRY = RetrySpec(attempts=3, backoff=1.0)
+API_OUTAGE_PATCH = "ride-out-kubernetes-api-outage"
 
 
 class StepFailed(Exception):
     """A step (or one fan-out item) failed for good; the message is for humans."""
+
+
+def api_unavailable_delay(exc: ActivityError) -> timedelta | None:
+    """The retry delay the activity asked for when it ended on an unavailable Kubernetes API, else None."""
+    cause = exc.cause
+    if isinstance(cause, ApplicationError) and cause.type == API_UNAVAILABLE_ERROR:
+        return cause.next_retry_delay or timedelta(seconds=1)
+    return None
 
 
 def failure_text(exc: BaseException) -> str:
@@ -102,27 +118,46 @@ class StepCalls:
         invocation = StepInvocation[step_type.args_model](  # type: ignore[name-defined]
             args=args, dry_run=self.dry_run, run_id=self.run_id, step_id=key
         )
-        try:
-            return await workflow.execute_activity(
-                step_type.activity,
-                invocation,
-                result_type=step_type.result_model,
-                activity_id=activity_id,
-                task_queue=task_queue,
-                start_to_close_timeout=timedelta(seconds=timeout or step_type.default_timeout_seconds),
-                heartbeat_timeout=timedelta(seconds=step_type.heartbeat_seconds) if step_type.heartbeat_seconds else None,
-                retry_policy=RetryPolicy(
-                    maximum_attempts=retry.attempts,
-                    initial_interval=timedelta(seconds=max(retry.backoff, 0.001)),
-                    backoff_coefficient=retry.backoff_coefficient,
-                    maximum_interval=timedelta(seconds=retry.max_backoff) if retry.max_backoff else None,
-                ),
-                summary=f"{key} ({step_type.name})",
-            )
-        except ActivityError as exc:
-            if isinstance(exc.cause, CancelledError):
-                raise asyncio.CancelledError() from exc  # the step was cancelled (abort), not failed
-            raise StepFailed(failure_text(exc)) from exc
+        outage_since: datetime | None = None
+        while True:
+            try:
+                return await self._execute_activity(step_type, key, invocation, timeout, retry, task_queue, activity_id)
+            except ActivityError as exc:
+                if isinstance(exc.cause, CancelledError):
+                    raise asyncio.CancelledError() from exc  # the step was cancelled (abort), not failed
+                delay = api_unavailable_delay(exc)
+                if delay is None or not workflow.patched(API_OUTAGE_PATCH):
+                    raise StepFailed(failure_text(exc)) from exc
+                now = workflow.now()
+                outage_since = outage_since or now
+                if now - outage_since >= timedelta(seconds=retry.api_outage):
+                    raise StepFailed(
+                        f"{failure_text(exc)} (Kubernetes API unavailable for {(now - outage_since).total_seconds():.0f}s "
+                        f"after the step's {retry.attempts} attempts; retry.api_outage is {retry.api_outage:g}s)"
+                    ) from exc
+                workflow.logger.warning("step %s: Kubernetes API unavailable, running again in %s", key, delay)
+                await workflow.sleep(delay, summary=f"{key}: Kubernetes API unavailable")
+
+    async def _execute_activity(
+        self, step_type: type[StepType], key: str, invocation: Any, timeout: float | None, retry: RetrySpec,
+        task_queue: str | None, activity_id: str,
+    ) -> Any:
+        return await workflow.execute_activity(
+            step_type.activity,
+            invocation,
+            result_type=step_type.result_model,
+            activity_id=activity_id,
+            task_queue=task_queue,
+            start_to_close_timeout=timedelta(seconds=timeout or step_type.default_timeout_seconds),
+            heartbeat_timeout=timedelta(seconds=step_type.heartbeat_seconds) if step_type.heartbeat_seconds else None,
+            retry_policy=RetryPolicy(
+                maximum_attempts=retry.attempts,
+                initial_interval=timedelta(seconds=max(retry.backoff, 0.001)),
+                backoff_coefficient=retry.backoff_coefficient,
+                maximum_interval=timedelta(seconds=retry.max_backoff) if retry.max_backoff else None,
+            ),
+            summary=f"{key} ({step_type.name})",
+        )
 
     async def _sleep(self, key: str, args: SleepArgs, timeout: float | None) -> SleepResult:
         if self.dry_run:

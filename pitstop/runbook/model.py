@@ -84,6 +84,11 @@ class RetrySpec(_Strict):
     backoff: Duration = Field(1.0, description="delay before the first retry")
     backoff_coefficient: float = Field(2.0, ge=1.0)
     max_backoff: Duration | None = Field(None, description="upper bound of the delay between attempts")
+    api_outage: Duration = Field(
+        120.0, ge=0,
+        description="how long a Kubernetes API that is unreachable or answers 429/5xx is waited out before the "
+                    "step fails; those retries do not count against `attempts` (docs/reliability.md)",
+    )
 
 
 class ForEach(_Strict):
