@@ -49,7 +49,7 @@ STEPS = 50
 FAN_OUT = 100
 BIG_FAN_OUT, BIG_PARALLELISM, BIG_HISTORY_LIMIT = 2000, 100, 2000
 FAST_DISPATCH = ("history.transferProcessorMaxPollRPS=1000", "history.transferProcessorMaxPollHostRPS=10000")
-REPLAYS = 7
+REPLAYS = 15
 
 
 def write_runbooks(root: Path) -> None:
@@ -157,15 +157,16 @@ async def run_rounds(client: Client, queue: str, rounds: int) -> None:
 
 async def print_task_times(client: Client, hand_ids: list[str], runbook_ids: list[str]) -> None:
     """Workflow-task time per step of both workflows: server-side (history) and worker CPU (replay)."""
+    runs = {"hand-written": hand_ids, "interpreter": runbook_ids}
+    histories = {kind: [await client.get_workflow_handle(wid).fetch_history() for wid in ids] for kind, ids in runs.items()}
+    replayed = await replay_seconds({kind: recorded[0] for kind, recorded in histories.items()})
     figures = {}
-    for kind, workflow_ids in (("hand-written", hand_ids), ("interpreter", runbook_ids)):
-        histories = [await client.get_workflow_handle(wid).fetch_history() for wid in workflow_ids]
-        per_task = [statistics.mean(task_durations(h)) for h in histories]
-        tasks = len(task_durations(histories[0]))
-        replayed = await replay_seconds(histories[0]) / tasks * 1000
-        figures[kind] = (statistics.median(per_task), replayed)
-        print(f"{kind}: workflow task {figures[kind][0]:.2f}ms (history, started->completed, median of runs), "
-              f"{replayed:.2f}ms worker CPU (in-process replay, {tasks} tasks per run)")
+    for kind, kind_histories in histories.items():
+        tasks = len(task_durations(kind_histories[0]))
+        per_task = statistics.median(statistics.mean(task_durations(h)) for h in kind_histories)
+        figures[kind] = (per_task, replayed[kind] / tasks * 1000)
+        print(f"{kind}: workflow task {per_task:.2f}ms (history, started->completed, median of runs), "
+              f"{figures[kind][1]:.2f}ms worker CPU (in-process replay, {tasks} tasks per run)")
     (hand_history, hand_cpu), (interp_history, interp_cpu) = figures["hand-written"], figures["interpreter"]
     print(f"ratio of workflow-task time per step interpreter/hand-written: {interp_history / hand_history:.3f} "
           f"(history), {interp_cpu / hand_cpu:.3f} (replay CPU); extra per step: {interp_history - hand_history:.2f}ms "
@@ -184,16 +185,18 @@ def task_durations(history: WorkflowHistory) -> list[float]:
     return durations
 
 
-async def replay_seconds(history: WorkflowHistory) -> float:
-    """Fastest of a few in-process replays of one recorded run: the worker's CPU for all its workflow tasks."""
+async def replay_seconds(histories: dict[str, WorkflowHistory]) -> dict[str, float]:
+    """Fastest of a few in-process replays of one recorded run of each (interleaved, so both see the same
+    machine): the worker's CPU for all the run's workflow tasks."""
     replayer = Replayer(workflows=[*ALL_WORKFLOWS, HandWritten50], data_converter=pydantic_data_converter)
-    await replayer.replay_workflow(history)  # warm-up
-    times = []
-    for _ in range(REPLAYS):
-        started = time.perf_counter()
-        await replayer.replay_workflow(history)
-        times.append(time.perf_counter() - started)
-    return min(times)
+    times: dict[str, list[float]] = {kind: [] for kind in histories}
+    for attempt in range(REPLAYS + 1):  # the first is a warm-up
+        for kind, history in histories.items():
+            started = time.perf_counter()
+            await replayer.replay_workflow(history)
+            if attempt:
+                times[kind].append(time.perf_counter() - started)
+    return {kind: min(seconds) for kind, seconds in times.items()}
 
 
 async def big_fan_out(client: Client, queue: str) -> None:
