@@ -15,7 +15,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from pitstop.runbook import dag
     from pitstop.runbook import expressions as ex
-    from pitstop.runbook.model import Runbook, Step
+    from pitstop.runbook.model import Step
     from pitstop.runbook.request import RunbookRequest
     from pitstop.runbook.run_state import StepState, StepStatus
 
@@ -43,6 +43,8 @@ class StepScheduler:
         steps = {s.id: s for s in runbook.steps}
         running: Running = {}
         started = {sid for sid, st in state.steps.items() if st.state != StepState.PENDING}  # carried runs
+        finished = {sid for sid, st in state.steps.items() if st.state.finished_ok}
+        waiting = {sid: needs for sid, needs in graph.items() if sid not in started}  # not started yet
         carried_in = len(started)
         for sid in state.fan_outs:  # for_each steps a previous run stopped part-way: go on with their items
             running[sid] = asyncio.create_task(self.run_step(steps[sid]))
@@ -59,7 +61,10 @@ class StepScheduler:
             if draining and not running:
                 return True  # safe point: nothing in flight
             if not state.paused and not failed and not draining:
-                self._start_ready(runbook, graph, steps, started, running)
+                for sid in dag.ready(waiting, finished, ())[: max(runbook.max_parallel - len(running), 0)]:
+                    del waiting[sid]
+                    started.add(sid)
+                    running[sid] = asyncio.create_task(self.run_step(steps[sid]))
             if not running and (failed or len(started) == len(graph)):
                 return False
             state.refresh_phase()
@@ -67,17 +72,8 @@ class StepScheduler:
             await workflow.wait_condition(lambda: state.tick != seen or any(t.done() for t in running.values()))
             for sid in [s for s, t in running.items() if t.done()]:
                 running.pop(sid).result()
-
-    def _start_ready(
-        self, runbook: Runbook, graph: dict[str, list[str]], steps: dict[str, Step], started: set[str],
-        running: Running,
-    ) -> None:
-        finished = [sid for sid, st in self._state.steps.items() if st.state.finished_ok]
-        for sid in dag.ready(graph, finished, started):
-            if len(running) >= runbook.max_parallel:
-                break
-            started.add(sid)
-            running[sid] = asyncio.create_task(self.run_step(steps[sid]))
+                if state.steps[sid].state.finished_ok:  # a step's state changes only while its task runs
+                    finished.add(sid)
 
     async def _cancel(self, running: Running) -> None:
         for task in running.values():
