@@ -93,16 +93,9 @@ def _scaled(value: IntOrPercent, total: int) -> int | None:
         return None
 
 
-def selected(pdb: DisruptionBudgetFacts, deployments: Iterable[DeploymentFacts]) -> list[DeploymentFacts]:
-    """The Deployments of the PDB's namespace whose pods it selects."""
-    if pdb.selector is None:
-        return []
-    return [d for d in deployments if d.namespace == pdb.namespace and pdb.selector.matches(d.pod_labels)]
-
-
-def blocks_evictions(pdb: DisruptionBudgetFacts, deployments: Iterable[DeploymentFacts]) -> str | None:
+def blocks_evictions(pdb: DisruptionBudgetFacts) -> str | None:
     """Why the PDB never allows an eviction, or None (see the module docstring for the rule)."""
-    if pdb.selector is None:
+    if not pdb.selects_pods:
         return None
     if pdb.max_unavailable is not None:
         if _scaled(pdb.max_unavailable, 100) == 0:
@@ -110,13 +103,10 @@ def blocks_evictions(pdb: DisruptionBudgetFacts, deployments: Iterable[Deploymen
         return None
     if pdb.min_available is None:
         return None
-    matched = selected(pdb, deployments)
-    replicas = sum(d.replicas for d in matched)
-    required = _scaled(pdb.min_available, replicas)
-    if replicas == 0 or required is None or required < replicas:
+    required = _scaled(pdb.min_available, pdb.replicas)
+    if pdb.replicas == 0 or required is None or required < pdb.replicas:
         return None
-    names = ", ".join(d.name for d in matched)
-    return (f"minAvailable {pdb.min_available} with {replicas} replica(s) selected ({names}): "
+    return (f"minAvailable {pdb.min_available} with {pdb.replicas} replica(s) selected ({', '.join(pdb.deployments)}): "
             "no eviction is ever allowed, node drains hang")
 
 
@@ -154,13 +144,12 @@ def _region_checks(inv: RegionInventory, out: _Collector) -> None:
             if detail:
                 out.add(check, team=dep.team, namespace=dep.namespace, kind="Deployment", name=dep.name,
                         region=inv.region, detail=detail)
-        guarded = any(selected(pdb, [dep]) for pdb in inv.disruption_budgets)
-        if dep.replicas == 1 and not guarded:
+        if dep.replicas == 1 and not dep.disruption_budgets:
             out.add(Check.SINGLE_REPLICA_WITHOUT_PDB, team=dep.team, namespace=dep.namespace, kind="Deployment",
                     name=dep.name, region=inv.region,
                     detail="1 replica and no PodDisruptionBudget selects its pods: a node drain takes it down")
     for pdb in inv.disruption_budgets:
-        detail = blocks_evictions(pdb, inv.deployments)
+        detail = blocks_evictions(pdb)
         if detail:
             out.add(Check.PDB_BLOCKS_EVICTIONS, team=pdb.team, namespace=pdb.namespace, kind="PodDisruptionBudget",
                     name=pdb.name, region=inv.region, detail=detail)

@@ -2,8 +2,10 @@
 
 `region_inventory(...)` turns listed Deployments, PodDisruptionBudgets, VirtualServices and DestinationRules into
 `RegionInventory`: only the fields the checks use (a container's image, which requests/limits it sets, whether it
-has a readinessProbe; a PDB's selector and budget; the subsets routes point at), so a nightly run over hundreds of
-services keeps its history small. Pure: the activity (`kubernetes.inventory`) lists, this module extracts.
+has a readinessProbe; a PDB's budget; the subsets routes point at), so a nightly run over hundreds of services keeps
+its history small (see docs/limits.md). Which PodDisruptionBudgets select which Deployments (pod template
+labels against the PDB's selector, same namespace) is resolved here, so labels never enter the history.
+Pure: the activity (`kubernetes.inventory`) lists, this module extracts.
 
 Team: the object's label `pitstop.dev/team` (the sandbox fleet's convention), else its namespace (the fleet's
 namespaces are its teams, `team-telematics`, ...).
@@ -68,17 +70,19 @@ class DeploymentFacts(BaseModel):
     name: str
     team: str
     replicas: int = Field(description="spec.replicas (absent = 1)")
-    pod_labels: dict[str, str] = Field(default_factory=dict, description="the pod template's labels")
     containers: list[ContainerFacts] = Field(default_factory=list)
+    disruption_budgets: list[str] = Field(default_factory=list, description="PDBs of its namespace selecting its pods")
 
 
 class DisruptionBudgetFacts(BaseModel):
     namespace: str
     name: str
     team: str
-    selector: LabelSelector | None = Field(None, description="None (null selector) selects no pod")
+    selects_pods: bool = Field(True, description="False for a null selector, which selects no pod")
     min_available: IntOrPercent | None = None
     max_unavailable: IntOrPercent | None = None
+    deployments: list[str] = Field(default_factory=list, description="Deployments of its namespace whose pods it selects")
+    replicas: int = Field(0, description="their replicas together")
 
 
 class RouteDestination(BaseModel):
@@ -155,18 +159,28 @@ def deployment_facts(dep: JsonObject) -> DeploymentFacts:
     replicas = spec.get("replicas")
     return DeploymentFacts(
         namespace=meta.get("namespace", ""), name=meta.get("name", ""), team=team_of(dep),
-        replicas=1 if replicas is None else int(replicas),
-        pod_labels=dict(_meta(template).get("labels") or {}), containers=containers,
+        replicas=1 if replicas is None else int(replicas), containers=containers,
     )
 
 
-def disruption_budget_facts(pdb: JsonObject) -> DisruptionBudgetFacts:
+def _pod_labels(dep: JsonObject) -> Mapping[str, str]:
+    return _meta((dep.get("spec") or {}).get("template") or {}).get("labels") or {}
+
+
+def disruption_budget_facts(pdb: JsonObject, deployments: Iterable[JsonObject] = ()) -> DisruptionBudgetFacts:
+    """The PDB's budget and the Deployments (of its namespace, among `deployments`) whose pods it selects."""
     meta, spec = _meta(pdb), pdb.get("spec") or {}
-    return DisruptionBudgetFacts(
-        namespace=meta.get("namespace", ""), name=meta.get("name", ""), team=team_of(pdb),
-        selector=label_selector(spec.get("selector")),
+    selector = label_selector(spec.get("selector"))
+    facts = DisruptionBudgetFacts(
+        namespace=meta.get("namespace", ""), name=meta.get("name", ""), team=team_of(pdb), selects_pods=selector is not None,
         min_available=spec.get("minAvailable"), max_unavailable=spec.get("maxUnavailable"),
     )
+    for dep in deployments:
+        if selector is not None and _meta(dep).get("namespace", "") == facts.namespace and selector.matches(_pod_labels(dep)):
+            facts.deployments.append(_meta(dep).get("name", ""))
+            replicas = (dep.get("spec") or {}).get("replicas")
+            facts.replicas += 1 if replicas is None else int(replicas)
+    return facts
 
 
 def virtual_service_facts(vs: JsonObject) -> VirtualServiceFacts:
@@ -210,10 +224,15 @@ def region_inventory(
     def kept(objects: Iterable[JsonObject]) -> list[JsonObject]:
         return [o for o in objects if _meta(o).get("namespace", "") not in excluded]
 
+    listed = kept(deployments)
+    budgets = [disruption_budget_facts(o, listed) for o in kept(disruption_budgets)]
+    facts = [deployment_facts(o) for o in listed]
+    for dep in facts:
+        dep.disruption_budgets = [b.name for b in budgets if b.namespace == dep.namespace and dep.name in b.deployments]
     inventory = RegionInventory(
         region=region,
-        deployments=[deployment_facts(o) for o in kept(deployments)],
-        disruption_budgets=[disruption_budget_facts(o) for o in kept(disruption_budgets)],
+        deployments=facts,
+        disruption_budgets=budgets,
         virtual_services=[virtual_service_facts(o) for o in kept(virtual_services)],
         destination_rules=[destination_rule_facts(o) for o in kept(destination_rules)],
     )
