@@ -5,12 +5,13 @@ per region, activities that touch that region's cluster (served on task queue `p
 
 | module | class | activities |
 |---|---|---|
-| `kubernetes` | `KubernetesActivities` | `kubernetes.*` (regional, sync, thread pool) |
+| `kubernetes` | `KubernetesActivities` | `kubernetes.*` (regional, sync, thread pool), incl. the fleet inventory |
 | `istio` (+ `traffic` routers) | `IstioActivities` | `istio.*` (regional, sync, thread pool) |
 | `prometheus` (+ `metrics` providers) | `PrometheusActivities` | `prometheus.*` (shared, async) |
 | `http` | `HttpActivities` | `http.call` (shared, async) |
 | `notify` | `NotifyActivities` | `notify.*` (shared, async) |
 | `incidents` | `IncidentActivities` | `incident.*` (shared, async) |
+| `hygiene` | `HygieneReports` | `hygiene.report` (shared, async; pure, no client) |
 | `delivery` | `ReleaseAnalysisActivities`, `ReleaseClusterActivities` | release analysis (shared), cluster changes (regional) |
 | `runbook_catalog` | `RunbookCatalog` | `runbook.load` (shared) |
 | `runbook_debug` | `DebugSteps` | the engine's native steps (`log`, `fail`, `debug.*`) (shared) |
@@ -61,6 +62,7 @@ def _engine_activities(clients: ActivityClients) -> list[Callable[..., Any]]:
 def build_activities(clients: ActivityClients) -> ActivitySet:
     from .delivery import ReleaseAnalysisActivities, ReleaseClusterActivities
     from .http import HttpActivities
+    from .hygiene import HygieneReports
     from .incidents import IncidentActivities
     from .istio import IstioActivities
     from .kubernetes import KubernetesActivities
@@ -72,6 +74,7 @@ def build_activities(clients: ActivityClients) -> ActivitySet:
         *activity_methods(HttpActivities(clients)),
         *activity_methods(NotifyActivities(clients)),
         *activity_methods(IncidentActivities(clients)),
+        *activity_methods(HygieneReports()),
         *activity_methods(ReleaseAnalysisActivities(clients)),
         *_engine_activities(clients),
     ]

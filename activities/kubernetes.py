@@ -1,4 +1,4 @@
-"""Kubernetes activities: Deployment reads and rollouts, node cordon/drain, incident evidence.
+"""Kubernetes activities: Deployment reads and rollouts, node cordon/drain, incident evidence, the fleet inventory.
 
 Execution model: these are **synchronous** activities (`def`, not `async def`). The kubernetes Python client
 is synchronous, so the worker runs them in its activity thread pool executor (`Worker(activity_executor=
@@ -27,6 +27,7 @@ from kubernetes.client.exceptions import ApiException
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from pitstop.hygiene.inventory import RegionInventory, region_inventory
 from pitstop.rollout import (
     container_images,
     previous_revision,
@@ -43,6 +44,7 @@ from pitstop.steps.kubernetes import (
     DrainArgs,
     DrainResult,
     EventSummary,
+    InventoryArgs,
     LastRolloutResult,
     NodeArgs,
     NodeEvidenceArgs,
@@ -70,8 +72,15 @@ from .idempotency import idempotency_key, undo_key
 from .kube_api import WORKLOAD_PATHS, KubeJson, deployment_path, label_selector
 from .kube_errors import api_error_detail, kube_errors, retry_on_conflict
 from .sync_sleep import sleep_or_cancel
+from .traffic import ISTIO_GROUP_VERSION
 
 MAX_NODE_EVIDENCE_PODS = 50
+INVENTORY_PATHS = {  # what `kubernetes.inventory` lists, in every namespace
+    "deployments": "/apis/apps/v1/deployments",
+    "disruption_budgets": "/apis/policy/v1/poddisruptionbudgets",
+    "virtual_services": f"/apis/{ISTIO_GROUP_VERSION}/virtualservices",
+    "destination_rules": f"/apis/{ISTIO_GROUP_VERSION}/destinationrules",
+}
 RESTARTED_AT_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
 RESTART_KEY_ANNOTATION = "pitstop.io/restart-key"
 UNDO_KEY_ANNOTATION = "pitstop.io/undo-key"
@@ -625,3 +634,20 @@ class KubernetesActivities:
             progressing_updated_at=progressing.get("lastUpdateTime"),
             summary=f"{what} in {args.region}: revision {revision} rolled out at {rolled_out_at or 'unknown'}",
         )
+
+    @activity.defn(name="kubernetes.inventory")
+    def inventory(self, invocation: StepInvocation[InventoryArgs]) -> RegionInventory:
+        """Read-only: list (paged) the kinds the fleet-hygiene checks need, all namespaces; only their relevant
+        fields are returned. A cluster without Istio's CRDs (404) has no VirtualServices or DestinationRules."""
+        args = invocation.args
+        api = self._api(args.region)
+        listed: dict[str, list[dict[str, Any]]] = {}
+        with kube_errors("the fleet inventory", args.region):
+            for kind, path in INVENTORY_PATHS.items():
+                try:
+                    listed[kind] = api.items(path)
+                except ApiException as exc:
+                    if exc.status != 404 or kind in ("deployments", "disruption_budgets"):
+                        raise
+                    listed[kind] = []
+        return region_inventory(region=args.region, exclude_namespaces=args.exclude_namespaces, **listed)

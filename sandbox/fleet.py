@@ -3,8 +3,10 @@
 - `load_fleet_spec(path)` reads and validates `sandbox/fleet.yaml` (pydantic).
 - `expand_fleet(spec, services=N)` returns exactly N services: the listed ones first, then seeded,
   reproducible generated services attached to the call graph (always a DAG).
-- `fleet_manifests(service)` renders a Deployment, Service, DestinationRule (subsets `stable`/`canary`)
-  and VirtualService (100/0) per service, plus a canary Deployment when the spec names a canary version.
+- `fleet_manifests(service)` renders a Deployment (requests, limits and a readiness probe: a clean fleet by the
+  `fleet-hygiene` checks), a PodDisruptionBudget (maxUnavailable 1 over the service's pods: drains proceed one
+  pod at a time, single replicas included), Service, DestinationRule (subsets `stable`/`canary`) and
+  VirtualService (100/0) per service, plus a canary Deployment when the spec names a canary version.
 - `apply_fleet(api_client=..., region=..., services=...)` server-side-applies all of it (idempotent,
   threaded) and creates the `pitstop-sandbox` namespace with the global traffic policy ConfigMap.
 
@@ -265,6 +267,7 @@ def deployment_manifest(service: ServiceSpec, *, version: str, role: str, replic
                             "name": service.name,
                             "image": f"registry.pitstop.dev/{service.team}/{service.name}:{version}",
                             "ports": [{"name": "http", "containerPort": 8080}],
+                            "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 5},
                             "resources": {
                                 "requests": {
                                     "cpu": f"{service.cpu_request_millicores}m",
@@ -302,6 +305,13 @@ def fleet_manifests(service: ServiceSpec) -> list[JsonObject]:
             "metadata": {"name": service.name, "namespace": service.team,
                          "labels": {"app": service.name, FLEET_LABEL: "true", TEAM_LABEL: service.team}},
             "spec": service_spec,
+        },
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": service.name, "namespace": service.team,
+                         "labels": {"app": service.name, FLEET_LABEL: "true", TEAM_LABEL: service.team}},
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": service.name}}},
         },
         {
             "apiVersion": "networking.istio.io/v1",

@@ -1,4 +1,4 @@
-"""Kubernetes step types: Deployment reads and rollouts, node cordon/drain, incident evidence.
+"""Kubernetes step types: Deployment reads and rollouts, node cordon/drain, incident evidence, the fleet inventory.
 
 All are regional (they run on task queue `pitstop-<region>`); executed by `activities.kubernetes`.
 """
@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from pitstop.hygiene.inventory import SYSTEM_NAMESPACES, RegionInventory
 from pitstop.runbook.step_types import StepResult, StepType, register_step_type
 
 from .common import KubeLabelName, KubeObjectName, NamespacedArgs, RegionalArgs
@@ -66,6 +67,12 @@ class ServiceEvidenceArgs(DeploymentArgs):
 
 class NodeEvidenceArgs(NodeArgs):
     max_events: int = Field(50, ge=1, le=500)
+
+
+class InventoryArgs(RegionalArgs):
+    exclude_namespaces: list[KubeLabelName] = Field(
+        default_factory=lambda: list(SYSTEM_NAMESPACES), description="namespaces left out (default: kube-system & co.)"
+    )
 
 
 # ---------------------------------------------------------------- results
@@ -314,3 +321,14 @@ class KubernetesLastRollout(_Kube):
     args_model = DeploymentArgs
     result_model = LastRolloutResult
     activity = "kubernetes.last_rollout"
+
+
+@register_step_type
+class KubernetesInventory(_Kube):
+    name = "kubernetes.inventory"
+    description = ("Read-only: the region's Deployments, PodDisruptionBudgets, VirtualServices and DestinationRules in every"
+                   " namespace, as the compact facts the fleet-hygiene checks use (`hygiene.report`).")
+    args_model = InventoryArgs
+    result_model = RegionInventory
+    activity = "kubernetes.inventory"
+    default_timeout_seconds = 300.0

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes.client import ApiClient
+from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
+from activities import build_activities
 from activities.clients import ActivityClients
 from activities.kube_api import KubeJson
 from pitstop.config import Settings
 from sandbox.clusters import SandboxClusters
 from workers.clients import build_activity_clients
+from workers.worker import build_workers
 
 NAMESPACE = "team-platform"
 REGION = "eu-central"
@@ -133,3 +138,19 @@ def impersonate(clients: ActivityClients, user: str) -> ActivityClients:
 def impersonating(clusters: SandboxClusters, user: str, **settings: Any) -> ActivityClients:
     """Clients built like the worker's, whose every request is made as `user` (Impersonate-User)."""
     return impersonate(sandbox_activity_clients(clusters, **settings), user)
+
+
+@asynccontextmanager
+async def product_workers(
+    client: Client, settings: Settings, clients: ActivityClients, workflows: Sequence[type]
+) -> AsyncIterator[None]:
+    """The product's workers (`workers.worker.build_workers`) in-process, serving the activities of `clients`."""
+    with ThreadPoolExecutor(max_workers=64) as executor:
+        workers = build_workers(client=client, settings=settings, activity_set=build_activities(clients),
+                                executor=executor, workflows=list(workflows))
+        runs = [asyncio.create_task(w.run()) for w in workers]
+        try:
+            yield
+        finally:
+            await asyncio.gather(*(w.shutdown() for w in workers))
+            await asyncio.gather(*runs, return_exceptions=True)

@@ -18,7 +18,6 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -28,7 +27,6 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from activities import build_activities
 from activities.kube_api import KubeJson
 from pitstop.config import Settings
 from pitstop.delivery.models import ApproveRequest, ReleasePhase, ReleaseOutcome, ReleaseStatus, RollbackRequest, WavesOutcome
@@ -38,12 +36,11 @@ from pitstop.delivery.spec import RELEASE_WORKFLOW, WAVES_WORKFLOW, ReleaseSpec,
 from pitstop.traffic_routes import service_route_weights
 from sandbox.faults import BadRelease, clear_fault, inject_fault
 from workers.clients import build_activity_clients
-from workers.worker import build_workers
 from workflows.delivery import ProgressiveRelease
 from workflows.delivery_waves import RegionWaves
 from workflows.lease import TargetLease
 
-from .step_library_support import impersonate
+from .step_library_support import impersonate, product_workers
 
 pytestmark = pytest.mark.sandbox
 
@@ -73,15 +70,8 @@ async def product_worker(client: Client, sandbox: Any, task_queue: str,
     clients = build_activity_clients(settings, temporal=client, require_clusters=True)
     if kube_user is not None:
         impersonate(clients, kube_user)
-    with ThreadPoolExecutor(max_workers=64) as executor:
-        workers = build_workers(client=client, settings=settings, activity_set=build_activities(clients),
-                                executor=executor, workflows=list(workflows))
-        runs = [asyncio.create_task(w.run()) for w in workers]
-        try:
-            yield
-        finally:
-            await asyncio.gather(*(w.shutdown() for w in workers))
-            await asyncio.gather(*runs, return_exceptions=True)
+    async with product_workers(client, settings, clients, workflows):
+        yield
 
 
 def service_named(sandbox: Any, name: str) -> Any:

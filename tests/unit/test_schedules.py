@@ -131,7 +131,9 @@ def test_load_schedules_checks_against_the_runbooks_directory(tmp_path: Path) ->
 
 
 def test_shipped_schedules_file_is_valid_and_its_schema_up_to_date() -> None:
-    assert load_schedules(SHIPPED_RUNBOOKS_DIR / "schedules.yaml", SHIPPED_RUNBOOKS_DIR) == []
+    (hygiene,) = load_schedules(SHIPPED_RUNBOOKS_DIR / "schedules.yaml", SHIPPED_RUNBOOKS_DIR)
+    assert (hygiene.id, hygiene.runbook, hygiene.overlap, hygiene.dry_run) == ("nightly-fleet-hygiene", "fleet-hygiene", "skip", False)
+    assert hygiene.cron == "30 2 * * *" and hygiene.time_zone == "Europe/Berlin" and hygiene.owner
     schema_file = SHIPPED_RUNBOOKS_DIR / "schedules.schema.json"
     assert schema_file.read_text() == schedules_json_schema_text(), "run `pitstop schedules schema --write`"
 
