@@ -65,6 +65,15 @@ class _BoundedLoader(yaml.SafeLoader):
             self._measure(node)
         return node
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """A value a tag's constructor cannot make (`!!int abc`, `!!timestamp 2026-13-45`) is a YAML error at
+        its line, not a bare ValueError."""
+        try:
+            return super().construct_object(node, deep=deep)
+        except ValueError as exc:
+            raise yaml.constructor.ConstructorError(None, None, f"cannot read {node.tag} value: {exc}",
+                                                    node.start_mark) from None
+
     def _measure(self, node: yaml.Node) -> None:
         if isinstance(node, yaml.MappingNode):
             children = [child for pair in node.value for child in pair]

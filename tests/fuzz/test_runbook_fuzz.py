@@ -38,6 +38,8 @@ LONG_OR = HELLO.replace(b"${{ inputs.shout }}", b"${{ " + b" or ".join([b"inputs
 @example(("hello.yaml", b"\x1fname: hello\nsteps: []\n"))  # was: yaml.reader.ReaderError
 @example(("hello.yaml", DEEP_BRACKETS))  # was: RecursionError while parsing
 @example(("hello.yaml", LONG_OR))  # was: RecursionError while walking the expression's references
+@example(("hello.yaml", HELLO.replace(b"    with:\n      message: right", b"    with:\n     ?  message: right")))
+# the one above was: TypeError (a mapping as a mapping key); tests/unit/test_runbook_validation.py has the rest
 def test_mutated_runbooks_get_problems_naming_the_file_or_pass(root: Path, case: tuple[str, bytes]) -> None:
     name, content = case
     outcome = validated_outcome(root, name, content)
