@@ -220,8 +220,13 @@ class HttpRequest:
                 f"body={self.body[:200]!r}{'...' if len(self.body) > 200 else ''} half_close={self.half_close})")
 
 
-header_values = st.binary(max_size=200).map(lambda v: v.replace(b"\r", b"").replace(b"\n", b""))
+_raw_header_values = st.binary(max_size=200).map(lambda v: v.replace(b"\r", b"").replace(b"\n", b""))
+_printable_header_values = st.from_regex(rb"\A[\t -~]{0,200}\Z")
+# mostly values HTTP allows (they reach the receiver), sometimes raw bytes (the HTTP parser's concern)
+header_values = st.one_of(_printable_header_values, _printable_header_values, _printable_header_values,
+                          _raw_header_values)
 huge_values = st.builds(lambda c, n: c * n, st.sampled_from([b"a", b"\xff", b" "]), st.integers(1_000, 200_000))
+one_in_ten = st.sampled_from([False] * 9 + [True])
 _tokens = st.from_regex(rb"\A[!#$%&'*+.^_`|~0-9A-Za-z-]{1,30}\Z")
 
 
@@ -234,12 +239,15 @@ def _authorizations(token: str, body: bytes) -> st.SearchStrategy[list[tuple[byt
     signed = st.one_of(
         st.just(signature(token, body).encode()), st.just(signature(token + "x", body).encode()),
         st.just(b"sha256="), st.just(signature(token, body).upper().encode()), header_values, huge_values)
-    return st.one_of(
+    hostile = st.one_of(
         st.just([]),
         bearer.map(lambda v: [(b"Authorization", v)]),
         signed.map(lambda v: [(b"X-Pitstop-Signature", v)]),
         st.tuples(bearer, signed).map(lambda p: [(b"Authorization", p[0]), (b"X-Pitstop-Signature", p[1])]),
     )
+    authenticated = st.sampled_from([[(b"Authorization", b"Bearer " + right)],
+                                     [(b"X-Pitstop-Signature", signature(token, body).encode())]])
+    return st.one_of(authenticated, hostile)  # half get past authentication to what the receiver checks next
 
 
 _content_types = st.one_of(
@@ -260,18 +268,18 @@ def http_requests(draw: st.DrawFn, token: str, body_strategy: st.SearchStrategy[
     if body_strategy is None:
         body_strategy = st.one_of(alertmanager_payloads().flatmap(encoded), st.binary(max_size=300))
     body = draw(body_strategy)
-    method = draw(st.one_of(st.sampled_from([b"POST"] * 6 + [b"GET", b"PUT", b"DELETE", b"OPTIONS", b"PATCH"]),
-                            _tokens))
-    path = draw(st.one_of(st.sampled_from([p.encode() for p in ALERT_PATHS] * 3),
-                          st.sampled_from([b"/healthz", b"/alerts?x=1", b"//alerts", b"/alerts/", b"*",
-                                           b"/%00", b"/alerts%2f..", b"http://127.0.0.1/alerts"]),
-                          st.from_regex(rb"\A/[!-~]{0,60}\Z")))
+    rare = draw(one_in_ten)  # an unusual method; an unusual path
+    method = draw(st.sampled_from([b"GET", b"PUT", b"DELETE", b"OPTIONS", b"PATCH"]) | _tokens) if rare else b"POST"
+    path = draw(st.sampled_from([b"/healthz", b"/alerts?x=1", b"//alerts", b"/alerts/", b"*", b"/%00",
+                                 b"/alerts%2f..", b"http://127.0.0.1/alerts"]) | st.from_regex(rb"\A/[!-~]{0,60}\Z")) \
+        if draw(one_in_ten) else draw(st.sampled_from([p.encode() for p in ALERT_PATHS]))
     headers = draw(_authorizations(token, body))
     content_type = draw(_content_types)
     if content_type is not None:
         headers.append((b"Content-Type", content_type))
-    framing = draw(st.sampled_from(["length", "length", "length", "none", "short", "long", "not a number",
-                                    "negative", "huge", "twice", "chunked", "chunked broken", "chunked and length"]))
+    framing = draw(st.sampled_from(["length"] * 8 + ["none", "short", "long", "not a number", "negative", "huge",
+                                                     "twice", "chunked", "chunked", "chunked broken",
+                                                     "chunked and length"]))
     half_close = False
     if framing in ("length", "chunked and length"):
         headers.append((b"Content-Length", str(len(body)).encode()))
