@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from pitstop.alerts import AlertmanagerWebhook, AlertNotification, BodyNotJson, decode_body, notifications_from
 from workers.webhook import ALERT_PATHS, signature
 
-from .harness import Hang, Outcome, WebhookProcess, escaped, raw_request
+from .harness import HANG_SECONDS, Hang, Outcome, WebhookProcess, escaped, raw_request, within
 
 RECEIVED_AT = datetime(2026, 12, 1, tzinfo=timezone.utc)
 
@@ -170,8 +170,15 @@ bodies: st.SearchStrategy[bytes] = st.one_of(
 
 
 def decoded_outcome(body: bytes) -> Outcome:
-    """The receiver's pure path over one body: parsed, refused (400 BodyNotJson / 422 ValidationError), or an
-    exception that escaped. An accepted notification must survive the journal's JSON round trip."""
+    """The receiver's pure path over one body: parsed, refused (400 BodyNotJson / 422 ValidationError), an
+    exception that escaped, or a hang. An accepted notification must survive the journal's JSON round trip."""
+    try:
+        return within(HANG_SECONDS, lambda: _decoded_outcome(body))
+    except Hang as exc:
+        return Outcome("hang", str(exc))
+
+
+def _decoded_outcome(body: bytes) -> Outcome:
     try:
         data = decode_body(body)
     except BodyNotJson as exc:
