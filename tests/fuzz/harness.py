@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from workers.devserver import free_port
 
@@ -67,6 +67,18 @@ def within(seconds: float, run: Callable[[], T]) -> T:
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
     return box["result"]  # type: ignore[return-value]
+
+
+def paths_in(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path (keys and list indexes) in a nested value, the root `()` first: where mutations apply."""
+    found = [path]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += paths_in(item, path + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += paths_in(item, path + (index,))
+    return found
 
 
 def escaped(exc: BaseException) -> Outcome:

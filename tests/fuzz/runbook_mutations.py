@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from pitstop.runbook.validation import parse_runbook_file, validate_catalog
 
-from .harness import HANG_SECONDS, ROOT, Hang, Outcome, escaped, within
+from .harness import HANG_SECONDS, ROOT, Hang, Outcome, escaped, paths_in, within
 
 SHIPPED = [p for p in sorted((ROOT / "runbooks").glob("*.yaml"))
            if isinstance(data := yaml.safe_load(p.read_text()), dict) and "steps" in data]
@@ -58,17 +58,6 @@ yaml_fragments = st.sampled_from([
 ])
 
 
-def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [path]
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found += _paths(item, path + (key,))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found += _paths(item, path + (index,))
-    return found
-
-
 def _at(tree: Any, path: tuple[Any, ...]) -> Any:
     for part in path:
         tree = tree[part]
@@ -87,7 +76,7 @@ def structural_mutation(draw: st.DrawFn, data: Any) -> bytes:
     for _ in range(draw(st.integers(1, 4))):
         operation = draw(st.sampled_from(["delete", "duplicate", "retype", "scalar", "expression", "rename",
                                           "needs", "cycle"]))
-        paths = [p for p in _paths(tree) if p]
+        paths = [p for p in paths_in(tree) if p]
         steps = _steps(tree)
         if operation in ("delete", "duplicate", "retype", "scalar", "expression") and paths:
             path = draw(st.sampled_from(paths))

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from pitstop.alerts import AlertmanagerWebhook, AlertNotification, BodyNotJson, decode_body, notifications_from
 from workers.webhook import ALERT_PATHS, signature
 
-from .harness import HANG_SECONDS, Hang, Outcome, WebhookProcess, escaped, raw_request, within
+from .harness import HANG_SECONDS, Hang, Outcome, WebhookProcess, escaped, paths_in, raw_request, within
 
 RECEIVED_AT = datetime(2026, 12, 1, tzinfo=timezone.utc)
 
@@ -88,17 +88,6 @@ def alertmanager_payloads(draw: st.DrawFn) -> dict[str, Any]:
             "externalURL": "http://alertmanager:9093", "alerts": items}
 
 
-def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [path]
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found += _paths(item, path + (key,))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found += _paths(item, path + (index,))
-    return found
-
-
 def _parent(tree: Any, path: tuple[Any, ...]) -> Any:
     for part in path[:-1]:
         tree = tree[part]
@@ -111,7 +100,7 @@ def mutated_payloads(draw: st.DrawFn) -> Any:
     type), an extra field, a list multiplied (beyond `MAX_ALERTS_PER_NOTIFICATION` too)."""
     tree: Any = draw(alertmanager_payloads())
     for _ in range(draw(st.integers(1, 4))):
-        path = draw(st.sampled_from(_paths(tree)))
+        path = draw(st.sampled_from(paths_in(tree)))
         operation = draw(st.sampled_from(["delete", "replace", "replace", "extra", "multiply"]))
         if operation == "replace" or (operation == "delete" and not path):
             value = draw(st.one_of(json_values(), texts, numbers, st.sampled_from([None, True, [], {}, "", "4", 4])))
