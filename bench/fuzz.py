@@ -5,7 +5,7 @@ Families (the cases are split evenly between them):
 - webhook, pure: `decode_body` + `AlertmanagerWebhook` + `notifications_from` over arbitrary bytes, arbitrary
   JSON and mutations of valid v4 payloads;
 - webhook, HTTP: the real receiver process (`python -m workers.webhook` on loopback, Temporal unreachable, so
-  alerts are journaled): hostile bodies, and hostile framing/headers/auth;
+  alerts are journaled): hostile bodies, hostile credentials, hostile framing (and other headers);
 - runbooks: mutations of every shipped runbook, validated as `pitstop runbooks validate` does.
 Prints per family and in total: cases, ok, refused, 5xx, tracebacks, hangs (> 5 s), misattributed runbook
 problems, the slowest case, elapsed time and load average; then how long an alias bomb takes to be refused.
@@ -35,7 +35,8 @@ from hypothesis import strategies as st
 from tests.fuzz.harness import GOOD, HANG_SECONDS, Outcome, WebhookProcess, webhook_process
 from tests.fuzz.runbook_mutations import SHIPPED, alias_bomb, mutated_runbooks, validated_outcome
 from tests.fuzz.webhook_inputs import (
-    authorized_post, bodies, decoded_outcome, encoded, http_outcome, http_requests, json_values, mutated_payloads,
+    authorized_post, bodies, decoded_outcome, encoded, hostile_auth_requests, hostile_framing_requests, http_outcome,
+    json_values, mutated_payloads,
 )
 
 KINDS = ("ok", "refused", "5xx", "traceback", "hang", "misattributed")
@@ -94,7 +95,8 @@ def webhook_families(server: WebhookProcess, token: str, share: int, at_seed: in
     http = []
     for name, strategy, judge in (
         ("webhook HTTP: bodies", bodies, lambda body: http_outcome(server, authorized_post(token, body))),
-        ("webhook HTTP: framing and headers", http_requests(token), lambda request: http_outcome(server, request)),
+        ("webhook HTTP: credentials", hostile_auth_requests(token), lambda request: http_outcome(server, request)),
+        ("webhook HTTP: framing", hostile_framing_requests(token), lambda request: http_outcome(server, request)),
     ):
         logged_before = server.tracebacks()
         tally = run_family(name, strategy, judge, cases=share, at_seed=at_seed)
@@ -128,7 +130,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=int(time.time()), help="hypothesis seed (default: the time)")
     parser.add_argument("--only", choices=["webhook", "runbooks"], help="run one side only")
     args = parser.parse_args()
-    families = {"webhook": 5, "runbooks": 1}
+    families = {"webhook": 6, "runbooks": 1}
     if args.only:
         families = {args.only: families[args.only]}
     share = max(1, args.cases // sum(families.values()))

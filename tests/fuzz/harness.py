@@ -12,6 +12,7 @@ Used by the CI fuzz tests (tests/fuzz/test_*.py: assert every case is `ok` or `r
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -141,6 +142,7 @@ class WebhookProcess:
                 self.process.kill()
                 self.process.wait(5)
         self._log.close()
+        shutil.rmtree(self.state, ignore_errors=True)
 
 
 @contextmanager

@@ -3,9 +3,10 @@
 Bodies: arbitrary bytes, arbitrary JSON (`st.recursive`, NaN/Infinity, huge integers, lone surrogates, two
 encodings), nesting bombs, byte edits of a valid body, and mutations of a valid Alertmanager v4 payload
 (fields deleted, replaced by any JSON value or a huge or odd string, extra fields, lists multiplied).
-Requests: any method and path, Content-Type, Content-Length (right, missing, short, long, not a number,
-duplicated), chunked bodies (well and badly framed), Authorization / X-Pitstop-Signature (right, wrong,
-missing, malformed, huge) and random extra headers, sent byte for byte on a raw socket.
+Requests, sent byte for byte on a raw socket: hostile credentials (Authorization / X-Pitstop-Signature
+missing, wrong, malformed, non-ASCII, huge, repeated) on a well-framed POST; and, authenticated, hostile
+framing: any method and path, Content-Type, Content-Length (missing, short, long, not a number, duplicated),
+chunked bodies (well and badly framed), random extra headers.
 
 `decoded_outcome(body)` runs the receiver's pure path (`decode_body`, `AlertmanagerWebhook`,
 `notifications_from`, the journal's JSON round trip); `http_outcome(server, request)` sends a request to the
@@ -226,24 +227,29 @@ one_in_ten = st.sampled_from([False] * 9 + [True])
 _tokens = st.from_regex(rb"\A[!#$%&'*+.^_`|~0-9A-Za-z-]{1,30}\Z")
 
 
-def _authorizations(token: str, body: bytes) -> st.SearchStrategy[list[tuple[bytes, bytes]]]:
+def _authenticated(token: str, body: bytes) -> st.SearchStrategy[list[tuple[bytes, bytes]]]:
+    return st.sampled_from([[(b"Authorization", b"Bearer " + token.encode())],
+                            [(b"X-Pitstop-Signature", signature(token, body).encode())]])
+
+
+def _hostile_authorizations(token: str, body: bytes) -> st.SearchStrategy[list[tuple[bytes, bytes]]]:
     right = token.encode()
+    values = st.one_of(_printable_header_values, _raw_header_values, huge_values)
     bearer = st.one_of(
-        st.just(b"Bearer " + right), st.just(b"bearer  " + right + b" "), st.just(b"Bearer"), st.just(b"Bearer "),
-        st.just(b"Basic " + right), header_values, huge_values, huge_values.map(lambda v: b"Bearer " + v),
-        header_values.map(lambda v: b"Bearer " + v), st.just(b"Bearer " + right + b"\xff"))
+        st.sampled_from([b"Bearer " + right, b"bearer  " + right + b" ", b"Bearer", b"Bearer ", b"Basic " + right,
+                         b"Bearer " + right + b"\xff", b"Bearer " + right[:-1]]),
+        values, values.map(lambda v: b"Bearer " + v))
     signed = st.one_of(
-        st.just(signature(token, body).encode()), st.just(signature(token + "x", body).encode()),
-        st.just(b"sha256="), st.just(signature(token, body).upper().encode()), header_values, huge_values)
-    hostile = st.one_of(
+        st.sampled_from([signature(token, body).encode(), signature(token + "x", body).encode(), b"sha256=",
+                         signature(token, body).upper().encode(), signature(token, body).encode() + b"\xff"]),
+        values, values.map(lambda v: b"sha256=" + v))
+    return st.one_of(
         st.just([]),
         bearer.map(lambda v: [(b"Authorization", v)]),
         signed.map(lambda v: [(b"X-Pitstop-Signature", v)]),
         st.tuples(bearer, signed).map(lambda p: [(b"Authorization", p[0]), (b"X-Pitstop-Signature", p[1])]),
+        st.tuples(bearer, bearer).map(lambda p: [(b"Authorization", p[0]), (b"Authorization", p[1])]),
     )
-    authenticated = st.sampled_from([[(b"Authorization", b"Bearer " + right)],
-                                     [(b"X-Pitstop-Signature", signature(token, body).encode())]])
-    return st.one_of(authenticated, hostile)  # half get past authentication to what the receiver checks next
 
 
 _content_types = st.one_of(
@@ -259,17 +265,26 @@ def _chunked(body: bytes, *, broken: bytes | None) -> bytes:
 
 
 @st.composite
-def http_requests(draw: st.DrawFn, token: str, body_strategy: st.SearchStrategy[bytes] | None = None) -> HttpRequest:
-    """A request with hostile framing and headers; its body a valid payload or (with `body_strategy`) anything."""
-    if body_strategy is None:
-        body_strategy = st.one_of(alertmanager_payloads().flatmap(encoded), st.binary(max_size=300))
-    body = draw(body_strategy)
+def hostile_auth_requests(draw: st.DrawFn, token: str) -> HttpRequest:
+    """A well-framed POST of a valid payload with missing, wrong, malformed, huge or repeated credentials."""
+    body = draw(alertmanager_payloads().flatmap(encoded))
+    headers = draw(_hostile_authorizations(token, body))
+    headers += [(b"Content-Type", b"application/json"), (b"Content-Length", str(len(body)).encode())]
+    path = draw(st.sampled_from([p.encode() for p in ALERT_PATHS]))
+    return HttpRequest(b"POST", path, draw(st.permutations(headers)), body)
+
+
+@st.composite
+def hostile_framing_requests(draw: st.DrawFn, token: str) -> HttpRequest:
+    """An authenticated request with hostile framing (Content-Length, chunking), Content-Type, method, path and
+    extra headers; its body a valid payload or random bytes."""
+    body = draw(st.one_of(alertmanager_payloads().flatmap(encoded), st.binary(max_size=300)))
     rare = draw(one_in_ten)  # an unusual method; an unusual path
     method = draw(st.sampled_from([b"GET", b"PUT", b"DELETE", b"OPTIONS", b"PATCH"]) | _tokens) if rare else b"POST"
     path = draw(st.sampled_from([b"/healthz", b"/alerts?x=1", b"//alerts", b"/alerts/", b"*", b"/%00",
                                  b"/alerts%2f..", b"http://127.0.0.1/alerts"]) | st.from_regex(rb"\A/[!-~]{0,60}\Z")) \
         if draw(one_in_ten) else draw(st.sampled_from([p.encode() for p in ALERT_PATHS]))
-    headers = draw(_authorizations(token, body))
+    headers = draw(_authenticated(token, body))
     content_type = draw(_content_types)
     if content_type is not None:
         headers.append((b"Content-Type", content_type))
