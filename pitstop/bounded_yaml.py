@@ -7,7 +7,8 @@ Bounds (documented in docs/limits.md):
   bomb (a few hundred bytes naming anchors that name anchors, "billion laughs") is refused while it is
   being composed, long before anything walks its millions of expanded nodes;
 - `MAX_YAML_DEPTH`: nesting, also through aliases (and far below Python's recursion limit);
-- an alias inside its own anchor (a recursive structure) is refused.
+- an alias inside its own anchor (a recursive structure) is refused;
+- a file that is not UTF-8 is refused (`read_text`, `load_file`).
 
 `compose` returns the node tree (line numbers: pitstop/runbook/yaml_source.py builds on it), `load_text`
 and `load_file` plain data. Refusals raise `YamlRefused` (a ValueError) naming the source and the line.
@@ -64,6 +65,15 @@ class _BoundedLoader(yaml.SafeLoader):
             self._measure(node)
         return node
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """A value a tag's constructor cannot make (`!!int abc`, `!!timestamp 2026-13-45`) is a YAML error at
+        its line, not a bare ValueError."""
+        try:
+            return super().construct_object(node, deep=deep)
+        except ValueError as exc:
+            raise yaml.constructor.ConstructorError(None, None, f"cannot read {node.tag} value: {exc}",
+                                                    node.start_mark) from None
+
     def _measure(self, node: yaml.Node) -> None:
         if isinstance(node, yaml.MappingNode):
             children = [child for pair in node.value for child in pair]
@@ -92,7 +102,11 @@ def _check_size(size: int, source: str) -> None:
 
 def _run(text: str, source: str, construct: bool) -> Any:
     _check_size(len(text.encode("utf-8", "surrogatepass")), source)
-    loader = _BoundedLoader(text, source=source)
+    try:
+        loader = _BoundedLoader(text, source=source)  # checks every character first
+    except yaml.reader.ReaderError as exc:
+        raise YamlRefused(source, f"not valid YAML: character #x{exc.character:04x} at offset {exc.position} "
+                                  f"is not allowed ({exc.reason})", text.count("\n", 0, exc.position) + 1) from None
     try:
         node = loader.get_single_node()
         if not construct or node is None:
@@ -118,9 +132,14 @@ def load_text(text: str, *, source: str = "<yaml>") -> Any:
 
 
 def read_text(path: Path) -> str:
-    """A YAML file's text; refused unread when it is larger than `MAX_YAML_BYTES`."""
+    """A YAML file's text; refused unread when it is larger than `MAX_YAML_BYTES`, refused when not UTF-8."""
     _check_size(path.stat().st_size, str(path))
-    return path.read_text()
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise YamlRefused(str(path), f"not UTF-8 text: invalid byte 0x{data[exc.start]:02x} at offset {exc.start}",
+                          data.count(b"\n", 0, exc.start) + 1) from None
 
 
 def load_file(path: Path) -> Any:

@@ -14,7 +14,9 @@ Python objects, no function calls. Grammar:
 
 Roots: `inputs.<name>`, `steps.<id>.outputs.<field>`, `steps.<id>.status`, `item` (inside `for_each`),
 `run.id`, `run.dry_run`. A whole-string expression keeps its type (`"${{ inputs.replicas }}"` is an int);
-expressions embedded in text are interpolated as strings.
+expressions embedded in text are interpolated as strings. Bounds (docs/limits.md): at most
+`MAX_EXPRESSION_TOKENS` tokens and `MAX_EXPRESSION_DEPTH` nested brackets/`not`s, so parsing and evaluation
+never approach Python's recursion limit.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 ROOTS = ("inputs", "steps", "item", "run")
+MAX_EXPRESSION_TOKENS = 256  # a runbook's expressions have a few dozen at most
+MAX_EXPRESSION_DEPTH = 32  # nested "(", "[" and "not"
 
 _EXPR = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
 _TOKEN = re.compile(
@@ -99,6 +103,9 @@ class _Parser:
         self.text = text.strip()
         self.tokens = _tokenize(text)
         self.pos = 0
+        self.depth = 0
+        if len(self.tokens) > MAX_EXPRESSION_TOKENS:
+            raise self.fail(f"{len(self.tokens)} tokens is more than the limit of {MAX_EXPRESSION_TOKENS}")
 
     def fail(self, what: str) -> ExpressionError:
         return ExpressionError(f"{what} in expression {self.text!r}")
@@ -141,10 +148,18 @@ class _Parser:
             node = BinOp("and", node, self.parse_not())
         return node
 
+    def nested(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_EXPRESSION_DEPTH:
+            raise self.fail(f"nested more than {MAX_EXPRESSION_DEPTH} levels deep")
+
     def parse_not(self) -> Node:
         if self.at("not", "!"):
             self.take()
-            return Not(self.parse_not())
+            self.nested()
+            node = Not(self.parse_not())
+            self.depth -= 1
+            return node
         return self.parse_compare()
 
     def parse_compare(self) -> Node:
@@ -163,24 +178,31 @@ class _Parser:
             return Literal(float(value) if "." in value else int(value))
         if kind == "string":
             return Literal(re.sub(r"\\(.)", r"\1", value[1:-1]))
-        if value == "(":
-            node = self.parse_or()
-            self.take(")")
+        if value in ("(", "["):
+            self.nested()
+            node = self.parse_bracketed(value)
+            self.depth -= 1
             return node
-        if value == "[":
-            items: list[Node] = []
-            while not self.at("]"):
-                items.append(self.parse_or())
-                if not self.at("]"):
-                    self.take(",")
-            self.take("]")
-            return ListExpr(tuple(items))
         if kind == "name":
             constants = {"true": True, "false": False, "null": None}
             if value in constants:
                 return Literal(constants[value])
             return self.parse_path(value)
         raise self.fail(f"unexpected {value!r}")
+
+    def parse_bracketed(self, opening: str) -> Node:
+        """`( expr )` or `[ expr, ... ]`, the opening bracket taken."""
+        if opening == "(":
+            node = self.parse_or()
+            self.take(")")
+            return node
+        items: list[Node] = []
+        while not self.at("]"):
+            items.append(self.parse_or())
+            if not self.at("]"):
+                self.take(",")
+        self.take("]")
+        return ListExpr(tuple(items))
 
     def parse_path(self, root: str) -> Ref:
         if root not in ROOTS:

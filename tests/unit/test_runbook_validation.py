@@ -99,3 +99,26 @@ def test_engine_test_runbooks_validate() -> None:
     catalog, problems = validate_catalog(Path(__file__).resolve().parents[1] / "data" / "runbooks")
     assert [str(p) for p in problems] == []
     assert {"linear", "long-saga", "deadline", "escalate"} <= set(catalog)
+
+
+def test_yaml_merge_keys_work_as_in_yaml_safe_load() -> None:
+    runbook, problems = parse_runbook(
+        "name: r\nsteps:\n  - &first {id: a, uses: log, timeout: 1m, with: {message: hi}}\n"
+        "  - {<<: *first, id: b, needs: a, timeout: 2m}\n"
+    )
+    assert runbook is not None, [str(p) for p in problems]
+    assert [(s.id, s.uses, s.timeout, s.with_) for s in runbook.steps] == [
+        ("a", "log", 60.0, {"message": "hi"}), ("b", "log", 120.0, {"message": "hi"})]
+
+
+@pytest.mark.parametrize("text, line, message", [
+    ("name: r\nsteps:\n  - ? {id: a}\n    : log\n", 3, "a mapping key must be a plain value"),
+    ("name: r\nsteps:\n  - {id: a, uses: log, timeout: !!int soon}\n", 3, "invalid literal for int()"),
+    ("name: r\nsteps:\n  - {id: a, uses: !!python/object:os.system log}\n", 3, "could not determine a constructor"),
+    ("name: r\nsteps: {<<: 5}\n", 2, "a merge key (<<) needs a mapping"),
+    ("name: r\n\x1fsteps: []\n", 2, "character #x001f at offset 8 is not allowed"),
+])
+def test_yaml_the_validator_cannot_read_is_a_problem_at_its_line(text: str, line: int, message: str) -> None:
+    _, problems = parse_runbook(text, "r.yaml")
+    assert [(p.file, p.line) for p in problems] == [("r.yaml", line)], [str(p) for p in problems]
+    assert message in problems[0].message

@@ -1,0 +1,5 @@
+"""The fuzzers' hypothesis profile (tests/fuzz/profiles.py)."""
+
+from tests.fuzz import profiles
+
+profiles.load()
