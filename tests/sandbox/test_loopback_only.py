@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from pitstop.config import Settings, load_settings
 from sandbox.binaries import KubeBinaries
 from sandbox.lifecycle import delete_sandbox
 from sandbox.monitoring import free_loopback_port
-from tests.integration.up_harness import PITSTOP, up_env
+from tests.integration.up_harness import PITSTOP, descendant_pids, running_processes, stop_up, up_env
 from workers.devserver import DevServerPorts
 
 pytestmark = pytest.mark.sandbox
@@ -78,31 +77,10 @@ def _listening_sockets() -> dict[int, tuple[ipaddress.IPv4Address | ipaddress.IP
     return found
 
 
-def _processes() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, command line) of every running process."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:  # exited meanwhile
-            continue
-        found[int(entry.name)] = (int(stat.rsplit(")", 1)[1].split()[1]), command)
-    return found
-
-
 def _processes_of_up(up_pid: int, state_dir: Path) -> dict[int, str]:
     """`up` and its descendants, plus the detached cluster processes whose command line names the state dir."""
-    processes = _processes()
-    ours = {up_pid}
-    grew = True
-    while grew:
-        children = {pid for pid, (parent, _) in processes.items() if parent in ours} - ours
-        ours |= children
-        grew = bool(children)
-    ours |= {pid for pid, (_, command) in processes.items() if str(state_dir) in command}
+    processes = running_processes()
+    ours = descendant_pids(up_pid) | {pid for pid, (_, command) in processes.items() if str(state_dir) in command}
     return {pid: processes[pid][1] for pid in ours if pid in processes}
 
 
@@ -173,15 +151,12 @@ def test_pitstop_up_with_the_sandbox_listens_on_loopback_only(
 
         beyond_loopback = [listener for listener in listeners if listener.address not in LOOPBACK]
         assert not beyond_loopback, "listening beyond loopback:\n" + "\n".join(map(str, beyond_loopback))
-        ports = {listener.port for listener in listeners}
-        configured = [settings.prometheus.url, settings.alertmanager.url, env["PITSTOP_WEBHOOK__LISTEN"],
-                      env["PITSTOP_TEMPORAL__ADDRESS"], "x:" + env["PITSTOP_WORKER__METRICS_PORT"]]
-        assert {int(url.rsplit(":", 1)[1]) for url in configured} <= ports, listing
+        configured_ports = {
+            int(address.rsplit(":", 1)[1])
+            for address in (settings.prometheus.url, settings.alertmanager.url, env["PITSTOP_WEBHOOK__LISTEN"],
+                            env["PITSTOP_TEMPORAL__ADDRESS"])
+        } | {int(env["PITSTOP_WORKER__METRICS_PORT"])}
+        assert configured_ports <= {listener.port for listener in listeners}, listing
         print(listing)
     finally:
-        up.send_signal(signal.SIGINT)
-        try:
-            up.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            up.kill()
-            up.wait()
+        stop_up(up)
