@@ -49,6 +49,7 @@ KWOK_CONFIG_FILES = (
     Path(__file__).resolve().parent / "kwok" / "stages.yaml",
 )
 LOOPBACK_ADDRESSES = frozenset({"127.0.0.1", "::1", "localhost"})
+KWOKCTL_DEFAULT_BIND_ADDRESS = "0.0.0.0"
 CREATE_TIMEOUT_SECONDS = 300
 # kwokctl picks free ports by probing; two kwokctl runs at once (regions, or test sessions on one
 # machine) could pick the same ones before either binds them. One machine-wide lock serialises creation.
@@ -258,9 +259,9 @@ def clusters_listening_beyond_loopback(
     state_dir: Path,
     cluster_prefix: str = DEFAULT_CLUSTER_PREFIX,
 ) -> dict[str, str]:
-    """region -> bind address, for each existing cluster whose saved kwokctl configuration binds beyond loopback
+    """region -> bind address of each existing cluster whose saved kwokctl configuration binds beyond loopback.
 
-    (clusters created before the sandbox was loopback-only: kwokctl restarts them with their old arguments).
+    Those were created before the sandbox was loopback-only; kwokctl restarts them with their old arguments.
     """
     exposed = {}
     workdir = kwok_workdir(state_dir)
@@ -278,8 +279,8 @@ def saved_bind_address(saved_config: str) -> str:
     """The bind address in a cluster's saved kwokctl configuration (`kwok.yaml`); kwokctl's default if absent."""
     for document in yaml.safe_load_all(saved_config):
         if isinstance(document, dict) and document.get("kind") == "KwokctlConfiguration":
-            return str((document.get("options") or {}).get("bindAddress") or "0.0.0.0")
-    return "0.0.0.0"
+            return str((document.get("options") or {}).get("bindAddress") or KWOKCTL_DEFAULT_BIND_ADDRESS)
+    return KWOKCTL_DEFAULT_BIND_ADDRESS
 
 
 def _write_kubeconfig(*, workdir: Path, names: dict[str, str], target: Path) -> dict[str, str]:
