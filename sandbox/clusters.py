@@ -13,8 +13,12 @@ Clusters are created with
   Services, below the 500-service fleet);
 - kwok's default Stages plus pitstop's fault Stages (`sandbox/kwok/*.yaml`): pods labelled
   `pitstop.dev/fault=crash-loop` crash-loop (CrashLoopBackOff, growing restartCount), nodes labelled
-  `pitstop.dev/fault=node-not-ready` turn NotReady. A cluster created before these options keeps its
-  old settings until it is deleted and created again.
+  `pitstop.dev/fault=node-not-ready` turn NotReady;
+- every process listening on 127.0.0.1 only (`sandbox/kwok/kwokctl.yaml`: kwokctl's `bindAddress`; etcd
+  serves plain HTTP on loopback).
+
+A cluster created before these options keeps its old settings (kwokctl saves each component's arguments)
+until it is deleted and created again; `clusters_listening_beyond_loopback` names such clusters.
 
     python -m sandbox.clusters create|delete|status [--regions eu-central,us-east]
 """
@@ -39,10 +43,13 @@ from sandbox.cluster_contents import node_is_ready, populate_cluster
 
 DEFAULT_CLUSTER_PREFIX = "pitstop"
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
-KWOK_STAGE_FILES = (
+KWOK_CONFIG_FILES = (
+    Path(__file__).resolve().parent / "kwok" / "kwokctl.yaml",
     Path(__file__).resolve().parent / "kwok" / "default-stages.yaml",
     Path(__file__).resolve().parent / "kwok" / "stages.yaml",
 )
+LOOPBACK_ADDRESSES = frozenset({"127.0.0.1", "::1", "localhost"})
+KWOKCTL_DEFAULT_BIND_ADDRESS = "0.0.0.0"
 CREATE_TIMEOUT_SECONDS = 300
 # kwokctl picks free ports by probing; two kwokctl runs at once (regions, or test sessions on one
 # machine) could pick the same ones before either binds them. One machine-wide lock serialises creation.
@@ -240,10 +247,40 @@ def _ensure_cluster_running(*, binaries: KubeBinaries, workdir: Path, name: str,
 
 
 def _write_kwok_config(workdir: Path, name: str) -> Path:
-    """The kwokctl config file with every Stage the kwok controller plays (kwok's defaults and pitstop's)."""
-    target = workdir / f"{name}-stages.yaml"
-    target.write_text("\n---\n".join(path.read_text() for path in KWOK_STAGE_FILES))
+    """The kwokctl config file: kwokctl's options and every Stage the kwok controller plays (kwok's and pitstop's)."""
+    target = workdir / f"{name}-config.yaml"
+    target.write_text("\n---\n".join(path.read_text() for path in KWOK_CONFIG_FILES))
     return target
+
+
+def clusters_listening_beyond_loopback(
+    *,
+    regions: list[str],
+    state_dir: Path,
+    cluster_prefix: str = DEFAULT_CLUSTER_PREFIX,
+) -> dict[str, str]:
+    """region -> bind address of each existing cluster whose saved kwokctl configuration binds beyond loopback.
+
+    Those were created before the sandbox was loopback-only; kwokctl restarts them with their old arguments.
+    """
+    exposed = {}
+    workdir = kwok_workdir(state_dir)
+    for region in regions:
+        saved = _cluster_dir(workdir, cluster_name(prefix=cluster_prefix, region=region)) / "kwok.yaml"
+        if not saved.exists():
+            continue
+        address = saved_bind_address(saved.read_text())
+        if address not in LOOPBACK_ADDRESSES:
+            exposed[region] = address
+    return exposed
+
+
+def saved_bind_address(saved_config: str) -> str:
+    """The bind address in a cluster's saved kwokctl configuration (`kwok.yaml`); kwokctl's default if absent."""
+    for document in yaml.safe_load_all(saved_config):
+        if isinstance(document, dict) and document.get("kind") == "KwokctlConfiguration":
+            return str((document.get("options") or {}).get("bindAddress") or KWOKCTL_DEFAULT_BIND_ADDRESS)
+    return KWOKCTL_DEFAULT_BIND_ADDRESS
 
 
 def _write_kubeconfig(*, workdir: Path, names: dict[str, str], target: Path) -> dict[str, str]:

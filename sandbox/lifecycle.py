@@ -2,7 +2,8 @@
 
 `ensure_sandbox(settings)` brings everything up and is idempotent:
 - clusters (`sandbox.clusters`) are created once and reused while they run (their processes are
-  detached and outlive `pitstop up`);
+  detached and outlive `pitstop up`); a cluster created before the sandbox listened on loopback only is
+  reused with a warning that says how to recreate it;
 - the fleet (`sandbox.fleet`) is applied only to a cluster that does not hold it yet, so pitstop's own
   changes (images, weights, replicas) are never reverted by a restart;
 - history (`sandbox.history`) is backfilled once, into a TSDB that does not exist yet;
@@ -38,6 +39,7 @@ from sandbox.binaries import ensure_binaries, locate_binaries
 from sandbox.clusters import (
     SandboxClusters,
     api_client,
+    clusters_listening_beyond_loopback,
     create_sandbox_clusters,
     delete_sandbox_clusters,
     sandbox_cluster_status,
@@ -94,6 +96,12 @@ def ensure_sandbox(
     binaries = ensure_binaries(progress=lambda line: progress(line))
     clusters = create_sandbox_clusters(regions=regions, state_dir=settings.state_dir, bin_dir=binaries.bin_dir)
     progress(f"[sandbox] clusters ready: {', '.join(regions)} (kubeconfig {clusters.kubeconfig})")
+    for region, address in clusters_listening_beyond_loopback(regions=regions, state_dir=settings.state_dir).items():
+        progress(
+            f"[sandbox] WARNING: the {region} cluster was created before the sandbox listened on loopback only; "
+            f"its kube-apiserver, etcd and controllers still listen on {address}, reachable from the network. "
+            "Recreate it: `pitstop sandbox down`, then `pitstop up` (pitstop's changes in the sandbox are lost)."
+        )
 
     services = expand_fleet(load_fleet_spec(), services=settings.sandbox.services)
     clients = {region: api_client(clusters=clusters, region=region) for region in regions}

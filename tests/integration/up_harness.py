@@ -48,9 +48,9 @@ def stop_up(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=30)
 
 
-def child_pids(parent: int, *, command_contains: str) -> list[int]:
-    """Pids of `parent`'s direct children whose command line contains the text (read from /proc, Linux)."""
-    found = []
+def running_processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) of every running process (read from /proc, Linux)."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -59,9 +59,25 @@ def child_pids(parent: int, *, command_contains: str) -> list[int]:
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:  # exited meanwhile
             continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == parent and command_contains in command:
-            found.append(int(entry.name))
+        found[int(entry.name)] = (int(stat.rsplit(")", 1)[1].split()[1]), command)
+    return found
+
+
+def child_pids(parent: int, *, command_contains: str) -> list[int]:
+    """Pids of `parent`'s direct children whose command line contains the text."""
+    return [
+        pid
+        for pid, (ppid, command) in running_processes().items()
+        if ppid == parent and command_contains in command
+    ]
+
+
+def descendant_pids(ancestor: int) -> set[int]:
+    """`ancestor` and every process below it."""
+    processes = running_processes()
+    found = {ancestor}
+    while children := {pid for pid, (ppid, _) in processes.items() if ppid in found} - found:
+        found |= children
     return found
 
 
