@@ -51,6 +51,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def port_is_free(host: str, port: int) -> bool:
+    """Nothing is bound to host:port now (bound like the dev server binds: SO_REUSEADDR)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def port_is_open(host: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
@@ -63,6 +74,17 @@ class DevServerPorts:
     ui: int = 8233
     http: int = 7243
     metrics: int = 7244
+
+    @classmethod
+    def beside(cls, *, host: str, frontend: int, ui: int) -> "DevServerPorts":
+        """The frontend and UI ports as configured; HTTP and metrics at frontend+10/+11 (7243/7244 for the
+        default 7233) when those are free, else any free port (they are only for tools, nothing pins them)."""
+        http, metrics = frontend + 10, frontend + 11
+        return cls(
+            frontend=frontend, ui=ui,
+            http=http if port_is_free(host, http) else free_port(),
+            metrics=metrics if port_is_free(host, metrics) else free_port(),
+        )
 
     @classmethod
     def free(cls) -> "DevServerPorts":

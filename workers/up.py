@@ -157,8 +157,9 @@ def _start_temporal(settings: Settings, temporal_address: str | None) -> tuple[S
         return None, temporal_address
     started = time.monotonic()
     host, _, port = settings.temporal.address.rpartition(":")
-    ports = DevServerPorts(frontend=int(port), ui=settings.temporal.ui_port, http=int(port) + 10, metrics=int(port) + 11)
-    dev_server = DevServer(state_dir=settings.state_dir / "temporal", ports=ports, ip=host or "127.0.0.1")
+    ip = host or "127.0.0.1"
+    ports = DevServerPorts.beside(host=ip, frontend=int(port), ui=settings.temporal.ui_port)
+    dev_server = DevServer(state_dir=settings.state_dir / "temporal", ports=ports, ip=ip)
     server = SupervisedDevServer(dev_server)
     try:
         server.start()
