@@ -24,6 +24,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 OUTSIDE_MESH_WORKLOADS = frozenset({"", "unknown"})
 DEFAULT_INGRESS_NAMESPACES = ("istio-system",)
+REGION_LABEL = "region"  # one Prometheus for every region, as the delivery analysis assumes
+GRAPH_LABELS = ("source_workload", "source_workload_namespace", "destination_workload", "destination_workload_namespace")
+
+
+def discovery_query(*, window: str, region: str = "") -> str:
+    """Requests per second per (source, destination) workload over `window`, per region, as the destination's
+    sidecar reports them (`reporter="destination"`: one report per request, the callee's workload labels)."""
+    selector = 'reporter="destination"' + (f',{REGION_LABEL}="{region}"' if region else "")
+    by = ", ".join((REGION_LABEL, *GRAPH_LABELS))
+    return f"sum by ({by}) (rate(istio_requests_total{{{selector}}}[{window}]))"
 
 
 class ServiceRef(BaseModel):
@@ -130,7 +140,7 @@ def build_graph(
     edge_regions: dict[tuple[ServiceRef, ServiceRef], set[str]] = {}
     entry_rps: dict[ServiceRef, float] = {}
     for labels, rps in series:
-        series_region = labels.get("region", "")
+        series_region = labels.get(REGION_LABEL, "")
         if region and series_region != region or not rps > 0:  # NaN and 0 carry no call
             continue
         callee = _ref(labels, "destination")
@@ -156,8 +166,8 @@ def build_graph(
 
 
 def regions_in(series: Iterable[tuple[Mapping[str, str], float]]) -> list[str]:
-    """The `region` labels the series carry (empty when they carry none)."""
-    return sorted({labels["region"] for labels, _ in series if labels.get("region")})
+    """The region labels the series carry (empty when they carry none)."""
+    return sorted({labels[REGION_LABEL] for labels, _ in series if labels.get(REGION_LABEL)})
 
 
 def callees_first(services: Sequence[ServiceRef], edges: Sequence[Edge]) -> ServiceOrder:

@@ -20,7 +20,7 @@ RELEASE_WORKFLOW = "ProgressiveRelease"
 DEFAULT_HISTORY_LIMIT = 8_000  # events; Temporal warns at 10,240 and terminates at 51,200
 WAVES_WORKFLOW = "RegionWaves"
 
-_PROMQL_RANGE = re.compile(r"^\d+(ms|s|m|h|d)$")
+PROMQL_RANGE = re.compile(r"^\d+(ms|s|m|h|d)$")
 
 
 class Strategy(StrEnum):
@@ -72,7 +72,7 @@ class AnalysisSpec(_Strict):
     @field_validator("window")
     @classmethod
     def _range(cls, value: str) -> str:
-        if not _PROMQL_RANGE.match(value):
+        if not PROMQL_RANGE.match(value):
             raise ValueError(f"window {value!r} is not a PromQL duration like '1m' or '30s'")
         return value
 
@@ -99,7 +99,7 @@ class ErrorBudgetGate(_Strict):
     @field_validator("window")
     @classmethod
     def _range(cls, value: str) -> str:
-        if not _PROMQL_RANGE.match(value):
+        if not PROMQL_RANGE.match(value):
             raise ValueError(f"window {value!r} is not a PromQL duration like '30d'")
         return value
 
