@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from pitstop.delivery.spec import PROMQL_RANGE
+from pitstop.delivery.spec import checked_window
 from pitstop.dependency_graph import DependencyGraph, ServiceOrder, ServiceRef
 from pitstop.kubernetes_names import KubeLabelNameOrEmpty
 from pitstop.runbook.step_types import StepArgs, StepResult, StepType, register_step_type
@@ -22,9 +22,7 @@ class DiscoverArgs(StepArgs):
     @field_validator("window")
     @classmethod
     def _range(cls, value: str) -> str:
-        if not PROMQL_RANGE.match(value):
-            raise ValueError(f"window {value!r} is not a PromQL duration like '1h' or '30m'")
-        return value
+        return checked_window(value, example="'1h' or '30m'")
 
 
 class GraphDiscovery(StepResult):
