@@ -11,6 +11,7 @@ per region, activities that touch that region's cluster (served on task queue `p
 | `http` | `HttpActivities` | `http.call` (shared, async) |
 | `notify` | `NotifyActivities` | `notify.*` (shared, async) |
 | `incidents` | `IncidentActivities` | `incident.*` (shared, async) |
+| `dependency_graph` | `DependencyGraphActivities` | `graph.discover`, `graph.order` (shared, async) |
 | `hygiene` | `HygieneReports` | `hygiene.report` (shared, async; pure, no client) |
 | `delivery` | `ReleaseAnalysisActivities`, `ReleaseClusterActivities` | release analysis (shared), cluster changes (regional) |
 | `runbook_catalog` | `RunbookCatalog` | `runbook.load` (shared) |
@@ -61,6 +62,7 @@ def _engine_activities(clients: ActivityClients) -> list[Callable[..., Any]]:
 
 def build_activities(clients: ActivityClients) -> ActivitySet:
     from .delivery import ReleaseAnalysisActivities, ReleaseClusterActivities
+    from .dependency_graph import DependencyGraphActivities
     from .http import HttpActivities
     from .hygiene import HygieneReports
     from .incidents import IncidentActivities
@@ -75,6 +77,7 @@ def build_activities(clients: ActivityClients) -> ActivitySet:
         *activity_methods(NotifyActivities(clients)),
         *activity_methods(IncidentActivities(clients)),
         *activity_methods(HygieneReports()),
+        *activity_methods(DependencyGraphActivities(clients)),
         *activity_methods(ReleaseAnalysisActivities(clients)),
         *_engine_activities(clients),
     ]

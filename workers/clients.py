@@ -63,6 +63,10 @@ def build_kube_client(region: str, cluster: RegionCluster) -> ApiClient:
     return api_client
 
 
+def build_metrics_provider(settings: Settings) -> PrometheusProvider:
+    return PrometheusProvider(base_url=settings.prometheus.url, timeout_seconds=settings.prometheus.timeout_seconds)
+
+
 def build_activity_clients(
     settings: Settings, *, temporal: Client | None = None, require_clusters: bool = False
 ) -> ActivityClients:
@@ -75,6 +79,6 @@ def build_activity_clients(
         except ClusterConfigError:
             if require_clusters or settings.kubernetes.regions:
                 raise
-    metrics = PrometheusProvider(base_url=settings.prometheus.url, timeout_seconds=settings.prometheus.timeout_seconds)
+    metrics = build_metrics_provider(settings)
     alertmanager = AlertmanagerApi(base_url=settings.alertmanager.url)
     return ActivityClients(settings=settings, kube=kube, metrics=metrics, alertmanager=alertmanager, temporal=temporal)

@@ -23,6 +23,13 @@ WAVES_WORKFLOW = "RegionWaves"
 _PROMQL_RANGE = re.compile(r"^\d+(ms|s|m|h|d)$")
 
 
+def checked_window(value: str, *, example: str) -> str:
+    """`value` if it is a PromQL range (`30s`, `5m`, `1h`, `30d`), else ValueError naming `example`."""
+    if not _PROMQL_RANGE.match(value):
+        raise ValueError(f"window {value!r} is not a PromQL duration like {example}")
+    return value
+
+
 class Strategy(StrEnum):
     CANARY = "canary"  # step weights 5 -> 10 -> 25 -> 50 -> 100, analysis at each step
     BLUE_GREEN = "blue_green"  # analysis on the new version (optionally mirrored traffic), then switch all
@@ -72,9 +79,7 @@ class AnalysisSpec(_Strict):
     @field_validator("window")
     @classmethod
     def _range(cls, value: str) -> str:
-        if not _PROMQL_RANGE.match(value):
-            raise ValueError(f"window {value!r} is not a PromQL duration like '1m' or '30s'")
-        return value
+        return checked_window(value, example="'1m' or '30s'")
 
     @model_validator(mode="after")
     def _some_check(self) -> AnalysisSpec:
@@ -99,9 +104,7 @@ class ErrorBudgetGate(_Strict):
     @field_validator("window")
     @classmethod
     def _range(cls, value: str) -> str:
-        if not _PROMQL_RANGE.match(value):
-            raise ValueError(f"window {value!r} is not a PromQL duration like '30d'")
-        return value
+        return checked_window(value, example="'30d'")
 
 
 ROUTE_DESCRIPTION = (

@@ -6,6 +6,6 @@ activities that execute the steps live in `activities/` and import their models 
 
 from __future__ import annotations
 
-from . import delivery, http, hygiene, istio, kubernetes, notify, prometheus
+from . import delivery, graph, http, hygiene, istio, kubernetes, notify, prometheus
 
-__all__ = ["delivery", "http", "hygiene", "istio", "kubernetes", "notify", "prometheus"]
+__all__ = ["delivery", "graph", "http", "hygiene", "istio", "kubernetes", "notify", "prometheus"]

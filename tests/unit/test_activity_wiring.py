@@ -15,7 +15,7 @@ from pitstop.config import Settings
 from pitstop.runbook.step_types import STEP_TYPES
 from workers.clients import ClusterConfigError, build_activity_clients, region_clusters, sandbox_kubeconfig
 
-LIBRARY = ("kubernetes.", "istio.", "prometheus.", "http.", "notify.")
+LIBRARY = ("kubernetes.", "istio.", "prometheus.", "http.", "notify.", "graph.")
 
 
 def write_kubeconfig(path: Path, contexts: list[str]) -> Path:

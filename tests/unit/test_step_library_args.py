@@ -15,7 +15,7 @@ from pitstop.steps.prometheus import ThresholdArgs, WaitForConditionArgs
 
 
 def test_every_step_type_is_registered_with_an_activity_and_models() -> None:
-    names = {n for n in STEP_TYPES if n.split(".")[0] in {"kubernetes", "istio", "prometheus", "http", "notify"}}
+    names = {n for n in STEP_TYPES if n.split(".")[0] in {"kubernetes", "istio", "prometheus", "http", "notify", "graph"}}
     assert {"kubernetes.scale", "kubernetes.drain", "istio.set_weights", "prometheus.check_threshold", "http.call", "notify.slack"} <= names
     for name in names:
         step = STEP_TYPES[name]
