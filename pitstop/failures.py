@@ -1,0 +1,63 @@
+"""What went wrong, in words: the text of a Temporal failure, for timelines, release events and `pitstop runs show`.
+
+One helper for both shapes a failure comes in: the exceptions workflow code catches (`ActivityError` whose
+cause is the activity's `ApplicationError`, ...) and the `Failure` messages of a recorded history (what
+`workers/run_history.py` reads). Pure and duck-typed (this package does not import Temporal): a failure has a
+`message` and a chain of causes (`__cause__` for exceptions, the `cause` field for history messages).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+FAILURE_LINE_LIMIT = 300  # one timeline line: long enough for a Kubernetes API error, short enough to scan
+
+# Failures that only say where something failed; the text worth reading is their cause's.
+_WRAPPER_EXCEPTIONS = frozenset({"ActivityError", "ChildWorkflowError"})
+_WRAPPER_FIELDS = ("activity_failure_info", "child_workflow_execution_failure_info")
+
+
+def failure_text(failure: Any) -> str:
+    """The messages along `failure`'s chain of causes, outermost first, joined by ": " (wrappers left out).
+
+    `ActivityError("Activity task failed")` caused by `ApplicationError("pods are forbidden")` reads
+    "pods are forbidden". Never empty: without any message, the failure's type name."""
+    messages = [_message(link) for link in _chain(failure) if not _is_wrapper(link)]
+    return ": ".join(m for m in messages if m) or type(failure).__name__
+
+
+def failure_line(failure: Any, *, limit: int = FAILURE_LINE_LIMIT) -> str:
+    """`failure_text`'s first line, cut at `limit` characters (a timeline entry, a one-line summary)."""
+    return failure_text(failure).splitlines()[0][:limit]
+
+
+def _chain(failure: Any) -> list[Any]:
+    links: list[Any] = []
+    current = failure
+    while current is not None and len(links) < 32:  # a history message's chain is finite; the bound guards cycles
+        links.append(current)
+        current = _cause(current)
+    return links
+
+
+def _cause(failure: Any) -> Any:
+    if isinstance(failure, BaseException):
+        return failure.__cause__
+    has_field = getattr(failure, "HasField", None)
+    if has_field is not None:  # a protobuf message: an unset `cause` still reads as an empty Failure
+        return failure.cause if has_field("cause") else None
+    return getattr(failure, "cause", None)
+
+
+def _is_wrapper(failure: Any) -> bool:
+    if isinstance(failure, BaseException):
+        return type(failure).__name__ in _WRAPPER_EXCEPTIONS and failure.__cause__ is not None
+    has_field = getattr(failure, "HasField", None)
+    return has_field is not None and any(has_field(f) for f in _WRAPPER_FIELDS) and _cause(failure) is not None
+
+
+def _message(failure: Any) -> str:
+    message = getattr(failure, "message", None)
+    if isinstance(message, str) and message:
+        return message
+    return str(failure) if isinstance(failure, BaseException) else ""
