@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 FAILURE_LINE_LIMIT = 300  # one timeline line: long enough for a Kubernetes API error, short enough to scan
+MAX_CAUSES = 32  # links followed along a chain of causes: far more than Temporal nests; guards a cyclic chain
 
 # Failures that only say where something failed; the text worth reading is their cause's.
 _WRAPPER_EXCEPTIONS = frozenset({"ActivityError", "ChildWorkflowError"})
@@ -18,12 +19,20 @@ _WRAPPER_FIELDS = ("activity_failure_info", "child_workflow_execution_failure_in
 
 
 def failure_text(failure: Any) -> str:
-    """The messages along `failure`'s chain of causes, outermost first, joined by ": " (wrappers left out).
+    """The messages along `failure`'s chain of causes, outermost first, joined by ": ": wrappers left out, and a
+    message already quoted by an outer one left out too (`ApplicationError(str(exc)) from exc` reads once).
 
     `ActivityError("Activity task failed")` caused by `ApplicationError("pods are forbidden")` reads
-    "pods are forbidden". Never empty: without any message, the failure's type name."""
-    messages = [_message(link) for link in _chain(failure) if not _is_wrapper(link)]
-    return ": ".join(m for m in messages if m) or type(failure).__name__
+    "pods are forbidden". An exception without any message reads as its type's name; an empty history
+    `Failure` (an unset field) reads as ""."""
+    kept: list[str] = []
+    for link in _chain(failure):
+        message = "" if _is_wrapper(link) else _message(link)
+        if message and not any(message in outer for outer in kept):
+            kept.append(message)
+    if kept:
+        return ": ".join(kept)
+    return type(failure).__name__ if isinstance(failure, BaseException) else ""
 
 
 def failure_line(failure: Any, *, limit: int = FAILURE_LINE_LIMIT) -> str:
@@ -34,7 +43,7 @@ def failure_line(failure: Any, *, limit: int = FAILURE_LINE_LIMIT) -> str:
 def _chain(failure: Any) -> list[Any]:
     links: list[Any] = []
     current = failure
-    while current is not None and len(links) < 32:  # a history message's chain is finite; the bound guards cycles
+    while current is not None and len(links) < MAX_CAUSES:
         links.append(current)
         current = _cause(current)
     return links
