@@ -1,4 +1,4 @@
-"""What went wrong, in words: the text of a Temporal failure, for timelines, release events and `pitstop runs show`.
+"""What went wrong, in words: the text of a Temporal failure, for timelines, release events and `pitstop history`.
 
 One helper for both shapes a failure comes in: the exceptions workflow code catches (`ActivityError` whose
 cause is the activity's `ApplicationError`, ...) and the `Failure` messages of a recorded history (what

@@ -26,6 +26,9 @@ with workflow.unsafe.imports_passed_through():
 from .activity_policies import ACTIVITY_TIMEOUT, BEST_EFFORT, QUICK, SLOW_ACTIVITY_TIMEOUT
 from .incident_context import IncidentContext
 
+SNAPSHOT_VALUES_LOGGED = 5  # series values quoted in the timeline line (all of them stay in status.metrics)
+ESCALATION_TIMELINE_ENTRIES = 50  # the latest timeline entries sent with an escalation: the story, not a dump
+
 
 async def gather_evidence(ctx: IncidentContext, label: str) -> None:
     """What the cluster shows about the target, by its kind: a Deployment's pods and events; a node's
@@ -75,7 +78,7 @@ async def snapshot_metrics(ctx: IncidentContext, label: str) -> None:
         ctx.log("metrics", f"metric snapshot {label} failed: {failure_line(exc)}")
         return
     ctx.status.metrics.append(snap.model_dump(mode="json"))
-    values = ", ".join(f"{x['value']:g}" for x in snap.series[:5]) or snap.error or "no data"
+    values = ", ".join(f"{x['value']:g}" for x in snap.series[:SNAPSHOT_VALUES_LOGGED]) or snap.error or "no data"
     ctx.log("metrics", f"snapshot {label}: {values}")
 
 
@@ -102,7 +105,7 @@ async def escalate(ctx: IncidentContext, plan: RemediationPlan, reason: str) -> 
         "target": s.target.model_dump() if s.target else None,
         "actions": [a.model_dump(mode="json") for a in s.actions],
         "evidence": s.evidence,
-        "timeline": [e.model_dump(mode="json") for e in s.timeline[-50:]],
+        "timeline": [e.model_dump(mode="json") for e in s.timeline[-ESCALATION_TIMELINE_ENTRIES:]],
     }
     args = WebhookArgs(url=escalation.url, url_env=escalation.url_env, token_env=escalation.token_env, payload=payload)
     try:
