@@ -40,8 +40,10 @@ system-deps:
 k8s-binaries: venv
 	$(PY) -m sandbox.binaries build
 
+# import layering (import-linter) + sizes: no workflow class over 250 lines, no function over 60 (scripts/check_sizes.py)
 lint: venv
 	$(VENV)/bin/lint-imports
+	$(PY) scripts/check_sizes.py --strict
 
 # mypy with the pydantic plugin over pitstop, workflows, activities, workers, sandbox, bench ([tool.mypy] files).
 typecheck: venv

@@ -207,6 +207,50 @@ def _changed_fields(before: dict[str, Any], after: dict[str, Any], patch: dict[s
 # ---------------------------------------------------------------- activities
 
 
+def _undone_earlier(dep: dict[str, Any], record_key: str, *, what: str, region: str) -> RolloutUndoResult:
+    """`rollout_undo` retried after its patch went through: answer what the first attempt did."""
+    images = container_images((dep.get("spec") or {}).get("template") or {})
+    recorded = recorded_previous(_annotations(dep), record_key, dict[str, int | None])
+    if recorded is None:
+        return RolloutUndoResult(
+            from_revision=None, to_revision=revision_of(dep) or 0, images=images,
+            summary=f"{what} was already rolled back by this step",
+        )
+    from_revision, to_revision = recorded.value.get("from_revision"), recorded.value.get("to_revision") or 0
+    return RolloutUndoResult(
+        changed=True, from_revision=from_revision, to_revision=to_revision, images=images,
+        summary=f"rolled {what} in {region} back from revision {from_revision} to {to_revision}{EARLIER_ATTEMPT}",
+    )
+
+
+def _undo_target(api: KubeJson, dep: dict[str, Any], args: RolloutUndoArgs, *, what: str) -> tuple[int, dict[str, Any]]:
+    """The revision to roll back to (`to_revision`, else the previous one) and its ReplicaSet; non-retryable
+    `NoRolloutHistory` when there is none."""
+    meta, spec = _meta(dep), dep.get("spec") or {}
+    replica_sets = [
+        rs
+        for rs in api.items(
+            f"/apis/apps/v1/namespaces/{args.namespace}/replicasets",
+            labelSelector=label_selector(spec.get("selector") or {}),
+        )
+        if (_controller(rs) or {}).get("uid") == meta.get("uid")
+    ]
+    target_revision = args.to_revision or previous_revision(replica_sets)
+    if not target_revision:
+        raise ApplicationError(
+            f"{what} in region {args.region} has no previous revision to roll back to",
+            type="NoRolloutHistory", non_retryable=True,
+        )
+    target = next((rs for rs in replica_sets if revision_of(rs) == target_revision), None)
+    if target is None:
+        known = sorted(r for r in (revision_of(rs) for rs in replica_sets) if r)
+        raise ApplicationError(
+            f"{what} in region {args.region} has no revision {target_revision} (revisions: {known})",
+            type="NoRolloutHistory", non_retryable=True,
+        )
+    return target_revision, target
+
+
 class KubernetesActivities:
     """Activities against the Kubernetes API of the regions in `clients.kube`."""
 
@@ -350,42 +394,11 @@ class KubernetesActivities:
 
         def attempt() -> RolloutUndoResult:
             dep = api.get(path)
-            meta, spec = _meta(dep), dep.get("spec") or {}
+            spec = dep.get("spec") or {}
             current_revision = revision_of(dep)
             if _annotations(dep).get(UNDO_KEY_ANNOTATION) == key:
-                images = container_images(spec.get("template") or {})
-                recorded = recorded_previous(_annotations(dep), record_key, dict[str, int | None])
-                if recorded is None:
-                    return RolloutUndoResult(
-                        from_revision=None, to_revision=current_revision or 0, images=images,
-                        summary=f"{what} was already rolled back by this step",
-                    )
-                from_revision, to_revision = recorded.value.get("from_revision"), recorded.value.get("to_revision") or 0
-                return RolloutUndoResult(
-                    changed=True, from_revision=from_revision, to_revision=to_revision, images=images,
-                    summary=f"rolled {what} in {args.region} back from revision {from_revision} to {to_revision}{EARLIER_ATTEMPT}",
-                )
-            replica_sets = [
-                rs
-                for rs in api.items(
-                    f"/apis/apps/v1/namespaces/{args.namespace}/replicasets",
-                    labelSelector=label_selector(spec.get("selector") or {}),
-                )
-                if (_controller(rs) or {}).get("uid") == meta.get("uid")
-            ]
-            target_revision = args.to_revision or previous_revision(replica_sets)
-            if not target_revision:
-                raise ApplicationError(
-                    f"{what} in region {args.region} has no previous revision to roll back to",
-                    type="NoRolloutHistory", non_retryable=True,
-                )
-            target = next((rs for rs in replica_sets if revision_of(rs) == target_revision), None)
-            if target is None:
-                known = sorted(r for r in (revision_of(rs) for rs in replica_sets) if r)
-                raise ApplicationError(
-                    f"{what} in region {args.region} has no revision {target_revision} (revisions: {known})",
-                    type="NoRolloutHistory", non_retryable=True,
-                )
+                return _undone_earlier(dep, record_key, what=what, region=args.region)
+            target_revision, target = _undo_target(api, dep, args, what=what)
             template = (target.get("spec") or {}).get("template") or {}
             result = RolloutUndoResult(
                 from_revision=current_revision, to_revision=target_revision, images=container_images(template)

@@ -110,97 +110,102 @@ def _identity(identity: str | None) -> str:
         return "unknown"
 
 
-def register(app: typer.Typer) -> None:
-    release_app = typer.Typer(help="Progressive delivery: live status, manual promotion, instant rollback, abort.",
-                              no_args_is_help=True)
+release_app = typer.Typer(help="Progressive delivery: live status, manual promotion, instant rollback, abort.",
+                          no_args_is_help=True)
 
-    @release_app.command("status")
-    def status(
-        workflow_id: Annotated[str, typer.Argument(help="Release, waves or runbook run id.")],
-        as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-        history: Annotated[bool, typer.Option("--measurements", help="Every recorded check, not only the latest run.")] = False,
-    ) -> None:
-        """Phase, route weights per region and the latest analysis verdicts."""
 
-        async def go(client: Client) -> str:
-            state = await release_status(client, workflow_id)
-            releases = [state["release"]] if "release" in state else list(state["regions"].values())
-            if as_json:
-                return json.dumps({k: (v.model_dump(mode="json") if hasattr(v, "model_dump") else
-                                       {r: s.model_dump(mode="json") for r, s in v.items()} if isinstance(v, dict) else v)
-                                   for k, v in state.items()}, indent=2)
-            out = [f"{state['id']} ({state['type']})"]
-            if "waves" in state:
-                w: WavesStatus = state["waves"]
-                out.append(f"waves: {w.phase}  order {w.regions}  promoted {w.promoted_regions}  "
-                           f"rolled back {w.rolled_back_regions}  {w.message}")
-            out += [render_release(r) for r in releases]
-            if history:
-                ids = [state["id"]] if "release" in state else list((await client.get_workflow_handle(state["id"]).query(
-                    "children", result_type=dict)).values())
-                for child in ids:
-                    records = await client.get_workflow_handle(child).query("measurements", 0, result_type=list[MeasurementRecord])
-                    out.append(f"measurements of {child}:")
-                    out += render_verdicts(records)
-            return "\n".join(out)
+@release_app.command("status")
+def status(
+    workflow_id: Annotated[str, typer.Argument(help="Release, waves or runbook run id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    history: Annotated[bool, typer.Option("--measurements", help="Every recorded check, not only the latest run.")] = False,
+) -> None:
+    """Phase, route weights per region and the latest analysis verdicts."""
 
-        print(_run(go), flush=True)
+    async def go(client: Client) -> str:
+        state = await release_status(client, workflow_id)
+        releases = [state["release"]] if "release" in state else list(state["regions"].values())
+        if as_json:
+            return json.dumps({k: (v.model_dump(mode="json") if hasattr(v, "model_dump") else
+                                   {r: s.model_dump(mode="json") for r, s in v.items()} if isinstance(v, dict) else v)
+                               for k, v in state.items()}, indent=2)
+        out = [f"{state['id']} ({state['type']})"]
+        if "waves" in state:
+            w: WavesStatus = state["waves"]
+            out.append(f"waves: {w.phase}  order {w.regions}  promoted {w.promoted_regions}  "
+                       f"rolled back {w.rolled_back_regions}  {w.message}")
+        out += [render_release(r) for r in releases]
+        if history:
+            ids = [state["id"]] if "release" in state else list((await client.get_workflow_handle(state["id"]).query(
+                "children", result_type=dict)).values())
+            for child in ids:
+                records = await client.get_workflow_handle(child).query("measurements", 0, result_type=list[MeasurementRecord])
+                out.append(f"measurements of {child}:")
+                out += render_verdicts(records)
+        return "\n".join(out)
 
-    @release_app.command("promote")
-    def promote(
-        workflow_id: Annotated[str, typer.Argument(help="Release or waves id.")],
-        comment: Annotated[str, typer.Option("--comment", "-m")] = "",
-        identity: Annotated[Optional[str], typer.Option("--as", help="Approver identity.")] = None,
-    ) -> None:
-        """Pass the manual gate: promote a release waiting for approval (or start the next region)."""
+    print(_run(go), flush=True)
 
-        async def go(client: Client) -> str:
-            release_id, _ = await resolve_release(client, workflow_id)
-            try:
-                await client.get_workflow_handle(release_id).execute_update(
-                    "promote", ApproveRequest(identity=_identity(identity), comment=comment))
-            except WorkflowUpdateFailedError as exc:
-                raise CliError(f"promote refused: {getattr(exc.cause, 'message', None) or exc.cause}", exit_code=EXIT_USAGE) from exc
-            return f"promote: accepted for {release_id}"
 
-        print(_run(go), flush=True)
+@release_app.command("promote")
+def promote(
+    workflow_id: Annotated[str, typer.Argument(help="Release or waves id.")],
+    comment: Annotated[str, typer.Option("--comment", "-m")] = "",
+    identity: Annotated[Optional[str], typer.Option("--as", help="Approver identity.")] = None,
+) -> None:
+    """Pass the manual gate: promote a release waiting for approval (or start the next region)."""
 
-    @release_app.command("rollback")
-    def rollback(
-        workflow_id: Annotated[str, typer.Argument(help="Release id (one region).")],
-        reason: Annotated[str, typer.Option("--reason", "-m")] = "manual rollback",
-        identity: Annotated[Optional[str], typer.Option("--as")] = None,
-    ) -> None:
-        """Instant rollback: traffic back to the warm previous version in one step; waits until done."""
+    async def go(client: Client) -> str:
+        release_id, _ = await resolve_release(client, workflow_id)
+        try:
+            await client.get_workflow_handle(release_id).execute_update(
+                "promote", ApproveRequest(identity=_identity(identity), comment=comment))
+        except WorkflowUpdateFailedError as exc:
+            raise CliError(f"promote refused: {getattr(exc.cause, 'message', None) or exc.cause}", exit_code=EXIT_USAGE) from exc
+        return f"promote: accepted for {release_id}"
 
-        async def go(client: Client) -> str:
-            release_id, kind = await resolve_release(client, workflow_id)
-            if kind == WAVES_WORKFLOW:
-                await client.get_workflow_handle(release_id).signal("abort", f"{reason} by {_identity(identity)}")
-                return f"rollback of every region requested for {release_id}"
-            try:
-                done = await client.get_workflow_handle(release_id).execute_update(
-                    "rollback", RollbackRequest(reason=reason, identity=_identity(identity)), result_type=ReleaseStatus)
-            except WorkflowUpdateFailedError as exc:
-                raise CliError(f"rollback refused: {getattr(exc.cause, 'message', None) or exc.cause}", exit_code=EXIT_USAGE) from exc
-            return render_release(done)
+    print(_run(go), flush=True)
 
-        print(_run(go), flush=True)
 
-    @release_app.command("abort")
-    def abort(
-        workflow_id: Annotated[str, typer.Argument(help="Release or waves id.")],
-        reason: Annotated[str, typer.Option("--reason", "-m")] = "aborted",
-        identity: Annotated[Optional[str], typer.Option("--as")] = None,
-    ) -> None:
-        """Abort a release: roll back to the exact prior routes and scale (every promoted region for waves)."""
+@release_app.command("rollback")
+def rollback(
+    workflow_id: Annotated[str, typer.Argument(help="Release id (one region).")],
+    reason: Annotated[str, typer.Option("--reason", "-m")] = "manual rollback",
+    identity: Annotated[Optional[str], typer.Option("--as")] = None,
+) -> None:
+    """Instant rollback: traffic back to the warm previous version in one step; waits until done."""
 
-        async def go(client: Client) -> str:
-            release_id, _ = await resolve_release(client, workflow_id)
+    async def go(client: Client) -> str:
+        release_id, kind = await resolve_release(client, workflow_id)
+        if kind == WAVES_WORKFLOW:
             await client.get_workflow_handle(release_id).signal("abort", f"{reason} by {_identity(identity)}")
-            return f"abort: requested for {release_id}"
+            return f"rollback of every region requested for {release_id}"
+        try:
+            done = await client.get_workflow_handle(release_id).execute_update(
+                "rollback", RollbackRequest(reason=reason, identity=_identity(identity)), result_type=ReleaseStatus)
+        except WorkflowUpdateFailedError as exc:
+            raise CliError(f"rollback refused: {getattr(exc.cause, 'message', None) or exc.cause}", exit_code=EXIT_USAGE) from exc
+        return render_release(done)
 
-        print(_run(go), flush=True)
+    print(_run(go), flush=True)
 
+
+@release_app.command("abort")
+def abort(
+    workflow_id: Annotated[str, typer.Argument(help="Release or waves id.")],
+    reason: Annotated[str, typer.Option("--reason", "-m")] = "aborted",
+    identity: Annotated[Optional[str], typer.Option("--as")] = None,
+) -> None:
+    """Abort a release: roll back to the exact prior routes and scale (every promoted region for waves)."""
+
+    async def go(client: Client) -> str:
+        release_id, _ = await resolve_release(client, workflow_id)
+        await client.get_workflow_handle(release_id).signal("abort", f"{reason} by {_identity(identity)}")
+        return f"abort: requested for {release_id}"
+
+    print(_run(go), flush=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the `pitstop` CLI."""
     app.add_typer(release_app, name="release")
-

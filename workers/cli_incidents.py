@@ -16,6 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from pitstop.incidents import INCIDENT_WORKFLOW, ApprovalDecision, IncidentStatus, postmortem_markdown
 
+from .cli_settings import load_settings
 from .errors import EXIT_FAILED, EXIT_NOT_FOUND, CliError
 
 
@@ -53,95 +54,100 @@ def render_timeline(status: IncidentStatus) -> str:
     return "\n".join(lines)
 
 
+incident_app = typer.Typer(help="Incidents opened by Alertmanager alerts: timeline, postmortem, approvals.",
+                           no_args_is_help=True)
+
+
+@incident_app.command("show")
+def show(
+    incident_id: Annotated[str, typer.Argument(help="Incident id (incident-<fingerprint>-<start>).")],
+    postmortem: Annotated[bool, typer.Option("--postmortem", help="Print a Markdown postmortem draft.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show an incident's timeline (alert, decisions, actions, recovery) with its MTTR."""
+    settings = load_settings()
+
+    async def go() -> None:
+        from .temporal_connection import connect
+
+        status = await fetch_incident(await connect(settings), incident_id)
+        if as_json:
+            data = status.model_dump(mode="json")
+            data["mttr_seconds"] = status.mttr_seconds
+            print(json.dumps(data, indent=2))
+        elif postmortem:
+            print(postmortem_markdown(status), end="")
+        else:
+            print(render_timeline(status))
+
+    asyncio.run(go())
+
+
+@incident_app.command("list")
+def list_incidents(
+    limit: Annotated[int, typer.Option(help="At most this many incidents.")] = 20,
+    open_only: Annotated[bool, typer.Option("--open", help="Only incidents still running.")] = False,
+) -> None:
+    """List recent incidents (newest first)."""
+    settings = load_settings()
+
+    async def go() -> None:
+        from .temporal_connection import connect
+
+        client = await connect(settings)
+        query = f"WorkflowType = '{INCIDENT_WORKFLOW}'" + (" AND ExecutionStatus = 'Running'" if open_only else "")
+        rows = [e async for e in client.list_workflows(query=query, limit=max(limit, 1) * 2)]
+        rows.sort(key=lambda e: e.start_time, reverse=True)
+        if not rows:
+            print("no incidents")
+        for e in rows[:limit]:
+            state = e.status.name if e.status else "?"
+            print(f"{e.id:<48} {state:<10} {e.start_time:%Y-%m-%d %H:%M:%S}Z")
+
+    asyncio.run(go())
+
+
+@incident_app.command("approve")
+def approve(
+    incident_id: Annotated[str, typer.Argument(help="Incident id.")],
+    reject: Annotated[bool, typer.Option("--reject", help="Reject the action instead (the incident escalates).")] = False,
+    comment: Annotated[str, typer.Option(help="Why.")] = "",
+    identity: Annotated[Optional[str], typer.Option(help="Who decides (default: your user name).")] = None,
+) -> None:
+    """Approve (or reject) the remediation action an incident is waiting for."""
+    settings = load_settings()
+
+    async def go() -> int:
+        from .cli_runs import _whoami
+        from .temporal_connection import connect
+
+        client = await connect(settings)
+        decision = ApprovalDecision(approved=not reject, identity=identity or _whoami(), comment=comment)
+        try:
+            verdict = await client.get_workflow_handle(incident_id).execute_update("approve", decision, result_type=str)
+        except RPCError as exc:
+            raise CliError(f"cannot decide for {incident_id!r}: {exc.message}", exit_code=EXIT_NOT_FOUND) from exc
+        except WorkflowUpdateFailedError as exc:  # rejected by the validator: say why, on one line
+            cause = exc.cause
+            reason = (getattr(cause, "message", None) or str(cause) or "update rejected").splitlines()[0]
+            raise CliError(f"cannot decide for {incident_id!r}: {reason}", exit_code=EXIT_FAILED) from exc
+        print(f"{incident_id}: {verdict}")
+        return 0
+
+    code = asyncio.run(go())
+    if code:
+        raise typer.Exit(code)
+
+
+def webhook() -> None:
+    """Serve the Alertmanager webhook receiver (settings.webhook.listen) until Ctrl-C."""
+    from .webhook import serve
+
+    settings = load_settings()
+    asyncio.run(serve(settings))
+
+
 def register(app: typer.Typer) -> None:
-    from .cli_settings import load_settings
-
-    incident_app = typer.Typer(help="Incidents opened by Alertmanager alerts: timeline, postmortem, approvals.",
-                               no_args_is_help=True)
+    """Add this module's commands to the `pitstop` CLI."""
     app.add_typer(incident_app, name="incident")
-
-    @incident_app.command("show")
-    def show(
-        incident_id: Annotated[str, typer.Argument(help="Incident id (incident-<fingerprint>-<start>).")],
-        postmortem: Annotated[bool, typer.Option("--postmortem", help="Print a Markdown postmortem draft.")] = False,
-        as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    ) -> None:
-        """Show an incident's timeline (alert, decisions, actions, recovery) with its MTTR."""
-        settings = load_settings()
-
-        async def go() -> None:
-            from .temporal_connection import connect
-
-            status = await fetch_incident(await connect(settings), incident_id)
-            if as_json:
-                data = status.model_dump(mode="json")
-                data["mttr_seconds"] = status.mttr_seconds
-                print(json.dumps(data, indent=2))
-            elif postmortem:
-                print(postmortem_markdown(status), end="")
-            else:
-                print(render_timeline(status))
-
-        asyncio.run(go())
-
-    @incident_app.command("list")
-    def list_incidents(
-        limit: Annotated[int, typer.Option(help="At most this many incidents.")] = 20,
-        open_only: Annotated[bool, typer.Option("--open", help="Only incidents still running.")] = False,
-    ) -> None:
-        """List recent incidents (newest first)."""
-        settings = load_settings()
-
-        async def go() -> None:
-            from .temporal_connection import connect
-
-            client = await connect(settings)
-            query = f"WorkflowType = '{INCIDENT_WORKFLOW}'" + (" AND ExecutionStatus = 'Running'" if open_only else "")
-            rows = [e async for e in client.list_workflows(query=query, limit=max(limit, 1) * 2)]
-            rows.sort(key=lambda e: e.start_time, reverse=True)
-            if not rows:
-                print("no incidents")
-            for e in rows[:limit]:
-                state = e.status.name if e.status else "?"
-                print(f"{e.id:<48} {state:<10} {e.start_time:%Y-%m-%d %H:%M:%S}Z")
-
-        asyncio.run(go())
-
-    @incident_app.command("approve")
-    def approve(
-        incident_id: Annotated[str, typer.Argument(help="Incident id.")],
-        reject: Annotated[bool, typer.Option("--reject", help="Reject the action instead (the incident escalates).")] = False,
-        comment: Annotated[str, typer.Option(help="Why.")] = "",
-        identity: Annotated[Optional[str], typer.Option(help="Who decides (default: your user name).")] = None,
-    ) -> None:
-        """Approve (or reject) the remediation action an incident is waiting for."""
-        settings = load_settings()
-
-        async def go() -> int:
-            from .cli_runs import _whoami
-            from .temporal_connection import connect
-
-            client = await connect(settings)
-            decision = ApprovalDecision(approved=not reject, identity=identity or _whoami(), comment=comment)
-            try:
-                verdict = await client.get_workflow_handle(incident_id).execute_update("approve", decision, result_type=str)
-            except RPCError as exc:
-                raise CliError(f"cannot decide for {incident_id!r}: {exc.message}", exit_code=EXIT_NOT_FOUND) from exc
-            except WorkflowUpdateFailedError as exc:  # rejected by the validator: say why, on one line
-                cause = exc.cause
-                reason = (getattr(cause, "message", None) or str(cause) or "update rejected").splitlines()[0]
-                raise CliError(f"cannot decide for {incident_id!r}: {reason}", exit_code=EXIT_FAILED) from exc
-            print(f"{incident_id}: {verdict}")
-            return 0
-
-        code = asyncio.run(go())
-        if code:
-            raise typer.Exit(code)
-
-    @app.command()
-    def webhook() -> None:
-        """Serve the Alertmanager webhook receiver (settings.webhook.listen) until Ctrl-C."""
-        from .webhook import serve
-
-        settings = load_settings()
-        asyncio.run(serve(settings))
+    app.command()(webhook)

@@ -7,6 +7,7 @@ import asyncio
 import json
 import secrets
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -21,6 +22,7 @@ from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookReq
 from pitstop.runbook.run_state import ApprovalDecision, ControlRequest, RunStatus
 from pitstop.runbook.validation import RunbookInvalid, load_runbook_file, refusal_message, resolve_inputs
 
+from .cli_settings import load_settings
 from .errors import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_USAGE, CliError
 
 
@@ -133,163 +135,175 @@ def _print_status(current: RunStatus) -> None:
         print(f"  (continued-as-new {current.run_number - 1} time(s) to keep its history short; same run id)")
 
 
-def register(app: typer.Typer) -> None:
-    from .cli_settings import load_settings
+def run(
+    runbook: Annotated[str, typer.Argument(help="Runbook name (file in the runbooks dir).")],
+    inputs: Annotated[
+        Optional[list[str]], typer.Option("-i", "--input", help="Runbook input as key=value (repeatable).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would change; change nothing.")] = False,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Print the run id and return at once.")] = False,
+    run_id: Annotated[Optional[str], typer.Option("--id", help="Workflow id (default: <runbook>-<time>-<rand>).")] = None,
+) -> None:
+    """Validate, start a runbook run and (unless --detach) wait for its outcome."""
+    settings = load_settings()
+    request = _checked_request(settings, runbook, parse_input_pairs(inputs or []), dry_run)
+    workflow_id = run_id or new_run_id(request.runbook)
 
-    @app.command()
-    def run(
-        runbook: Annotated[str, typer.Argument(help="Runbook name (file in the runbooks dir).")],
-        inputs: Annotated[
-            Optional[list[str]], typer.Option("-i", "--input", help="Runbook input as key=value (repeatable).")
-        ] = None,
-        dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would change; change nothing.")] = False,
-        detach: Annotated[bool, typer.Option("--detach", "-d", help="Print the run id and return at once.")] = False,
-        run_id: Annotated[Optional[str], typer.Option("--id", help="Workflow id (default: <runbook>-<time>-<rand>).")] = None,
-    ) -> None:
-        """Validate, start a runbook run and (unless --detach) wait for its outcome."""
-        settings = load_settings()
-        request = _checked_request(settings, runbook, parse_input_pairs(inputs or []), dry_run)
-        workflow_id = run_id or new_run_id(request.runbook)
+    async def go() -> int:
+        from .temporal_connection import connect
 
-        async def go() -> int:
-            from .temporal_connection import connect
+        client = await connect(settings)
+        handle = await client.start_workflow(
+            RUNBOOK_WORKFLOW, request, id=workflow_id, task_queue=settings.temporal.task_queue,
+            result_type=RunbookOutcome,
+            static_summary=f"{request.runbook} {json.dumps(request.inputs, sort_keys=True)}"[:200],
+            static_details=f"started by {request.started_by} from the CLI{' (dry run)' if dry_run else ''}",
+        )
+        print(f"started {workflow_id}\n  {ui_link(settings, workflow_id)}", flush=True)
+        if detach:
+            return 0
+        try:
+            outcome = await handle.result()
+        except WorkflowFailureError as exc:
+            cause = exc.cause
+            print(f"run {workflow_id} failed: {getattr(cause, 'message', None) or cause}", flush=True)
+            return EXIT_FAILED
+        _print_outcome(workflow_id, outcome)
+        return 0 if outcome.status == "succeeded" else EXIT_FAILED
 
-            client = await connect(settings)
-            handle = await client.start_workflow(
-                RUNBOOK_WORKFLOW, request, id=workflow_id, task_queue=settings.temporal.task_queue,
-                result_type=RunbookOutcome,
-                static_summary=f"{request.runbook} {json.dumps(request.inputs, sort_keys=True)}"[:200],
-                static_details=f"started by {request.started_by} from the CLI{' (dry run)' if dry_run else ''}",
-            )
-            print(f"started {workflow_id}\n  {ui_link(settings, workflow_id)}", flush=True)
-            if detach:
-                return 0
-            try:
-                outcome = await handle.result()
-            except WorkflowFailureError as exc:
-                cause = exc.cause
-                print(f"run {workflow_id} failed: {getattr(cause, 'message', None) or cause}", flush=True)
-                return EXIT_FAILED
-            _print_outcome(workflow_id, outcome)
-            return 0 if outcome.status == "succeeded" else EXIT_FAILED
+    code = asyncio.run(go())
+    if code:
+        raise typer.Exit(code)
 
-        code = asyncio.run(go())
-        if code:
-            raise typer.Exit(code)
 
-    @app.command()
-    def status(workflow_id: Annotated[str, typer.Argument(help="Run (workflow) id.")]) -> None:
-        """Show a run's live state: phase, each step's state, timing, outputs summary, waiting approvals."""
-        settings = load_settings()
+def status(workflow_id: Annotated[str, typer.Argument(help="Run (workflow) id.")]) -> None:
+    """Show a run's live state: phase, each step's state, timing, outputs summary, waiting approvals."""
+    settings = load_settings()
 
-        async def go() -> None:
-            from .temporal_connection import connect
+    async def go() -> None:
+        from .temporal_connection import connect
 
-            client = await connect(settings)
-            handle = client.get_workflow_handle(workflow_id)
-            try:
-                desc = await handle.describe()
-            except RPCError as exc:
-                raise _not_found(exc, workflow_id) from exc
-            state = desc.status.name if desc.status else "UNKNOWN"
-            try:
-                current = await handle.query("status", result_type=RunStatus)
-            except Exception as exc:  # not a runbook run, or no worker to answer the query
-                print(f"{workflow_id}: {state}  type={desc.workflow_type}  started={desc.start_time:%Y-%m-%d %H:%M:%S}Z"
-                      f"  (live status unavailable: {str(exc).splitlines()[0][:120]})")
+        client = await connect(settings)
+        handle = client.get_workflow_handle(workflow_id)
+        try:
+            desc = await handle.describe()
+        except RPCError as exc:
+            raise _not_found(exc, workflow_id) from exc
+        state = desc.status.name if desc.status else "UNKNOWN"
+        try:
+            current = await handle.query("status", result_type=RunStatus)
+        except Exception as exc:  # not a runbook run, or no worker to answer the query
+            print(f"{workflow_id}: {state}  type={desc.workflow_type}  started={desc.start_time:%Y-%m-%d %H:%M:%S}Z"
+                  f"  (live status unavailable: {str(exc).splitlines()[0][:120]})")
+            return
+        print(f"Temporal: {state}  started={desc.start_time:%Y-%m-%d %H:%M:%S}Z"
+              + (f"  closed={desc.close_time:%Y-%m-%d %H:%M:%S}Z" if desc.close_time else ""))
+        _print_status(current)
+
+    asyncio.run(go())
+
+
+def list_runs(
+    limit: Annotated[int, typer.Option(help="At most this many runs.")] = 20,
+    query: Annotated[Optional[str], typer.Option(help="Temporal visibility query, e.g. \"RunbookName='hello'\".")] = None,
+) -> None:
+    """List recent runs (newest first) with runbook, phase and target."""
+    settings = load_settings()
+
+    async def go() -> None:
+        from .temporal_connection import connect
+
+        client = await connect(settings)
+        rows = []
+        async for execution in client.list_workflows(query=query or f"WorkflowType='{RUNBOOK_WORKFLOW}'", limit=limit):
+            rows.append(execution)
+        rows.sort(key=lambda e: e.start_time, reverse=True)
+        if not rows:
+            print("no runs")
+        for e in rows[:limit]:
+            state = e.status.name if e.status else "?"
+            sa = e.search_attributes or {}
+            phase = (sa.get("Phase") or [""])[0]
+            name = (sa.get("RunbookName") or [e.workflow_type])[0]
+            service = (sa.get("TargetService") or [""])[0]
+            print(f"{e.id:<48} {state:<11} {name:<22} {phase:<20} {service:<16} {e.start_time:%Y-%m-%d %H:%M:%S}Z")
+
+    asyncio.run(go())
+
+
+def history(
+    workflow_id: Annotated[str, typer.Argument(help="Run (workflow) id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="The timeline as JSON, for machines.")] = False,
+    raw: Annotated[bool, typer.Option("--raw", help="The raw Temporal history JSON (replayable).")] = False,
+) -> None:
+    """The audit timeline of a run: who started it and how, each step with inputs, outputs, attempts, duration.
+
+    A run that continued-as-new is shown whole (every Temporal run of its chain); --raw prints the latest run."""
+    from .run_history import fetch_chain, render, timeline
+
+    settings = load_settings()
+
+    async def go() -> None:
+        from .temporal_connection import connect
+
+        client = await connect(settings)
+        try:
+            if raw:
+                print((await client.get_workflow_handle(workflow_id).fetch_history()).to_json())
                 return
-            print(f"Temporal: {state}  started={desc.start_time:%Y-%m-%d %H:%M:%S}Z"
-                  + (f"  closed={desc.close_time:%Y-%m-%d %H:%M:%S}Z" if desc.close_time else ""))
-            _print_status(current)
+            chain = await fetch_chain(client, workflow_id)
+        except RPCError as exc:
+            raise _not_found(exc, workflow_id) from exc
+        if as_json:
+            print(json.dumps(timeline(chain), indent=2, default=str))
+        else:
+            print(render(timeline(chain)))
 
-        asyncio.run(go())
+    asyncio.run(go())
 
-    @app.command("list")
-    def list_runs(
-        limit: Annotated[int, typer.Option(help="At most this many runs.")] = 20,
-        query: Annotated[Optional[str], typer.Option(help="Temporal visibility query, e.g. \"RunbookName='hello'\".")] = None,
-    ) -> None:
-        """List recent runs (newest first) with runbook, phase and target."""
-        settings = load_settings()
 
-        async def go() -> None:
-            from .temporal_connection import connect
+def approve(
+    workflow_id: Annotated[str, typer.Argument(help="Run (workflow) id.")],
+    step: Annotated[str, typer.Option("--step", "-s", help="The approval step id (`step[i]` in a for_each).")],
+    reject: Annotated[bool, typer.Option("--reject", help="Reject instead of approving.")] = False,
+    comment: Annotated[str, typer.Option("--comment", "-m", help="Recorded with the decision.")] = "",
+    identity: Annotated[Optional[str], typer.Option("--as", help="Approver identity (default $PITSTOP_IDENTITY or the OS user).")] = None,
+) -> None:
+    """Approve (or reject) a waiting approval step; refused unless the identity is allowed by the runbook."""
+    decision = ApprovalDecision(step=step, identity=_identity(identity), approved=not reject, comment=comment)
+    print(_update(load_settings(), workflow_id, "approve", decision))
 
-            client = await connect(settings)
-            rows = []
-            async for execution in client.list_workflows(query=query or f"WorkflowType='{RUNBOOK_WORKFLOW}'", limit=limit):
-                rows.append(execution)
-            rows.sort(key=lambda e: e.start_time, reverse=True)
-            if not rows:
-                print("no runs")
-            for e in rows[:limit]:
-                state = e.status.name if e.status else "?"
-                sa = e.search_attributes or {}
-                phase = (sa.get("Phase") or [""])[0]
-                name = (sa.get("RunbookName") or [e.workflow_type])[0]
-                service = (sa.get("TargetService") or [""])[0]
-                print(f"{e.id:<48} {state:<11} {name:<22} {phase:<20} {service:<16} {e.start_time:%Y-%m-%d %H:%M:%S}Z")
 
-        asyncio.run(go())
+CONTROL_COMMANDS = {
+    "pause": "Pause a run: running steps finish, no new step starts until `resume`.",
+    "resume": "Resume a paused run.",
+    "abort": "Abort a run: cancel running steps, run compensations of completed steps in reverse order.",
+}
 
-    @app.command()
-    def history(
+
+def control_command(name: str, doc: str) -> Callable[..., None]:
+    """The command `pitstop <name> RUN_ID` that sends the control update `name` (pause, resume, abort)."""
+    def command(
         workflow_id: Annotated[str, typer.Argument(help="Run (workflow) id.")],
-        as_json: Annotated[bool, typer.Option("--json", help="The timeline as JSON, for machines.")] = False,
-        raw: Annotated[bool, typer.Option("--raw", help="The raw Temporal history JSON (replayable).")] = False,
+        reason: Annotated[str, typer.Option("--reason", "-m", help="Recorded in the history.")] = "",
+        identity: Annotated[Optional[str], typer.Option("--as", help="Who asks (default $PITSTOP_IDENTITY or the OS user).")] = None,
     ) -> None:
-        """The audit timeline of a run: who started it and how, each step with inputs, outputs, attempts, duration.
+        phase = _update(load_settings(), workflow_id, name, ControlRequest(identity=_identity(identity), reason=reason))
+        print(f"{name}: accepted (run was {phase})")
 
-        A run that continued-as-new is shown whole (every Temporal run of its chain); --raw prints the latest run."""
-        from .run_history import fetch_chain, render, timeline
+    command.__doc__ = doc
+    return command
 
-        settings = load_settings()
 
-        async def go() -> None:
-            from .temporal_connection import connect
-
-            client = await connect(settings)
-            try:
-                if raw:
-                    print((await client.get_workflow_handle(workflow_id).fetch_history()).to_json())
-                    return
-                chain = await fetch_chain(client, workflow_id)
-            except RPCError as exc:
-                raise _not_found(exc, workflow_id) from exc
-            if as_json:
-                print(json.dumps(timeline(chain), indent=2, default=str))
-            else:
-                print(render(timeline(chain)))
-
-        asyncio.run(go())
-
-    @app.command()
-    def approve(
-        workflow_id: Annotated[str, typer.Argument(help="Run (workflow) id.")],
-        step: Annotated[str, typer.Option("--step", "-s", help="The approval step id (`step[i]` in a for_each).")],
-        reject: Annotated[bool, typer.Option("--reject", help="Reject instead of approving.")] = False,
-        comment: Annotated[str, typer.Option("--comment", "-m", help="Recorded with the decision.")] = "",
-        identity: Annotated[Optional[str], typer.Option("--as", help="Approver identity (default $PITSTOP_IDENTITY or the OS user).")] = None,
-    ) -> None:
-        """Approve (or reject) a waiting approval step; refused unless the identity is allowed by the runbook."""
-        decision = ApprovalDecision(step=step, identity=_identity(identity), approved=not reject, comment=comment)
-        print(_update(load_settings(), workflow_id, "approve", decision))
-
-    def control(name: str, doc: str) -> None:
-        def command(
-            workflow_id: Annotated[str, typer.Argument(help="Run (workflow) id.")],
-            reason: Annotated[str, typer.Option("--reason", "-m", help="Recorded in the history.")] = "",
-            identity: Annotated[Optional[str], typer.Option("--as", help="Who asks (default $PITSTOP_IDENTITY or the OS user).")] = None,
-        ) -> None:
-            phase = _update(load_settings(), workflow_id, name, ControlRequest(identity=_identity(identity), reason=reason))
-            print(f"{name}: accepted (run was {phase})")
-
-        command.__doc__ = doc
-        app.command(name)(command)
-
-    control("pause", "Pause a run: running steps finish, no new step starts until `resume`.")
-    control("resume", "Resume a paused run.")
-    control("abort", "Abort a run: cancel running steps, run compensations of completed steps in reverse order.")
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the `pitstop` CLI."""
+    app.command()(run)
+    app.command()(status)
+    app.command("list")(list_runs)
+    app.command()(history)
+    app.command()(approve)
+    for name, doc in CONTROL_COMMANDS.items():
+        app.command(name)(control_command(name, doc))
 
 
 def _update(settings: Settings, workflow_id: str, name: str, arg: Any) -> Any:
@@ -308,7 +322,6 @@ def _update(settings: Settings, workflow_id: str, name: str, arg: Any) -> Any:
             raise _not_found(exc, workflow_id) from exc
 
     return asyncio.run(go())
-
 
 
 def _whoami() -> str:

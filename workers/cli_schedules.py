@@ -17,6 +17,9 @@ from pitstop.schedules.model import DEFAULT_SCHEDULES_FILE, ScheduleEntry
 from pitstop.schedules.reconcile import ScheduleChange
 from pitstop.schedules.validation import SchedulesInvalid, load_schedules
 
+from . import schedules as temporal_schedules
+from .cli_runs import _identity, print_or_write_schema
+from .cli_settings import load_settings
 from .errors import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_USAGE, CliError
 
 T = TypeVar("T")
@@ -70,108 +73,117 @@ def _print_changes(changes: list[ScheduleChange], *, done: bool) -> None:
     print(", ".join(f"{n} {verbs.get(kind, kind)}" for kind, n in counts.items() if n) or "nothing to do")
 
 
+schedules_app = typer.Typer(
+    help="Temporal Schedules declared in runbooks/schedules.yaml (reviewed like code, applied by `apply`).",
+    no_args_is_help=True,
+)
+
+
+@schedules_app.command("validate")
+def validate(file: FileOption = None) -> None:
+    """Check the schedules file: format, cron, time zone, known runbooks, inputs. One line per problem."""
+    entries = checked_entries(load_settings(), file)
+    print(f"{len(entries)} schedule(s) valid{': ' + ', '.join(e.id for e in entries) if entries else ''}")
+
+
+@schedules_app.command("schema")
+def schema(
+    write: Annotated[bool, typer.Option("--write", help="Write runbooks/schedules.schema.json instead of printing.")] = False,
+) -> None:
+    """Print (or write) the JSON Schema of the schedules file, generated from the model."""
+    from pitstop.config import SHIPPED_RUNBOOKS_DIR
+    from pitstop.schedules.model import schedules_json_schema_text
+
+    print_or_write_schema(schedules_json_schema_text(), SHIPPED_RUNBOOKS_DIR / "schedules.schema.json", write=write)
+
+
+@schedules_app.command("diff")
+def diff(file: FileOption = None) -> None:
+    """Show what `apply` would do: create, update (which fields), delete, unchanged, conflict."""
+    settings = load_settings()
+    entries = checked_entries(settings, file)
+    changes = _with_client(settings, lambda c: temporal_schedules.plan(c, entries, task_queue=settings.temporal.task_queue))
+    _print_changes(changes, done=False)
+
+
+@schedules_app.command("apply")
+def apply(file: FileOption = None) -> None:
+    """Make Temporal's schedules match the file (idempotent). Deletes only schedules pitstop created;
+    never touches others. Exit 1 when an entry's id is taken by a schedule pitstop did not create."""
+    settings = load_settings()
+    entries = checked_entries(settings, file)
+    changes = _with_client(settings, lambda c: temporal_schedules.apply(c, entries, task_queue=settings.temporal.task_queue))
+    _print_changes(changes, done=True)
+    if any(c.kind == "conflict" for c in changes):
+        raise typer.Exit(EXIT_FAILED)
+
+
+@schedules_app.command("list")
+def list_schedules(
+    all_schedules: Annotated[bool, typer.Option("--all", help="Also schedules pitstop did not create.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Schedules with their next run times and the last run's outcome (skipped runs with their reason)."""
+    found = _with_client(load_settings(), lambda c: temporal_schedules.rows(c, include_foreign=all_schedules))
+    if as_json:
+        print(json.dumps([r.model_dump(mode="json") for r in found], indent=2))
+        return
+    if not found:
+        print("no schedules")
+    for row in found:
+        owner = f"  owner {row.owner}" if row.owner else ""
+        print(f"{row.id}  runbook {row.runbook}  {row.timing or '(not from the file)'}  overlap {row.overlap}{owner}"
+              + ("" if row.managed else "  [not created by pitstop]"))
+        if row.paused:
+            print(f"  PAUSED: {row.note or 'no note'}")
+        print(f"  next: {', '.join(f'{t:%Y-%m-%d %H:%M:%S}Z' for t in row.next_runs) or '-'}"
+              f"  ({row.actions} run(s) so far, {row.skipped_overlap} skipped for overlap)")
+        if row.last_run:
+            last = row.last_run
+            print(f"  last: {last.workflow_id} at {last.started_at:%Y-%m-%d %H:%M:%S}Z -> {last.outcome}"
+                  + (f": {last.reason}" if last.reason else ""))
+
+
+@schedules_app.command("trigger")
+def trigger(schedule_id: Annotated[str, typer.Argument(help="Schedule id.")]) -> None:
+    """Start the schedule's runbook now (the schedule's overlap policy applies)."""
+    _on_managed(load_settings(), schedule_id, lambda handle: handle.trigger())
+    print(f"triggered {schedule_id}: see `pitstop schedules list` or `pitstop list --query \"TemporalScheduledById='{schedule_id}'\"`")
+
+
+def pause_command(name: str, doc: str) -> None:
+    """Register `pitstop schedules <name> ID --reason ...` (pause or unpause)."""
+    def command(
+        schedule_id: Annotated[str, typer.Argument(help="Schedule id.")],
+        reason: Annotated[str, typer.Option("--reason", "-m", help="Why (kept as the schedule's note).")],
+        identity: Annotated[Optional[str], typer.Option("--as", help="Who asks (default $PITSTOP_IDENTITY or the OS user).")] = None,
+    ) -> None:
+        if not reason.strip():
+            raise CliError(f"{name} needs a reason (--reason)", exit_code=EXIT_USAGE)
+        note = f"{name}d by {_identity(identity)}: {reason}"
+
+        _on_managed(load_settings(), schedule_id,
+                    lambda handle: handle.pause(note=note) if name == "pause" else handle.unpause(note=note))
+        print(f"{schedule_id}: {note}")
+
+    command.__doc__ = doc
+    schedules_app.command(name)(command)
+
+
+pause_command("pause", "Pause a schedule, with a reason (`apply` leaves it paused until its entry changes).")
+pause_command("unpause", "Unpause a schedule, with a reason.")
+
+
+@schedules_app.command("delete")
+def delete(schedule_id: Annotated[str, typer.Argument(help="Schedule id.")]) -> None:
+    """Delete a schedule pitstop created (running runs go on). While it is in the file, `apply` recreates it."""
+    _on_managed(load_settings(), schedule_id, lambda handle: handle.delete())
+    print(f"deleted {schedule_id}")
+
+
 def register(app: typer.Typer) -> None:
-    from . import schedules as temporal_schedules
-    from .cli_settings import load_settings
-    from .cli_runs import _identity, print_or_write_schema
-
-    schedules_app = typer.Typer(
-        help="Temporal Schedules declared in runbooks/schedules.yaml (reviewed like code, applied by `apply`).",
-        no_args_is_help=True,
-    )
+    """Add this module's commands to the `pitstop` CLI."""
     app.add_typer(schedules_app, name="schedules")
-
-    @schedules_app.command("validate")
-    def validate(file: FileOption = None) -> None:
-        """Check the schedules file: format, cron, time zone, known runbooks, inputs. One line per problem."""
-        entries = checked_entries(load_settings(), file)
-        print(f"{len(entries)} schedule(s) valid{': ' + ', '.join(e.id for e in entries) if entries else ''}")
-
-    @schedules_app.command("schema")
-    def schema(
-        write: Annotated[bool, typer.Option("--write", help="Write runbooks/schedules.schema.json instead of printing.")] = False,
-    ) -> None:
-        """Print (or write) the JSON Schema of the schedules file, generated from the model."""
-        from pitstop.config import SHIPPED_RUNBOOKS_DIR
-        from pitstop.schedules.model import schedules_json_schema_text
-
-        print_or_write_schema(schedules_json_schema_text(), SHIPPED_RUNBOOKS_DIR / "schedules.schema.json", write=write)
-
-    @schedules_app.command("diff")
-    def diff(file: FileOption = None) -> None:
-        """Show what `apply` would do: create, update (which fields), delete, unchanged, conflict."""
-        settings = load_settings()
-        entries = checked_entries(settings, file)
-        changes = _with_client(settings, lambda c: temporal_schedules.plan(c, entries, task_queue=settings.temporal.task_queue))
-        _print_changes(changes, done=False)
-
-    @schedules_app.command("apply")
-    def apply(file: FileOption = None) -> None:
-        """Make Temporal's schedules match the file (idempotent). Deletes only schedules pitstop created;
-        never touches others. Exit 1 when an entry's id is taken by a schedule pitstop did not create."""
-        settings = load_settings()
-        entries = checked_entries(settings, file)
-        changes = _with_client(settings, lambda c: temporal_schedules.apply(c, entries, task_queue=settings.temporal.task_queue))
-        _print_changes(changes, done=True)
-        if any(c.kind == "conflict" for c in changes):
-            raise typer.Exit(EXIT_FAILED)
-
-    @schedules_app.command("list")
-    def list_schedules(
-        all_schedules: Annotated[bool, typer.Option("--all", help="Also schedules pitstop did not create.")] = False,
-        as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    ) -> None:
-        """Schedules with their next run times and the last run's outcome (skipped runs with their reason)."""
-        found = _with_client(load_settings(), lambda c: temporal_schedules.rows(c, include_foreign=all_schedules))
-        if as_json:
-            print(json.dumps([r.model_dump(mode="json") for r in found], indent=2))
-            return
-        if not found:
-            print("no schedules")
-        for row in found:
-            owner = f"  owner {row.owner}" if row.owner else ""
-            print(f"{row.id}  runbook {row.runbook}  {row.timing or '(not from the file)'}  overlap {row.overlap}{owner}"
-                  + ("" if row.managed else "  [not created by pitstop]"))
-            if row.paused:
-                print(f"  PAUSED: {row.note or 'no note'}")
-            print(f"  next: {', '.join(f'{t:%Y-%m-%d %H:%M:%S}Z' for t in row.next_runs) or '-'}"
-                  f"  ({row.actions} run(s) so far, {row.skipped_overlap} skipped for overlap)")
-            if row.last_run:
-                last = row.last_run
-                print(f"  last: {last.workflow_id} at {last.started_at:%Y-%m-%d %H:%M:%S}Z -> {last.outcome}"
-                      + (f": {last.reason}" if last.reason else ""))
-
-    @schedules_app.command("trigger")
-    def trigger(schedule_id: Annotated[str, typer.Argument(help="Schedule id.")]) -> None:
-        """Start the schedule's runbook now (the schedule's overlap policy applies)."""
-        _on_managed(load_settings(), schedule_id, lambda handle: handle.trigger())
-        print(f"triggered {schedule_id}: see `pitstop schedules list` or `pitstop list --query \"TemporalScheduledById='{schedule_id}'\"`")
-
-    def pause_command(name: str, doc: str) -> None:
-        def command(
-            schedule_id: Annotated[str, typer.Argument(help="Schedule id.")],
-            reason: Annotated[str, typer.Option("--reason", "-m", help="Why (kept as the schedule's note).")],
-            identity: Annotated[Optional[str], typer.Option("--as", help="Who asks (default $PITSTOP_IDENTITY or the OS user).")] = None,
-        ) -> None:
-            if not reason.strip():
-                raise CliError(f"{name} needs a reason (--reason)", exit_code=EXIT_USAGE)
-            note = f"{name}d by {_identity(identity)}: {reason}"
-
-            _on_managed(load_settings(), schedule_id,
-                        lambda handle: handle.pause(note=note) if name == "pause" else handle.unpause(note=note))
-            print(f"{schedule_id}: {note}")
-
-        command.__doc__ = doc
-        schedules_app.command(name)(command)
-
-    pause_command("pause", "Pause a schedule, with a reason (`apply` leaves it paused until its entry changes).")
-    pause_command("unpause", "Unpause a schedule, with a reason.")
-
-    @schedules_app.command("delete")
-    def delete(schedule_id: Annotated[str, typer.Argument(help="Schedule id.")]) -> None:
-        """Delete a schedule pitstop created (running runs go on). While it is in the file, `apply` recreates it."""
-        _on_managed(load_settings(), schedule_id, lambda handle: handle.delete())
-        print(f"deleted {schedule_id}")
 
 
 def apply_on_up(settings: Settings, env: dict[str, str]) -> None:

@@ -14,6 +14,8 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowHistory
 
+from pitstop.failures import failure_text
+
 MAX_CHAIN = 1000  # runs followed back through continue-as-new
 
 
@@ -62,14 +64,6 @@ def _time(event: Any) -> datetime:
     return event.event_time.ToDatetime()
 
 
-def _failure(failure: Any) -> str:
-    parts = []
-    while failure is not None and failure.message:
-        parts.append(failure.message)
-        failure = failure.cause if failure.HasField("cause") else None
-    return ": ".join(parts)
-
-
 def timeline(history: WorkflowHistory | list[WorkflowHistory]) -> dict[str, Any]:
     """Run metadata plus one entry per step call / control action, in order of first appearance.
 
@@ -115,11 +109,11 @@ def _events(history: WorkflowHistory, index: int, run: dict[str, Any], entries: 
         elif kind == "activity_task_started_event_attributes":
             calls[attrs.scheduled_event_id].update(attempts=attrs.attempt, state="running")
             if attrs.HasField("last_failure"):
-                calls[attrs.scheduled_event_id]["last_failure"] = _failure(attrs.last_failure)
+                calls[attrs.scheduled_event_id]["last_failure"] = failure_text(attrs.last_failure)
         elif kind == "activity_task_completed_event_attributes":
             _close(calls[attrs.scheduled_event_id], event, "succeeded", outputs=_first(attrs.result))
         elif kind in ("activity_task_failed_event_attributes", "activity_task_timed_out_event_attributes"):
-            _close(calls[attrs.scheduled_event_id], event, "failed", error=_failure(attrs.failure))
+            _close(calls[attrs.scheduled_event_id], event, "failed", error=failure_text(attrs.failure))
         elif kind == "activity_task_canceled_event_attributes":
             _close(calls[attrs.scheduled_event_id], event, "cancelled")
         elif kind == "timer_started_event_attributes":
@@ -139,7 +133,7 @@ def _events(history: WorkflowHistory, index: int, run: dict[str, Any], entries: 
             outcome = _first(attrs.result) or {}
             run.update(status=outcome.get("status", "completed"), error=outcome.get("error", ""), ended_at=_time(event).isoformat())
         elif kind == "workflow_execution_failed_event_attributes":
-            run.update(status="failed", error=_failure(attrs.failure), ended_at=_time(event).isoformat())
+            run.update(status="failed", error=failure_text(attrs.failure), ended_at=_time(event).isoformat())
         elif kind in ("workflow_execution_canceled_event_attributes", "workflow_execution_terminated_event_attributes",
                       "workflow_execution_timed_out_event_attributes", "workflow_execution_continued_as_new_event_attributes"):
             run.update(status=kind.split("_")[2], ended_at=_time(event).isoformat())

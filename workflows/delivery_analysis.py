@@ -14,7 +14,6 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from pitstop.analysis import Verdict, evaluate, explain
@@ -24,10 +23,10 @@ with workflow.unsafe.imports_passed_through():
     from pitstop.delivery.promql import QueryScope, analysis_queries
     from pitstop.delivery.spec import ReleaseSpec, Strategy
 
+from .activity_policies import ACTIVITY_TIMEOUT, MEASURE_RETRY
+
 MAX_RECORDS = 1000
 NO_DEADLINE = 10.0**12
-MEASURE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=2),
-                            maximum_attempts=3)
 
 
 class AnalysisLoop:
@@ -74,7 +73,7 @@ class AnalysisLoop:
         checks = analysis_queries(self.spec.analysis, scope)
         result = await workflow.execute_activity(
             "delivery.measure", MeasureInput(checks=checks), result_type=MeasureResult,
-            start_to_close_timeout=timedelta(seconds=30), retry_policy=MEASURE_RETRY,
+            start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=MEASURE_RETRY,
             summary=f"{self.region}: analysis at {weight}%",
         )
         now = workflow.now()

@@ -77,62 +77,92 @@ class RegionWaves:
     @workflow.run
     async def run(self, spec: WavesSpec) -> WavesOutcome:
         self._status = WavesStatus(phase=WavesPhase.PROGRESSING, regions=list(spec.regions))
-        info = workflow.info()
-        base = spec.task_queue or info.task_queue
         outcomes: dict[str, ReleaseOutcome] = {}
         promoted: list[str] = []
-        failure: tuple[str, str] | None = None
-        for index, region in enumerate(spec.regions):
-            if index > 0 and spec.approval_between_regions:
-                self._approval_waiting = region
-                self._status.awaiting_approval = True
-                self._status.message = f"waiting for approval to release {region}"
-                await workflow.wait_condition(lambda: region in self._approved_regions or self._abort is not None)
-                self._approval_waiting = ""
-                self._status.awaiting_approval = False
-            if self._abort is not None:
-                failure = ("", self._abort)
-                break
-            self._status.current_region = region
-            self._status.message = f"releasing in {region}"
-            handle = await workflow.start_child_workflow(
-                RELEASE_WORKFLOW,
-                ReleaseInput(release=spec.release, region=region, task_queue=base, hold_after_promotion=True,
-                             parent_workflow_id=info.workflow_id, history_limit=spec.history_limit),
-                id=f"{info.workflow_id}/{region}",
-                task_queue=info.task_queue,
-                result_type=ReleaseOutcome,
-            )
-            self._children[region] = handle
-            await workflow.wait_condition(lambda: region in self._results or self._abort is not None or handle.done())
-            result = self._results.get(region)
-            if result is not None and result.phase is ReleasePhase.PROMOTED:
-                promoted.append(region)
-                self._status.promoted_regions = list(promoted)
-                continue
-            if result is None and self._abort is not None:
-                await handle.signal("abort", f"waves aborted: {self._abort}")
-            outcome = await self._child_outcome(region)
-            outcomes[region] = outcome
-            failure = (region, outcome.reason or (result.reason if result else "failed"))
-            if outcome.rolled_back:
-                self._status.rolled_back_regions.append(region)
-            break
+        failure = await self._release_in_order(spec, outcomes, promoted)
         if failure is None and self._abort is None:
-            self._status.message = "every region promoted; finalizing"
-            for region in spec.regions:
-                await self._children[region].signal("finalize")
-            for region in spec.regions:
-                outcomes[region] = await self._child_outcome(region)
-            failed = [r for r, o in outcomes.items() if not o.promoted]
-            if not failed:
+            failure = await self._finalize_every_region(spec, outcomes)
+            if failure is None:
                 self._status.phase = WavesPhase.SUCCEEDED
                 self._status.message = f"promoted in {', '.join(spec.regions)}"
                 done = WavesOutcome(phase=WavesPhase.SUCCEEDED, promoted_regions=list(spec.regions), regions=outcomes, changed=True)
                 done.summary = waves_summary(done)
                 return done
-            failure = (failed[0], outcomes[failed[0]].reason)
         failed_region, reason = failure or ("", self._abort or "aborted")
+        await self._roll_back_promoted(promoted, outcomes, failed_region, reason)
+        halted = WavesOutcome(
+            phase=WavesPhase.ROLLED_BACK, promoted_regions=[], rolled_back_regions=list(self._status.rolled_back_regions),
+            failed_region=failed_region, reason=reason, regions=outcomes,
+        )
+        halted.summary = waves_summary(halted)
+        raise ApplicationError(
+            f"release halted in {failed_region or 'all regions'}: {reason}; rolled back {self._status.rolled_back_regions}",
+            halted, type="ReleaseRolledBack", non_retryable=True,
+        )
+
+    async def _release_in_order(
+        self, spec: WavesSpec, outcomes: dict[str, ReleaseOutcome], promoted: list[str]
+    ) -> tuple[str, str] | None:
+        """Release region after region until each is promoted (None) or one fails or the waves are aborted
+        ((failed region or "", reason))."""
+        for index, region in enumerate(spec.regions):
+            if index > 0 and spec.approval_between_regions:
+                await self._approval_before(region)
+            if self._abort is not None:
+                return ("", self._abort)
+            result = await self._release_region(spec, region)
+            if result is not None and result.phase is ReleasePhase.PROMOTED:
+                promoted.append(region)
+                self._status.promoted_regions = list(promoted)
+                continue
+            if result is None and self._abort is not None:
+                await self._children[region].signal("abort", f"waves aborted: {self._abort}")
+            outcome = await self._child_outcome(region)
+            outcomes[region] = outcome
+            if outcome.rolled_back:
+                self._status.rolled_back_regions.append(region)
+            return (region, outcome.reason or (result.reason if result else "failed"))
+        return None
+
+    async def _approval_before(self, region: str) -> None:
+        self._approval_waiting = region
+        self._status.awaiting_approval = True
+        self._status.message = f"waiting for approval to release {region}"
+        await workflow.wait_condition(lambda: region in self._approved_regions or self._abort is not None)
+        self._approval_waiting = ""
+        self._status.awaiting_approval = False
+
+    async def _release_region(self, spec: WavesSpec, region: str) -> RegionResult | None:
+        """Start the region's `ProgressiveRelease` and wait for its `region_result` (None: aborted or it ended)."""
+        info = workflow.info()
+        self._status.current_region = region
+        self._status.message = f"releasing in {region}"
+        handle = await workflow.start_child_workflow(
+            RELEASE_WORKFLOW,
+            ReleaseInput(release=spec.release, region=region, task_queue=spec.task_queue or info.task_queue,
+                         hold_after_promotion=True, parent_workflow_id=info.workflow_id,
+                         history_limit=spec.history_limit),
+            id=f"{info.workflow_id}/{region}",
+            task_queue=info.task_queue,
+            result_type=ReleaseOutcome,
+        )
+        self._children[region] = handle
+        await workflow.wait_condition(lambda: region in self._results or self._abort is not None or handle.done())
+        return self._results.get(region)
+
+    async def _finalize_every_region(self, spec: WavesSpec, outcomes: dict[str, ReleaseOutcome]) -> tuple[str, str] | None:
+        """Every region promoted: tell each to finalize, then collect; the first region that did not promote."""
+        self._status.message = "every region promoted; finalizing"
+        for region in spec.regions:
+            await self._children[region].signal("finalize")
+        for region in spec.regions:
+            outcomes[region] = await self._child_outcome(region)
+        failed = [r for r, o in outcomes.items() if not o.promoted]
+        return (failed[0], outcomes[failed[0]].reason) if failed else None
+
+    async def _roll_back_promoted(self, promoted: list[str], outcomes: dict[str, ReleaseOutcome],
+                                  failed_region: str, reason: str) -> None:
+        """Abort the regions already promoted, newest first (each rolls back to its warm previous version)."""
         self._status.phase = WavesPhase.ROLLING_BACK
         self._status.message = f"halted ({failed_region or 'aborted'}: {reason}); rolling back {list(reversed(promoted))}"
         for region in reversed(promoted):
@@ -143,15 +173,6 @@ class RegionWaves:
             if outcomes[region].rolled_back:
                 self._status.rolled_back_regions.append(region)
         self._status.phase = WavesPhase.ROLLED_BACK
-        halted = WavesOutcome(
-            phase=WavesPhase.ROLLED_BACK, promoted_regions=[], rolled_back_regions=list(self._status.rolled_back_regions),
-            failed_region=failed_region, reason=reason, regions=outcomes,
-        )
-        halted.summary = waves_summary(halted)
-        raise ApplicationError(
-            f"release halted in {failed_region or 'all regions'}: {reason}; rolled back {self._status.rolled_back_regions}",
-            halted, type="ReleaseRolledBack", non_retryable=True,
-        )
 
     async def _child_outcome(self, region: str) -> ReleaseOutcome:
         handle = self._children[region]

@@ -36,9 +36,11 @@ with workflow.unsafe.imports_passed_through():
         PlanResult,
         first_notification_summary,
     )
+    from pitstop.failures import failure_line
     from pitstop.runbook.leases import LeaseGrant
 
-from .incident_context import QUICK, IncidentContext, failure_text
+from .activity_policies import ACTIVITY_TIMEOUT, QUICK
+from .incident_context import IncidentContext
 from .incident_escalation import escalate, gather_evidence, snapshot_metrics
 from .incident_ladder import climb_ladder
 from .incident_resolution import wait_resolved, wait_resolved_or_gone
@@ -125,7 +127,7 @@ class IncidentWorkflow:
             recovered = await climb_ladder(ctx, plan)
         except ActivityError as exc:  # retries of a budget or lease call ran out: hand over, never fail silently
             recovered = False
-            await escalate(ctx, plan, f"automation failed: {failure_text(exc)}")
+            await escalate(ctx, plan, f"automation failed: {failure_line(exc)}")
         finally:
             await ctx.release_lease()
         if recovered:
@@ -149,10 +151,10 @@ class IncidentWorkflow:
         try:
             planned = await workflow.execute_activity(
                 "incident.plan", PlanRequest(alert=ctx.alert), result_type=PlanResult,
-                start_to_close_timeout=timedelta(seconds=30), retry_policy=QUICK,
+                start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=QUICK,
             )
         except ActivityError as exc:  # e.g. an invalid catalog: the incident stays open for the on-call team
-            return PlanResult(reason=f"could not plan a remediation: {failure_text(exc)}")
+            return PlanResult(reason=f"could not plan a remediation: {failure_line(exc)}")
         if planned.plan is not None:
             plan = planned.plan
             ctx.log("plan", f"rule {plan.rule}: target {plan.target.key}, ladder "

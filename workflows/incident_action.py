@@ -14,9 +14,14 @@ from temporalio.exceptions import ActivityError, ChildWorkflowError
 with workflow.unsafe.imports_passed_through():
     from pitstop.incidents import ActionRecord, IncidentPhase, RecoveryCheck, RecoveryCheckRequest, ReserveResult
     from pitstop.remediation import RemediationPlan, RungPlan
+    from pitstop.failures import failure_line, failure_text
     from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
 
-from .incident_context import BEST_EFFORT, IncidentContext, failure_text
+from .activity_policies import ACTIVITY_TIMEOUT, BEST_EFFORT
+from .incident_context import IncidentContext
+
+ACTION_SUMMARY_LIMIT = 2000  # an action's summary in the incident's status: the runbook's step summaries, bounded
+# so a long list of them (or a long failure) cannot grow the status query and the history without limit
 
 
 async def act(ctx: IncidentContext, plan: RemediationPlan, rung: RungPlan) -> ActionRecord:
@@ -41,11 +46,10 @@ async def act(ctx: IncidentContext, plan: RemediationPlan, rung: RungPlan) -> Ac
             RUNBOOK_WORKFLOW, request, id=child_id, task_queue=ctx.task_queue, result_type=RunbookOutcome,
         )
         action.status = outcome.status
-        action.summary = "; ".join(v for v in outcome.summaries.values() if v)[:2000]
+        action.summary = "; ".join(v for v in outcome.summaries.values() if v)[:ACTION_SUMMARY_LIMIT]
     except ChildWorkflowError as exc:
         action.status = "failed"
-        cause = exc.cause
-        action.summary = (getattr(cause, "message", None) or str(cause or exc))[:2000]
+        action.summary = failure_text(exc)[:ACTION_SUMMARY_LIMIT]
     action.ended_at = workflow.now()
     ctx.log("action", f"{rung.name} {action.status}" + (f": {action.summary}" if action.summary else ""))
     return action
@@ -77,12 +81,12 @@ async def verify(ctx: IncidentContext, plan: RemediationPlan, rung: RungPlan, ac
             try:
                 check = await workflow.execute_activity(
                     "incident.check_recovery", RecoveryCheckRequest(promql=promql),
-                    result_type=RecoveryCheck, start_to_close_timeout=timedelta(seconds=30),
+                    result_type=RecoveryCheck, start_to_close_timeout=ACTIVITY_TIMEOUT,
                     retry_policy=BEST_EFFORT,
                 )
             except ActivityError as exc:  # e.g. a query Prometheus rejects: inconclusive, never a pass or a crash
                 promql = None
-                ctx.log("verification", f"recovery check failed: {failure_text(exc)}; "
+                ctx.log("verification", f"recovery check failed: {failure_line(exc)}; "
                         "waiting for the alert to resolve instead")
                 continue
             if check.recovered:

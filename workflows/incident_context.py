@@ -8,20 +8,15 @@ the pending approval, and the helpers to record the timeline. Workflow code: det
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from pitstop.alerts import Alert
     from pitstop.incidents import ApprovalDecision, IncidentPhase, IncidentStart, IncidentStatus, TimelineEntry
     from workflows.lease import LeaseHolderSide
-
-QUICK = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=5)
-BEST_EFFORT = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
-
 
 class IncidentContext:
     """One incident run's state (what the phases read and write)."""
@@ -56,9 +51,3 @@ class IncidentContext:
         if await self.lease.leave():
             self.log("lease", f"released {self.lease.lease_id}")
 
-
-def failure_text(exc: BaseException) -> str:
-    """The first line of an activity's or child's failure, for the timeline."""
-    cause = exc.__cause__ or getattr(exc, "cause", None)
-    text = getattr(cause, "message", None) or str(cause or exc)
-    return text.splitlines()[0][:300] if text else type(exc).__name__

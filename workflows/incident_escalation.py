@@ -6,7 +6,6 @@ All best effort: a failing evidence or snapshot activity is logged on the timeli
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -14,6 +13,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from pitstop.config import regional_task_queue
+    from pitstop.failures import failure_line
     from pitstop.incidents import IncidentPhase, MetricSnapshot, MetricSnapshotRequest, alert_expression
     from pitstop.remediation import RemediationPlan
     from pitstop.runbook.step_types import StepArgs, StepInvocation, StepResult
@@ -23,7 +23,11 @@ with workflow.unsafe.imports_passed_through():
     )
     from pitstop.steps.notify import NotifyResult, WebhookArgs
 
-from .incident_context import BEST_EFFORT, QUICK, IncidentContext, failure_text
+from .activity_policies import ACTIVITY_TIMEOUT, BEST_EFFORT, QUICK, SLOW_ACTIVITY_TIMEOUT
+from .incident_context import IncidentContext
+
+SNAPSHOT_VALUES_LOGGED = 5  # series values quoted in the timeline line (all of them stay in status.metrics)
+ESCALATION_TIMELINE_ENTRIES = 50  # the latest timeline entries sent with an escalation: the story, not a dump
 
 
 async def gather_evidence(ctx: IncidentContext, label: str) -> None:
@@ -49,10 +53,10 @@ async def gather_evidence(ctx: IncidentContext, label: str) -> None:
         result = await workflow.execute_activity(
             activity_name, StepInvocation(args=args, run_id=ctx.status.incident_id, step_id=f"evidence-{label}"),
             result_type=result_type, task_queue=regional_task_queue(ctx.task_queue, target.region),
-            schedule_to_close_timeout=timedelta(seconds=60), retry_policy=BEST_EFFORT,
+            schedule_to_close_timeout=SLOW_ACTIVITY_TIMEOUT, retry_policy=BEST_EFFORT,
         )
     except ActivityError as exc:
-        ctx.log("evidence", f"evidence {label} unavailable: {failure_text(exc)}")
+        ctx.log("evidence", f"evidence {label} unavailable: {failure_line(exc)}")
         return
     ctx.status.evidence = {"label": label, "kind": target.kind,
                            **result.model_dump(mode="json", exclude={"changed"})}
@@ -68,13 +72,13 @@ async def snapshot_metrics(ctx: IncidentContext, label: str) -> None:
     try:
         snap = await workflow.execute_activity(
             "incident.metric_snapshot", MetricSnapshotRequest(promql=promql, label=label),
-            result_type=MetricSnapshot, start_to_close_timeout=timedelta(seconds=30), retry_policy=BEST_EFFORT,
+            result_type=MetricSnapshot, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=BEST_EFFORT,
         )
     except ActivityError as exc:
-        ctx.log("metrics", f"metric snapshot {label} failed: {failure_text(exc)}")
+        ctx.log("metrics", f"metric snapshot {label} failed: {failure_line(exc)}")
         return
     ctx.status.metrics.append(snap.model_dump(mode="json"))
-    values = ", ".join(f"{x['value']:g}" for x in snap.series[:5]) or snap.error or "no data"
+    values = ", ".join(f"{x['value']:g}" for x in snap.series[:SNAPSHOT_VALUES_LOGGED]) or snap.error or "no data"
     ctx.log("metrics", f"snapshot {label}: {values}")
 
 
@@ -101,14 +105,14 @@ async def escalate(ctx: IncidentContext, plan: RemediationPlan, reason: str) -> 
         "target": s.target.model_dump() if s.target else None,
         "actions": [a.model_dump(mode="json") for a in s.actions],
         "evidence": s.evidence,
-        "timeline": [e.model_dump(mode="json") for e in s.timeline[-50:]],
+        "timeline": [e.model_dump(mode="json") for e in s.timeline[-ESCALATION_TIMELINE_ENTRIES:]],
     }
     args = WebhookArgs(url=escalation.url, url_env=escalation.url_env, token_env=escalation.token_env, payload=payload)
     try:
         result = await workflow.execute_activity(
             "notify.webhook", StepInvocation(args=args, run_id=s.incident_id, step_id="escalate"),
-            result_type=NotifyResult, start_to_close_timeout=timedelta(seconds=30), retry_policy=QUICK,
+            result_type=NotifyResult, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=QUICK,
         )
         ctx.log("escalation", result.summary or "escalated")
     except ActivityError as exc:
-        ctx.log("escalation", f"escalation webhook failed: {failure_text(exc)}")
+        ctx.log("escalation", f"escalation webhook failed: {failure_line(exc)}")

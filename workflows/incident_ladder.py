@@ -17,6 +17,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from pitstop.config import regional_task_queue
+    from pitstop.failures import failure_line
     from pitstop.incidents import IncidentPhase, ReserveAction, ReserveResult
     from pitstop.remediation import RemediationPlan, RungPlan, rung_applies
     from pitstop.runbook.leases import LeaseHolder, lease_id
@@ -25,7 +26,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.lease import LeaseOutcome  # passed through like `LeaseHolderSide` (IncidentContext): one enum
 
 from .incident_action import act, verify, verify_other
-from .incident_context import BEST_EFFORT, QUICK, IncidentContext, failure_text
+from .activity_policies import ACTIVITY_TIMEOUT, BEST_EFFORT, QUICK, SLOW_ACTIVITY_TIMEOUT
+from .incident_context import IncidentContext
 from .incident_escalation import escalate
 
 
@@ -140,7 +142,7 @@ async def _reserve(ctx: IncidentContext, plan: RemediationPlan, rung: RungPlan) 
         ReserveAction(target_key=plan.target.key, action_key=f"{ctx.status.incident_id}/{rung.name}",
                       max_per_hour=plan.policy.max_actions_per_hour,
                       coalesce_seconds=rung.recovery_deadline_seconds),
-        result_type=ReserveResult, start_to_close_timeout=timedelta(seconds=30), retry_policy=QUICK,
+        result_type=ReserveResult, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=QUICK,
     )
 
 
@@ -153,10 +155,10 @@ async def _last_rollout(ctx: IncidentContext, plan: RemediationPlan) -> datetime
             StepInvocation(args=DeploymentArgs(region=target.region, namespace=target.namespace, name=target.service),
                            run_id=ctx.status.incident_id, step_id="last-rollout"),
             result_type=LastRolloutResult, task_queue=regional_task_queue(ctx.task_queue, target.region),
-            schedule_to_close_timeout=timedelta(seconds=60), retry_policy=BEST_EFFORT,
+            schedule_to_close_timeout=SLOW_ACTIVITY_TIMEOUT, retry_policy=BEST_EFFORT,
         )
     except ActivityError as exc:
-        ctx.log("evidence", f"last rollout unknown: {failure_text(exc)}")
+        ctx.log("evidence", f"last rollout unknown: {failure_line(exc)}")
         return None
     ctx.log("evidence", result.summary or f"last rollout at {result.rolled_out_at}")
     return result.rolled_out_at

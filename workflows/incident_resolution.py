@@ -14,7 +14,8 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from pitstop.incidents import AlertActiveRequest, AlertPresence
 
-from .incident_context import BEST_EFFORT, IncidentContext
+from .activity_policies import ACTIVITY_TIMEOUT, BEST_EFFORT
+from .incident_context import IncidentContext
 
 
 async def wait_resolved_or_gone(ctx: IncidentContext, until: datetime) -> None:
@@ -38,7 +39,7 @@ async def wait_resolved_or_gone(ctx: IncidentContext, until: datetime) -> None:
         try:
             presence = await workflow.execute_activity(
                 "incident.alert_active", AlertActiveRequest(alertname=alert.name, fingerprint=alert.fingerprint),
-                result_type=AlertPresence, start_to_close_timeout=timedelta(seconds=30), retry_policy=BEST_EFFORT,
+                result_type=AlertPresence, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=BEST_EFFORT,
             )
         except ActivityError:
             continue

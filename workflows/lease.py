@@ -26,6 +26,8 @@ with workflow.unsafe.imports_passed_through():
         LEASE_WORKFLOW, HolderCheck, LeaseGrant, LeaseHolder, LeaseRequest, LeaseState,
     )
 
+from .activity_policies import ACTIVITY_TIMEOUT
+
 GRANTS_BEFORE_CONTINUE_AS_NEW = 200
 
 
@@ -112,7 +114,7 @@ class TargetLease:
             "lease.holder_open",
             HolderCheck(workflow_id=holder.workflow_id, run_id=holder.run_id),
             result_type=bool,
-            start_to_close_timeout=timedelta(seconds=30),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
         )
         if not still_open and self._state.holder == holder:
             workflow.logger.info("lease %s: holder %s is closed; releasing", self._state.lease_id, holder.workflow_id)
@@ -175,7 +177,7 @@ class LeaseHolderSide:
         self.requested = True
         await workflow.execute_activity(
             "lease.request", LeaseRequest(lease_id=lease, holder=holder), activity_id=activity_id,
-            start_to_close_timeout=timedelta(seconds=30), retry_policy=retry_policy, summary=summary,
+            start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=retry_policy, summary=summary,
         )
         try:
             await workflow.wait_condition(lambda: self.grant is not None or stop(), timeout=timeout)

@@ -7,13 +7,13 @@ from the Web UI's form says what is wrong where the operator looks, not just "Ac
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from pitstop.runbook.request import LoadedRunbook, LoadRunbookRequest, RunbookRequest
+
+from .activity_policies import ACTIVITY_TIMEOUT
 
 
 async def load_runbook(request: RunbookRequest) -> LoadedRunbook:
@@ -21,7 +21,7 @@ async def load_runbook(request: RunbookRequest) -> LoadedRunbook:
     try:
         return await workflow.execute_activity(
             "runbook.load", LoadRunbookRequest(runbook=request.runbook, inputs=request.inputs),
-            result_type=LoadedRunbook, activity_id="load", start_to_close_timeout=timedelta(seconds=30),
+            result_type=LoadedRunbook, activity_id="load", start_to_close_timeout=ACTIVITY_TIMEOUT,
             summary=f"load {request.runbook}",
         )
     except ActivityError as exc:

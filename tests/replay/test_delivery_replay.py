@@ -24,7 +24,7 @@ from temporalio.worker import Replayer
 
 from pitstop.delivery.inputs import ReleaseInput
 from workflows import ProgressiveRelease, RegionWaves
-from workflows.delivery import CONTINUE_AS_NEW_PATCH
+from workflows.delivery_chain import CONTINUE_AS_NEW_PATCH
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 FILES = sorted(HISTORIES.glob("release-*.json"))
