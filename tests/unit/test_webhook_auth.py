@@ -12,8 +12,8 @@ import pytest
 from pitstop.client_rate_limit import ClientRateLimits
 from pitstop.token_bucket import TokenBucket
 from pitstop.webhook_auth import (
-    Authenticated, ReplayGuard, SignatureToCheck, Unauthenticated, WebhookCredentials, check_headers, sign,
-    signature_matches,
+    Authenticated, HeaderVerdict, ReplayGuard, SignatureToCheck, Unauthenticated, WebhookCredentials, check_headers,
+    sign, signature_matches,
 )
 
 TOKEN = b"s3cret-token"
@@ -23,7 +23,7 @@ CREDENTIALS = WebhookCredentials(token=TOKEN, basic_username=b"alertmanager", ba
 
 
 def headers(*, authorization: bytes | None = None, timestamp: bytes | None = None, signature: bytes | None = None,
-            credentials: WebhookCredentials = CREDENTIALS, now: float = NOW, window: float = 300):
+            credentials: WebhookCredentials = CREDENTIALS, now: float = NOW, window: float = 300) -> HeaderVerdict:
     return check_headers(authorization=authorization, timestamp=timestamp, signature=signature,
                          credentials=credentials, now=now, window_seconds=window)
 
