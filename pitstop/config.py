@@ -88,9 +88,29 @@ class AlertmanagerSettings(BaseModel):
     url: str = Field("http://127.0.0.1:9093", description="Alertmanager base URL")
 
 
+class WebhookBasicAuth(BaseModel):
+    """HTTP basic auth Alertmanager may send instead of a bearer token (its `http_config.basic_auth`)."""
+
+    username: str = Field(min_length=1, description="the username Alertmanager sends")
+    password: SecretStr = Field(description="set PITSTOP_WEBHOOK__BASIC_AUTH__PASSWORD, never in a file in git")
+
+
+class WebhookRateLimit(BaseModel):
+    """Per-client token bucket of the webhook (client: the authenticated identity, else the remote address).
+    Generous by default: Alertmanager batches alerts into one request per group and interval."""
+
+    per_second: float = Field(100.0, gt=0, description="requests per second a client may send on average")
+    burst: int = Field(1000, ge=1, description="requests a client may send at once above `per_second`")
+
+
 class WebhookSettings(BaseModel):
     listen: str = Field("127.0.0.1:8787", description="host:port the alert webhook listens on")
-    token: SecretStr | None = Field(None, description="bearer token Alertmanager must send")
+    token: SecretStr | None = Field(None, description="bearer token Alertmanager must send (also the HMAC key)")
+    basic_auth: WebhookBasicAuth | None = Field(None, description="also accept HTTP basic auth")
+    signature_window_seconds: int = Field(
+        300, ge=1, description="an HMAC-signed request's timestamp may be this far from now (either way); "
+                               "a signature is accepted once within it")
+    rate_limit: WebhookRateLimit = Field(default_factory=WebhookRateLimit)
     max_body_bytes: int = 1_048_576
     journal: Path | None = Field(
         None, description="the intake journal (SQLite) where alerts are durable before the 200; "

@@ -25,17 +25,26 @@ replicas may send it too); such repeats, for an (incident, status) this process 
 `REPEAT_FLUSH_SECONDS` (and at shutdown). A repeat carries no new information, so a crash can lose at most a
 repeat *count*, never an alert or a status change; a failed flush is retried at the next tick.
 
-Authentication: `Authorization: Bearer <token>`, or `X-Pitstop-Signature: sha256=<hex HMAC-SHA256 of the body
-keyed with the token>`; both compared in constant time. The token comes from `settings.webhook.token`
-(PITSTOP_WEBHOOK__TOKEN); without one, a random token is created once in `<state_dir>/webhook.token` (0600).
-It is never logged.
+Authentication (pitstop/webhook_auth.py): `Authorization: Bearer <token>`, `Authorization: Basic ...` when
+`settings.webhook.basic_auth` is set, or an HMAC signature (`X-Pitstop-Timestamp` + `X-Pitstop-Signature`)
+over the timestamp and the body, refused outside `signature_window_seconds` and when replayed within it.
+Bearer and basic credentials are checked from the headers before the body is read: an unauthenticated
+request is answered 401 at once (`Connection: close`) and its body is never read. A signed request's body is
+read up to `max_body_bytes` only once its headers are well-formed and its timestamp fresh. The token comes from
+`settings.webhook.token` (PITSTOP_WEBHOOK__TOKEN); without one, a random token is created once in
+`<state_dir>/webhook.token` (0600). It is never logged.
+
+Rate limit (pitstop/client_rate_limit.py): a token bucket per client (the authenticated identity, or the
+remote address while unauthenticated; `settings.webhook.rate_limit`), 429 with Retry-After when empty.
 
 Answers: 200 `{"incidents": [...]}` (each `delivered`: `accepted` = journaled, `repeat coalesced`); 400 body
 is not JSON pitstop can represent (`pitstop.alerts.decode_body`: not UTF-8, NaN, numbers out of range,
-nested deeper than `MAX_BODY_DEPTH`, unpaired surrogates); 401 unauthenticated; 404/405 wrong path/method; 413 body larger than
-`settings.webhook.max_body_bytes`; 415 not JSON content; 422 JSON that is not a v4 payload (with the reason);
-503 the journal is full or unwritable (Alertmanager retries). Never 500 for a bad request.
-GET /healthz answers 200 with counters (accepted, refused, forwarded, backlog) and how long the latest
+nested deeper than `MAX_BODY_DEPTH`, unpaired surrogates); 401 unauthenticated, a stale timestamp or a replayed
+signature; 404/405 wrong path/method; 413 body larger than `settings.webhook.max_body_bytes`; 415 not JSON
+content; 422 JSON that is not a v4 payload (with the reason); 429 over the client's rate limit; 503 the
+journal is full or unwritable (Alertmanager retries). Never 500 for a bad request.
+GET /healthz answers 200 with counters (accepted, refused, refused_unread: refused from the headers alone —
+unauthenticated or over the rate limit — their body never read, forwarded, backlog) and how long the latest
 deliveries took from journal to Temporal (forward_ms_p50, forward_ms_max).
 """
 
@@ -43,10 +52,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import json
 import logging
+import math
 import os
 import secrets
 import sqlite3
@@ -64,8 +72,13 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from pitstop.alerts import AlertmanagerWebhook, AlertNotification, BodyNotJson, decode_body, notifications_from
+from pitstop.client_rate_limit import ClientRateLimits
 from pitstop.config import Settings
 from pitstop.incidents import ALERT_SIGNAL, INCIDENT_WORKFLOW, IncidentStart
+from pitstop.webhook_auth import (
+    Authenticated, ReplayGuard, SignatureToCheck, Unauthenticated, WebhookCredentials, check_headers,
+    signature_matches,
+)
 
 from .alert_journal import AlertForwarder, AlertJournal, JournalEntry, JournalFull, JournalInUse
 
@@ -78,6 +91,8 @@ MAX_TRACKED_DELIVERIES = 100_000
 NAMESPACE_RECHECK_SECONDS = 15.0  # a namespace without pitstop's search attributes is checked again this often
 RETRY_UNREACHABLE_MAX_SECONDS = 10.0  # Temporal unreachable at start: retried with backoff up to this
 SIGNATURE_HEADER = b"x-pitstop-signature"
+TIMESTAMP_HEADER = b"x-pitstop-timestamp"
+CLOSE = (b"connection", b"close")  # refused before the body was read: uvicorn closes instead of reading it
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -86,6 +101,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 class RequestRefused(Exception):
     def __init__(self, status: int, reason: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        """`headers` with `CLOSE`: refused before the body was read."""
         super().__init__(reason)
         self.status = status
         self.reason = reason
@@ -117,26 +133,32 @@ def journal_path(settings: Settings) -> Path:
     return settings.webhook.journal or settings.state_dir / "webhook-journal.db"
 
 
-def signature(token: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(token.encode(), body, hashlib.sha256).hexdigest()
+def webhook_credentials(settings: Settings) -> WebhookCredentials:
+    basic = settings.webhook.basic_auth
+    return WebhookCredentials(token=webhook_token(settings).encode(),
+                              basic_username=basic.username.encode() if basic else None,
+                              basic_password=basic.password.get_secret_value().encode() if basic else None)
 
 
 class AlertWebhook:
     """The ASGI application. `client` is one long-lived Temporal client (pydantic data converter)."""
 
-    def __init__(self, *, client: Client, token: str, task_queue: str, max_body_bytes: int,
-                 journal: AlertJournal) -> None:
+    def __init__(self, *, client: Client, credentials: WebhookCredentials, task_queue: str, max_body_bytes: int,
+                 journal: AlertJournal, rate_limits: ClientRateLimits, signature_window_seconds: float) -> None:
         self.client = client
         self.journal = journal
         self.forwarder = AlertForwarder(journal, self._forward)
         self.namespace_ready = asyncio.Event()  # set once the namespace has pitstop's search attributes
         self.namespace_problem = "not checked yet"
-        self._token = token.encode()
-        self._token_text = token
+        self.credentials = credentials
+        self.rate_limits = rate_limits
+        self.signature_window_seconds = signature_window_seconds
+        self.replays = ReplayGuard(window_seconds=signature_window_seconds)
         self.task_queue = task_queue
         self.max_body_bytes = max_body_bytes
         self.accepted = 0
         self.refused = 0
+        self.refused_unread = 0  # refused before the body was read (unauthenticated, over the rate limit)
         self._in_flight: dict[tuple[str, str], asyncio.Future[dict[str, str]]] = {}
         self._delivered: OrderedDict[tuple[str, str], float] = OrderedDict()  # (incident, status) -> monotonic
         self._repeats: dict[tuple[str, str], tuple[AlertNotification, int]] = {}
@@ -154,6 +176,8 @@ class AlertWebhook:
             headers: list[tuple[bytes, bytes]] = []
         except RequestRefused as refused:
             self.refused += 1
+            if CLOSE in refused.headers:
+                self.refused_unread += 1
             status, body, headers = refused.status, {"error": refused.reason}, refused.headers
         except Exception as exc:  # noqa: BLE001 - one bad request must never take the receiver down
             log.exception("unexpected error handling a webhook request")
@@ -233,6 +257,7 @@ class AlertWebhook:
         if path in ("/healthz", "/-/healthy", "/-/ready"):
             forwarded = sorted(self.forwarder.forward_seconds)
             return 200, {"status": "ok", "accepted": self.accepted, "refused": self.refused,
+                         "refused_unread": self.refused_unread,
                          "forwarded": self.forwarder.delivered, "backlog": self.forwarder.backlog,
                          "forward_retries": self.forwarder.retries,
                          "temporal_namespace": "ready" if self.namespace_ready.is_set() else self.namespace_problem,
@@ -243,6 +268,7 @@ class AlertWebhook:
         if method != "POST":
             raise RequestRefused(405, "use POST", [(b"allow", b"POST")])
         headers = {k.lower(): v for k, v in scope.get("headers") or []}
+        verdict = self._check_headers(headers, scope)
         declared = headers.get(b"content-length")
         if declared is not None:
             try:
@@ -252,7 +278,48 @@ class AlertWebhook:
             if length > self.max_body_bytes:
                 raise RequestRefused(413, f"body of {length} bytes exceeds the limit of {self.max_body_bytes}")
         body = await self._read_body(receive)
-        self._authenticate(headers, body)
+        if isinstance(verdict, SignatureToCheck):
+            self._check_signature(verdict, body)
+            try:
+                return await self._accept(headers, body)
+            except BaseException as exc:
+                if not isinstance(exc, RequestRefused) or exc.status >= 500:
+                    self.replays.forget(verdict)  # failed on our side: the sender may retry the same request
+                raise
+        return await self._accept(headers, body)
+
+    def _check_headers(self, headers: dict[bytes, bytes], scope: Scope) -> Authenticated | SignatureToCheck:
+        """Credentials and the client's rate limit, from the headers alone: refused here, the body is never read."""
+        verdict = check_headers(authorization=headers.get(b"authorization"), timestamp=headers.get(TIMESTAMP_HEADER),
+                                signature=headers.get(SIGNATURE_HEADER), credentials=self.credentials,
+                                now=time.time(), window_seconds=self.signature_window_seconds)
+        peer = scope.get("client")
+        client = verdict.identity if isinstance(verdict, Authenticated) else (peer[0] if peer else "unknown")
+        wait = self.rate_limits.retry_after(client)
+        if wait > 0:
+            raise RequestRefused(429, f"rate limit of {self.rate_limits.per_second:g} requests/s "
+                                      f"(burst {self.rate_limits.burst}) exceeded; retry after {wait:.1f} s",
+                                 [(b"retry-after", str(max(1, math.ceil(wait))).encode()), CLOSE])
+        if isinstance(verdict, Unauthenticated):
+            raise RequestRefused(401, f"authentication required: {verdict.reason}",
+                                 [(b"www-authenticate", b'Bearer realm="pitstop"'), CLOSE])
+        return verdict
+
+    def _check_signature(self, claim: SignatureToCheck, body: bytes) -> None:
+        if not signature_matches(self.credentials.token, claim, body):
+            raise RequestRefused(401, "X-Pitstop-Signature does not match the timestamp and body",
+                                 [(b"www-authenticate", b'Bearer realm="pitstop"')])
+        now = time.time()
+        remembered = self.replays.remember(claim, now=now)
+        if remembered == "replay":
+            raise RequestRefused(401, "this signature was already used: sign every request anew",
+                                 [(b"www-authenticate", b'Bearer realm="pitstop"')])
+        if remembered == "full":
+            wait = max(1, math.ceil(self.replays.seconds_until_room(now=now)))
+            raise RequestRefused(503, "too many signed requests within the replay window",
+                                 [(b"retry-after", str(wait).encode())])
+
+    async def _accept(self, headers: dict[bytes, bytes], body: bytes) -> tuple[int, dict[str, Any]]:
         content_type = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
         if content_type not in (b"application/json", b"text/json", b""):
             raise RequestRefused(415, f"content type {content_type.decode(errors='replace')!r} is not JSON")
@@ -288,16 +355,6 @@ class AlertWebhook:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
-
-    def _authenticate(self, headers: dict[bytes, bytes], body: bytes) -> None:
-        auth = headers.get(b"authorization", b"")
-        if auth[:7].lower() == b"bearer " and hmac.compare_digest(auth[7:].strip(), self._token):
-            return
-        sig = headers.get(SIGNATURE_HEADER)
-        if sig is not None and hmac.compare_digest(sig.strip(), signature(self._token_text, body).encode()):
-            return
-        raise RequestRefused(401, "authentication required: bearer token or X-Pitstop-Signature",
-                             [(b"www-authenticate", b'Bearer realm="pitstop"')])
 
     async def _deliver(self, note: AlertNotification) -> dict[str, str]:
         """First notification of an (incident, status): journaled now, forwarded to Temporal in the background.
@@ -416,8 +473,11 @@ async def serve(settings: Settings, *, client: Client | None = None, ready: asyn
         from .temporal_connection import connect
 
         client = await connect(settings, lazy=True)  # alerts are journaled even while Temporal is down
-    app = AlertWebhook(client=client, token=webhook_token(settings), task_queue=settings.temporal.task_queue,
-                       max_body_bytes=settings.webhook.max_body_bytes, journal=AlertJournal(journal_path(settings)))
+    limit = settings.webhook.rate_limit
+    app = AlertWebhook(client=client, credentials=webhook_credentials(settings), task_queue=settings.temporal.task_queue,
+                       max_body_bytes=settings.webhook.max_body_bytes, journal=AlertJournal(journal_path(settings)),
+                       rate_limits=ClientRateLimits(per_second=limit.per_second, burst=limit.burst),
+                       signature_window_seconds=settings.webhook.signature_window_seconds)
     host, listen_port = parse_listen(settings.webhook.listen)
     config = uvicorn.Config(app, host=host, port=port if port is not None else listen_port, log_level="warning",
                             access_log=False, lifespan="on", limit_concurrency=2000, backlog=4096,

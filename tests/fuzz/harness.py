@@ -90,9 +90,16 @@ def escaped(exc: BaseException) -> Outcome:
 # ------------------------------------------------------------------ the real webhook process
 
 
+def basic_password(token: str) -> str:
+    """The basic-auth password of the fuzzed receiver (user `fuzz`): derived from its token."""
+    return token + ":basic"
+
+
 class WebhookProcess:
     """`python -m workers.webhook` on a free loopback port, its Temporal address a closed port (the client
-    connects lazily; alerts are journaled and wait): everything up to the journal runs for real."""
+    connects lazily; alerts are journaled and wait): everything up to the journal runs for real. Bearer token
+    `token`, basic auth `fuzz`/`basic_password(token)`; the rate limit is raised far above the fuzz's pace so
+    every case reaches the code it fuzzes (tests/integration/test_webhook.py tests the limit)."""
 
     def __init__(self, *, token: str, max_body_bytes: int = 1_048_576) -> None:
         self.token = token
@@ -103,6 +110,10 @@ class WebhookProcess:
                "PITSTOP_STATE_DIR": str(self.state), "PITSTOP_WEBHOOK__TOKEN": token,
                "PITSTOP_WEBHOOK__LISTEN": f"127.0.0.1:{self.port}",
                "PITSTOP_WEBHOOK__MAX_BODY_BYTES": str(max_body_bytes),
+               "PITSTOP_WEBHOOK__BASIC_AUTH__USERNAME": "fuzz",
+               "PITSTOP_WEBHOOK__BASIC_AUTH__PASSWORD": basic_password(token),
+               "PITSTOP_WEBHOOK__RATE_LIMIT__PER_SECOND": "100000",
+               "PITSTOP_WEBHOOK__RATE_LIMIT__BURST": "100000",
                "PITSTOP_TEMPORAL__ADDRESS": f"127.0.0.1:{free_port()}"}
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen([sys.executable, "-m", "workers.webhook"], cwd=ROOT, env=env,

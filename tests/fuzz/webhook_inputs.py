@@ -3,8 +3,9 @@
 Bodies: arbitrary bytes, arbitrary JSON (`st.recursive`, NaN/Infinity, huge integers, lone surrogates, two
 encodings), nesting bombs, byte edits of a valid body, and mutations of a valid Alertmanager v4 payload
 (fields deleted, replaced by any JSON value or a huge or odd string, extra fields, lists multiplied).
-Requests, sent byte for byte on a raw socket: hostile credentials (Authorization / X-Pitstop-Signature
-missing, wrong, malformed, non-ASCII, huge, repeated) on a well-framed POST; and, authenticated, hostile
+Requests, sent byte for byte on a raw socket: hostile credentials (Authorization bearer/basic,
+X-Pitstop-Timestamp / X-Pitstop-Signature missing, wrong, stale, malformed, non-ASCII, huge, repeated) on a
+well-framed POST; and, authenticated (bearer, basic or a fresh signature), hostile
 framing: any method and path, Content-Type, Content-Length (missing, short, long, not a number, duplicated),
 chunked bodies (well and badly framed), random extra headers.
 
@@ -15,8 +16,10 @@ real webhook process (tests/fuzz/harness.py).
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -25,9 +28,12 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from pitstop.alerts import AlertmanagerWebhook, AlertNotification, BodyNotJson, decode_body, notifications_from
-from workers.webhook import ALERT_PATHS, signature
+from pitstop.webhook_auth import sign
+from workers.webhook import ALERT_PATHS
 
-from .harness import HANG_SECONDS, Hang, Outcome, WebhookProcess, escaped, paths_in, raw_request, within
+from .harness import (
+    HANG_SECONDS, Hang, Outcome, WebhookProcess, basic_password, escaped, paths_in, raw_request, within,
+)
 
 RECEIVED_AT = datetime(2026, 12, 1, tzinfo=timezone.utc)
 
@@ -227,9 +233,21 @@ one_in_ten = st.sampled_from([False] * 9 + [True])
 _tokens = st.from_regex(rb"\A[!#$%&'*+.^_`|~0-9A-Za-z-]{1,30}\Z")
 
 
+def _basic(user: bytes, password: bytes) -> bytes:
+    return b"Basic " + base64.b64encode(user + b":" + password)
+
+
+def signed_headers(token: str, body: bytes, *, at: int | None = None) -> list[tuple[bytes, bytes]]:
+    """X-Pitstop-Timestamp (now unless `at`) and X-Pitstop-Signature of `body` keyed with `token`."""
+    sent_at = int(time.time()) if at is None else at
+    return [(b"X-Pitstop-Timestamp", str(sent_at).encode()),
+            (b"X-Pitstop-Signature", sign(token.encode(), sent_at, body))]
+
+
 def _authenticated(token: str, body: bytes) -> st.SearchStrategy[list[tuple[bytes, bytes]]]:
     return st.sampled_from([[(b"Authorization", b"Bearer " + token.encode())],
-                            [(b"X-Pitstop-Signature", signature(token, body).encode())]])
+                            [(b"Authorization", _basic(b"fuzz", basic_password(token).encode()))],
+                            signed_headers(token, body)])
 
 
 def _hostile_authorizations(token: str, body: bytes) -> st.SearchStrategy[list[tuple[bytes, bytes]]]:
@@ -237,17 +255,28 @@ def _hostile_authorizations(token: str, body: bytes) -> st.SearchStrategy[list[t
     values = st.one_of(_printable_header_values, _raw_header_values, huge_values)
     bearer = st.one_of(
         st.sampled_from([b"Bearer " + right, b"bearer  " + right + b" ", b"Bearer", b"Bearer ", b"Basic " + right,
-                         b"Bearer " + right + b"\xff", b"Bearer " + right[:-1]]),
-        values, values.map(lambda v: b"Bearer " + v))
+                         b"Bearer " + right + b"\xff", b"Bearer " + right[:-1],
+                         _basic(b"fuzz", basic_password(token).encode()), _basic(b"fuzz", right),
+                         _basic(b"fuzz\xff", basic_password(token).encode()), b"Basic " + b"\xff" * 8,
+                         b"Basic ====", b"Basic " + base64.b64encode(b"fuzz")]),
+        values, values.map(lambda v: b"Bearer " + v), values.map(lambda v: b"Basic " + v))
+    now = int(time.time())
+    good = signed_headers(token, body, at=now)
     signed = st.one_of(
-        st.sampled_from([signature(token, body).encode(), signature(token + "x", body).encode(), b"sha256=",
-                         signature(token, body).upper().encode(), signature(token, body).encode() + b"\xff"]),
-        values, values.map(lambda v: b"sha256=" + v))
+        st.sampled_from([good, signed_headers(token + "x", body, at=now), signed_headers(token, body, at=now - 10_000),
+                         signed_headers(token, body, at=now + 10_000), signed_headers(token, body + b" ", at=now),
+                         [good[0], (b"X-Pitstop-Signature", good[1][1].upper())],
+                         [good[0], (b"X-Pitstop-Signature", good[1][1] + b"\xff")],
+                         [good[0], (b"X-Pitstop-Signature", b"sha256=")], [good[1]], [good[0]]]),
+        st.tuples(values, st.sampled_from([good[1][1], b"sha256=" + b"0" * 64]))
+        .map(lambda p: [(b"X-Pitstop-Timestamp", p[0]), (b"X-Pitstop-Signature", p[1])]),
+        values.map(lambda v: [good[0], (b"X-Pitstop-Signature", v)]),
+        values.map(lambda v: [good[0], (b"X-Pitstop-Signature", b"sha256=" + v)]))
     return st.one_of(
         st.just([]),
         bearer.map(lambda v: [(b"Authorization", v)]),
-        signed.map(lambda v: [(b"X-Pitstop-Signature", v)]),
-        st.tuples(bearer, signed).map(lambda p: [(b"Authorization", p[0]), (b"X-Pitstop-Signature", p[1])]),
+        signed,
+        st.tuples(bearer, signed).map(lambda p: [(b"Authorization", p[0]), *p[1]]),
         st.tuples(bearer, bearer).map(lambda p: [(b"Authorization", p[0]), (b"Authorization", p[1])]),
     )
 

@@ -1,6 +1,7 @@
 """The alert webhook and the Incident workflow against a real Temporal server and a real uvicorn.
 
-Covers: authentication (bearer, HMAC, 401), malformed/oversized/hostile bodies (400/413/422 — deep nesting,
+Covers: authentication (bearer, basic, HMAC with a timestamp window and replay refusal, 401; an unauthenticated
+request is refused from its headers, its 1 MiB body never read), the per-client rate limit (429), malformed/oversized/hostile bodies (400/413/422 — deep nesting,
 invalid UTF-8, NaN, huge numbers — never 500, the receiver keeps serving), 1,000 concurrent notifications
 over 20 alerts -> exactly 20 incidents and no lost notification, an alert that resolves before its action runs gets no action, a remediation waits while a release holds
 the service's lease, and a full alert -> action -> resolved -> recovered incident with its postmortem.
@@ -9,6 +10,10 @@ the service's lease, and a full alert -> action -> resolved -> recovered inciden
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -30,11 +35,12 @@ from temporalio.client import Client, WorkflowHandle
 from activities import activity_methods, build_activities
 from activities.clients import ActivityClients
 from activities.incidents import IncidentActivities
-from pitstop.config import Settings
+from pitstop.config import Settings, WebhookBasicAuth, WebhookRateLimit
 from pitstop.incidents import BudgetState, IncidentPhase, IncidentStatus, postmortem_markdown
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
+from pitstop.webhook_auth import sign
 from tests.fixtures.temporal import running_worker
-from workers.webhook import serve, signature
+from workers.webhook import serve
 from workflows import ALL_WORKFLOWS
 from workflows.incident import IncidentWorkflow
 from workflows.remediation_budget import RemediationBudget
@@ -42,6 +48,7 @@ from workflows.remediation_budget import RemediationBudget
 pytestmark = pytest.mark.integration
 
 TOKEN = "test-token-" + secrets.token_hex(8)
+BASIC_USER, BASIC_PASSWORD = "alertmanager", "basic-" + secrets.token_hex(8)
 
 CATALOG = """
 defaults:
@@ -133,7 +140,8 @@ async def stack(temporal_client: Client, pitstop_settings: Settings, tmp_path: P
     from pydantic import SecretStr
 
     settings = settings.model_copy(update={"webhook": settings.webhook.model_copy(
-        update={"token": SecretStr(TOKEN), "max_body_bytes": 64_000})})
+        update={"token": SecretStr(TOKEN), "max_body_bytes": 64_000,
+                "basic_auth": WebhookBasicAuth(username=BASIC_USER, password=SecretStr(BASIC_PASSWORD))})})
     clients = ActivityClients(settings=settings, temporal=temporal_client)
     activity_set = build_activities(clients)
     activities = list(activity_set.shared)
@@ -141,15 +149,24 @@ async def stack(temporal_client: Client, pitstop_settings: Settings, tmp_path: P
     activities += [a for a in activity_methods(IncidentActivities(clients))
                    if getattr(a, "__temporal_activity_definition").name not in names]
     workflows = list(dict.fromkeys([*ALL_WORKFLOWS, IncidentWorkflow, RemediationBudget]))
-    port = _free_port()
-    ready, stop = asyncio.Event(), asyncio.Event()
     async with running_worker(temporal_client, task_queue=settings.temporal.task_queue,
                               workflows=workflows, activities=activities, max_concurrent_workflow_tasks=50):
-        server = asyncio.create_task(serve(settings, client=temporal_client, ready=ready, stop=stop, port=port))
-        await asyncio.wait_for(ready.wait(), 10)
-        limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
-        async with httpx.AsyncClient(timeout=30, limits=limits) as http:
-            yield Stack(client=temporal_client, settings=settings, url=f"http://127.0.0.1:{port}/alerts", http=http)
+        async with webhook_server(settings, temporal_client) as url:
+            limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+            async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+                yield Stack(client=temporal_client, settings=settings, url=url, http=http)
+
+
+@contextlib.asynccontextmanager
+async def webhook_server(settings: Settings, client: Client) -> AsyncIterator[str]:
+    """`serve` in this process on a free port until the block ends; its /alerts URL."""
+    port = _free_port()
+    ready, stop = asyncio.Event(), asyncio.Event()
+    server = asyncio.create_task(serve(settings, client=client, ready=ready, stop=stop, port=port))
+    await asyncio.wait_for(ready.wait(), 10)
+    try:
+        yield f"http://127.0.0.1:{port}/alerts"
+    finally:
         stop.set()
         await asyncio.wait_for(server, 15)
 
@@ -237,12 +254,118 @@ async def test_unauthenticated_requests_are_refused(stack: Stack) -> None:
     response = await stack.http.post(stack.url, json=payload, headers={"Authorization": "Bearer wrong"})
     assert response.status_code == 401
     assert TOKEN not in response.text
-    body = json.dumps(payload).encode()
-    bad = await stack.http.post(stack.url, content=body, headers={"X-Pitstop-Signature": signature("nope", body)})
-    assert bad.status_code == 401
-    good = await stack.http.post(stack.url, content=body, headers={"X-Pitstop-Signature": signature(TOKEN, body),
-                                                                  "Content-Type": "application/json"})
+    assert response.headers["connection"] == "close"  # refused from the headers: its body is not read
+    basic = await stack.http.post(stack.url, json=payload, headers=basic_auth(BASIC_USER, BASIC_PASSWORD))
+    assert basic.status_code == 200, basic.text
+    for user, password in ((BASIC_USER, "wrong"), ("someone", BASIC_PASSWORD), (BASIC_USER, TOKEN)):
+        wrong = await stack.http.post(stack.url, json=payload, headers=basic_auth(user, password))
+        assert wrong.status_code == 401, (user, wrong.text)
+        assert BASIC_PASSWORD not in wrong.text
+
+
+def basic_auth(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def signed(body: bytes, *, key: str = TOKEN, at: float | None = None) -> dict[str, str]:
+    sent_at = int(time.time() if at is None else at)
+    return {"X-Pitstop-Timestamp": str(sent_at), "X-Pitstop-Signature": sign(key.encode(), sent_at, body).decode(),
+            "Content-Type": "application/json"}
+
+
+async def test_hmac_signed_requests_are_accepted_once_and_only_while_fresh(stack: Stack) -> None:
+    body = json.dumps(alert_payload(fingerprint=fp(), alertname="Unmatched", service="s", namespace="n",
+                                    region="r")).encode()
+    headers = signed(body)
+    good = await stack.http.post(stack.url, content=body, headers=headers)
     assert good.status_code == 200, good.text
+    replayed = await stack.http.post(stack.url, content=body, headers=headers)
+    assert replayed.status_code == 401 and "already used" in replayed.json()["error"]
+    for name, refused_headers in {
+        "wrong key": signed(body, key="nope"),
+        "stale by 301 s": signed(body, at=time.time() - 301),
+        "from 301 s in the future": signed(body, at=time.time() + 301),
+        "a fresher timestamp on the old signature": {**headers, "X-Pitstop-Timestamp": str(int(time.time()) + 1)},
+        "signature without a timestamp": {k: v for k, v in headers.items() if k != "X-Pitstop-Timestamp"},
+        "the old body-only scheme": {"X-Pitstop-Signature": "sha256=" + hmac_body_only(body)},
+    }.items():
+        response = await stack.http.post(stack.url, content=body, headers=refused_headers)
+        assert response.status_code == 401, (name, response.status_code, response.text)
+    # a different body needs its own signature; the size bound applies before a signed body is read
+    other = body.replace(b"Unmatched", b"Unmatched2")
+    assert (await stack.http.post(stack.url, content=other, headers=headers)).status_code == 401
+    huge = body + b" " * 70_000
+    assert (await stack.http.post(stack.url, content=huge, headers=signed(huge))).status_code == 413
+    fresh = await stack.http.post(stack.url, content=other, headers=signed(other))
+    assert fresh.status_code == 200, fresh.text
+
+
+def hmac_body_only(body: bytes) -> str:
+    return hmac.new(TOKEN.encode(), body, hashlib.sha256).hexdigest()
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+    body = await reader.readexactly(int(fields["content-length"]))
+    return int(lines[0].split()[1]), fields, body
+
+
+async def test_an_unauthenticated_1_mib_body_is_refused_before_it_is_sent(stack: Stack, tmp_path: Path) -> None:
+    """The 401 arrives while the client has sent 16 KiB of a declared 1 MiB body (within the size limit), and
+    the server closes the connection: the rest is never read, let alone buffered. With the right token the
+    same request waits for its body."""
+    settings = stack.settings.model_copy(update={"webhook": stack.settings.webhook.model_copy(
+        update={"max_body_bytes": 2 * 1_048_576, "journal": tmp_path / "second-webhook.db"})})
+    async with webhook_server(settings, stack.client) as url:
+        port = int(url.split(":")[2].split("/")[0])
+        health_url = url.replace("/alerts", "/healthz")
+        refused_before = (await stack.http.get(health_url)).json()["refused_unread"]
+
+        async def declare_1_mib(authorization: str | None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            head = ("POST /alerts HTTP/1.1\r\nHost: pitstop\r\nContent-Type: application/json\r\n"
+                    "Content-Length: 1048576\r\n" + (f"Authorization: {authorization}\r\n" if authorization else "")
+                    + "\r\n")
+            writer.write(head.encode() + b"[" * 16_384)
+            await writer.drain()
+            return reader, writer
+
+        for authorization in (None, "Bearer wrong", "Basic " + base64.b64encode(b"alertmanager:nope").decode()):
+            reader, writer = await declare_1_mib(authorization)
+            status, fields, answer = await asyncio.wait_for(_read_answer(reader), 5)
+            assert status == 401 and fields["connection"] == "close", (authorization, status, answer)
+            with contextlib.suppress(ConnectionResetError):  # closed (FIN or RST): the other 1,032,192 bytes unread
+                assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+        health = (await stack.http.get(health_url)).json()
+        assert health["refused_unread"] == refused_before + 3
+        reader, writer = await declare_1_mib(f"Bearer {TOKEN}")  # the control: authenticated, it waits
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(reader.read(1), 1.0)
+        writer.close()
+
+
+async def test_a_burst_over_the_rate_limit_gets_429_per_client(stack: Stack, tmp_path: Path) -> None:
+    settings = stack.settings.model_copy(update={"webhook": stack.settings.webhook.model_copy(
+        update={"rate_limit": WebhookRateLimit(per_second=0.5, burst=5), "journal": tmp_path / "limited.db"})})
+    payload = alert_payload(fingerprint=fp(), alertname="Unmatched", service="s", namespace="n", region="r")
+    async with webhook_server(settings, stack.client) as url:
+        burst = await asyncio.gather(*(stack.http.post(url, json=payload, headers=auth()) for _ in range(12)))
+        codes = sorted(r.status_code for r in burst)
+        assert 5 <= codes.count(200) <= 6 and codes.count(200) + codes.count(429) == 12, codes
+        limited = next(r for r in burst if r.status_code == 429)
+        assert 1 <= int(limited.headers["retry-after"]) <= 2 and "rate limit" in limited.json()["error"]
+        # unauthenticated requests count against their address, not against the bearer identity
+        wrong = [await stack.http.post(url, json=payload, headers={"Authorization": "Bearer wrong"})
+                 for _ in range(6)]
+        assert [r.status_code for r in wrong] == [401] * 5 + [429]
+        basic = await stack.http.post(url, json=payload, headers=basic_auth(BASIC_USER, BASIC_PASSWORD))
+        assert basic.status_code == 200, basic.text  # another identity, another bucket
+        await asyncio.sleep(int(limited.headers["retry-after"]))
+        again = await stack.http.post(url, json=payload, headers=auth())
+        assert again.status_code == 200, again.text
 
 
 async def test_malformed_and_oversized_requests_are_refused_and_the_receiver_keeps_serving(stack: Stack) -> None:
