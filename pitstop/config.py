@@ -111,7 +111,7 @@ class WorkerSettings(BaseModel):
 
 
 class SecuritySettings(BaseModel):
-    """What runbook authors can reach through the worker (docs/runbook-reach.md)."""
+    """What runbook authors can reach through the worker (docs/permissions.md, "What runbook authors can reach")."""
 
     env_allowlist: list[str] = Field(
         default_factory=lambda: ["PITSTOP_RUNBOOK_*", "PITSTOP_PAGER_*"],
