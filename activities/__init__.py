@@ -15,7 +15,7 @@ per region, activities that touch that region's cluster (served on task queue `p
 | `hygiene` | `HygieneReports` | `hygiene.report` (shared, async; pure, no client) |
 | `delivery` | `ReleaseAnalysisActivities`, `ReleaseClusterActivities` | release analysis (shared), cluster changes (regional) |
 | `runbook_catalog` | `RunbookCatalog` | `runbook.load` (shared) |
-| `runbook_debug` | `DebugSteps` | the engine's native steps (`log`, `fail`, `debug.*`) (shared) |
+| `runbook_debug` | `EngineSteps`, `DebugSteps` | the engine's own steps `log`, `fail` (shared); `debug.*` (shared, only with `worker.enable_debug_steps`) |
 | `leases` | `LeaseActivities` | `lease.request`, `lease.holder_open` (shared; need `clients.temporal`) |
 
 Sync activities need the worker's `activity_executor` (a ThreadPoolExecutor).
@@ -49,15 +49,22 @@ def activity_methods(instance: object) -> list[Callable[..., Any]]:
 
 
 def _engine_activities(clients: ActivityClients) -> list[Callable[..., Any]]:
-    """The runbook engine's own activities: the catalog, the native/debug steps and (with a Temporal client) leases."""
+    """The runbook engine's own activities: the catalog, `log`/`fail`, (with a Temporal client) leases and, on test
+    workers only (`worker.enable_debug_steps`), the `debug.*` steps."""
+    from pitstop.runbook.reach import AuthorReach
+
     from .leases import LeaseActivities
     from .runbook_catalog import RunbookCatalog
-    from .runbook_debug import DebugSteps
+    from .runbook_debug import DebugSteps, EngineSteps
 
-    found = activity_methods(RunbookCatalog(clients.settings.runbooks_dir))
+    settings = clients.settings
+    found = activity_methods(RunbookCatalog(settings.runbooks_dir, reach=AuthorReach.from_settings(settings)))
     if clients.temporal is not None:
         found += activity_methods(LeaseActivities(clients.temporal))
-    return found + activity_methods(DebugSteps())
+    found += activity_methods(EngineSteps())
+    if settings.worker.enable_debug_steps:
+        found += activity_methods(DebugSteps(record_dir=settings.worker.debug_record_dir))
+    return found
 
 
 def build_activities(clients: ActivityClients) -> ActivitySet:

@@ -17,6 +17,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from pitstop.config import Settings
+from pitstop.runbook.reach import AuthorReach
 
 from .alertmanager_api import AlertmanagerApi
 from .metrics import MetricsProvider, PrometheusProvider
@@ -78,8 +79,16 @@ class ActivityClients:
             self.alertmanager = AlertmanagerApi(base_url=self.settings.alertmanager.url)
         return self.alertmanager
 
+    def reach(self) -> AuthorReach:
+        """What runbooks may reach through this worker (`security.*`, `worker.enable_debug_steps`)."""
+        return AuthorReach.from_settings(self.settings)
+
     def secret(self, env_var: str, *, purpose: str) -> str:
-        """Value of a secret referenced by env var name; a missing variable is a domain error (never retried)."""
+        """Value of a secret referenced by env var name. A variable outside `security.env_allowlist` (validation
+        refuses it too; checked again here) or a missing one is a domain error (never retried)."""
+        refused = self.reach().env_problem(env_var)
+        if refused:
+            raise ApplicationError(f"{refused} ({purpose})", type="EnvNotAllowed", non_retryable=True)
         value = self.environ.get(env_var)
         if not value:
             raise ApplicationError(

@@ -30,7 +30,7 @@ from pitstop.incidents import (
     ReserveAction,
     ReserveResult,
 )
-from pitstop.remediation import CATALOG_FILE, RemediationError, load_catalog, plan_remediation
+from pitstop.remediation import CATALOG_FILE, RemediationError, load_catalog, plan_remediation, reach_problems
 
 from .clients import ActivityClients
 from .metrics import MetricsQueryError, MetricsUnavailable
@@ -54,6 +54,9 @@ class IncidentActivities:
             catalog = load_catalog(path)
         except RemediationError as exc:
             raise ApplicationError(str(exc), type="InvalidCatalog", non_retryable=True) from exc
+        refused = reach_problems(catalog, self._clients.reach())
+        if refused:
+            raise ApplicationError(f"{path}: " + "; ".join(refused), type="InvalidCatalog", non_retryable=True)
         defaults = catalog.defaults
         try:
             plan = plan_remediation(catalog, request.alert)

@@ -1,7 +1,8 @@
 """The runbook catalog activity: loading runbooks from disk (the lease activities are in `activities/leases.py`).
 
-`RunbookCatalog(runbooks_dir)`: `runbook.load` reads + validates a runbook by name (workflows cannot do
-file I/O) and resolves the run's inputs. Invalid runbooks and inputs are non-retryable domain errors.
+`RunbookCatalog(runbooks_dir, reach=...)`: `runbook.load` reads + validates a runbook by name (workflows cannot do
+file I/O) and resolves the run's inputs. Validation includes the worker's limits on runbook authors (`reach`: env
+var allowlist, allowed hosts, debug steps). Invalid runbooks and inputs are non-retryable domain errors.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from pitstop.runbook.reach import AuthorReach
 from pitstop.runbook.request import LoadedRunbook, LoadRunbookRequest
 from pitstop.runbook.validation import RunbookInvalid, load_runbook_file, refusal_message, resolve_inputs
 
 
 class RunbookCatalog:
-    def __init__(self, runbooks_dir: Path) -> None:
+    def __init__(self, runbooks_dir: Path, *, reach: AuthorReach) -> None:
         self.runbooks_dir = Path(runbooks_dir)
+        self.reach = reach
 
     def find(self, name: str) -> Path:
         for suffix in (".yaml", ".yml"):
@@ -35,7 +38,7 @@ class RunbookCatalog:
     def load(self, request: LoadRunbookRequest) -> LoadedRunbook:
         path = self.find(request.runbook)
         try:
-            runbook = load_runbook_file(path)
+            runbook = load_runbook_file(path, reach=self.reach)
             inputs = resolve_inputs(runbook, request.inputs, str(path))
         except RunbookInvalid as exc:
             raise ApplicationError(refusal_message(request.runbook, exc), type="RunbookInvalid", non_retryable=True) from exc

@@ -1,7 +1,9 @@
-"""Activities of the engine's own step types: `log`, `fail` (stop a run whose precondition does not hold),
-and the test/debug ones (`debug.fail`, `debug.wait`, `debug.change`).
+"""Activities of the engine's own step types: `EngineSteps` (`log`, `fail`: stop a run whose precondition does
+not hold) and the test-only `DebugSteps` (`debug.fail`, `debug.wait`, `debug.change`).
 
-No external system: the debug ones exist so the engine can be tested and benchmarked end to end for real.
+No external system: the debug ones exist so the engine can be tested and benchmarked end to end for real. They
+are registered only on test workers (`worker.enable_debug_steps`), and `debug.wait`'s `record_to` may only append
+to a file under the worker's `worker.debug_record_dir`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pitstop.runbook.native_steps import (
 from pitstop.runbook.step_types import StepInvocation
 
 
-class DebugSteps:
+class EngineSteps:
     @activity.defn(name="runbook.log")
     async def log(self, call: StepInvocation[LogArgs]) -> LogResult:
         return LogResult(message=call.args.message, summary=call.args.message)
@@ -26,6 +28,28 @@ class DebugSteps:
     @activity.defn(name="runbook.fail")
     async def stop(self, call: StepInvocation[StopArgs]) -> StopResult:
         raise ApplicationError(call.args.message, type="RunbookStopped", non_retryable=True)
+
+    def activities(self) -> list:
+        return [self.log, self.stop]
+
+
+def confined_record_file(record_to: str, record_dir: Path) -> Path:
+    """`record_to` as a path inside `record_dir` (symlinks resolved); anything else is a domain error."""
+    root = record_dir.resolve()
+    target = Path(record_to).expanduser().resolve()
+    if not target.is_relative_to(root):
+        raise ApplicationError(
+            f"record_to {record_to!r} is outside the worker's debug record directory {root}",
+            type="RecordToRefused", non_retryable=True,
+        )
+    return target
+
+
+class DebugSteps:
+    """The test-only steps; `record_dir` confines `debug.wait`'s `record_to`."""
+
+    def __init__(self, *, record_dir: Path) -> None:
+        self.record_dir = record_dir
 
     @activity.defn(name="runbook.debug_fail")
     async def fail(self, call: StepInvocation[FailArgs]) -> FailResult:
@@ -39,6 +63,7 @@ class DebugSteps:
     @activity.defn(name="runbook.debug_wait")
     def wait(self, call: StepInvocation[WaitArgs]) -> WaitResult:
         """Sync (thread pool) on purpose: works while heartbeating, like a real long call."""
+        record = confined_record_file(call.args.record_to, self.record_dir) if call.args.record_to else None
         deadline = time.monotonic() + call.args.seconds
         while time.monotonic() < deadline:
             activity.heartbeat()
@@ -46,8 +71,8 @@ class DebugSteps:
                 raise ApplicationError("cancelled", type="Cancelled")
             time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
         attempt = activity.info().attempt
-        if call.args.record_to:
-            with Path(call.args.record_to).open("a") as out:
+        if record is not None:
+            with record.open("a") as out:
                 out.write(f"{call.run_id} {call.step_id} attempt={attempt}\n")
         return WaitResult(seconds=call.args.seconds, attempt=attempt, summary=f"waited {call.args.seconds}s")
 
@@ -58,4 +83,4 @@ class DebugSteps:
         return ChangeResult(changed=True, summary=f"did {call.args.what}")
 
     def activities(self) -> list:
-        return [self.log, self.stop, self.fail, self.wait, self.change]
+        return [self.fail, self.wait, self.change]

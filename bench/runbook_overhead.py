@@ -38,8 +38,9 @@ from temporalio.worker import Replayer, Worker
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from activities.runbook_catalog import RunbookCatalog  # noqa: E402
-from activities.runbook_debug import DebugSteps  # noqa: E402
+from activities.runbook_debug import DebugSteps, EngineSteps  # noqa: E402
 from handwritten import HandWritten50  # noqa: E402  (bench/handwritten.py)
+from pitstop.runbook.reach import AuthorReach  # noqa: E402
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest  # noqa: E402
 from pitstop.runbook.run_state import RunStatus  # noqa: E402
 from workers.devserver import DevServer, DevServerPorts  # noqa: E402
@@ -103,7 +104,9 @@ async def bench(rounds: int, fast_dispatch: bool) -> None:
         try:
             client = await Client.connect(server.address, data_converter=pydantic_data_converter)
             queue = f"bench-{uuid.uuid4().hex[:6]}"
-            activities = [*RunbookCatalog(root / "runbooks").activities(), *DebugSteps().activities()]
+            reach = AuthorReach(env_allowlist=[], allowed_hosts=[], debug_steps=True)  # a test worker: debug steps
+            activities = [*RunbookCatalog(root / "runbooks", reach=reach).activities(), *EngineSteps().activities(),
+                          *DebugSteps(record_dir=root).activities()]
             with ThreadPoolExecutor(max_workers=8) as executor:
                 async with Worker(client, task_queue=queue, workflows=[*ALL_WORKFLOWS, HandWritten50],
                                   activities=activities, activity_executor=executor):

@@ -8,6 +8,7 @@ Environment variables win over the file.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -121,6 +122,27 @@ class WorkerSettings(BaseModel):
     metrics_port: int = Field(9464, description="Prometheus endpoint for the SDK's runtime metrics (0 = off)")
     max_concurrent_activities: int = 50
     max_concurrent_workflow_tasks: int = 50
+    enable_debug_steps: bool = Field(
+        False, description="register the test-only `debug.*` step types (test workers only; validation refuses "
+                           "them when off)")
+    debug_record_dir: Path = Field(
+        default_factory=lambda: Path(tempfile.gettempdir()),
+        description="`debug.wait`'s `record_to` must be a file under this directory")
+
+
+class SecuritySettings(BaseModel):
+    """What runbook authors can reach through the worker (docs/permissions.md, "What runbook authors can reach")."""
+
+    env_allowlist: list[str] = Field(
+        default_factory=lambda: ["PITSTOP_RUNBOOK_*", "PITSTOP_PAGER_*"],
+        description="glob patterns of the worker env vars runbooks may name in `header_env`, `url_env`, "
+                    "`token_env`; pitstop's own configuration variables are never readable",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="`host`, `*.domain` or `host:port` patterns that `http.call`, `notify.*` and escalations may "
+                    "call; empty = any host",
+    )
 
 
 class SandboxSettings(BaseModel):
@@ -145,6 +167,7 @@ class Settings(BaseSettings):
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
 
     @field_validator("state_dir", "cache_dir", "runbooks_dir")
     @classmethod

@@ -1,4 +1,5 @@
-"""Keeping secrets out of results, logs and workflow history: masking of header values and URLs.
+"""Keeping secrets out of results, logs and workflow history: masking of header values, URLs and free text
+(a response excerpt).
 
 Secrets are referenced by environment-variable name in runbooks (`token_env: SLACK_TOKEN`) and resolved by
 the worker at call time; these helpers make sure whatever is *reported* about a call carries no credential.
@@ -7,7 +8,7 @@ the worker at call time; these helpers make sure whatever is *reported* about a 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 MASK = "********"
@@ -19,6 +20,13 @@ _SENSITIVE_NAME = re.compile(
 _SCHEME_PREFIX = re.compile(r"^(bearer|basic|token|digest|apikey|negotiate)\s+\S+", re.IGNORECASE)
 _KNOWN_TOKEN = re.compile(r"^(xox[abprs]-|gh[pousr]_|glpat-|sk-|AKIA|eyJ)[A-Za-z0-9_\-.=]{6,}")
 _OPAQUE = re.compile(r"^[A-Za-z0-9+/_\-=.]{24,}$")
+_SCHEME_IN_TEXT = re.compile(r"\b(bearer|basic|token|digest|apikey|negotiate)(\s+)[A-Za-z0-9+/_\-=.~]{6,}", re.IGNORECASE)
+_KNOWN_TOKEN_IN_TEXT = re.compile(r"\b(xox[abprs]-|gh[pousr]_|glpat-|sk-|AKIA|eyJ)[A-Za-z0-9_\-.=]{6,}")
+_SENSITIVE_PAIR = re.compile(  # "api_key": "v", password=v, X-Auth-Token: v
+    r"(\b[\w\-]*(?:" + _SENSITIVE_NAME.pattern[1:-1] + r")[\w\-]*\b[\"']?\s*[:=]\s*[\"']?)"
+    r"(?!\*{8})([^\s\"',&;}]+)",
+    re.IGNORECASE,
+)
 
 
 def is_sensitive_header_name(name: str) -> bool:
@@ -55,3 +63,13 @@ def mask_url(url: str) -> str:
             f"{pair.split('=', 1)[0]}={MASK}" if "=" in pair else pair for pair in query.split("&")
         )
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def redact_text(text: str, *, secrets: Iterable[str] = ()) -> str:
+    """Free text safe to report (e.g. a response excerpt that may echo the request): the given secret values,
+    `Bearer ...`-style credentials, known token shapes and values of sensitive keys (`"token": ...`) are masked."""
+    for secret in sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    text = _SCHEME_IN_TEXT.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
+    text = _KNOWN_TOKEN_IN_TEXT.sub(MASK, text)
+    return _SENSITIVE_PAIR.sub(lambda m: f"{m.group(1)}{MASK}", text)

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pitstop import bounded_yaml
 from pitstop.alerts import Alert, severity_rank
 from pitstop.runbook.model import Duration
+from pitstop.runbook.reach import AuthorReach
 
 CATALOG_FILE = "remediation-catalog.yaml"
 _PLACEHOLDER = re.compile(r"\$\{\s*(target|labels|annotations)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}")
@@ -247,6 +248,22 @@ def parse_catalog(data: Any, *, source: str = "catalog") -> Catalog:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise RemediationError(f"{source}: {where}: {first['msg']}") from exc
+
+
+def reach_problems(catalog: Catalog, reach: AuthorReach) -> list[str]:
+    """Escalation env vars and URLs of the catalog that the worker's `security.*` settings do not allow."""
+    escalations = [("defaults.escalation", catalog.defaults.escalation)]
+    escalations += [(f"rules.{rule.name}.escalation", rule.escalation) for rule in catalog.rules]
+    problems: list[str] = []
+    for where, escalation in escalations:
+        if escalation is None:
+            continue
+        found = [(f"{where}.{name}", reach.env_problem(env)) for name, env in
+                 (("url_env", escalation.url_env), ("token_env", escalation.token_env)) if env]
+        if escalation.url:
+            found.append((f"{where}.url", reach.url_problem(escalation.url)))
+        problems += [f"{field}: {problem}" for field, problem in found if problem]
+    return problems
 
 
 def match_rule(catalog: Catalog, labels: dict[str, str]) -> Rule | None:

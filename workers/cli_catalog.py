@@ -14,6 +14,7 @@ import typer
 from pitstop.config import Settings
 from pitstop.runbook import catalog
 from pitstop.runbook.model import Runbook
+from pitstop.runbook.reach import AuthorReach
 from pitstop.runbook.registry import load_step_types
 from pitstop.runbook.validation import RunbookInvalid, load_runbook_file, runbook_files, validate_catalog
 from pitstop.schedules.model import ScheduleEntry
@@ -28,7 +29,7 @@ def catalog_runbooks(settings: Settings) -> tuple[dict[str, Runbook], int]:
     """The valid runbooks of the runbooks directory by name, and how many files did not validate."""
     if not settings.runbooks_dir.is_dir():
         raise CliError(f"{settings.runbooks_dir} does not exist", exit_code=EXIT_NOT_FOUND)
-    catalog, _ = validate_catalog(settings.runbooks_dir)
+    catalog, _ = validate_catalog(settings.runbooks_dir, reach=AuthorReach.from_settings(settings))
     broken = len(runbook_files(settings.runbooks_dir)) - len(catalog)
     return {name: runbook for name, (_, runbook) in catalog.items()}, broken
 
@@ -82,7 +83,7 @@ def show(
     settings = load_settings()
     path = find_runbook_file(settings, name)
     try:
-        runbook = load_runbook_file(path)
+        runbook = load_runbook_file(path, reach=AuthorReach.from_settings(settings))
     except RunbookInvalid as exc:
         raise CliError(f"{path} is not valid:\n{exc}", exit_code=EXIT_USAGE) from exc
     if start_form:
@@ -103,11 +104,13 @@ def show(
 def validate(
     path: Annotated[Optional[Path], typer.Argument(help="A runbook file or directory (default: the runbooks dir).")] = None,
 ) -> None:
-    """Validate runbooks: types, arguments, references, cycles, ids. One line per problem (file:line)."""
-    root = path or load_settings().runbooks_dir
+    """Validate runbooks: types, arguments, references, cycles, ids, and the env vars, hosts and step types the
+    configuration (`security.*`, `worker.enable_debug_steps`) allows. One line per problem (file:line)."""
+    settings = load_settings()
+    root = path or settings.runbooks_dir
     if not root.exists():
         raise CliError(f"{root} does not exist", exit_code=EXIT_NOT_FOUND)
-    found, problems = validate_catalog(root)
+    found, problems = validate_catalog(root, reach=AuthorReach.from_settings(settings))
     for problem in problems:
         print(problem)
     if problems:

@@ -18,6 +18,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.service import RPCError, RPCStatusCode
 
 from pitstop.config import Settings
+from pitstop.runbook.reach import AuthorReach
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
 from pitstop.runbook.run_state import ApprovalDecision, ControlRequest, RunStatus
 from pitstop.runbook.validation import RunbookInvalid, load_runbook_file, refusal_message, resolve_inputs
@@ -85,7 +86,7 @@ def _checked_request(settings: Settings, runbook: str, inputs: dict[str, Any], d
     """Validate the runbook file and the inputs locally before starting anything."""
     path = find_runbook_file(settings, runbook)
     try:
-        parsed = load_runbook_file(path)
+        parsed = load_runbook_file(path, reach=AuthorReach.from_settings(settings))
         resolve_inputs(parsed, inputs, str(path))
     except RunbookInvalid as exc:
         raise CliError(refusal_message(runbook, exc), exit_code=EXIT_USAGE) from exc

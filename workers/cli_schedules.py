@@ -15,6 +15,7 @@ from temporalio.client import Client, ScheduleHandle
 from pitstop.config import Settings
 from pitstop.schedules.model import DEFAULT_SCHEDULES_FILE, ScheduleEntry
 from pitstop.schedules.reconcile import ScheduleChange
+from pitstop.runbook.reach import AuthorReach
 from pitstop.schedules.validation import SchedulesInvalid, load_schedules
 
 from . import schedules as temporal_schedules
@@ -39,7 +40,7 @@ def checked_entries(settings: Settings, explicit: Path | None) -> list[ScheduleE
     if not path.exists():
         raise CliError(f"{path} does not exist", exit_code=EXIT_NOT_FOUND)
     try:
-        return load_schedules(path, settings.runbooks_dir)
+        return load_schedules(path, settings.runbooks_dir, reach=AuthorReach.from_settings(settings))
     except SchedulesInvalid as exc:
         raise CliError(f"{path} is not valid; nothing was applied:\n{exc}", exit_code=EXIT_USAGE) from exc
 

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from .model import Duration
-from .step_types import StepArgs, StepResult, StepType, register_step_type
+from .step_types import ENV_VAR_NAME, StepArgs, StepResult, StepType, register_step_type
 
 # ---------------------------------------------------------------- sleep
 
@@ -41,13 +41,15 @@ class EscalationNotify(StepArgs):
     """Where to announce an escalation (sent with the `notify.webhook` / `notify.slack` activities)."""
 
     url_env: str = Field(
-        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="env var on the worker holding the webhook URL (a secret)"
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="env var on the worker holding the webhook URL (a secret)",
+        json_schema_extra=ENV_VAR_NAME,
     )
     kind: Literal["webhook", "slack"] = Field(
         "webhook", description="webhook: JSON event with run, step, message, approvers; slack: a `{text}` message"
     )
     token_env: str | None = Field(
-        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="env var holding a bearer token, sent as Authorization"
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="env var holding a bearer token, sent as Authorization",
+        json_schema_extra=ENV_VAR_NAME,
     )
 
 
@@ -167,6 +169,7 @@ class FailResult(StepResult):
 @register_step_type
 class DebugFail(StepType):
     name = "debug.fail"
+    debug = True
     description = "Fail the first N attempts (tests retries and compensation)."
     args_model = FailArgs
     result_model = FailResult
@@ -176,7 +179,9 @@ class DebugFail(StepType):
 
 class WaitArgs(StepArgs):
     seconds: float = Field(ge=0, le=3600)
-    record_to: str = Field("", description="append one line per completion to this file (tests)")
+    record_to: str = Field(
+        "", description="append one line per completion to this file (tests): a file under the worker's "
+                        "`worker.debug_record_dir`")
 
 
 class WaitResult(StepResult):
@@ -187,6 +192,7 @@ class WaitResult(StepResult):
 @register_step_type
 class DebugWait(StepType):
     name = "debug.wait"
+    debug = True
     description = "An activity that works for a while, heartbeating (tests worker kills and cancellation)."
     args_model = WaitArgs
     result_model = WaitResult
@@ -206,6 +212,7 @@ class ChangeResult(StepResult):
 @register_step_type
 class DebugChange(StepType):
     name = "debug.change"
+    debug = True
     description = "A mutating no-op: reports the change it makes (or would make in a dry run)."
     args_model = ChangeArgs
     result_model = ChangeResult

@@ -9,16 +9,23 @@ Step types that talk to one region's cluster are `regional`: their arguments car
 their activity runs on that region's task queue (`pitstop-<region>`).
 
 `native` step types (sleep, approval, runbook) have no activity: the interpreter workflow executes them
-(timers, updates, child workflows). They live in `pitstop/runbook/native_steps.py`.
+(timers, updates, child workflows). They live in `pitstop/runbook/native_steps.py`. `debug` step types exist only
+on test workers (`worker.enable_debug_steps`).
+
+Argument fields that name a worker env var (or a mapping whose values do) carry `json_schema_extra=ENV_VAR_NAME`,
+fields holding a URL the worker calls carry `OUTBOUND_URL`: validation checks them against `AuthorReach`.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 ArgsT = TypeVar("ArgsT", bound=BaseModel)
+
+ENV_VAR_NAME: dict[str, Any] = {"x-pitstop-env-var": True}  # the value (or each value of a mapping) names an env var
+OUTBOUND_URL: dict[str, Any] = {"x-pitstop-outbound-url": True}  # a URL the worker sends a request to
 
 
 class StepArgs(BaseModel):
@@ -57,6 +64,7 @@ class StepType:
     regional: ClassVar[bool] = False  # args_model has `region: str`; runs on task queue pitstop-<region>
     default_timeout_seconds: ClassVar[float] = 60.0
     heartbeat_seconds: ClassVar[float | None] = None
+    debug: ClassVar[bool] = False  # test-only: registered and valid only with `worker.enable_debug_steps`
 
 
 STEP_TYPES: dict[str, type[StepType]] = {}

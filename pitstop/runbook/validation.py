@@ -2,8 +2,11 @@
 
 `parse_runbook(text, file)` checks one file: YAML syntax, the format, duplicate ids, unknown step types and
 arguments, argument types (literal values and typed references), references to unknown inputs, steps and
-outputs, `needs` on unknown steps and cycles. `validate_catalog(dir)` adds cross-file checks (a `runbook`
-step naming an unknown runbook or missing its required inputs). `resolve_inputs` checks a run's inputs.
+outputs, `needs` on unknown steps and cycles, and what the runbook would reach (`reach`, from the settings of
+whoever validates: a worker at `runbook.load`, the CLI before a start): env vars outside `security.env_allowlist`,
+literal URLs outside `security.allowed_hosts`, `debug.*` steps where they are disabled.
+`validate_catalog(dir)` adds cross-file checks (a `runbook` step naming an unknown runbook or missing its required
+inputs). `resolve_inputs` checks a run's inputs.
 """
 
 from __future__ import annotations
@@ -14,13 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 from pitstop import bounded_yaml
 
 from . import dag, expressions
 from .model import InputSpec, Runbook, Step
+from .reach import AuthorReach
 from .registry import load_step_types
-from .step_types import StepType
+from .step_types import ENV_VAR_NAME, OUTBOUND_URL, StepType
 from .yaml_source import SourceDoc, YamlSyntaxError, load
 
 _INPUT_JSON_TYPE = {
@@ -52,8 +57,8 @@ class RunbookInvalid(ValueError):
 class _Checker:
     """Collects problems for one parsed file."""
 
-    def __init__(self, file: str, doc: SourceDoc) -> None:
-        self.file, self.doc = file, doc
+    def __init__(self, file: str, doc: SourceDoc, reach: AuthorReach) -> None:
+        self.file, self.doc, self.reach = file, doc, reach
         self.problems: list[Problem] = []
 
     def add(self, path: tuple[Any, ...], message: str, step: str | None = None, field: str | None = None) -> None:
@@ -67,13 +72,13 @@ class _Checker:
         return None
 
 
-def parse_runbook(text: str, file: str = "<runbook>") -> tuple[Runbook | None, list[Problem]]:
+def parse_runbook(text: str, file: str = "<runbook>", *, reach: AuthorReach) -> tuple[Runbook | None, list[Problem]]:
     """Parse and validate one runbook file; the runbook is None when there are problems."""
     try:
         doc = load(text)
     except YamlSyntaxError as exc:
         return None, [Problem(file, exc.line, str(exc))]
-    check = _Checker(file, doc)
+    check = _Checker(file, doc, reach)
     if not isinstance(doc.data, dict):
         check.add((), "a runbook is a mapping with `name`, `steps` and optionally `inputs`, `target`")
         return None, check.problems
@@ -129,6 +134,7 @@ def _check_step(
     if step_type is None:
         check.add(base + ("uses",), f"unknown step type {step.uses!r}{_known(step_types)}", step.id, "uses")
     else:
+        _check_reach(check, base, step, step_type, step.with_)
         _check_args(check, runbook, base + ("with",), step, step_type, step.with_, graph, step_types, self_ok=False)
     fan_out = step.for_each is not None
     if step.if_ is not None and not isinstance(step.if_, bool):
@@ -146,7 +152,59 @@ def _check_step(
         if comp_type is None:
             check.add(path + ("uses",), f"unknown step type {step.compensate.uses!r}{_known(step_types)}", step.id, "compensate.uses")
         else:
+            _check_reach(check, path, step, comp_type, step.compensate.with_)
             _check_args(check, runbook, path + ("with",), step, comp_type, step.compensate.with_, graph, step_types, self_ok=True)
+
+
+def _check_reach(check: _Checker, base: tuple[Any, ...], step: Step, step_type: type[StepType], args: dict[str, Any]) -> None:
+    """The step type is allowed here, and the env vars and literal URLs its arguments name are within reach."""
+    field_prefix = ".".join(str(p) for p in base[2:])
+    problem = check.reach.step_type_problem(step_type.name, debug=step_type.debug)
+    if problem:
+        check.add(base + ("uses",), problem, step.id, ".".join(filter(None, [field_prefix, "uses"])))
+    for path, kind, value in _reached(step_type.args_model, args, base + ("with",)):
+        field = ".".join(str(p) for p in path[2:])
+        if kind == "url":
+            problem = None if expressions.find(value) else check.reach.url_problem(value)
+        elif expressions.find(value):
+            problem = "an environment variable name must be written literally, so that it can be checked"
+        else:
+            problem = check.reach.env_problem(value)
+        if problem:
+            check.add(path, problem, step.id, field)
+
+
+def _reached(model: type[BaseModel], args: Any, path: tuple[Any, ...]) -> Iterable[tuple[tuple[Any, ...], str, str]]:
+    """(path, "env" or "url", value) of every string argument marked ENV_VAR_NAME / OUTBOUND_URL, nested models too."""
+    if not isinstance(args, dict):
+        return
+    for name, value in args.items():
+        info = model.model_fields.get(name) if isinstance(name, str) else None
+        if info is None:
+            continue
+        kind = _reach_kind(info)
+        if kind is not None and isinstance(value, str):
+            yield path + (name,), kind, value
+        elif kind == "env" and isinstance(value, dict):
+            yield from ((path + (name, k), kind, v) for k, v in value.items() if isinstance(v, str))
+        nested = _nested_model(info)
+        if nested is not None:
+            yield from _reached(nested, value, path + (name,))
+
+
+def _reach_kind(info: FieldInfo) -> str | None:
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    if all(extra.get(k) == v for k, v in ENV_VAR_NAME.items()):
+        return "env"
+    if all(extra.get(k) == v for k, v in OUTBOUND_URL.items()):
+        return "url"
+    return None
+
+
+def _nested_model(info: FieldInfo) -> type[BaseModel] | None:
+    """The pydantic model of a field typed `Model` or `Model | None`."""
+    candidates = [info.annotation, *getattr(info.annotation, "__args__", ())]
+    return next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
 
 
 def _check_args(
@@ -360,17 +418,17 @@ def _known(names: Iterable[Any]) -> str:
 # ---------------------------------------------------------------- files and catalogs
 
 
-def parse_runbook_file(path: Path) -> tuple[Runbook | None, list[Problem]]:
+def parse_runbook_file(path: Path, *, reach: AuthorReach) -> tuple[Runbook | None, list[Problem]]:
     """`parse_runbook` of a file; a file larger than `bounded_yaml.MAX_YAML_BYTES` is refused unread."""
     try:
         text = bounded_yaml.read_text(path)
     except bounded_yaml.YamlRefused as exc:
         return None, [Problem(str(path), exc.line, exc.reason)]
-    return parse_runbook(text, str(path))
+    return parse_runbook(text, str(path), reach=reach)
 
 
-def load_runbook_file(path: Path) -> Runbook:
-    runbook, problems = parse_runbook_file(path)
+def load_runbook_file(path: Path, *, reach: AuthorReach) -> Runbook:
+    runbook, problems = parse_runbook_file(path, reach=reach)
     if problems or runbook is None:
         raise RunbookInvalid(problems)
     return runbook
@@ -395,12 +453,12 @@ def _looks_like_runbook(path: Path) -> bool:
     return not isinstance(data, dict) or "name" in data or "steps" in data
 
 
-def validate_catalog(root: Path) -> tuple[dict[str, tuple[Path, Runbook]], list[Problem]]:
+def validate_catalog(root: Path, *, reach: AuthorReach) -> tuple[dict[str, tuple[Path, Runbook]], list[Problem]]:
     """Every runbook file under `root`, plus cross-file checks of `runbook` steps."""
     catalog: dict[str, tuple[Path, Runbook]] = {}
     problems: list[Problem] = []
     for path in runbook_files(root):
-        runbook, found = parse_runbook_file(path)
+        runbook, found = parse_runbook_file(path, reach=reach)
         problems += found
         if runbook is None:
             continue

@@ -3,7 +3,7 @@
 `parse_schedules(text, file, runbooks)` checks YAML syntax, the format (unknown keys, a bad cron expression,
 time zone or duration, both or neither of `cron`/`every`, a paused schedule without a note), duplicate ids,
 unknown runbooks, and each schedule's inputs against its runbook's inputs (the same check as `pitstop run -i`:
-`resolve_inputs`). `load_schedules(path, runbooks_dir)` reads the file and the runbook catalog.
+`resolve_inputs`). `load_schedules(path, runbooks_dir, reach=...)` reads the file and the runbook catalog.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from pitstop.runbook.model import Runbook
+from pitstop.runbook.reach import AuthorReach
 from pitstop.runbook.validation import Problem, RunbookInvalid, resolve_inputs, runbook_files, validate_catalog
 from pitstop.runbook.yaml_source import SourceDoc, YamlSyntaxError, load
 
@@ -99,9 +100,9 @@ def _runbook_problems(
     return True
 
 
-def load_schedules(path: Path, runbooks_dir: Path) -> list[ScheduleEntry]:
+def load_schedules(path: Path, runbooks_dir: Path, *, reach: AuthorReach) -> list[ScheduleEntry]:
     """The file's schedules, checked against the runbooks in `runbooks_dir`; raises SchedulesInvalid."""
-    catalog, _ = validate_catalog(runbooks_dir)
+    catalog, _ = validate_catalog(runbooks_dir, reach=reach)
     runbooks = {name: runbook for name, (_, runbook) in catalog.items()}
     valid_files = {p.resolve() for p, _ in catalog.values()}
     broken = {p.stem for p in runbook_files(runbooks_dir) if p.resolve() not in valid_files}

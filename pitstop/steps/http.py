@@ -12,7 +12,9 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from pitstop.redaction import is_sensitive_header_name, looks_like_credential
-from pitstop.runbook.step_types import StepArgs, StepResult, StepType, register_step_type
+from pitstop.runbook.step_types import (
+    ENV_VAR_NAME, OUTBOUND_URL, StepArgs, StepResult, StepType, register_step_type,
+)
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -38,7 +40,9 @@ class HeaderArgs(StepArgs):
     """Request headers: literal ones (never credentials) and ones whose value a worker env var holds."""
 
     headers: dict[str, str] = Field(default_factory=dict)
-    header_env: dict[str, str] = Field(default_factory=dict, description="header -> env var holding its value")
+    header_env: dict[str, str] = Field(
+        default_factory=dict, description="header -> env var holding its value", json_schema_extra=ENV_VAR_NAME
+    )
 
     @field_validator("headers")
     @classmethod
@@ -53,8 +57,12 @@ class HeaderArgs(StepArgs):
 
 class HttpCallArgs(HeaderArgs):
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"] = "GET"
-    url: str | None = Field(None, pattern=r"^https?://", description="target URL (no secrets in it)")
-    url_env: str | None = Field(None, description="env var holding the URL, when the URL itself is secret")
+    url: str | None = Field(
+        None, pattern=r"^https?://", description="target URL (no secrets in it)", json_schema_extra=OUTBOUND_URL
+    )
+    url_env: str | None = Field(
+        None, description="env var holding the URL, when the URL itself is secret", json_schema_extra=ENV_VAR_NAME
+    )
     body: Any = Field(None, description="JSON body")
     expected_status: list[int] = Field(default_factory=lambda: [200, 201, 202, 204])
     timeout_seconds: float = Field(30.0, gt=0, le=300)

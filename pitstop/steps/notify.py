@@ -10,15 +10,21 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from pitstop.runbook.step_types import StepArgs, StepResult, StepType, register_step_type
+from pitstop.runbook.step_types import (
+    ENV_VAR_NAME, OUTBOUND_URL, StepArgs, StepResult, StepType, register_step_type,
+)
 
 from .http import HeaderArgs, check_env_names
 
 
 class _Target(StepArgs):
-    url: str | None = Field(None, pattern=r"^https?://")
-    url_env: str | None = Field(None, description="env var holding the URL (Slack webhook URLs are secrets)")
-    token_env: str | None = Field(None, description="env var holding a bearer token, sent as Authorization")
+    url: str | None = Field(None, pattern=r"^https?://", json_schema_extra=OUTBOUND_URL)
+    url_env: str | None = Field(
+        None, description="env var holding the URL (Slack webhook URLs are secrets)", json_schema_extra=ENV_VAR_NAME
+    )
+    token_env: str | None = Field(
+        None, description="env var holding a bearer token, sent as Authorization", json_schema_extra=ENV_VAR_NAME
+    )
     timeout_seconds: float = Field(15.0, gt=0, le=120)
 
     @model_validator(mode="after")

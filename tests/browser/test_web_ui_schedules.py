@@ -27,6 +27,7 @@ from pitstop.config import SHIPPED_RUNBOOKS_DIR
 from pitstop.runbook.catalog import start_form_json, start_form_request
 from pitstop.runbook.request import RunbookOutcome
 from pitstop.runbook.validation import load_runbook_file
+from tests.fixtures.worker_reach import DEFAULT_REACH
 from workers.devserver import DevServerPorts, free_port
 
 pytestmark = pytest.mark.browser
@@ -119,7 +120,7 @@ async def test_schedules_page_lists_the_schedules_up_applied(pitstop_up: Running
 async def test_a_bad_input_from_the_start_form_is_refused_with_the_cli_message(pitstop_up: RunningUp) -> None:
     from playwright.async_api import async_playwright
 
-    runbook = load_runbook_file(pitstop_up.runbooks / "scale-service.yaml")
+    runbook = load_runbook_file(pitstop_up.runbooks / "scale-service.yaml", reach=DEFAULT_REACH)
     pasted = start_form_json(runbook)  # unedited: `replicas` is still its "<replicas: integer, ...>" placeholder
     inputs = start_form_request(runbook)["inputs"]
     cli = subprocess.run(

@@ -22,6 +22,7 @@ import yaml
 from hypothesis import strategies as st
 
 from pitstop.runbook.validation import parse_runbook_file, validate_catalog
+from tests.fixtures.worker_reach import DEFAULT_REACH
 
 from .harness import HANG_SECONDS, ROOT, Hang, Outcome, escaped, paths_in, within
 
@@ -169,9 +170,9 @@ def validated_outcome(root: Path, name: str, content: bytes) -> Outcome:
     path.write_bytes(content)
 
     def validate() -> tuple[bool, list[Any]]:
-        catalog, problems = validate_catalog(root)
+        catalog, problems = validate_catalog(root, reach=DEFAULT_REACH)
         if not catalog and not problems:  # the directory scan did not take it for a runbook: validate it alone
-            runbook, problems = parse_runbook_file(path)
+            runbook, problems = parse_runbook_file(path, reach=DEFAULT_REACH)
             return runbook is not None, problems
         return bool(catalog), problems
 

@@ -1,8 +1,10 @@
-"""Helpers for the engine's integration tests: a worker with the engine's workflows and activities."""
+"""Helpers for the engine's integration tests: a test worker with the engine's workflows and activities (the
+test-only `debug.*` steps included, see tests/fixtures/worker_reach.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -15,21 +17,23 @@ from activities.clients import ActivityClients
 from activities.leases import LeaseActivities
 from activities.notify import NotifyActivities
 from activities.runbook_catalog import RunbookCatalog
-from activities.runbook_debug import DebugSteps
+from activities.runbook_debug import DebugSteps, EngineSteps
 from pitstop.config import Settings
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
 from pitstop.runbook.run_state import RunStatus
 from tests.fixtures.temporal import running_worker
+from tests.fixtures.worker_reach import TEST_REACH, TEST_SECURITY_SETTINGS
 from workflows import ALL_WORKFLOWS
 
 TEST_RUNBOOKS = Path(__file__).resolve().parents[1] / "data" / "runbooks"
 
 
 def engine_activities(client: Client, runbooks_dir: Path = TEST_RUNBOOKS, lease_check_seconds: float = 1.0) -> list[Any]:
-    notify = NotifyActivities(ActivityClients(settings=Settings()))  # approval escalations
+    notify = NotifyActivities(ActivityClients(settings=Settings(security=TEST_SECURITY_SETTINGS)))  # escalations
     return [
-        *RunbookCatalog(runbooks_dir).activities(),
-        *DebugSteps().activities(),
+        *RunbookCatalog(runbooks_dir, reach=TEST_REACH).activities(),
+        *EngineSteps().activities(),
+        *DebugSteps(record_dir=Path(tempfile.gettempdir())).activities(),
         *LeaseActivities(client, check_seconds=lease_check_seconds).activities(),
         notify.webhook,
         notify.slack,

@@ -21,6 +21,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from pitstop.runbook.run_state import ApprovalDecision
 
+from tests.fixtures.worker_reach import TEST_WORKER_ENV
+
 from .runbook_harness import TEST_RUNBOOKS, engine, start, status, step_state, wait_until
 
 pytestmark = pytest.mark.integration
@@ -174,7 +176,7 @@ def _cli_env(address: str, task_queue: str, tmp_path: Path) -> dict[str, str]:
     return dict(
         os.environ, PITSTOP_TEMPORAL__ADDRESS=address, PITSTOP_TEMPORAL__TASK_QUEUE=task_queue,
         PITSTOP_RUNBOOKS_DIR=str(TEST_RUNBOOKS), PITSTOP_CONFIG=str(tmp_path / "absent.yaml"),
-        PITSTOP_STATE_DIR=str(tmp_path),
+        PITSTOP_STATE_DIR=str(tmp_path), **TEST_WORKER_ENV,
     )
 
 

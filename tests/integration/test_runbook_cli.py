@@ -11,6 +11,8 @@ import sys
 import pytest
 from temporalio.client import Client
 
+from tests.fixtures.worker_reach import TEST_WORKER_ENV
+
 from .runbook_harness import TEST_RUNBOOKS, engine, start, wait_until
 
 pytestmark = pytest.mark.integration
@@ -25,7 +27,7 @@ def _env(temporal_client: Client, task_queue: str, tmp_path) -> dict[str, str]: 
     env.update(
         PITSTOP_TEMPORAL__ADDRESS=temporal_client.service_client.config.target_host,
         PITSTOP_TEMPORAL__TASK_QUEUE=task_queue, PITSTOP_RUNBOOKS_DIR=str(TEST_RUNBOOKS),
-        PITSTOP_CONFIG=str(tmp_path / "absent.yaml"), PITSTOP_STATE_DIR=str(tmp_path),
+        PITSTOP_CONFIG=str(tmp_path / "absent.yaml"), PITSTOP_STATE_DIR=str(tmp_path), **TEST_WORKER_ENV,
     )
     return env
 

@@ -28,6 +28,7 @@ from pitstop.runbook.run_state import ControlRequest
 from pitstop.runbook.validation import validate_catalog
 from pitstop.schedules.model import ScheduleEntry
 from pitstop.schedules.validation import parse_schedules
+from tests.fixtures.worker_reach import TEST_REACH, TEST_WORKER_ENV
 from workers import schedules
 from workers.run_history import fetch_chain, render, timeline
 
@@ -35,7 +36,7 @@ from .runbook_harness import TEST_RUNBOOKS, engine, start, step_state, wait_unti
 
 pytestmark = pytest.mark.integration
 
-RUNBOOKS = {name: runbook for name, (_, runbook) in validate_catalog(TEST_RUNBOOKS)[0].items()}
+RUNBOOKS = {name: runbook for name, (_, runbook) in validate_catalog(TEST_RUNBOOKS, reach=TEST_REACH)[0].items()}
 
 
 def entries(text: str) -> list[ScheduleEntry]:
@@ -205,7 +206,8 @@ async def test_cli_validate_diff_apply_list_pause_trigger_delete(
     path.write_text(f"schedules:\n  - {{id: {schedule_id}, owner: sre, runbook: hello, cron: '0 4 * * *'}}\n")
     env = dict(os.environ, PITSTOP_TEMPORAL__ADDRESS=temporal_client.service_client.config.target_host,
                PITSTOP_TEMPORAL__TASK_QUEUE=task_queue, PITSTOP_RUNBOOKS_DIR=str(TEST_RUNBOOKS),
-               PITSTOP_CONFIG=str(tmp_path / "absent.yaml"), PITSTOP_STATE_DIR=str(tmp_path), PITSTOP_IDENTITY="carol")
+               PITSTOP_CONFIG=str(tmp_path / "absent.yaml"), PITSTOP_STATE_DIR=str(tmp_path), PITSTOP_IDENTITY="carol",
+               **TEST_WORKER_ENV)
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "workers.cli", "schedules", *args], env=env,

@@ -39,6 +39,7 @@ class Receiver:
     server: ThreadingHTTPServer
     requests: list[Received] = field(default_factory=list)
     status: int = 200
+    reply: bytes = b'{"ok": true}'
 
     @property
     def url(self) -> str:
@@ -58,7 +59,7 @@ def receiver() -> Iterator[Receiver]:
             self.send_response(rec.status)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
-            self.wfile.write(b'{"ok": true}')
+            self.wfile.write(rec.reply)
 
         do_GET = do_POST = do_PUT = _handle  # noqa: N815
 
@@ -73,8 +74,12 @@ def receiver() -> Iterator[Receiver]:
     server.server_close()
 
 
-def clients(**env: str) -> ActivityClients:
-    return ActivityClients(settings=Settings(), environ=env)
+ALLOWLIST = ["API_TOKEN", "MISSING_TOKEN", "SLACK_*"]
+
+
+def clients(allowed_hosts: tuple[str, ...] = (), **env: str) -> ActivityClients:
+    settings = Settings(security={"env_allowlist": ALLOWLIST, "allowed_hosts": list(allowed_hosts)})
+    return ActivityClients(settings=settings, environ=env)
 
 
 def call(args: Any, *, dry_run: bool = False) -> StepInvocation[Any]:
@@ -117,3 +122,29 @@ async def test_slack_and_webhook_notifications(receiver: Receiver) -> None:
     assert slack.target == "$SLACK_WEBHOOK_URL" and SECRET not in slack.model_dump_json()
     hook = await env.run(notify.webhook, call(WebhookArgs(url=f"{receiver.url}/hook", payload={"event": "canary.promoted"})))
     assert receiver.requests[-1].body == {"event": "canary.promoted"} and hook.status == 200
+
+
+async def test_call_time_checks_of_env_vars_and_hosts(receiver: Receiver) -> None:
+    """What validation cannot see (a URL from an env var or an expression) is checked when the worker calls."""
+    env = ActivityEnvironment()
+    http = HttpActivities(clients(PITSTOP_TEMPORAL__API_KEY="temporal-key", OTHER_SECRET="x" * 12))
+    for name, why in (("PITSTOP_TEMPORAL__API_KEY", "configures pitstop itself"), ("OTHER_SECRET", "env_allowlist")):
+        with pytest.raises(ApplicationError, match=why) as info:
+            await env.run(http.call, call(HttpCallArgs(url=f"{receiver.url}/x", header_env={"X-Leak": name})))
+        assert info.value.non_retryable and info.value.type == "EnvNotAllowed"
+    notify = NotifyActivities(clients(("hooks.example.com",), SLACK_WEBHOOK_URL=f"{receiver.url}/hook"))
+    with pytest.raises(ApplicationError, match="host 127.0.0.1 is not in the worker's `security.allowed_hosts`") as info:
+        await env.run(notify.slack, call(SlackArgs(url_env="SLACK_WEBHOOK_URL", text="hi")))
+    assert info.value.non_retryable and info.value.type == "HostNotAllowed"
+    assert receiver.requests == []  # nothing left the worker
+    allowed = HttpActivities(clients(("127.0.0.1",)))
+    assert (await env.run(allowed.call, call(HttpCallArgs(url=f"{receiver.url}/x")))).status == 200
+
+
+async def test_response_excerpt_masks_the_secrets_the_server_echoes(receiver: Receiver) -> None:
+    receiver.reply = json.dumps({"echo": {"Authorization": f"Bearer {SECRET}"}, "session": "abc123", "n": 1}).encode()
+    http = HttpActivities(clients(API_TOKEN=f"Bearer {SECRET}"))
+    result = await ActivityEnvironment().run(
+        http.call, call(HttpCallArgs(url=f"{receiver.url}/x", header_env={"Authorization": "API_TOKEN"})))
+    assert SECRET not in result.response_excerpt and "abc123" not in result.response_excerpt
+    assert '"n": 1' in result.response_excerpt and MASK in result.response_excerpt

@@ -29,6 +29,8 @@ from pitstop.incidents import ALERT_SIGNAL, IncidentPhase, IncidentStatus
 from pitstop.runbook.request import RunbookOutcome
 from workers.devserver import DevServerPorts, free_port, port_is_open
 
+from tests.fixtures.worker_reach import TEST_WORKER_ENV
+
 from .runbook_harness import TEST_RUNBOOKS, step_state, wait_until
 from .test_webhook import CATALOG, FIX_RUNBOOK
 from .up_harness import child_pids, pids_with_environment, pitstop, start_up, stop_up, up_env, wait_for_line
@@ -103,7 +105,8 @@ async def test_runs_in_flight_survive_a_kill_9_of_the_temporal_server_under_up(t
     webhook = f"127.0.0.1:{free_port()}"
     env = up_env(tmp_path / "state", ports)
     env.update(PITSTOP_RUNBOOKS_DIR=str(runbooks), PITSTOP_WEBHOOK__LISTEN=webhook, PITSTOP_WEBHOOK__TOKEN=TOKEN,
-               PITSTOP_ALERTMANAGER__URL="http://127.0.0.1:9")  # nothing listens on the discard port
+               PITSTOP_ALERTMANAGER__URL="http://127.0.0.1:9",  # nothing listens on the discard port
+               **TEST_WORKER_ENV)  # a test worker: `long` uses debug.wait
     record = tmp_path / "completions.txt"
     log = tmp_path / "up.log"
 

@@ -34,7 +34,7 @@ from .step_library_support import WORKER_SA, apply_deploy_rbac, impersonating, p
 pytestmark = [pytest.mark.sandbox, pytest.mark.integration]
 
 RUNBOOK = "fleet-hygiene"
-NOTIFY_ENV = "HYGIENE_TEST_WEBHOOK_URL"
+NOTIFY_ENV = "PITSTOP_RUNBOOK_HYGIENE_WEBHOOK_URL"  # the runbook's literal url_env (allowlisted by default)
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ async def test_fleet_hygiene_finds_planted_faults_and_nothing_on_the_clean_fleet
         # ---- the clean fleet: no finding names a fleet object (image drift only if the clusters really differ)
         clean_id, outcome = await run_hygiene(temporal_client, task_queue, regions)
         report = HygieneReport.model_validate(outcome.outputs["report"])
-        assert report.regions == regions and outcome.steps["notify"] == "skipped"  # no notify_url_env given
+        assert report.regions == regions and outcome.steps["notify"] == "skipped"  # notify defaults to false
         fleet_deployments = sum(1 for kind, *_ in owned if kind == "Deployment")
         assert report.deployments >= fleet_deployments * len(regions)
         assert {s.team for s in fleet} <= {t.team for t in report.teams}
@@ -163,7 +163,7 @@ async def test_fleet_hygiene_finds_planted_faults_and_nothing_on_the_clean_fleet
                 "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": guarded}}}})
 
             as_worker.environ = {NOTIFY_ENV: receiver.url}
-            _, outcome = await run_hygiene(temporal_client, task_queue, regions, notify_url_env=NOTIFY_ENV)
+            _, outcome = await run_hygiene(temporal_client, task_queue, regions, notify=True)
             report = HygieneReport.model_validate(outcome.outputs["report"])
 
             def only(team: str, name: str) -> Finding:

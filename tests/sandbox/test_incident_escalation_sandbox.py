@@ -52,6 +52,7 @@ from sandbox.faults import CrashLoop, clear_fault, inject_fault, reconcile_fault
 from sandbox.fleet import ServiceSpec
 from sandbox.kube_objects import get_object, list_objects, sandbox_kube
 from tests.fixtures.monitoring import AlertWebhookReceiver, ReceivedWebhook, SandboxMonitoring
+from tests.fixtures.worker_reach import TEST_SECURITY_SETTINGS
 from workers.clients import build_activity_clients
 from workers.webhook import serve
 from workers.worker import build_workers
@@ -243,6 +244,7 @@ async def running_pitstop(sm: SandboxMonitoring, temporal_client: Client, base: 
                                    for region, context in sm.clusters.contexts.items()}},
         "prometheus": {"url": sm.monitoring.prometheus_url},
         "webhook": {"token": token, "listen": f"127.0.0.1:{port}"},
+        "security": TEST_SECURITY_SETTINGS,  # the pager URL and token are PITSTOP_TEST_* env vars
     })
     activity_set = build_activities(build_activity_clients(settings, temporal=temporal_client, require_clusters=True))
     ready, stop = asyncio.Event(), asyncio.Event()

@@ -14,6 +14,7 @@ from pitstop.bounded_yaml import MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES,
 from pitstop.config import ConfigFileError, Settings
 from pitstop.remediation import RemediationError, load_catalog
 from pitstop.runbook.validation import RunbookInvalid, load_runbook_file, validate_catalog
+from tests.fixtures.worker_reach import DEFAULT_REACH
 
 
 def alias_bomb(levels: int = 9) -> str:
@@ -43,9 +44,9 @@ def test_the_runbook_validator_catalog_and_config_refuse_it_too(tmp_path: Path, 
     runbooks.mkdir()
     (runbooks / "bomb.yaml").write_text(bomb)
     started = time.monotonic()
-    _, problems = validate_catalog(runbooks)
+    _, problems = validate_catalog(runbooks, reach=DEFAULT_REACH)
     with pytest.raises(RunbookInvalid) as invalid:
-        load_runbook_file(runbooks / "bomb.yaml")
+        load_runbook_file(runbooks / "bomb.yaml", reach=DEFAULT_REACH)
     assert "alias bomb" in str(invalid.value) and "bomb.yaml:" in str(invalid.value)
     catalog = tmp_path / "remediation-catalog.yaml"
     catalog.write_text(alias_bomb())
@@ -83,7 +84,7 @@ def test_an_oversized_file_is_refused_unread(tmp_path: Path) -> None:
     with pytest.raises(YamlRefused, match=rf"huge.yaml:1: {MAX_YAML_BYTES + 4} bytes is more than the limit"):
         bounded_yaml.load_file(path)
     with pytest.raises(RunbookInvalid, match="huge.yaml:1: .*bytes is more than the limit"):
-        load_runbook_file(path)
+        load_runbook_file(path, reach=DEFAULT_REACH)
     assert time.monotonic() - started < 0.5
 
 

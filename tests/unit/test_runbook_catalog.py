@@ -17,14 +17,15 @@ from pitstop.runbook.registry import load_step_types
 from pitstop.runbook.request import RunbookRequest
 from pitstop.runbook.validation import RunbookInvalid, parse_runbook, resolve_inputs, validate_catalog
 from pitstop.schedules.model import ScheduleEntry
+from tests.fixtures.worker_reach import DEFAULT_REACH, TEST_REACH
 
-SHIPPED = {name: runbook for name, (_, runbook) in validate_catalog(SHIPPED_RUNBOOKS_DIR)[0].items()}
+SHIPPED = {name: runbook for name, (_, runbook) in validate_catalog(SHIPPED_RUNBOOKS_DIR, reach=DEFAULT_REACH)[0].items()}
 MUTATING = mutating_step_types(load_step_types())
 NIGHTLY = ScheduleEntry(id="nightly-hello", owner="sre", runbook="hello", cron="0 2 * * *", time_zone="Europe/Berlin")
 
 
 def runbook(text: str) -> Runbook:
-    parsed, problems = parse_runbook(text)
+    parsed, problems = parse_runbook(text, reach=TEST_REACH)
     assert parsed is not None, [str(p) for p in problems]
     return parsed
 

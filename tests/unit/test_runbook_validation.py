@@ -13,12 +13,13 @@ from pitstop.runbook.validation import (
     resolve_inputs,
     validate_catalog,
 )
+from tests.fixtures.worker_reach import DEFAULT_REACH, TEST_REACH
 
 INVALID = Path(__file__).resolve().parents[1] / "data" / "invalid_runbooks"
 
 
 def test_shipped_runbooks_validate() -> None:
-    catalog, problems = validate_catalog(SHIPPED_RUNBOOKS_DIR)
+    catalog, problems = validate_catalog(SHIPPED_RUNBOOKS_DIR, reach=DEFAULT_REACH)
     assert [str(p) for p in problems] == []
     assert {"hello", "restart-service", "scale-service"} <= set(catalog)
 
@@ -26,7 +27,7 @@ def test_shipped_runbooks_validate() -> None:
 @pytest.mark.parametrize("path", sorted(INVALID.glob("*.yaml")), ids=lambda p: p.stem)
 def test_invalid_runbook_fails_with_expected_message(path: Path) -> None:
     expected = path.read_text().splitlines()[0].split("expect: ", 1)[1].strip()
-    _, problems = validate_catalog(path)
+    _, problems = validate_catalog(path, reach=TEST_REACH)
     messages = [str(p) for p in problems]
     assert any(expected in m for m in messages), messages
 
@@ -45,7 +46,7 @@ def test_child_runbook_checks_across_files(tmp_path: Path) -> None:
         "name: parent\nsteps:\n  - id: call\n    uses: runbook\n    with: {name: child, inputs: {sv: x}}\n"
         "  - id: other\n    uses: runbook\n    with: {name: ghost}\n"
     )
-    _, problems = validate_catalog(tmp_path)
+    _, problems = validate_catalog(tmp_path, reach=TEST_REACH)
     messages = [str(p) for p in problems]
     assert any("parent.yaml:3: step 'call', field 'with.inputs': missing required input 'svc' of runbook 'child'" in m for m in messages), messages
     assert any("unknown input 'sv' of runbook 'child'" in m for m in messages), messages
@@ -55,7 +56,8 @@ def test_child_runbook_checks_across_files(tmp_path: Path) -> None:
 def test_resolve_inputs_applies_defaults_and_checks_types() -> None:
     runbook, problems = parse_runbook(
         "name: r\ninputs:\n  n: {type: integer}\n  mode: {type: string, default: safe, enum: [safe, fast]}\n"
-        "  ratio: {type: number, default: 0.5}\nsteps:\n  - {id: a, uses: log}\n"
+        "  ratio: {type: number, default: 0.5}\nsteps:\n  - {id: a, uses: log}\n",
+        reach=TEST_REACH,
     )
     assert runbook is not None, problems
     assert resolve_inputs(runbook, {"n": 2, "ratio": 1}) == {"n": 2, "mode": "safe", "ratio": 1}
@@ -72,7 +74,8 @@ def test_resolve_inputs_applies_defaults_and_checks_types() -> None:
 def test_durations_and_single_need_are_normalised() -> None:
     runbook, problems = parse_runbook(
         "name: r\nsteps:\n  - {id: a, uses: sleep, with: {duration: 5m}, timeout: 1h, retry: {attempts: 2, backoff: 500ms}}\n"
-        "  - {id: b, uses: log, needs: a}\n"
+        "  - {id: b, uses: log, needs: a}\n",
+        reach=TEST_REACH,
     )
     assert runbook is not None, problems
     assert runbook.steps[0].timeout == 3600.0
@@ -86,7 +89,8 @@ def test_runbook_round_trips_through_json() -> None:
 
     runbook, _ = parse_runbook(
         "name: r\ninputs:\n  x: {type: integer}\n  y: {default: 1, type: integer}\n"
-        "steps:\n  - {id: a, uses: log, if: 'inputs.x > 1', with: {message: hi}}\n"
+        "steps:\n  - {id: a, uses: log, if: 'inputs.x > 1', with: {message: hi}}\n",
+        reach=TEST_REACH,
     )
     assert runbook is not None
     again = Runbook.model_validate_json(runbook.model_dump_json())
@@ -96,7 +100,7 @@ def test_runbook_round_trips_through_json() -> None:
 
 def test_engine_test_runbooks_validate() -> None:
     """The integration tests' runbooks (long linear, long saga, deadlines, escalation) are valid."""
-    catalog, problems = validate_catalog(Path(__file__).resolve().parents[1] / "data" / "runbooks")
+    catalog, problems = validate_catalog(Path(__file__).resolve().parents[1] / "data" / "runbooks", reach=TEST_REACH)
     assert [str(p) for p in problems] == []
     assert {"linear", "long-saga", "deadline", "escalate"} <= set(catalog)
 
@@ -104,7 +108,7 @@ def test_engine_test_runbooks_validate() -> None:
 def test_yaml_merge_keys_work_as_in_yaml_safe_load() -> None:
     runbook, problems = parse_runbook(
         "name: r\nsteps:\n  - &first {id: a, uses: log, timeout: 1m, with: {message: hi}}\n"
-        "  - {<<: *first, id: b, needs: a, timeout: 2m}\n"
+        "  - {<<: *first, id: b, needs: a, timeout: 2m}\n", reach=DEFAULT_REACH,
     )
     assert runbook is not None, [str(p) for p in problems]
     assert [(s.id, s.uses, s.timeout, s.with_) for s in runbook.steps] == [
@@ -119,6 +123,6 @@ def test_yaml_merge_keys_work_as_in_yaml_safe_load() -> None:
     ("name: r\n\x1fsteps: []\n", 2, "character #x001f at offset 8 is not allowed"),
 ])
 def test_yaml_the_validator_cannot_read_is_a_problem_at_its_line(text: str, line: int, message: str) -> None:
-    _, problems = parse_runbook(text, "r.yaml")
+    _, problems = parse_runbook(text, "r.yaml", reach=DEFAULT_REACH)
     assert [(p.file, p.line) for p in problems] == [("r.yaml", line)], [str(p) for p in problems]
     assert message in problems[0].message

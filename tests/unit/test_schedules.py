@@ -15,8 +15,9 @@ from pitstop.schedules.model import ScheduleEntry, schedules_json_schema_text
 from pitstop.schedules.reconcile import ExistingSchedule, plan_changes
 from pitstop.schedules.skips import lease_policy, skips_run
 from pitstop.schedules.validation import SchedulesInvalid, load_schedules, parse_schedules
+from tests.fixtures.worker_reach import DEFAULT_REACH
 
-HELLO = parse_runbook((SHIPPED_RUNBOOKS_DIR / "hello.yaml").read_text(), "hello.yaml")[0]
+HELLO = parse_runbook((SHIPPED_RUNBOOKS_DIR / "hello.yaml").read_text(), "hello.yaml", reach=DEFAULT_REACH)[0]
 RUNBOOKS = {"hello": HELLO}
 
 
@@ -125,13 +126,13 @@ def test_load_schedules_checks_against_the_runbooks_directory(tmp_path: Path) ->
     path = tmp_path / "schedules.yaml"
     path.write_text("schedules:\n  - {id: x, owner: o, runbook: scale-service, every: 1h, inputs: {service: a}}\n")
     with pytest.raises(SchedulesInvalid) as info:
-        load_schedules(path, SHIPPED_RUNBOOKS_DIR)
+        load_schedules(path, SHIPPED_RUNBOOKS_DIR, reach=DEFAULT_REACH)
     assert str(info.value) == (f"{path}:2: field 'x.inputs': runbook 'scale-service': missing required input "
                                "'replicas' (integer: absolute replica count)")
 
 
 def test_shipped_schedules_file_is_valid_and_its_schema_up_to_date() -> None:
-    (hygiene,) = load_schedules(SHIPPED_RUNBOOKS_DIR / "schedules.yaml", SHIPPED_RUNBOOKS_DIR)
+    (hygiene,) = load_schedules(SHIPPED_RUNBOOKS_DIR / "schedules.yaml", SHIPPED_RUNBOOKS_DIR, reach=DEFAULT_REACH)
     assert (hygiene.id, hygiene.runbook, hygiene.overlap, hygiene.dry_run) == ("nightly-fleet-hygiene", "fleet-hygiene", "skip", False)
     assert hygiene.cron == "30 2 * * *" and hygiene.time_zone == "Europe/Berlin" and hygiene.owner
     schema_file = SHIPPED_RUNBOOKS_DIR / "schedules.schema.json"
