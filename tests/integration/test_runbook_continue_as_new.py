@@ -101,7 +101,9 @@ async def test_pause_carried_across_continue_as_new_and_updates_follow_the_chain
 
     async with engine(temporal_client, task_queue):
         handle = await start(temporal_client, task_queue, "long-saga", history_limit=60, fail=False, service="saga-pause")
-        await wait_until(handle, lambda s: step_state(s, "c03") == "succeeded")
+        # paused after the first step (a run continues-as-new only once a step finished in it): waiting for the
+        # third left a loaded machine time to finish all 25 before the update landed
+        await wait_until(handle, lambda s: step_state(s, "c01") == "succeeded")
         await handle.execute_update("pause", ControlRequest(identity="ops"))
         first = await wait_until(handle, lambda s: s.phase.value == "paused")
         for _ in range(40):  # every update adds history events: the paused run reaches its limit and continues
