@@ -51,8 +51,11 @@ from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.client import Client, WorkflowHandle
 
 from activities.kube_api import KubeJson, deployment_path
+from activities.traffic import ISTIO_GROUP_VERSION
+from pitstop.rollout import rollout_progress
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
 from pitstop.runbook.run_state import ControlRequest, RunStatus
+from pitstop.traffic_routes import service_route_weights
 from sandbox.audit import (
     RESTART_KEY_ANNOTATION,
     WORKER_USER,
@@ -64,6 +67,7 @@ from sandbox.audit import (
     write_counts,
 )
 from sandbox.clusters import SandboxClusters
+from sandbox.fleet import EntryTraffic, ServiceSpec, apply_fleet
 
 NAMESPACE = "kill-trials"
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,13 +84,15 @@ class TrialKind(StrEnum):
     SCALE_OUT = "remediate-scale-out"
     RESTART_RUNG = "remediate-restart"
     ROLLBACK = "remediate-rollback"
+    CANARY = "canary"
 
     @property
     def runbook(self) -> str:
         return self.value.split("/")[0]
 
 
-SHORT_KINDS = tuple(TrialKind)
+SHORT_KINDS: tuple[TrialKind, ...] = tuple(k for k in TrialKind if k is not TrialKind.CANARY)
+CANARY_VERSION = "1.1.0"
 
 
 class KillTrialSettings(BaseModel):
@@ -100,6 +106,7 @@ class KillTrialSettings(BaseModel):
     restart_pause_seconds: tuple[float, float] = (0.2, 2.0)
     round_timeout_seconds: float = Field(240.0, description="a round's runs must all end within this")
     regions: list[str] = Field(default_factory=lambda: ["eu-central", "us-east"])
+    prometheus_url: str = Field("http://127.0.0.1:9", description="where the worker reads metrics (canary analysis)")
 
 
 class TrialResult(BaseModel):
@@ -113,7 +120,7 @@ class TrialResult(BaseModel):
     converged: bool = False
     problems: list[str] = Field(default_factory=list)
     writes: int = Field(0, description="the worker's 2xx writes to this trial's Deployments (audit log)")
-    expected_writes: int = 0
+    expected_writes: int | None = Field(None, description="None: a release writes as many times as it takes")
     duplicated_writes: int = Field(0, description="writes applied again under a key already applied")
     compensation_writes: int = 0
 
@@ -145,7 +152,7 @@ class KillTrialReport(BaseModel):
             f"kill trials: {len(self.trials)} (seed {self.seed}), {self.kills} kill -9 of the worker, {self.seconds:.0f} s",
             f"  converged: {self.converged}/{len(self.trials)}; in flight at a kill: {self.in_flight}",
             f"  worker writes (audit log): {sum(t.writes for t in self.trials)}, expected "
-            f"{sum(t.expected_writes for t in self.trials)}; duplicated: {self.duplicated_writes}",
+            f"{sum(t.expected_writes or 0 for t in self.trials)} (releases not counted); duplicated: {self.duplicated_writes}",
             f"  compensations applied: {self.compensations} (aborted runs: "
             f"{sum(t.kind is TrialKind.SCALE_ABORTED for t in self.trials)}); activity retries: "
             f"{sum(t.activity_retries for t in self.trials)}",
@@ -280,14 +287,28 @@ class Trial:
                 return {**common, "region": self.region, "max_replicas": 4}
             case TrialKind.RESTART_RUNG | TrialKind.ROLLBACK:
                 return {**common, "region": self.region, "rollout_timeout_seconds": 120}
+            case TrialKind.CANARY:
+                return {**common, "region": self.region, "image": self.canary_image, "steps": [50, 100],
+                        "warm_window": "0s", "interval": "2s", "failure_threshold": 2, "progress_deadline": "2m"}
+
+    @property
+    def canary_image(self) -> str:
+        return f"registry.pitstop.dev/{NAMESPACE}/{self.service}:{CANARY_VERSION}"
+
+    @property
+    def objects(self) -> set[str]:
+        """Names of the objects the run may write (a canary also creates `<service>-canary`)."""
+        return {self.service, f"{self.service}-canary"} if self.kind is TrialKind.CANARY else {self.service}
 
     @property
     def expected_outcome(self) -> str:
         return "aborted" if self.kind is TrialKind.SCALE_ABORTED else "succeeded"
 
     @property
-    def expected_writes(self) -> int:
+    def expected_writes(self) -> int | None:
         """One per mutating step and region; an aborted scale also writes its compensation."""
+        if self.kind is TrialKind.CANARY:
+            return None
         return {TrialKind.SCALE_ABORTED: 2, TrialKind.RESTART: len(self.regions)}.get(self.kind, 1)
 
 
@@ -304,7 +325,13 @@ def _deployment(name: str, *, replicas: int, image: str = IMAGE_V1, pending: boo
 
 
 def create_objects(trial: Trial, admin: Mapping[str, ApiClient]) -> None:
-    """The trial's Deployment(s), as the runbook expects to find them."""
+    """The trial's Deployment(s), as the runbook expects to find them; a canary's service is a fleet service
+    (Deployment, Service, VirtualService, DestinationRule) with traffic from the simulator."""
+    if trial.kind is TrialKind.CANARY:
+        service = ServiceSpec(name=trial.service, team=NAMESPACE, version="1.0.0", replicas=2,
+                              entry=EntryTraffic(peak_rps=60, profile="flat"))
+        apply_fleet(api_client=admin[trial.region], region=trial.region, services=[service], apply_global_traffic=False)
+        return
     for region in trial.touched_regions:
         api = KubeJson(admin[region])
         manifest = _deployment(trial.service, replicas=1 if trial.kind is TrialKind.SCALE_ABORTED else 2,
@@ -316,12 +343,19 @@ def create_objects(trial: Trial, admin: Mapping[str, ApiClient]) -> None:
                       patch_type="strategic")
 
 
-def _has_revisions(api: KubeJson, service: str, count: int = 2) -> Callable[[], Awaitable[bool]]:
-    """Whether the controller made `count` ReplicaSets for the Deployment (revisions to roll back between)."""
+def ready_to_start(trial: Trial, admin: Mapping[str, ApiClient]) -> Callable[[], Awaitable[bool]]:
+    """Whether the trial's objects are as its runbook needs them: a rollback needs two revisions (ReplicaSets) to
+    go back between, a canary an available stable version."""
+    api = KubeJson(admin[trial.region])
 
     async def check() -> bool:
-        sets = api.get(f"/apis/apps/v1/namespaces/{NAMESPACE}/replicasets", labelSelector=f"app={service}")
-        return len(sets.get("items") or []) >= count
+        if trial.kind is TrialKind.ROLLBACK:
+            sets = api.get(f"/apis/apps/v1/namespaces/{NAMESPACE}/replicasets", labelSelector=f"app={trial.service}")
+            return len(sets.get("items") or []) >= 2
+        if trial.kind is TrialKind.CANARY:
+            dep = api.get(deployment_path(NAMESPACE, trial.service))
+            return rollout_progress(dep).done and int((dep.get("status") or {}).get("availableReplicas") or 0) >= 2
+        return True
 
     return check
 
@@ -349,6 +383,22 @@ def end_state_problems(trial: Trial, admin: Mapping[str, ApiClient]) -> list[str
             case TrialKind.ROLLBACK:
                 if image != IMAGE_V1:
                     problems.append(f"{region}: image {image}, the rollback should have restored {IMAGE_V1}")
+            case TrialKind.CANARY:
+                problems += _canary_problems(trial, KubeJson(admin[region]), image)
+    return problems
+
+
+def _canary_problems(trial: Trial, api: KubeJson, image: str) -> list[str]:
+    """A promoted canary: the stable Deployment runs the new image, the candidate is gone, all traffic on stable."""
+    problems = []
+    if image != trial.canary_image:
+        problems.append(f"stable image {image}, promotion should have set {trial.canary_image}")
+    if api.get_optional(deployment_path(NAMESPACE, f"{trial.service}-canary")) is not None:
+        problems.append("the candidate Deployment is still there")
+    routes = api.get(f"/apis/{ISTIO_GROUP_VERSION}/namespaces/{NAMESPACE}/virtualservices/{trial.service}")
+    weights = service_route_weights(routes["spec"]["http"], None)
+    if weights != {"stable": 100, "canary": 0}:
+        problems.append(f"route weights {weights}, promotion should leave stable 100")
     return problems
 
 
@@ -445,7 +495,7 @@ async def _activity_retries(handle: WorkflowHandle[Any, Any]) -> int:
 def _check_writes(trial: Trial, writes: Mapping[str, list[AuditEvent]]) -> None:
     """Count the worker's writes to the trial's Deployment(s) per idempotency key (`sandbox.audit`)."""
     mine = [(region, e) for region in trial.touched_regions for e in writes[region]
-            if e.object_ref and e.object_ref.namespace == NAMESPACE and e.object_ref.name == trial.service]
+            if e.object_ref and e.object_ref.namespace == NAMESPACE and e.object_ref.name in trial.objects]
     result = trial.result
     result.writes, result.expected_writes = len(mine), trial.expected_writes
     for region in trial.touched_regions:
@@ -456,7 +506,7 @@ def _check_writes(trial: Trial, writes: Mapping[str, list[AuditEvent]]) -> None:
                 result.problems.append(f"{region} {obj}: write {key} applied {count} times")
         if trial.kind is TrialKind.SCALE_ABORTED:
             result.compensation_writes = max(0, len(counts) - 1)
-    if result.writes != result.expected_writes:
+    if result.expected_writes is not None and result.writes != result.expected_writes:
         result.problems.append(f"{result.writes} writes by {WORKER_USER}, the runbook makes {result.expected_writes}")
 
 
@@ -484,7 +534,7 @@ async def run_kill_trials(*, client: Client, clusters: SandboxClusters, admin: M
     task_queue = f"kill-trials-{uuid.uuid4().hex[:6]}"
     prepare_clusters(clusters=clusters, admin=admin)
     config = worker_config(clusters=clusters, admin=admin, temporal_address=client.service_client.config.target_host,
-                           task_queue=task_queue, state_dir=work_dir / "worker-state")
+                           task_queue=task_queue, state_dir=work_dir / "worker-state", prometheus_url=settings.prometheus_url)
     worker = WorkerProcess(config_file=config, log=work_dir / "worker.log")
     trials = plan_trials(settings)
     kills = 0
@@ -496,8 +546,7 @@ async def run_kill_trials(*, client: Client, clusters: SandboxClusters, admin: M
             for trial in batch:
                 create_objects(trial, admin)
             for trial in batch:
-                if trial.kind is TrialKind.ROLLBACK:
-                    await _until(f"{trial.service}: two revisions", _has_revisions(KubeJson(admin[trial.region]), trial.service), 60)
+                await _until(f"{trial.service} ready for {trial.kind.value}", ready_to_start(trial, admin), 120)
             last_start = max(t.start_offset for t in batch)
             kill_times = sorted(last_start + rng.uniform(0, settings.kill_window_seconds)
                                 for _ in range(settings.kills_per_round))
