@@ -337,27 +337,31 @@ def create_objects(trial: Trial, admin: Mapping[str, ApiClient]) -> None:
         manifest = _deployment(trial.service, replicas=1 if trial.kind is TrialKind.SCALE_ABORTED else 2,
                                pending=trial.kind is TrialKind.SCALE_ABORTED)
         api.post(f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments", manifest)
-        if trial.kind is TrialKind.ROLLBACK:  # a second revision to roll back from
-            api.patch(deployment_path(NAMESPACE, trial.service),
-                      {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": IMAGE_V2}]}}}},
-                      patch_type="strategic")
 
 
-def ready_to_start(trial: Trial, admin: Mapping[str, ApiClient]) -> Callable[[], Awaitable[bool]]:
-    """Whether the trial's objects are as its runbook needs them: a rollback needs two revisions (ReplicaSets) to
-    go back between, a canary an available stable version."""
+async def make_ready(trial: Trial, admin: Mapping[str, ApiClient], timeout: float = 120) -> None:
+    """Bring the trial's objects to what its runbook needs: a rollback two revisions (ReplicaSets) to go back
+    between — the image is changed only once the first revision exists, or the controller would make just one —
+    and a canary an available stable version."""
     api = KubeJson(admin[trial.region])
 
-    async def check() -> bool:
-        if trial.kind is TrialKind.ROLLBACK:
+    def revisions(count: int) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
             sets = api.get(f"/apis/apps/v1/namespaces/{NAMESPACE}/replicasets", labelSelector=f"app={trial.service}")
-            return len(sets.get("items") or []) >= 2
-        if trial.kind is TrialKind.CANARY:
-            dep = api.get(deployment_path(NAMESPACE, trial.service))
-            return rollout_progress(dep).done and int((dep.get("status") or {}).get("availableReplicas") or 0) >= 2
-        return True
+            return len(sets.get("items") or []) >= count
+        return check
 
-    return check
+    async def available() -> bool:
+        dep = api.get(deployment_path(NAMESPACE, trial.service))
+        return rollout_progress(dep).done and int((dep.get("status") or {}).get("availableReplicas") or 0) >= 2
+
+    if trial.kind is TrialKind.ROLLBACK:
+        await _until(f"{trial.service}: revision 1", revisions(1), timeout)
+        api.patch(deployment_path(NAMESPACE, trial.service),
+                  {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": IMAGE_V2}]}}}}, patch_type="strategic")
+        await _until(f"{trial.service}: revision 2", revisions(2), timeout)
+    elif trial.kind is TrialKind.CANARY:
+        await _until(f"{trial.service}: stable version available", available, timeout)
 
 
 def end_state_problems(trial: Trial, admin: Mapping[str, ApiClient]) -> list[str]:
@@ -545,8 +549,7 @@ async def run_kill_trials(*, client: Client, clusters: SandboxClusters, admin: M
             batch = trials[first:first + settings.round_size]
             for trial in batch:
                 create_objects(trial, admin)
-            for trial in batch:
-                await _until(f"{trial.service} ready for {trial.kind.value}", ready_to_start(trial, admin), 120)
+            await asyncio.gather(*(make_ready(trial, admin) for trial in batch))
             last_start = max(t.start_offset for t in batch)
             kill_times = sorted(last_start + rng.uniform(0, settings.kill_window_seconds)
                                 for _ in range(settings.kills_per_round))
