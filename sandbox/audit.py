@@ -10,8 +10,8 @@ controller, Events):
   `pitstop.io/restart-key` of a rollout restart);
 - every other write at level `Metadata` (who, verb, object, response code; no bodies).
 
-Measured on the sandbox (2 regions, kwok): the log grows by ~1 KiB per write; a kill-trial run of 50 runbooks
-adds well under 1 MiB. Reads never enter the log.
+Measured on the test sandbox: ~1 KB per event; creating and populating a cluster logs ~800-1,000 events
+(0.8-1 MB); reads never enter the log.
 
 `worker_writes` parses a log into typed events and `write_key` tells which step a write belongs to; what counts
 as a duplicate is `duplicated_writes`: two successful writes to one object carrying the same idempotency key.

@@ -3,11 +3,12 @@
 applied once and each compensation applied once.
 
 One trial = one run of one shipped runbook on a Deployment of its own (namespace `kill-trials`). Trials run in
-rounds: a round starts its runs at seeded offsets, then kills the worker (SIGKILL, the whole process: workflow
-and activity code alike) at seeded moments after the last start, restarting it after a seeded pause; since the
+rounds: a round starts its runs at seeded offsets and kills the worker (SIGKILL, the whole process: workflow
+and activity code alike) at seeded moments, restarting it after a seeded pause; since the
 runs started at different times, each kill lands in a different phase of each run (loading, a write, a rollout
-wait, a compensation, between workflow tasks). A trial is *in flight* when its run was still open right after a
-kill (checked with the worker dead, so nothing can have closed it in between).
+wait, a compensation, between workflow tasks). Kills land among the starts, so a run may also start
+while no worker is up. A trial is *in flight* when its run was still open right after a kill (checked with the
+worker dead, so nothing can have closed it in between).
 
 The worker is the product's entry point (`python -m workers.cli worker`, settings from a config file) with a
 kubeconfig holding a token of the `pitstop-worker` service account (deploy/rbac.yaml applied), so the audit log
@@ -102,7 +103,8 @@ class KillTrialSettings(BaseModel):
     round_size: int = Field(10, description="runs started per round (one worker serves them all)")
     kills_per_round: int = 2
     start_spread_seconds: float = Field(4.0, description="a round's runs start at offsets in [0, this]")
-    kill_window_seconds: float = Field(6.0, description="each kill lands in [last start, last start + this]")
+    first_kill_seconds: float = Field(1.0, description="no kill before this (seconds from the round's start)")
+    kill_window_seconds: float = Field(2.0, description="each kill lands in [first_kill, last start + this]: among the starts")
     restart_pause_seconds: tuple[float, float] = (0.2, 2.0)
     round_timeout_seconds: float = Field(240.0, description="a round's runs must all end within this")
     regions: list[str] = Field(default_factory=lambda: ["eu-central", "us-east"])
@@ -551,7 +553,7 @@ async def run_kill_trials(*, client: Client, clusters: SandboxClusters, admin: M
                 create_objects(trial, admin)
             await asyncio.gather(*(make_ready(trial, admin) for trial in batch))
             last_start = max(t.start_offset for t in batch)
-            kill_times = sorted(last_start + rng.uniform(0, settings.kill_window_seconds)
+            kill_times = sorted(rng.uniform(settings.first_kill_seconds, last_start + settings.kill_window_seconds)
                                 for _ in range(settings.kills_per_round))
             pauses = [rng.uniform(*settings.restart_pause_seconds) for _ in kill_times]
             kills += await run_round(client=client, task_queue=task_queue, worker=worker, trials=batch,
