@@ -11,11 +11,11 @@ team namespaces with quotas, and the Istio networking CRDs.
 Clusters are created with
 - a /16 service IP range (`SERVICE_CLUSTER_IP_RANGE`; kube-apiserver's default /24 is full at ~250
   Services, below the 500-service fleet);
+- an audit log of write verbs (`sandbox.audit`), in `<kwok workdir>/clusters/<name>/logs/audit.log`;
 - kwok's default Stages plus pitstop's fault Stages (`sandbox/kwok/*.yaml`): pods labelled
   `pitstop.dev/fault=crash-loop` crash-loop (CrashLoopBackOff, growing restartCount), nodes labelled
   `pitstop.dev/fault=node-not-ready` turn NotReady. A cluster created before these options keeps its
-  old settings until it is deleted and created again;
-- an audit log of write verbs (`sandbox.audit`), in `<kwok workdir>/clusters/<name>/logs/audit.log`.
+  old settings until it is deleted and created again.
 
     python -m sandbox.clusters create|delete|status [--regions eu-central,us-east]
 """
