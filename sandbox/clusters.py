@@ -11,6 +11,7 @@ team namespaces with quotas, and the Istio networking CRDs.
 Clusters are created with
 - a /16 service IP range (`SERVICE_CLUSTER_IP_RANGE`; kube-apiserver's default /24 is full at ~250
   Services, below the 500-service fleet);
+- an audit log of write verbs (`sandbox.audit`), in `<kwok workdir>/clusters/<name>/logs/audit.log`;
 - kwok's default Stages plus pitstop's fault Stages (`sandbox/kwok/*.yaml`): pods labelled
   `pitstop.dev/fault=crash-loop` crash-loop (CrashLoopBackOff, growing restartCount), nodes labelled
   `pitstop.dev/fault=node-not-ready` turn NotReady;
@@ -38,6 +39,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from pydantic import BaseModel
 
+from sandbox.audit import AUDIT_LOG_MAX_BACKUPS, AUDIT_LOG_MAX_MB, write_audit_policy
 from sandbox.binaries import KubeBinaries
 from sandbox.cluster_contents import node_is_ready, populate_cluster
 
@@ -236,6 +238,7 @@ def _ensure_cluster_running(*, binaries: KubeBinaries, workdir: Path, name: str,
         "--kube-admission=true",
         "--extra-args", f"kube-apiserver=service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
         "--config", str(_write_kwok_config(workdir, name)),
+        *_audit_args(workdir, name),
         "--kubeconfig", "",  # never touch ~/.kube/config; pitstop writes its own kubeconfig
         "--timeout", f"{CREATE_TIMEOUT_SECONDS}s",
         "--wait", "2m",
@@ -244,6 +247,16 @@ def _ensure_cluster_running(*, binaries: KubeBinaries, workdir: Path, name: str,
         result = _kwokctl(binaries, workdir, args)
     if result.returncode != 0:
         raise SandboxClusterError(f"kwokctl create cluster {name} (region {region}) failed:\n{_output(result)}")
+
+
+def _audit_args(workdir: Path, name: str) -> list[str]:
+    """kube-apiserver writes an audit log of write verbs (`sandbox.audit`: policy, where the log is, rotation)."""
+    policy = write_audit_policy(workdir / f"{name}-audit-policy.yaml")
+    return [
+        "--kube-audit-policy", str(policy),
+        "--extra-args", f"kube-apiserver=audit-log-maxsize={AUDIT_LOG_MAX_MB}",
+        "--extra-args", f"kube-apiserver=audit-log-maxbackup={AUDIT_LOG_MAX_BACKUPS}",
+    ]  # fmt: skip
 
 
 def _write_kwok_config(workdir: Path, name: str) -> Path:
