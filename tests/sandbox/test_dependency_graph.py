@@ -77,7 +77,10 @@ async def test_discovered_graph_matches_the_fleets_call_edges(sandbox_monitoring
     graph = result.graph
     assert result.regions == sorted(sandbox.api_clients) and result.series > 0, result.summary
     assert_matches_fleet(graph, services)
-    assert all(e.regions == result.regions and e.rps > 0 for e in graph.edges)
+    assert all(e.rps > 0 for e in graph.edges)
+    # the fleet's own edges carry traffic in every region; a call to a canary another test made may be in one only
+    fleet_edges = spec_edges(services)
+    assert all(e.regions == result.regions for e in graph.edges if (e.caller, e.callee) in fleet_edges)
 
     token = ServiceRef(namespace="team-identity", workload="token-service")
     gateway = ServiceRef(namespace="team-platform", workload="api-gateway")
