@@ -316,6 +316,10 @@ schedules:
         described = await skipped.describe()
         row = {r.id: r for r in await schedules.rows(temporal_client)}[spent]
         shown = render(timeline(await fetch_chain(temporal_client, skipped_run.id)))
+        action = (await temporal_client.get_schedule_handle(spent).describe()).schedule.action
+        assert isinstance(action, ScheduleActionStartWorkflow) and action.static_details is not None
+        details = action.static_details if isinstance(action.static_details, str) else \
+            temporal_client.data_converter.payload_converter.from_payload(action.static_details, str)
 
     assert described.status == WorkflowExecutionStatus.COMPLETED, "a skipped run is not a failure"
     assert outcome.status == "skipped", outcome
@@ -325,4 +329,5 @@ schedules:
     assert described.search_attributes["Phase"] == ["skipped"]
     assert row.last_run is not None and row.last_run.outcome == "skipped" and "error budget exhausted" in row.last_run.reason
     assert "error budget exhausted" in shown, shown
+    assert details.endswith("skipped while the 99.9% SLO's error budget over 10m is spent"), details  # the Web UI shows it
     assert ran_outcome.status == "succeeded", ran_outcome  # no 5xx series at all: the whole budget is left
