@@ -145,6 +145,16 @@ class SecuritySettings(BaseModel):
     )
 
 
+class BackupSettings(BaseModel):
+    """Where the backup drill may restore (`backup.restore`/`backup.verify`): scratch clusters, never fleet regions."""
+
+    restore_targets: dict[str, RegionCluster] = Field(
+        default_factory=dict,
+        description="name -> kubeconfig/context of a scratch cluster; empty = the sandbox's scratch cluster "
+                    "(`pitstop sandbox scratch-cluster create`) as target `scratch`, when it exists",
+    )
+
+
 class SandboxSettings(BaseModel):
     regions: list[str] = Field(default_factory=lambda: list(DEFAULT_REGIONS))
     services: int = 40
@@ -167,6 +177,7 @@ class Settings(BaseSettings):
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    backup: BackupSettings = Field(default_factory=BackupSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
 
     @field_validator("state_dir", "cache_dir", "runbooks_dir")
