@@ -143,6 +143,16 @@ class SecuritySettings(BaseModel):
         description="`host`, `*.domain` or `host:port` patterns that `http.call`, `notify.*` and escalations may "
                     "call; empty = any host",
     )
+    payload_keys_file: Path | None = Field(
+        None,
+        description="AES-256-GCM key ring (YAML, 0600) that encrypts every Temporal payload of clients and workers; "
+                    "None = payloads in plain text. `pitstop keys rotate --file F` creates/rotates it",
+    )
+    codec_allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="browser origins (the Temporal Web UI) allowed to call the codec endpoint `/codec/decode`; "
+                    "empty = the embedded Web UI's. Requests are served to loopback clients only",
+    )
 
 
 class BackupSettings(BaseModel):
