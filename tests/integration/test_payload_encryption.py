@@ -5,17 +5,22 @@ decodes them, a rotated key ring still reads old runs, and the webhook process s
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
+import uuid
 from pathlib import Path
 
 import httpx
 from google.protobuf import json_format
+from pydantic import SecretStr
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowHistory
+from temporalio.service import RPCError
 
 from pitstop.config import Settings
 from tests.integration.runbook_harness import engine, start
-from tests.integration.test_webhook import webhook_server
+from tests.integration.test_webhook import TOKEN, alert_payload, auth, webhook_server
 from workers.devserver import DevServer
 from workers.payload_codec import ENCODING, KEY_ID_METADATA, rotate_key_ring
 from workers.run_history import fetch_chain, timeline
@@ -92,3 +97,35 @@ async def test_histories_hold_ciphertext_and_rotation_keeps_old_runs_readable(
         assert refused.status_code == 403
         alerts = await http.post(f"{base}/alerts", json={})  # the webhook itself is unchanged: still authenticated
         assert alerts.status_code == 401
+
+
+async def test_an_incident_opened_by_the_webhook_holds_no_plaintext_alert(
+    temporal_server: DevServer, temporal_client: Client, tmp_path: Path
+) -> None:
+    """The webhook encrypts what it signals: the alert's labels and annotations never reach the server in clear."""
+    ring = tmp_path / "payload-keys.yaml"
+    rotate_key_ring(ring)
+    settings = encrypted_settings(temporal_server, tmp_path, ring)
+    settings = settings.model_copy(update={"webhook": settings.webhook.model_copy(update={"token": SecretStr(TOKEN)})})
+    alert = alert_payload(fingerprint=uuid.uuid4().hex[:16], service=MARKER, namespace="team-telematics")
+    async with webhook_server(settings, await connect(settings, lazy=True)) as url, httpx.AsyncClient(timeout=10) as http:
+        answer = await http.post(url, json=alert, headers=auth())
+        assert answer.status_code == 200, answer.text
+        (incident,) = [entry["incident"] for entry in answer.json()["incidents"]]
+        handle = temporal_client.get_workflow_handle(incident)
+        history = None
+        for _ in range(100):  # the journal forwards in the background
+            with contextlib.suppress(RPCError):
+                history = await handle.fetch_history()
+                if any(event.WhichOneof("attributes") == "workflow_execution_signaled_event_attributes" for event in history.events):
+                    break
+            await asyncio.sleep(0.1)
+    assert history is not None
+    try:
+        raw = b"".join(event.SerializeToString() for event in history.events)
+        assert MARKER.encode() not in raw and b"it is broken" not in raw
+        signals = [event.workflow_execution_signaled_event_attributes.input.payloads for event in history.events
+                   if event.WhichOneof("attributes") == "workflow_execution_signaled_event_attributes"]
+        assert signals and all(p.metadata["encoding"] == ENCODING for payloads in signals for p in payloads)
+    finally:
+        await handle.terminate("test over")
