@@ -120,6 +120,7 @@ class WebhookSettings(BaseModel):
 
 class WorkerSettings(BaseModel):
     metrics_port: int = Field(9464, description="Prometheus endpoint for the SDK's runtime metrics (0 = off)")
+    metrics_host: str = Field("127.0.0.1", description="address the metrics endpoint binds (0.0.0.0 in a container)")
     max_concurrent_activities: int = 50
     max_concurrent_workflow_tasks: int = 50
     enable_debug_steps: bool = Field(

@@ -79,7 +79,7 @@ def worker() -> None:
     settings = load_settings()
 
     async def main() -> None:
-        client = await connect(settings, runtime=metrics_runtime(settings.worker.metrics_port))
+        client = await connect(settings, runtime=metrics_runtime(settings.worker.metrics_port, settings.worker.metrics_host))
         await ensure_ready(client, settings)
         await run_worker(settings, client=client)
 
