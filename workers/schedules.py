@@ -43,7 +43,7 @@ def schedule_for(entry: ScheduleEntry, *, task_queue: str) -> Schedule:
     """The Temporal Schedule a file entry declares."""
     request = RunbookRequest(
         runbook=entry.runbook, inputs=entry.inputs, dry_run=entry.dry_run, trigger=SCHEDULE_TRIGGER,
-        started_by=started_by(entry.id),
+        started_by=started_by(entry.id), error_budget=entry.error_budget,
     )
     action = ScheduleActionStartWorkflow(
         RUNBOOK_WORKFLOW, request, id=entry.id, task_queue=task_queue,
