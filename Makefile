@@ -8,14 +8,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
-APT_PACKAGES := prometheus prometheus-alertmanager chromium
+APT_PACKAGES := prometheus prometheus-alertmanager chromium postgresql
 
-.PHONY: demo test venv system-deps k8s-binaries lint typecheck unit clean-state
+.PHONY: demo test venv system-deps k8s-binaries temporal-binaries lint typecheck unit clean-state
 
 demo: venv system-deps k8s-binaries
 	$(VENV)/bin/pitstop up --demo
 
-test: venv system-deps k8s-binaries lint typecheck
+test: venv system-deps k8s-binaries temporal-binaries lint typecheck
 	bash scripts/run-tests.sh
 
 venv: $(STAMP)
@@ -25,9 +25,9 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# Debian packages: Prometheus + Alertmanager (started as our own processes), Chromium (Web UI browser test).
+# Debian packages: Prometheus + Alertmanager + PostgreSQL (started as our own processes), Chromium (Web UI browser test).
 system-deps:
-	@missing=""; for p in prometheus prometheus-alertmanager chromium; do \
+	@missing=""; for p in $(APT_PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
@@ -39,6 +39,10 @@ system-deps:
 # kube-apiserver, controller-manager, scheduler, etcd, kwok: built from Go modules into ~/.cache/pitstop (not the repo).
 k8s-binaries: venv
 	$(PY) -m sandbox.binaries build
+
+# The real Temporal server + its SQL schema tool (production-topology tests), built from Go modules into the same cache.
+temporal-binaries: venv
+	$(PY) -m sandbox.temporal_binaries
 
 # import layering (import-linter) + sizes: no workflow class over 250 lines, no function over 60 (scripts/check_sizes.py)
 lint: venv

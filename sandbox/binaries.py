@@ -53,6 +53,8 @@ class GoBuildTarget(BaseModel):
     packages: list[str]
     binaries: list[str]
     ldflags: str
+    env: dict[str, str] = {}
+    """extra environment of `go build` (e.g. GOTOOLCHAIN for a module that needs a newer Go)"""
 
 
 def _kube_minor(version: str) -> str:
@@ -184,13 +186,13 @@ def ensure_binaries(*, cache_root: Path | None = None, progress: Progress = prin
     if not missing_binaries(bin_dir):
         return KubeBinaries(bin_dir=bin_dir)
     bin_dir.mkdir(parents=True, exist_ok=True)
-    with _exclusive_lock(bin_dir.parent / "build.lock"):
+    with exclusive_lock(bin_dir.parent / "build.lock"):
         for target in build_targets():
             still_missing = set(missing_binaries(bin_dir))
             if not still_missing.intersection(target.binaries):
                 progress(f"[binaries] {', '.join(target.binaries)}: present")
                 continue
-            _go_build(target=target, bin_dir=bin_dir, progress=progress)
+            go_build(target=target, bin_dir=bin_dir, progress=progress)
     missing = missing_binaries(bin_dir)
     if missing:
         raise MissingBinariesError(f"go build succeeded but {bin_dir} still lacks {', '.join(missing)}")
@@ -198,7 +200,7 @@ def ensure_binaries(*, cache_root: Path | None = None, progress: Progress = prin
 
 
 @contextmanager
-def _exclusive_lock(path: Path) -> Iterator[None]:
+def exclusive_lock(path: Path) -> Iterator[None]:
     with path.open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -210,7 +212,8 @@ def _exclusive_lock(path: Path) -> Iterator[None]:
 _PACKAGE_LINE = re.compile(r"^[A-Za-z0-9_.~+/-]+$")  # what `go build -v` prints per compiled package
 
 
-def _go_build(*, target: GoBuildTarget, bin_dir: Path, progress: Progress) -> None:
+def go_build(*, target: GoBuildTarget, bin_dir: Path, progress: Progress) -> None:
+    """`go build` one target into `bin_dir` (through a partial directory, so a failed build leaves nothing)."""
     go = shutil.which("go")
     if go is None:
         raise GoBuildError("the `go` toolchain is not on PATH; it is needed to build the sandbox binaries")
@@ -227,6 +230,7 @@ def _go_build(*, target: GoBuildTarget, bin_dir: Path, progress: Progress) -> No
         process = subprocess.Popen(
             command,
             cwd=target.module_dir,
+            env={**os.environ, **target.env},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -163,7 +163,8 @@ def _binary(name: str) -> str:
     return path
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path, timeout_seconds: float) -> None:
+def wait_http_ready(url: str, process: subprocess.Popen[bytes], log_path: Path, timeout_seconds: float) -> None:
+    """Until `url` answers 200; fails with the log's tail when the process exits or the time is up."""
     deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -227,8 +228,8 @@ def start_monitoring(
             stdout=prom_log.open("ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         processes.append(prometheus)
-        _wait_ready(f"http://127.0.0.1:{alertmanager_port}/-/ready", alertmanager, am_log, ready_timeout_seconds)
-        _wait_ready(f"http://127.0.0.1:{prometheus_port}/-/ready", prometheus, prom_log, ready_timeout_seconds)
+        wait_http_ready(f"http://127.0.0.1:{alertmanager_port}/-/ready", alertmanager, am_log, ready_timeout_seconds)
+        wait_http_ready(f"http://127.0.0.1:{prometheus_port}/-/ready", prometheus, prom_log, ready_timeout_seconds)
     except BaseException:
         for process in processes:
             process.kill()
