@@ -13,6 +13,7 @@ per region, activities that touch that region's cluster (served on task queue `p
 | `incidents` | `IncidentActivities` | `incident.*` (shared, async) |
 | `dependency_graph` | `DependencyGraphActivities` | `graph.discover`, `graph.order` (shared, async) |
 | `hygiene` | `HygieneReports` | `hygiene.report` (shared, async; pure, no client) |
+| `capacity` | `CapacityActivities` | `capacity.collect` (regional, async: Kubernetes lists + Prometheus), `capacity.report` (shared) |
 | `delivery` | `ReleaseAnalysisActivities`, `ReleaseClusterActivities` | release analysis (shared), cluster changes (regional) |
 | `runbook_catalog` | `RunbookCatalog` | `runbook.load` (shared) |
 | `runbook_debug` | `EngineSteps`, `DebugSteps` | the engine's own steps `log`, `fail` (shared); `debug.*` (shared, only with `worker.enable_debug_steps`) |
@@ -68,6 +69,7 @@ def _engine_activities(clients: ActivityClients) -> list[Callable[..., Any]]:
 
 
 def build_activities(clients: ActivityClients) -> ActivitySet:
+    from .capacity import CapacityActivities
     from .delivery import ReleaseAnalysisActivities, ReleaseClusterActivities
     from .dependency_graph import DependencyGraphActivities
     from .http import HttpActivities
@@ -84,6 +86,7 @@ def build_activities(clients: ActivityClients) -> ActivitySet:
         *activity_methods(NotifyActivities(clients)),
         *activity_methods(IncidentActivities(clients)),
         *activity_methods(HygieneReports()),
+        CapacityActivities(clients).report,
         *activity_methods(DependencyGraphActivities(clients)),
         *activity_methods(ReleaseAnalysisActivities(clients)),
         *_engine_activities(clients),
@@ -95,5 +98,6 @@ def build_activities(clients: ActivityClients) -> ActivitySet:
             *activity_methods(KubernetesActivities(scoped)),
             *activity_methods(IstioActivities(scoped)),
             *activity_methods(ReleaseClusterActivities(scoped)),
+            CapacityActivities(scoped).collect,
         ]
     return ActivitySet(shared=shared, regional=regional)

@@ -57,8 +57,8 @@ def line_chart(title: str, lines: Sequence[Line], *, unit: str, band: tuple[int,
         parts.append(f'<line x1="{PAD}" y1="{yy:.1f}" x2="{W - 8}" y2="{yy:.1f}" stroke="{color}" stroke-dasharray="4 3">'
                      f'<title>{escape(label)}</title></line>')
     for label, color, v, offset in lines:
-        pts = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(xs(len(v), offset), ys(v)))
-        parts.append(f'<polyline class="series" fill="none" stroke="{color}" stroke-width="1.3" points="{pts}">'
+        coords = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(xs(len(v), offset), ys(v)))
+        parts.append(f'<polyline class="series" fill="none" stroke="{color}" stroke-width="1.3" points="{coords}">'
                      f'<title>{escape(label)}</title></polyline>')
     legend = [(label, color) for label, color, _, _ in lines] + [(label, color) for label, color, _ in levels]
     for i, (label, color) in enumerate(legend):
@@ -136,7 +136,7 @@ def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
 
 
 def region_html(r: RegionReport, capacity: RegionCapacity) -> str:
-    plans = [(p.scenario, p.instance_type, p.algorithm.value, str(p.nodes), str(p.lower_bound), f"{p.gap_percent:.1f} %",
+    plans = [(plan.scenario, p.instance_type, p.algorithm.value, str(p.nodes), str(p.lower_bound), f"{p.gap_percent:.1f} %",
               "-" if p.hourly_cost_usd is None else f"${p.hourly_cost_usd * 730:,.0f}") for plan in (r.today, r.recommended)
              for p in plan.plans if p.feasible]
     forecasts = "".join(forecast_svg(r.region, f) for f in capacity.namespace_forecasts if f.resource == "cpu")

@@ -46,7 +46,7 @@ def test_percentile_interpolates_like_prometheus() -> None:
 def test_simple_is_krr_exactly() -> None:
     a = [i / 1000 for i in range(1, 201)]  # P95 = 0.19005
     b = [2 * v for v in a]  # P95 = 0.3801: the highest over pods wins
-    h = history({"p-a": (a, [300 * MIB] * 200), "p-b": (b, [400 * MIB] * 199 + [410 * MIB])})
+    h = history({"p-a": (a, [300.0 * MIB] * 200), "p-b": (b, [400.0 * MIB] * 199 + [410.0 * MIB])})
     rec = simple(h, SPEC, SimpleSettings())
     assert (rec.cpu_status, rec.memory_status) == (Status.OK, Status.OK)
     assert rec.cpu_request == pytest.approx(0.3801, abs=1e-12)
