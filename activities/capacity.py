@@ -14,6 +14,7 @@ from kube-state-metrics series (two instant queries per region; absent series me
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from collections.abc import Callable
@@ -145,6 +146,12 @@ async def collect_region(api: KubeJson, provider: MetricsProvider, args: Collect
     started = time.monotonic()
     objects = await asyncio.to_thread(read_cluster, api, args)
     progress(f"{args.region}: {len(objects.workloads)} Deployments, {len(objects.nodes)} nodes, {len(objects.quotas)} quotas")
+    return await collect_usage(objects, provider, args, progress=progress, started=started)
+
+
+async def collect_usage(objects: ClusterObjects, provider: MetricsProvider, args: CollectArgs, *,
+                        progress: Progress, started: float) -> CollectResult:
+    """Usage of the listed workloads from Prometheus, then the recommendations and forecasts (in a thread)."""
     end = args.end_unix if args.end_unix is not None else time.time()
     usage, figures = await fetch_usage(provider, args, objects.workloads, end=end, progress=progress)
     capacity = await asyncio.to_thread(
@@ -168,7 +175,9 @@ def write_report(args: ReportArgs, out_dir: Path | None) -> ReportResult:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "capacity.html").write_bytes(encoded)
         (out_dir / "capacity.md").write_text(report.markdown)
-        (out_dir / "capacity.json").write_text(report.model_dump_json(indent=1, exclude={"markdown"}))
+        (out_dir / "capacity.json").write_text(json.dumps({
+            "report": report.model_dump(mode="json", exclude={"markdown"}),
+            "regions": [r.model_dump(mode="json") for r in args.regions]}, separators=(",", ":")))
         path = str(out_dir / "capacity.html")
     summary = (f"{report.counts.workloads} workloads over {len(report.regions)} region(s), {len(report.flags)} flag(s),"
                f" cost ${report.monthly_cost_usd:,.0f}/month, savings if applied ${report.monthly_savings_usd:,.0f}/month")

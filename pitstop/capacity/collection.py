@@ -16,8 +16,11 @@ from .binpack import NodeInfo
 from .forecast import ForecastSettings, SeriesForecast, forecast_series
 from .policy import CapacityPolicy
 from .strategies import Strategy
-from .usage import HOUR, UsageAccumulator, hourly_means
+from .usage import HOUR, UsageAccumulator, UsageProfile, hourly_means
 from .workloads import WorkloadInfo, WorkloadRecommendation, recommend_workload
+
+
+PLOTTED_WORKLOADS = 24  # usage profiles kept (the report plots the workloads whose requests change most)
 
 
 class QuotaInfo(BaseModel):
@@ -81,6 +84,10 @@ def region_capacity(*, region: str, usage: UsageAccumulator, workloads: Sequence
                 service_forecasts.append(ServiceForecast(
                     workload=found.name, resource=resource, mape_percent=found.mape_percent,
                     peak_now=found.peak_now, peak_forecast=found.peak_forecast))
+    keep = {id(w) for w in sorted(recs, key=lambda w: w.requests_change(), reverse=True)[:PLOTTED_WORKLOADS]}
+    for w in recs:
+        if id(w) not in keep:
+            w.profile = UsageProfile()  # only the plotted ones carry theirs: the step's output stays small
     namespace_forecasts = []
     first_hour = (int(start // HOUR) + 1) * HOUR
     for (namespace, resource), buckets in sorted(namespace_hours.items()):

@@ -99,15 +99,26 @@ class SeriesForecast(BaseModel):
     start_unix: float = Field(description="the first history hour")
     history: list[float]
     forecast: list[float]
-    band: list[float] = Field(description="half-width per forecast hour")
+    sigma: float = Field(description="standard deviation of the one-step residuals")
+    band_z: float = 1.96
     mape_percent: float | None
     peak_now: float
     peak_forecast: float
 
     @property
+    def band(self) -> list[float]:
+        """Half-width of the band per forecast hour: z x sigma x sqrt(1 + k / 24), k hours ahead."""
+        return [self.band_z * self.sigma * math.sqrt(1 + k / DAY_HOURS) for k in range(1, len(self.forecast) + 1)]
+
+    @property
     def growth(self) -> float:
         """Forecast peak over today's (1.0 when there was no usage)."""
         return self.peak_forecast / self.peak_now if self.peak_now > 0 else 1.0
+
+
+def _short(value: float) -> float:
+    """4 significant digits: plenty for a plot, and a step's output stays small."""
+    return float(f"{value:.4g}")
 
 
 def forecast_series(name: str, resource: str, series: Sequence[float], *, start_unix: float,
@@ -117,11 +128,10 @@ def forecast_series(name: str, resource: str, series: Sequence[float], *, start_
         return None
     horizon = settings.horizon_weeks * WEEK_HOURS
     fit = holt_winters(series, horizon=horizon, settings=settings)
-    band = [settings.band_z * fit.sigma * math.sqrt(1 + k / DAY_HOURS) for k in range(1, horizon + 1)]
     recent = series[-WEEK_HOURS:]
     return SeriesForecast(
-        name=name, resource=resource, start_unix=start_unix, history=[round(x, 6) for x in series],
-        forecast=[round(x, 6) for x in fit.forecast], band=[round(x, 6) for x in band],
+        name=name, resource=resource, start_unix=start_unix, history=[_short(x) for x in series],
+        forecast=[_short(x) for x in fit.forecast], sigma=fit.sigma, band_z=settings.band_z,
         mape_percent=back_test(series, settings), peak_now=max(recent),
         peak_forecast=max(fit.forecast[-WEEK_HOURS:]),
     )

@@ -32,9 +32,7 @@ def recommendation_cell(c: ContainerRecommendation) -> str:
 
 
 def change(w: WorkloadRecommendation) -> float:
-    """Requested cores + GiB freed per pod x replicas (what the largest-changes table sorts by)."""
-    (cpu, memory), (rcpu, rmemory) = w.pod_requests(recommended=False), w.pod_requests(recommended=True)
-    return abs((cpu - rcpu) + (memory - rmemory) / 2**30) * w.replicas
+    return w.requests_change()
 
 
 def plan_line(plan: NodePlan) -> str:

@@ -7,14 +7,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-from .collection import RegionCapacity
+from .collection import PLOTTED_WORKLOADS, RegionCapacity
 from .forecast import SeriesForecast
 from .markdown import change, cores, mib
 from .report import CapacityReport, RegionReport
 from .workloads import WorkloadRecommendation
 
 MIB = 2**20
-SERVICE_PLOTS = 24
+PLOT_EVERY_HOURS = 3
 W, H, PAD = 520, 180, 36
 COLORS = {"usage": "#1f77b4", "request": "#d62728", "recommended": "#2ca02c", "forecast": "#ff7f0e",
           "band": "#ffbb78", "requests": "#9467bd", "bound": "#444"}
@@ -45,7 +45,7 @@ def line_chart(title: str, lines: Sequence[Line], *, unit: str, band: tuple[int,
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" role="img" aria-label="{escape(title)}">',
              f'<text x="{PAD}" y="12" font-size="11">{escape(title)}</text>',
              f'<line x1="{PAD}" y1="{H - PAD}" x2="{W - 8}" y2="{H - PAD}" stroke="#999"/>',
-             f'<text x="2" y="16" font-size="9">{hi:.3g} {escape(unit)}</text><text x="2" y="{H - PAD}" font-size="9">0</text>']
+             f'<text x="2" y="24" font-size="9">{hi:.3g} {escape(unit)}</text><text x="2" y="{H - PAD}" font-size="9">0</text>']
     if band:
         offset, low, high = band
         x = xs(len(low), offset)
@@ -77,7 +77,7 @@ def bar_chart(title: str, bars: Sequence[tuple[str, list[tuple[str, float]]]], *
     for label, values in bars:
         parts.append(f'<text x="4" y="{y + 11}" font-size="10">{escape(label)}</text>')
         for key, value in values:
-            width = value / hi * (W - 200)
+            width = value / hi * (W - 290)
             parts.append(f'<rect class="bar" x="150" y="{y}" width="{width:.1f}" height="{row - 3}" fill="{COLORS[key]}">'
                          f'<title>{escape(key)} {value:.3g} {escape(unit)}</title></rect>'
                          f'<text x="{154 + width:.1f}" y="{y + 11}" font-size="9">{value:.3g} {escape(unit)} ({escape(key)})</text>')
@@ -103,11 +103,13 @@ def cost_svg(r: RegionReport) -> str:
 
 
 def forecast_svg(region: str, f: SeriesForecast) -> str:
+    """Drawn at a 3-hour resolution (every third hour) so the page stays small."""
     scale, unit = (1.0, "cores") if f.resource == "cpu" else (1 / 2**30, "GiB")
-    history = [x * scale for x in f.history]
-    forecast = [x * scale for x in f.forecast]
-    low = [max(0.0, (x - b) * scale) for x, b in zip(f.forecast, f.band)]
-    high = [(x + b) * scale for x, b in zip(f.forecast, f.band)]
+    history = [x * scale for x in f.history[::PLOT_EVERY_HOURS]]
+    forecast = [x * scale for x in f.forecast[::PLOT_EVERY_HOURS]]
+    band = f.band[::PLOT_EVERY_HOURS]
+    low = [max(0.0, x - b * scale) for x, b in zip(forecast, band)]
+    high = [x + b * scale for x, b in zip(forecast, band)]
     mape = f"MAPE {f.mape_percent:.1f} %" if f.mape_percent is not None else "no back-test"
     return line_chart(f"{region} {f.name} {f.resource}: history, forecast, band ({mape})",
                       [("usage", COLORS["usage"], history, 0), ("forecast", COLORS["forecast"], forecast, len(history))],
@@ -140,7 +142,7 @@ def region_html(r: RegionReport, capacity: RegionCapacity) -> str:
               "-" if p.hourly_cost_usd is None else f"${p.hourly_cost_usd * 730:,.0f}") for plan in (r.today, r.recommended)
              for p in plan.plans if p.feasible]
     forecasts = "".join(forecast_svg(r.region, f) for f in capacity.namespace_forecasts if f.resource == "cpu")
-    top = sorted(capacity.workloads, key=change, reverse=True)[:SERVICE_PLOTS]
+    top = sorted((w for w in capacity.workloads if any(w.profile.cpu_cores)), key=change, reverse=True)[:PLOTTED_WORKLOADS]
     recs = [(w.key, c.container, f"{cores(c.current.requests.cpu_cores)} / {mib(c.current.requests.memory_bytes)}",
              f"{cores(c.cpu_request)} / {mib(c.memory_request)}", c.cpu_status.value, c.memory_status.value,
              f"p95 {cores(c.evidence.cpu_percentiles.get('p95'))}, max {mib(c.evidence.memory_max_bytes)},"

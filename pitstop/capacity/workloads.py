@@ -50,6 +50,11 @@ class WorkloadRecommendation(BaseModel):
             memory += c.memory_request if c is not None and c.memory_request is not None else now_mem
         return cpu, memory
 
+    def requests_change(self) -> float:
+        """Requested cores + GiB freed (or added) by the recommendations, all replicas: what "largest" sorts by."""
+        (cpu, memory), (rcpu, rmemory) = self.pod_requests(recommended=False), self.pod_requests(recommended=True)
+        return abs((cpu - rcpu) + (memory - rmemory) / 2**30) * self.replicas
+
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.workload}"
