@@ -135,7 +135,7 @@ def one_round(url: str, services: list[ServiceSpec], regions: list[str], end: fl
         started = time.monotonic()
         result = asyncio.run(collect_usage(objects, provider, args, progress=lambda line: None, started=started))
         figures[region] = (time.monotonic() - started, result.figures.range_queries, result.figures.samples,
-                           len(result.workloads))
+                           len(result.workloads), len(result.model_dump_json()))
         collected.append(result)
     started = time.monotonic()
     report = write_report(ReportArgs(regions=collected), out)
@@ -176,7 +176,7 @@ def main() -> None:
             totals.append(total)
             peaks.append(figures["peak_rss_mib"])
             per_region = ", ".join(f"{r} {figures[r][0]:.1f} s ({figures[r][1]} range queries, {figures[r][2]} samples,"
-                                   f" {figures[r][3]} workloads)" for r in regions)
+                                   f" {figures[r][3]} workloads, step output {figures[r][4] / 1024:.0f} KiB)" for r in regions)
             print(f"round {n + 1}: {total:.1f} s end to end incl. process start; {per_region}; report {figures['report']:.1f} s"
                   f" (HTML {figures['html_bytes'] / 1024:.0f} KiB); peak RSS {figures['peak_rss_mib']:.0f} MiB;"
                   f" load {load()}", flush=True)

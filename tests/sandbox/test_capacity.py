@@ -167,4 +167,9 @@ def test_cli_writes_the_report_locally(kube_sandbox: SandboxClusters, sandbox_mo
     data = json.loads((out / "capacity.json").read_text())
     strategies = {w["team"]: w["strategy"] for r in data["regions"] for w in r["workloads"]}
     assert strategies.get("team-platform") == "vpa" and "simple" in strategies.values()
+    for w in (w for r in data["regions"] for w in r["workloads"] if w["team"] == "team-platform"):
+        (c,) = w["containers"]  # the VPA's target between its bounds, above its floors
+        assert c["cpu_bounds"][0] <= c["cpu_request"] <= c["cpu_bounds"][1] and c["cpu_request"] >= 0.025, c
+        assert c["memory_bounds"][0] <= c["memory_request"] <= c["memory_bounds"][1], c
+        assert c["memory_request"] >= 250 * 2**20 and c["evidence"]["memory_peaks"] >= 14 * c["evidence"]["pods"], c
     assert (out / "capacity.md").read_text().startswith("# Capacity report (")
