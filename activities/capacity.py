@@ -136,7 +136,10 @@ async def _add_events(provider: MetricsProvider, args: CollectArgs, usage: Usage
                 continue
             history = usage.workload(WorkloadKey(namespace=namespace, workload=workload))
             container = history.container(series.labels.get("container", ""))
-            setattr(container, field, getattr(container, field) + (1 if field == "oom_kills" else round(series.value)))
+            if field == "oom_kills":
+                container.oom_kills += 1  # a pod whose last termination in the window was an OOM kill
+            else:
+                container.restarts += round(series.value)
         figures.instant_queries += 1
 
 

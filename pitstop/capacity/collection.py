@@ -16,7 +16,7 @@ from .binpack import NodeInfo
 from .forecast import ForecastSettings, SeriesForecast, forecast_series
 from .policy import CapacityPolicy
 from .strategies import Strategy
-from .usage import HOUR, UsageAccumulator, UsageProfile, hourly_means
+from .usage import HOUR, UsageAccumulator, UsageProfile, WorkloadKey, hourly_means
 from .workloads import WorkloadInfo, WorkloadRecommendation, recommend_workload
 
 
@@ -63,8 +63,6 @@ class RegionCapacity(BaseModel):
 def region_capacity(*, region: str, usage: UsageAccumulator, workloads: Sequence[WorkloadInfo],
                     nodes: Sequence[NodeInfo], quotas: Sequence[QuotaInfo], policy: CapacityPolicy,
                     strategy: Strategy, forecast: ForecastSettings) -> RegionCapacity:
-    from .usage import WorkloadKey
-
     start, end = usage.start_unix, usage.end_unix
     recs = []
     namespace_hours: dict[tuple[str, str], dict[int, float]] = {}

@@ -118,7 +118,10 @@ class ContainerRecommendation(BaseModel):
 
 def percentile(values: Sequence[float], q: float) -> float:
     """The q-th percentile (0-100), linear between ranks (Prometheus `quantile_over_time`, numpy default)."""
-    ordered = sorted(values)
+    return percentile_of_sorted(sorted(values), q)
+
+
+def percentile_of_sorted(ordered: Sequence[float], q: float) -> float:
     if not ordered:
         return math.nan
     rank = q / 100 * (len(ordered) - 1)
@@ -128,10 +131,12 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def _evidence(history: ContainerHistory, hours: float) -> Evidence:
-    pcts = {}
-    if history.cpu_points:
-        for q in (50, 90, 95, 99, 100):
-            pcts[f"p{q}" if q < 100 else "max"] = round(max(percentile(v, q) for v in history.cpu_by_pod.values() if v), 6)
+    pcts: dict[str, float] = {}
+    for values in history.cpu_by_pod.values():
+        ordered = sorted(values)
+        for q in (50, 90, 95, 99, 100) if ordered else ():
+            name = f"p{q}" if q < 100 else "max"
+            pcts[name] = round(max(pcts.get(name, 0.0), percentile_of_sorted(ordered, q)), 6)
     return Evidence(
         window_start_unix=history.start_unix, window_end_unix=history.end_unix, history_hours=hours,
         pods=len(set(history.cpu_by_pod) | set(history.memory_max_by_pod)), cpu_points=history.cpu_points,
