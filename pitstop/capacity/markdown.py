@@ -66,6 +66,12 @@ def region_lines(r: "CapacityReport", index: int, capacity: RegionCapacity) -> l
         lines.append("Forecast back-test (train 10 days, score the rest), MAPE: "
                      + ", ".join(f"{k} {v:.1f} %" for k, v in sorted(region.mape_percent.items())))
         lines.append("")
+    growing = sorted((f for f in capacity.service_forecasts if f.resource == "cpu" and f.peak_now > 0),
+                     key=lambda f: f.peak_forecast / f.peak_now, reverse=True)[:5]
+    if growing:
+        lines.append("Growing most (CPU, weekly peak in 4 weeks): " + ", ".join(
+            f"{f.workload} x{f.peak_forecast / f.peak_now:.2f}" for f in growing))
+        lines.append("")
     lines += ["| workload | team | replicas | container | today (cpu / memory) | recommended | evidence |",
               "|---|---|---|---|---|---|---|"]
     for w in sorted(capacity.workloads, key=change, reverse=True)[:TOP_CHANGES]:

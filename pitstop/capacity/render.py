@@ -15,6 +15,7 @@ from .workloads import WorkloadRecommendation
 
 MIB = 2**20
 PLOT_EVERY_HOURS = 3
+TOP_GROWTH = 10
 W, H, PAD = 520, 180, 36
 COLORS = {"usage": "#1f77b4", "request": "#d62728", "recommended": "#2ca02c", "forecast": "#ff7f0e",
           "band": "#ffbb78", "requests": "#9467bd", "bound": "#444"}
@@ -137,6 +138,25 @@ def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def details_html(r: RegionReport, capacity: RegionCapacity) -> str:
+    """Utilisation per node of the best recommended plan, cost per namespace, services growing most."""
+    best = r.recommended.best
+    use = ("<p>Best recommended plan, per node (CPU % / memory % / pods): "
+           + escape(", ".join(f"{u.cpu_percent:.0f}/{u.memory_percent:.0f}/{u.pods}" for u in best.utilisation)) + "</p>"
+           if best else "")
+    usage = {a.name: a.monthly_usd for a in r.by_usage.by_namespace}
+    namespaces = [(a.name, f"${a.monthly_usd:,.2f}", f"${a.idle_hourly_usd * 730:,.2f}", f"${usage.get(a.name, 0.0):,.2f}")
+                  for a in r.by_requests.by_namespace]
+    growing = sorted((f for f in capacity.service_forecasts if f.resource == "cpu" and f.peak_now > 0),
+                     key=lambda f: f.peak_forecast / f.peak_now, reverse=True)[:TOP_GROWTH]
+    services = [(f.workload, f"{f.peak_now:.3f}", f"{f.peak_forecast:.3f}", f"x{f.peak_forecast / f.peak_now:.2f}",
+                 "-" if f.mape_percent is None else f"{f.mape_percent:.1f} %") for f in growing]
+    return (use + "<h3>Cost per namespace (USD/month)</h3>"
+            + _table(namespaces, ["namespace", "by requests", "idle share", "by usage"])
+            + "<h3>Services growing most (CPU cores, weekly peak)</h3>"
+            + _table(services, ["workload", "peak now", "peak forecast", "growth", "back-test MAPE"]))
+
+
 def region_html(r: RegionReport, capacity: RegionCapacity) -> str:
     plans = [(plan.scenario, p.instance_type, p.algorithm.value, str(p.nodes), str(p.lower_bound), f"{p.gap_percent:.1f} %",
               "-" if p.hourly_cost_usd is None else f"${p.hourly_cost_usd * 730:,.0f}") for plan in (r.today, r.recommended)
@@ -150,6 +170,7 @@ def region_html(r: RegionReport, capacity: RegionCapacity) -> str:
             for c in w.containers]
     return (f"<h2>{escape(r.region)}</h2><div class='plots'>{node_plan_svg(r)}{cost_svg(r)}</div>"
             + _table(plans, ["requests", "instance type", "algorithm", "nodes", "lower bound", "gap", "per month"])
+            + details_html(r, capacity)
             + f"<h3>Forecasts</h3><div class='plots'>{forecasts}</div>"
             + f"<h3>Usage vs requests vs recommendation</h3><div class='plots'>{''.join(service_svg(w) for w in top)}</div>"
             + "<h3>Every recommendation</h3>"
