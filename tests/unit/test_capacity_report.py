@@ -104,3 +104,14 @@ def test_a_whole_report_from_a_synthetic_region() -> None:
     assert report.markdown.startswith("# Capacity report (simple)") and "| team-a/big | a | 3 | big |" in report.markdown
     page = html(report, [capacity])
     assert page.count("<svg") == 2 + 2 + 2 * 2  # no plot for the workload without usage and "<script" not in page and "class=\"band\"" in page
+
+
+def test_range_answers_keep_labels_and_drop_nan_points() -> None:
+    from activities.metrics import _matrix_series
+
+    data = {"resultType": "matrix", "result": [
+        {"metric": {"pod": "a-1-x", "container": "a"}, "values": [[1, "0.5"], [2, "NaN"], [3, "bad"], [4, "1e-3"]]},
+        {"metric": {"pod": "b-1-x"}, "values": []}]}
+    (a, b) = _matrix_series(data)
+    assert a.labels == {"pod": "a-1-x", "container": "a"} and a.points == [(1.0, 0.5), (4.0, 0.001)]
+    assert b.points == [] and _matrix_series({"resultType": "vector", "result": []}) == []
