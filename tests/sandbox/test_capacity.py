@@ -3,7 +3,8 @@ Temporal server, the product's workers, `capacity.collect` in both regions run a
 `deploy/rbac.yaml` applied) over the session's real Prometheus holding 14 days of backfilled usage
 (tests/fixtures/monitoring.py: one sample per 15 minutes, so the collection steps at 900 s), and the report
 attached to the run. Also: the `simple` CPU numbers equal KRR's own PromQL (`quantile_over_time` over a
-subquery) on the same data, and `pitstop capacity report` writes the report locally.
+subquery) on the same data, and `pitstop capacity report` writes the report locally (with a policy giving one
+team the `vpa` strategy, and a real HorizontalPodAutoscaler whose Deployment's CPU is left to it).
 
 Printed: each region's node plan against its lower bound and the forecast back-test MAPE per namespace.
 """
@@ -159,9 +160,22 @@ def test_cli_writes_the_report_locally(kube_sandbox: SandboxClusters, sandbox_mo
     policy.write_text("teams:\n  team-platform: {strategy: vpa}\n")
     out = tmp_path / "report"
     env = {**os.environ, "PITSTOP_CONFIG": str(config)}
-    done = subprocess.run([sys.executable, "-m", "workers.cli", "capacity", "report", "--region", "us-east",
-                           "--step", str(STEP), "--policy", str(policy), "--out", str(out)],
-                          capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
+    # an HPA (scaling on CPU; bounds around today's replicas, so nothing is scaled) on one fleet service: left to it
+    scaled = sandbox_monitoring.services[1]
+    hpas = f"/apis/autoscaling/v2/namespaces/{scaled.team}/horizontalpodautoscalers"
+    admin = KubeJson(sandbox_monitoring.api_clients["us-east"])
+    hpa_name = f"capacity-test-{uuid.uuid4().hex[:5]}"
+    admin.post(hpas, {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": hpa_name},
+                      "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": scaled.name},
+                               "minReplicas": 1, "maxReplicas": max(10, scaled.replicas),
+                               "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                                   "type": "Utilization", "averageUtilization": 80}}}]}})
+    try:
+        done = subprocess.run([sys.executable, "-m", "workers.cli", "capacity", "report", "--region", "us-east",
+                               "--step", str(STEP), "--policy", str(policy), "--out", str(out)],
+                              capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
+    finally:
+        admin.request("DELETE", f"{hpas}/{hpa_name}")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "us-east: namespace 1/" in done.stderr and f"wrote {out / 'capacity.html'}" in done.stdout
     data = json.loads((out / "capacity.json").read_text())
@@ -173,3 +187,8 @@ def test_cli_writes_the_report_locally(kube_sandbox: SandboxClusters, sandbox_mo
         assert c["memory_bounds"][0] <= c["memory_request"] <= c["memory_bounds"][1], c
         assert c["memory_request"] >= 250 * 2**20 and c["evidence"]["memory_peaks"] >= 14 * c["evidence"]["pods"], c
     assert (out / "capacity.md").read_text().startswith("# Capacity report (")
+    (left,) = [w for r in data["regions"] for w in r["workloads"] if w["workload"] == scaled.name]
+    (c,) = left["containers"]
+    assert left["hpa"] == {"name": hpa_name, "cpu": True, "memory": False}
+    assert (c["cpu_status"], c["cpu_request"], c["memory_status"]) == ("hpa", None, "ok"), c
+    assert f"cpu: HPA {hpa_name} scales on it" in c["info"]

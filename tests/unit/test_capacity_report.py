@@ -115,3 +115,13 @@ def test_range_answers_keep_labels_and_drop_nan_points() -> None:
     (a, b) = _matrix_series(data)
     assert a.labels == {"pod": "a-1-x", "container": "a"} and a.points == [(1.0, 0.5), (4.0, 0.001)]
     assert b.points == [] and _matrix_series({"resultType": "vector", "result": []}) == []
+
+
+def test_a_cluster_too_small_for_its_requests_is_flagged() -> None:
+    infos, acc = synthetic_region()  # 7.1 cores requested
+    one_node = cluster.nodes([node("n0", "m6i.xlarge", "4", "16Gi", "0.192")])
+    capacity = region_capacity(region="r1", usage=acc, workloads=infos, nodes=one_node, quotas=[],
+                               policy=CapacityPolicy(), strategy=Strategy.SIMPLE, forecast=ForecastSettings())
+    (flag,) = capacity_report([capacity]).flags
+    assert (flag.kind, flag.subject) == ("nodes", "r1") and flag.detail.startswith("projected cpu requests 7.1")
+    assert flag.detail.endswith("> allocatable 4.0 on 1 nodes")
