@@ -2,8 +2,9 @@
 
 - `simple` = KRR's default strategy (robusta-dev/krr `strategies/simple.py`): CPU request = the P95 of each pod's
   CPU usage, the highest over pods; no CPU limit; memory request = limit = the highest working set over pods
-  + 15 %; 336 h of history; fewer than 100 points (over all pods) -> "not enough data"; a resource an HPA scales
-  on is left alone unless `allow_hpa`. KRR's minimums 10 mCPU and 100 MiB apply.
+  + 15 %; 336 h of history (the collection's window: `history_hours` of the step and the CLI); fewer than 100
+  points (over all pods) -> "not enough data"; a resource an HPA scales on is left alone unless `allow_hpa`.
+  KRR's minimums 10 mCPU and 100 MiB apply.
 - `vpa` = the VPA recommender's (kubernetes/autoscaler `vertical-pod-autoscaler/pkg/recommender`): CPU samples
   in a decaying histogram (24 h half-life); memory = per-pod peaks per 24 h interval in another; target P90,
   lower bound P50, upper bound P95, each + 15 % safety margin; bounds widened by the VPA's confidence multipliers
@@ -43,7 +44,6 @@ class Status(StrEnum):
 class SimpleSettings(BaseModel, extra="forbid"):
     cpu_percentile: float = Field(95.0, gt=0, le=100, description="percentile of each pod's CPU usage")
     memory_buffer_percentage: float = Field(15.0, ge=0, description="added to the highest memory working set")
-    history_hours: float = Field(336.0, gt=0)
     points_required: int = Field(100, ge=1, description="fewer points over all pods -> not enough data")
     allow_hpa: bool = Field(False, description="recommend resources an HPA scales on too")
     cpu_min_millicores: float = Field(10.0, ge=0)
@@ -60,7 +60,6 @@ class VpaSettings(BaseModel, extra="forbid"):
     oom_min_bump_mib: float = Field(100.0, ge=0)
     min_cpu_millicores: float = Field(25.0, ge=0)
     min_memory_mib: float = Field(250.0, ge=0)
-    history_hours: float = Field(336.0, gt=0)
     points_required: int = Field(1, ge=1)
     allow_hpa: bool = False
 
@@ -130,7 +129,7 @@ def percentile_of_sorted(ordered: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-def _evidence(history: ContainerHistory, hours: float) -> Evidence:
+def _evidence(history: ContainerHistory) -> Evidence:
     pcts: dict[str, float] = {}
     for values in history.cpu_by_pod.values():
         ordered = sorted(values)
@@ -138,7 +137,8 @@ def _evidence(history: ContainerHistory, hours: float) -> Evidence:
             name = f"p{q}" if q < 100 else "max"
             pcts[name] = round(max(pcts.get(name, 0.0), percentile_of_sorted(ordered, q)), 6)
     return Evidence(
-        window_start_unix=history.start_unix, window_end_unix=history.end_unix, history_hours=hours,
+        window_start_unix=history.start_unix, window_end_unix=history.end_unix,
+        history_hours=round((history.end_unix - history.start_unix) / 3600, 2),
         pods=len(set(history.cpu_by_pod) | set(history.memory_max_by_pod)), cpu_points=history.cpu_points,
         memory_points=history.memory_points, cpu_percentiles=pcts,
         memory_max_bytes=max(history.memory_max_by_pod.values(), default=0.0), memory_peaks=len(history.memory_peaks),
@@ -176,7 +176,7 @@ def simple(history: ContainerHistory, spec: ContainerSpec, settings: SimpleSetti
     rec = ContainerRecommendation(
         container=spec.name, strategy=Strategy.SIMPLE, cpu_status=cpu_status, memory_status=memory_status,
         info=_info(cpu_status, memory_status, (history.cpu_points, history.memory_points), settings.points_required, hpa),
-        current=spec, evidence=_evidence(history, settings.history_hours),
+        current=spec, evidence=_evidence(history),
     )
     if cpu_status is Status.OK:
         cpu = max(percentile(v, settings.cpu_percentile) for v in history.cpu_by_pod.values() if v)
@@ -224,10 +224,10 @@ def vpa(history: ContainerHistory, spec: ContainerSpec, settings: VpaSettings,
     rec = ContainerRecommendation(
         container=spec.name, strategy=Strategy.VPA, cpu_status=cpu_status, memory_status=memory_status,
         info=_info(cpu_status, memory_status, (history.cpu_points, history.memory_points), settings.points_required, hpa),
-        current=spec, evidence=_evidence(history, settings.history_hours),
+        current=spec, evidence=_evidence(history),
     )
     cpu_h, memory_h = vpa_histograms(history, spec, settings)
-    days = max(1 / 24, min(settings.history_hours, (history.end_unix - history.start_unix) / 3600) / 24)
+    days = max(1 / 24, (history.end_unix - history.start_unix) / 86400)
     if cpu_status is Status.OK:
         target, lower, upper = _bounds(cpu_h, settings, days, settings.min_cpu_millicores / 1000)
         rec.cpu_request, rec.cpu_bounds = target, (lower, upper)
