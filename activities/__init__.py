@@ -13,6 +13,7 @@ per region, activities that touch that region's cluster (served on task queue `p
 | `incidents` | `IncidentActivities` | `incident.*` (shared, async) |
 | `dependency_graph` | `DependencyGraphActivities` | `graph.discover`, `graph.order` (shared, async) |
 | `hygiene` | `HygieneReports` | `hygiene.report` (shared, async; pure, no client) |
+| `capacity` | `CapacityActivities` | `capacity.collect` (regional, async: Kubernetes lists + Prometheus), `capacity.report` (shared) |
 | `delivery` | `ReleaseAnalysisActivities`, `ReleaseClusterActivities` | release analysis (shared), cluster changes (regional) |
 | `runbook_catalog` | `RunbookCatalog` | `runbook.load` (shared) |
 | `runbook_debug` | `EngineSteps`, `DebugSteps` | the engine's own steps `log`, `fail` (shared); `debug.*` (shared, only with `worker.enable_debug_steps`) |
@@ -70,6 +71,7 @@ def _engine_activities(clients: ActivityClients) -> list[Callable[..., Any]]:
 
 def build_activities(clients: ActivityClients) -> ActivitySet:
     from .backup import BackupExportActivities, BackupRestoreActivities
+    from .capacity import CapacityActivities
     from .delivery import ReleaseAnalysisActivities, ReleaseClusterActivities
     from .dependency_graph import DependencyGraphActivities
     from .http import HttpActivities
@@ -86,6 +88,7 @@ def build_activities(clients: ActivityClients) -> ActivitySet:
         *activity_methods(NotifyActivities(clients)),
         *activity_methods(IncidentActivities(clients)),
         *activity_methods(HygieneReports()),
+        CapacityActivities(clients).report,
         *activity_methods(DependencyGraphActivities(clients)),
         *activity_methods(ReleaseAnalysisActivities(clients)),
         *activity_methods(BackupRestoreActivities(clients)),
@@ -99,5 +102,6 @@ def build_activities(clients: ActivityClients) -> ActivitySet:
             *activity_methods(IstioActivities(scoped)),
             *activity_methods(ReleaseClusterActivities(scoped)),
             *activity_methods(BackupExportActivities(scoped)),
+            CapacityActivities(scoped).collect,
         ]
     return ActivitySet(shared=shared, regional=regional)

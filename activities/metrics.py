@@ -2,7 +2,8 @@
 and its Prometheus implementation over httpx (async).
 
 `query(promql)` returns a float, or None for "no data" (empty vector, NaN). `query_series(promql)` returns
-every series of an instant vector with its labels (evidence: what an alert's expression shows now). A
+every series of an instant vector with its labels (evidence: what an alert's expression shows now);
+`query_range(promql, start=, end=, step=)` every series of a range query with its points (usage history). A
 backend that cannot be asked raises `MetricsUnavailable`; a query Prometheus rejects (or, for `query`, that
 returns several series) raises `MetricsQueryError`. Callers decide what those mean (a threshold check
 turns both "no data" and "unavailable" into an inconclusive verdict).
@@ -33,10 +34,20 @@ class Series:
     value: float
 
 
+@dataclass(frozen=True)
+class RangeSeries:
+    """One series of a range query: its labels and its (unix seconds, value) points, NaN dropped."""
+
+    labels: dict[str, str]
+    points: list[tuple[float, float]]
+
+
 class MetricsProvider(Protocol):
     async def query(self, promql: str) -> float | None: ...
 
     async def query_series(self, promql: str) -> list[Series]: ...
+
+    async def query_range(self, promql: str, *, start: float, end: float, step: float) -> list[RangeSeries]: ...
 
     async def is_online(self) -> bool: ...
 
@@ -60,7 +71,11 @@ class PrometheusProvider:
 
     async def _instant_query(self, promql: str) -> dict[str, Any]:
         """The `data` of an instant query's successful answer."""
-        response = await self._get("/api/v1/query", {"query": promql})
+        return await self._data("/api/v1/query", {"query": promql})
+
+    async def _data(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        promql = params["query"]
+        response = await self._get(path, params)
         if response.status_code >= 500 or response.status_code == 429:
             raise MetricsUnavailable(f"Prometheus at {self.base_url} answered {response.status_code}")
         try:
@@ -79,6 +94,11 @@ class PrometheusProvider:
 
     async def query_series(self, promql: str) -> list[Series]:
         return _vector_series(await self._instant_query(promql))
+
+    async def query_range(self, promql: str, *, start: float, end: float, step: float) -> list[RangeSeries]:
+        data = await self._data("/api/v1/query_range",
+                                {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"})
+        return _matrix_series(data)
 
     async def is_online(self) -> bool:
         try:
@@ -114,6 +134,23 @@ def _vector_series(data: dict[str, Any]) -> list[Series]:
             series.append(Series(labels=dict(item.get("metric") or {}), value=float(item["value"][1])))
         except (AttributeError, KeyError, IndexError, TypeError, ValueError):
             continue
+    return series
+
+
+def _matrix_series(data: dict[str, Any]) -> list[RangeSeries]:
+    """The series of a range query's matrix (any other result type has none); NaN and unreadable points dropped."""
+    result = data.get("result") if data.get("resultType") == "matrix" else None
+    series = []
+    for item in result if isinstance(result, list) else []:
+        points = []
+        for sample in item.get("values") or []:
+            try:
+                value = float(sample[1])
+                if not math.isnan(value):
+                    points.append((float(sample[0]), value))
+            except (IndexError, TypeError, ValueError):
+                continue
+        series.append(RangeSeries(labels=dict(item.get("metric") or {}), points=points))
     return series
 
 
