@@ -18,6 +18,7 @@ per region, activities that touch that region's cluster (served on task queue `p
 | `runbook_catalog` | `RunbookCatalog` | `runbook.load` (shared) |
 | `runbook_debug` | `EngineSteps`, `DebugSteps` | the engine's own steps `log`, `fail` (shared); `debug.*` (shared, only with `worker.enable_debug_steps`) |
 | `backup` | `BackupExportActivities`, `BackupRestoreActivities` | `backup.export` (regional), `backup.restore`/`backup.verify` (shared; restore targets) |
+| `data_layer` | `DataLayerActivities` | `data.switch_primary` (regional; the sandbox's data hook) |
 | `leases` | `LeaseActivities` | `lease.request`, `lease.holder_open` (shared; need `clients.temporal`) |
 
 Sync activities need the worker's `activity_executor` (a ThreadPoolExecutor).
@@ -71,6 +72,7 @@ def _engine_activities(clients: ActivityClients) -> list[Callable[..., Any]]:
 
 def build_activities(clients: ActivityClients) -> ActivitySet:
     from .backup import BackupExportActivities, BackupRestoreActivities
+    from .data_layer import DataLayerActivities
     from .capacity import CapacityActivities
     from .delivery import ReleaseAnalysisActivities, ReleaseClusterActivities
     from .dependency_graph import DependencyGraphActivities
@@ -102,6 +104,7 @@ def build_activities(clients: ActivityClients) -> ActivitySet:
             *activity_methods(IstioActivities(scoped)),
             *activity_methods(ReleaseClusterActivities(scoped)),
             *activity_methods(BackupExportActivities(scoped)),
+            *activity_methods(DataLayerActivities(scoped)),
             CapacityActivities(scoped).collect,
         ]
     return ActivitySet(shared=shared, regional=regional)
