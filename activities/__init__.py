@@ -16,6 +16,7 @@ per region, activities that touch that region's cluster (served on task queue `p
 | `delivery` | `ReleaseAnalysisActivities`, `ReleaseClusterActivities` | release analysis (shared), cluster changes (regional) |
 | `runbook_catalog` | `RunbookCatalog` | `runbook.load` (shared) |
 | `runbook_debug` | `EngineSteps`, `DebugSteps` | the engine's own steps `log`, `fail` (shared); `debug.*` (shared, only with `worker.enable_debug_steps`) |
+| `chaos` | `ChaosActivities` | `chaos.phase`, `chaos.target_pods` (regional: a child process per phase) |
 | `leases` | `LeaseActivities` | `lease.request`, `lease.holder_open` (shared; need `clients.temporal`) |
 
 Sync activities need the worker's `activity_executor` (a ThreadPoolExecutor).
@@ -68,6 +69,7 @@ def _engine_activities(clients: ActivityClients) -> list[Callable[..., Any]]:
 
 
 def build_activities(clients: ActivityClients) -> ActivitySet:
+    from .chaos import ChaosActivities
     from .delivery import ReleaseAnalysisActivities, ReleaseClusterActivities
     from .dependency_graph import DependencyGraphActivities
     from .http import HttpActivities
@@ -95,5 +97,6 @@ def build_activities(clients: ActivityClients) -> ActivitySet:
             *activity_methods(KubernetesActivities(scoped)),
             *activity_methods(IstioActivities(scoped)),
             *activity_methods(ReleaseClusterActivities(scoped)),
+            *activity_methods(ChaosActivities(scoped, region)),
         ]
     return ActivitySet(shared=shared, regional=regional)

@@ -143,6 +143,26 @@ class SecuritySettings(BaseModel):
         description="`host`, `*.domain` or `host:port` patterns that `http.call`, `notify.*` and escalations may "
                     "call; empty = any host",
     )
+    chaos_provider_modules: list[str] = Field(
+        default_factory=lambda: ["chaosk8s.*", "chaosprometheus.*", "chaosistio.*", "chaos.*"],
+        description="glob patterns of the python modules a chaos experiment's `python` providers may name",
+    )
+    chaos_process_providers: list[str] = Field(
+        default_factory=list,
+        description="glob patterns of the executables a chaos experiment's `process` providers may run; empty = none",
+    )
+
+
+class ChaosSettings(BaseModel):
+    """Chaos experiments (docs/chaos.md)."""
+
+    experiments_dir: Path = Field(
+        default_factory=lambda: SHIPPED_RUNBOOKS_DIR.parent / "chaos" / "experiments",
+        description="where the `chaos.experiment` step's `experiment_file` is read from",
+    )
+    heartbeat_seconds: float = Field(
+        2.0, gt=0, description="a phase's activity heartbeats this often (keep it well under the run's "
+                               "`heartbeat_timeout_seconds`)")
 
 
 class SandboxSettings(BaseModel):
@@ -168,6 +188,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    chaos: ChaosSettings = Field(default_factory=ChaosSettings)
 
     @field_validator("state_dir", "cache_dir", "runbooks_dir")
     @classmethod

@@ -18,7 +18,7 @@ import typer
 
 from pitstop import __version__
 
-from . import cli_catalog, cli_delivery, cli_graph, cli_incidents, cli_runs, cli_sandbox, cli_schedules
+from . import cli_catalog, cli_chaos, cli_delivery, cli_graph, cli_incidents, cli_runs, cli_sandbox, cli_schedules
 from .cli_settings import load_settings
 from .errors import CliError
 
@@ -140,6 +140,7 @@ cli_incidents.register(app)
 cli_delivery.register(app)
 cli_schedules.register(app)
 cli_graph.register(app)
+cli_chaos.register(app)
 
 
 def main() -> None:
