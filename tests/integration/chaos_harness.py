@@ -71,3 +71,16 @@ def calls(log: Path, label: str) -> int:
     from tests.integration.chaos_providers import calls as count
 
     return count(str(log), label)
+
+
+HISTORIES = Path(__file__).resolve().parents[1] / "histories"
+
+
+async def maybe_record(handle: WorkflowHandle[Any, Any], name: str) -> None:
+    """With PITSTOP_RECORD_HISTORIES=1, save the run's history for tests/replay/test_chaos_replay.py."""
+    import os
+
+    if os.environ.get("PITSTOP_RECORD_HISTORIES") != "1":
+        return
+    history = await handle.fetch_history()
+    (HISTORIES / f"chaos-{name}.json").write_text(history.to_json())

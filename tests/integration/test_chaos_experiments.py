@@ -21,7 +21,7 @@ from activities.clients import ActivityClients
 from pitstop.chaos.model import ChaosRequest, ChaosStatus
 from pitstop.config import Settings
 
-from .chaos_harness import REGION, calls, chaos_engine, chaos_settings, experiment, start_chaos
+from .chaos_harness import REGION, calls, chaos_engine, chaos_settings, experiment, maybe_record, start_chaos
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +61,9 @@ async def test_a_completed_run_writes_the_journal_chaos_run_writes(
 ) -> None:
     log = tmp_path / "calls.log"
     exp = experiment(log)
-    outcome = await (await start_chaos(temporal_client, task_queue, request(exp))).result()
+    handle = await start_chaos(temporal_client, task_queue, request(exp))
+    outcome = await handle.result()
+    await maybe_record(handle, "completed")
     assert (outcome.status, outcome.deviated, outcome.rollbacks_played) == (ChaosStatus.COMPLETED, False, True)
     assert [calls(log, label) for label in ("probe", "method", "rollback")] == [2, 1, 1]
     reference = chaos_run_journal(exp, tmp_path)
@@ -85,6 +87,7 @@ async def test_an_abort_mid_method_kills_the_method_and_rolls_back_once(
     method_pid = int(next(line for line in log.read_text().splitlines() if line.startswith("method")).split()[1])
     await handle.signal("abort", "test abort")
     outcome = await asyncio.wait_for(handle.result(), timeout=60)
+    await maybe_record(handle, "aborted")
     assert outcome.status is ChaosStatus.ABORTED and outcome.reason == "test abort"
     assert calls(log, "rollback") == 1
     assert outcome.journal["rollbacks"][0]["status"] == "succeeded"
@@ -109,6 +112,7 @@ async def test_a_failing_rollback_is_retried_then_reported(
     first = await start_chaos(temporal_client, task_queue, request(experiment(recovering, rollback_failures=1), rollback_attempts=3))
     second = await start_chaos(temporal_client, task_queue, request(experiment(failing, rollback_failures=99), rollback_attempts=2))
     recovered, failed = await first.result(), await second.result()
+    await maybe_record(second, "rollback-failed")
     assert calls(recovering, "rollback") == 2 and recovered.rollback_failures == [] and recovered.ok
     assert calls(failing, "rollback") == 2
     assert len(failed.rollback_failures) == 1 and "failing on purpose" in failed.rollback_failures[0]
@@ -121,8 +125,10 @@ async def test_an_invalid_experiment_is_refused_with_chaoslibs_message(
 ) -> None:
     log = tmp_path / "calls.log"
     exp = {k: v for k, v in experiment(log).items() if k != "description"}
+    handle = await start_chaos(temporal_client, task_queue, request(exp))
     with pytest.raises(WorkflowFailureError) as failure:
-        await (await start_chaos(temporal_client, task_queue, request(exp))).result()
+        await handle.result()
+    await maybe_record(handle, "invalid")
     assert "invalid experiment: experiment requires a description" in str(failure.value.cause)
     not_allowed = {**experiment(log), "method": [{"type": "action", "name": "shell", "provider": {
         "type": "python", "module": "os", "func": "system", "arguments": {"command": "true"}}}]}
