@@ -10,6 +10,7 @@ once each (per the run's rollback strategy). The result carries the journal in `
 from __future__ import annotations
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from pitstop.chaos.model import CHAOS_WORKFLOW, ChaosOutcome, ChaosRequest
@@ -53,9 +54,14 @@ class ChaosExperimentWorkflow:
             ctx.abort(self._early_abort)
         try:
             await chaos_gates.validate(ctx)
-            await chaos_gates.check_blast_radius(ctx)
-            await chaos_gates.acquire_leases(ctx)
-            await chaos_gates.check_error_budget(ctx)
+            try:
+                await chaos_gates.check_blast_radius(ctx)
+                await chaos_gates.acquire_leases(ctx)
+                await chaos_gates.check_error_budget(ctx)
+            except ApplicationError as exc:
+                if not (request.skip_refused and exc.type in chaos_gates.SKIPPABLE):
+                    raise
+                return chaos_gates.skipped(ctx, exc.message)
             if ctx.abort_reason is not None:
                 raise chaos_gates.refuse(f"aborted before anything ran: {ctx.abort_reason}", "ChaosAborted")
             await chaos_phases.run_experiment(ctx)

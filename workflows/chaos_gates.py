@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from pitstop.chaos.blast import call_path_conflicts, pod_share_refusals
-    from pitstop.chaos.model import PhaseInput, PhaseName, PhaseResult
+    from pitstop.chaos.model import ChaosOutcome, PhaseInput, PhaseName, PhaseResult
     from pitstop.chaos.phases import Phase
     from pitstop.delivery.budget import budget_gate
     from pitstop.delivery.models import MeasureInput, MeasureResult
@@ -24,6 +24,16 @@ with workflow.unsafe.imports_passed_through():
 from .activity_policies import ACTIVITY_TIMEOUT, QUICK, SLOW_ACTIVITY_TIMEOUT
 from .chaos_context import ChaosContext
 from .lease import LeaseHolderSide
+
+
+SKIPPABLE = ("LeaseRefused", "ErrorBudget", "BlastRadius")  # refusals a nightly run skips (`skip_refused`)
+
+
+def skipped(ctx: ChaosContext, reason: str) -> ChaosOutcome:
+    """The outcome of a run a gate refused with `skip_refused`: nothing ran."""
+    ctx.phase = Phase.DONE
+    return ChaosOutcome(title=ctx.title, targets=ctx.request.targets, skipped=True, reason=reason,
+                        summary=f"{ctx.title!r} skipped: {reason}")
 
 
 def refuse(message: str, kind: str = "ChaosRefused") -> ApplicationError:

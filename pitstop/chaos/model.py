@@ -77,6 +77,9 @@ class ChaosRequest(BaseModel):
     heartbeat_timeout_seconds: float = Field(
         10.0, ge=2, description="a phase whose worker is silent this long is taken over by another worker")
     dry_run: bool = Field(False, description="chaoslib's dry mode: no activity or probe is executed")
+    skip_refused: bool = Field(
+        False, description="a target that is leased, over its error budget or beyond the blast radius ends the run "
+                           "`skipped` (with the reason) instead of failed: for nightly runs over a catalog")
     started_by: str = ""
 
     def run_region(self) -> str:
@@ -129,7 +132,8 @@ class ChaosOutcome(BaseModel):
     status: ChaosStatus = ChaosStatus.COMPLETED
     deviated: bool = False
     targets: list[ChaosTarget] = Field(default_factory=list)
-    reason: str = Field("", description="why it was aborted / refused")
+    reason: str = Field("", description="why it was aborted / refused / skipped")
+    skipped: bool = Field(False, description="refused by a gate with `skip_refused`: nothing ran")
     rollbacks_played: bool = False
     rollback_failures: list[str] = Field(default_factory=list, description="rollbacks that failed every attempt")
     failed_activities: list[str] = Field(default_factory=list, description="method activities whose run failed")
@@ -140,7 +144,7 @@ class ChaosOutcome(BaseModel):
 
     @property
     def ok(self) -> bool:
-        return self.status is ChaosStatus.COMPLETED and not self.deviated and not self.rollback_failures
+        return self.status is ChaosStatus.COMPLETED and not self.deviated and not self.rollback_failures and not self.skipped
 
 
 # ---------------------------------------------------------------- checks before anything runs

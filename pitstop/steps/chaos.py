@@ -30,6 +30,7 @@ class ChaosExperimentResult(StepResult):
     status: ChaosStatus = ChaosStatus.COMPLETED
     deviated: bool = False
     reason: str = ""
+    skipped: bool = False
     rollbacks_played: bool = False
     rollback_failures: list[str] = Field(default_factory=list)
     failed_activities: list[str] = Field(default_factory=list)
