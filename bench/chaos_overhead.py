@@ -36,7 +36,7 @@ from activities import activity_methods  # noqa: E402
 from activities.chaos import ChaosActivities  # noqa: E402
 from activities.clients import ActivityClients  # noqa: E402
 from pitstop.chaos.model import CHAOS_WORKFLOW, ChaosOutcome, ChaosRequest  # noqa: E402
-from pitstop.config import Settings, regional_task_queue  # noqa: E402
+from pitstop.config import ChaosSettings, SecuritySettings, Settings, regional_task_queue  # noqa: E402
 from workers.devserver import DevServer, DevServerPorts  # noqa: E402
 from workflows import ALL_WORKFLOWS  # noqa: E402
 
@@ -93,8 +93,8 @@ async def bench(rounds: int, activities: int) -> None:
         try:
             client = await Client.connect(server.address, data_converter=pydantic_data_converter)
             queue = f"bench-{uuid.uuid4().hex[:6]}"
-            settings = Settings(state_dir=root / "state", security={"chaos_provider_modules": ["os.path"]},
-                                chaos={"heartbeat_seconds": 1.0})
+            settings = Settings(state_dir=root / "state", security=SecuritySettings(chaos_provider_modules=["os.path"]),
+                                chaos=ChaosSettings(heartbeat_seconds=1.0))
             chaos = activity_methods(ChaosActivities(ActivityClients(settings=settings), REGION))
             with ThreadPoolExecutor(max_workers=4) as executor:
                 async with Worker(client, task_queue=queue, workflows=ALL_WORKFLOWS, activity_executor=executor), \

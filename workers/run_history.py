@@ -130,16 +130,22 @@ def _events(history: WorkflowHistory, index: int, run: dict[str, Any], entries: 
             entries.append({"kind": "signal", "at": _time(event).isoformat(), "name": attrs.signal_name,
                             "args": _first(attrs.input), "client_identity": attrs.identity})
         elif kind == "workflow_execution_completed_event_attributes":
-            outcome = _first(attrs.result) or {}
-            run.update(status=outcome.get("status", "completed"), error=outcome.get("error", ""), ended_at=_time(event).isoformat())
-            if isinstance(outcome.get("journal"), dict):  # a chaos run: its journal's summary (pitstop chaos journal)
-                run.update(chaos=outcome.get("summary", ""), error=outcome.get("reason", ""),
-                           rollback_failures=outcome.get("rollback_failures") or [])
+            run.update(_completed(_first(attrs.result) or {}), ended_at=_time(event).isoformat())
         elif kind == "workflow_execution_failed_event_attributes":
             run.update(status="failed", error=failure_text(attrs.failure), ended_at=_time(event).isoformat())
         elif kind in ("workflow_execution_canceled_event_attributes", "workflow_execution_terminated_event_attributes",
                       "workflow_execution_timed_out_event_attributes", "workflow_execution_continued_as_new_event_attributes"):
             run.update(status=kind.split("_")[2], ended_at=_time(event).isoformat())
+
+
+def _completed(outcome: dict[str, Any]) -> dict[str, Any]:
+    """A completed run's status and error; for a chaos run also its journal's summary (the journal itself:
+    `pitstop chaos journal`) and its rollback failures."""
+    ended = {"status": outcome.get("status", "completed"), "error": outcome.get("error", "")}
+    if isinstance(outcome.get("journal"), dict):
+        ended.update(chaos=outcome.get("summary", ""), error=outcome.get("reason", ""),
+                     rollback_failures=outcome.get("rollback_failures") or [])
+    return ended
 
 
 def _chaos_title(request: dict[str, Any]) -> str | None:

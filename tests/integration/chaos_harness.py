@@ -34,9 +34,18 @@ def chaos_settings(base: Settings, **overrides: Any) -> Settings:
 
 
 @asynccontextmanager
-async def chaos_engine(client: Client, task_queue: str, clients: ActivityClients) -> AsyncIterator[None]:
+async def chaos_engine(
+    client: Client, task_queue: str, clients: ActivityClients, runbooks_dir: Path | None = None
+) -> AsyncIterator[None]:
+    """Workers for chaos runs; with `runbooks_dir`, also the runbook engine's activities (runbooks using the
+    `chaos.experiment` step)."""
     shared = [*activity_methods(LeaseActivities(client, check_seconds=1.0)),
               *activity_methods(ReleaseAnalysisActivities(clients))]
+    if runbooks_dir is not None:
+        from activities.runbook_catalog import RunbookCatalog
+        from activities.runbook_debug import EngineSteps
+
+        shared += [*RunbookCatalog(runbooks_dir, reach=clients.reach()).activities(), *EngineSteps().activities()]
     regional = activity_methods(ChaosActivities(clients, REGION))
     async with running_worker(client, task_queue=task_queue, workflows=ALL_WORKFLOWS, activities=shared):
         async with running_worker(client, task_queue=regional_task_queue(task_queue, REGION), activities=regional):

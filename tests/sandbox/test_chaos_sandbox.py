@@ -26,11 +26,13 @@ from temporalio.client import Client, WorkflowFailureError
 from activities.clients import ActivityClients
 from activities.kube_api import KubeJson
 from pitstop.chaos.model import ChaosRequest, ChaosStatus, ChaosTarget
+from pitstop.config import SHIPPED_RUNBOOKS_DIR
 from pitstop.delivery.spec import ErrorBudgetGate
 from sandbox.clusters import SandboxClusters
 from sandbox.kill_trials import WorkerProcess, prepare_clusters, worker_config
 from tests.fixtures.monitoring import SandboxMonitoring
 from tests.integration.chaos_harness import TEST_CHAOS_MODULES, call, calls, chaos_engine, chaos_settings, start_chaos
+from tests.integration.runbook_harness import start
 
 from .step_library_support import (
     NAMESPACE, REGION, closed_after, create_deployment, deployment_manifest, eventually,
@@ -186,3 +188,34 @@ async def test_an_exhausted_error_budget_refuses_the_experiment(
             await asyncio.wait_for(handle.result(), timeout=120)
     assert "error budget exhausted" in str(failure.value.cause)
     assert not log.exists(), "nothing ran"
+
+
+async def test_nightly_chaos_skips_a_leased_service_and_runs_the_next(
+    temporal_client: Client, task_queue: str, sandbox_monitoring: SandboxMonitoring, clients: ActivityClients,
+    tmp_path: Path
+) -> None:
+    first, second = (ChaosTarget(region=REGION, namespace=s.team, service=s.name) for s in sandbox_monitoring.services[:2])
+    log = tmp_path / "calls.log"
+    quick = {"title": "quick", "description": "records one call", "method": [
+        {"type": "action", "name": "quick", "provider": call("record", path=str(log), label="quick")}]}
+    (tmp_path / "quick.json").write_text(json.dumps(quick))
+    hold = {**quick, "title": "hold", "method": [
+        {"type": "action", "name": "hold", "provider": call("record_and_sleep", path=str(log), label="hold", seconds=300)}]}
+    settings = chaos_settings(clients.settings, prometheus=clients.settings.prometheus.model_copy(
+        update={"url": sandbox_monitoring.monitoring.prometheus_url}))
+    settings = settings.model_copy(update={"chaos": settings.chaos.model_copy(update={"experiments_dir": tmp_path})})
+    worker_clients = ActivityClients(settings=settings, kube=clients.kube, temporal=temporal_client, clusters=clients.clusters)
+    async with chaos_engine(temporal_client, task_queue, worker_clients, runbooks_dir=SHIPPED_RUNBOOKS_DIR):
+        holder = await start_chaos(temporal_client, task_queue, ChaosRequest(experiment=hold, targets=[first]))
+        await asyncio.to_thread(eventually, "the holder's method", lambda: calls(log, "hold"), 120)
+        entries = [{"experiment_file": "quick.json", "targets": [t.model_dump()]} for t in (first, second)]
+        nightly = await start(temporal_client, task_queue, "nightly-chaos", experiments=entries, slo_percent=50)
+        outcome = await asyncio.wait_for(nightly.result(), timeout=180)
+        await holder.signal("abort", "test done")
+        held = await asyncio.wait_for(holder.result(), timeout=60)
+    assert outcome.status == "succeeded", outcome.error
+    skipped, ran = outcome.outputs["experiments"]
+    assert skipped["skipped"] and "refused by lease policy" in skipped["reason"], skipped
+    assert not ran["skipped"] and ran["status"] == "completed", ran
+    assert calls(log, "quick") == 1, "only the service nobody held was disturbed"
+    assert held.status is ChaosStatus.ABORTED
