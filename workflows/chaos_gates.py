@@ -10,7 +10,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from pitstop.chaos.blast import call_path_conflicts, pod_share_refusals
+    from pitstop.chaos.blast import call_path_conflicts, pod_actions, pod_share_refusals
     from pitstop.chaos.model import ChaosOutcome, PhaseInput, PhaseName, PhaseResult
     from pitstop.chaos.phases import Phase
     from pitstop.delivery.budget import budget_gate
@@ -60,7 +60,7 @@ async def validate(ctx: ChaosContext) -> None:
 
 async def check_blast_radius(ctx: ChaosContext) -> None:
     request = ctx.request
-    for target in request.targets:
+    for target in request.targets if pod_actions(ctx.experiment) else []:
         pods = await workflow.execute_activity(
             "chaos.target_pods", target, result_type=int, task_queue=regional_task_queue(
                 workflow.info().task_queue, target.region),

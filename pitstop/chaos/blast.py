@@ -27,13 +27,18 @@ def pods_acted_on(arguments: dict[str, Any], pods: int) -> int:
     return min(qty, pods)
 
 
+def pod_actions(experiment: dict[str, Any]) -> list[dict[str, Any]]:
+    """The method's activities that act on a share of a service's pods (the blast-radius limit applies)."""
+    return [a for a in experiment.get("method") or []
+            if ((a or {}).get("provider") or {}).get("type") == "python"
+            and (a.get("provider") or {}).get("module") in POD_ACTION_MODULES]
+
+
 def pod_share_refusals(experiment: dict[str, Any], *, pods: int, max_share: float, target: str) -> list[str]:
     """The method's pod actions that would act on more than `max_share` of `target`'s `pods`."""
     refusals = []
-    for activity in experiment.get("method") or []:
-        provider = (activity or {}).get("provider") or {}
-        if provider.get("type") != "python" or provider.get("module") not in POD_ACTION_MODULES:
-            continue
+    for activity in pod_actions(experiment):
+        provider = activity["provider"]
         acted = pods_acted_on(provider.get("arguments") or {}, pods)
         if pods == 0 or acted / pods > max_share:
             refusals.append(

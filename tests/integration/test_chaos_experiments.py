@@ -136,3 +136,34 @@ async def test_an_invalid_experiment_is_refused_with_chaoslibs_message(
         await (await start_chaos(temporal_client, task_queue, request(not_allowed))).result()
     assert "python module 'os' is not in security.chaos_provider_modules" in str(failure.value.cause)
     assert not log.exists(), "nothing ran"
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "workers.cli", *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+async def test_the_cli_validates_runs_reports_and_shows_history(
+    temporal_client: Client, task_queue: str, engine: None, tmp_path: Path
+) -> None:
+    from .chaos_harness import TEST_CHAOS_MODULES
+
+    env = dict(os.environ, PITSTOP_TEMPORAL__ADDRESS=temporal_client.service_client.config.target_host,
+               PITSTOP_TEMPORAL__TASK_QUEUE=task_queue, PITSTOP_CONFIG=str(tmp_path / "absent.yaml"),
+               PITSTOP_STATE_DIR=str(tmp_path), PITSTOP_SECURITY__CHAOS_PROVIDER_MODULES=json.dumps(TEST_CHAOS_MODULES))
+    log = tmp_path / "calls.log"
+    exp = experiment(log)
+    (tmp_path / "bad.json").write_text(json.dumps({k: v for k, v in exp.items() if k != "title"}))
+    bad = await asyncio.to_thread(_cli, env, "chaos", "validate", str(tmp_path / "bad.json"))
+    assert bad.returncode == 2 and "chaoslib: experiment requires a title" in bad.stderr, bad.stdout + bad.stderr
+    (tmp_path / "exp.yaml").write_text(json.dumps(exp))  # YAML is a superset of JSON
+    ok = await asyncio.to_thread(_cli, env, "chaos", "validate", str(tmp_path / "exp.yaml"))
+    assert ok.returncode == 0 and "valid: 'recorded calls'" in ok.stdout, ok.stdout + ok.stderr
+    ran = await asyncio.to_thread(_cli, env, "chaos", "run", str(tmp_path / "exp.yaml"), "--region", REGION,
+                                  "--target", f"{REGION}/team-chaos/recorded", "--journal-path", str(tmp_path / "j.json"))
+    assert ran.returncode == 0 and "completed, 1 activit(ies), 1 rollback(s)" in ran.stdout, ran.stdout + ran.stderr
+    assert json.loads((tmp_path / "j.json").read_text())["rollbacks"][0]["status"] == "succeeded"
+    run_id = ran.stdout.split()[2].rstrip(":")
+    history = await asyncio.to_thread(_cli, env, "history", run_id)
+    assert "journal: 'recorded calls' completed" in history.stdout, history.stdout + history.stderr
+    report = await asyncio.to_thread(_cli, env, "chaos", "report", "--service", "team-chaos/recorded")
+    assert "team-chaos/recorded" in report.stdout and "runs=1" in report.stdout, report.stdout + report.stderr
