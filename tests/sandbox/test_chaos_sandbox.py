@@ -25,7 +25,7 @@ from temporalio.client import Client, WorkflowFailureError
 
 from activities.clients import ActivityClients
 from activities.kube_api import KubeJson
-from pitstop.chaos.model import ChaosRequest, ChaosStatus, ChaosTarget
+from pitstop.chaos.model import ChaosRequest, ChaosStatus, ChaosTarget, SloGuard
 from pitstop.config import SHIPPED_RUNBOOKS_DIR
 from pitstop.delivery.spec import ErrorBudgetGate
 from sandbox.clusters import SandboxClusters
@@ -219,3 +219,27 @@ async def test_nightly_chaos_skips_a_leased_service_and_runs_the_next(
     assert not ran["skipped"] and ran["status"] == "completed", ran
     assert calls(log, "quick") == 1, "only the service nobody held was disturbed"
     assert held.status is ChaosStatus.ABORTED
+
+
+async def test_the_dead_man_switch_aborts_on_a_breached_slo_and_rolls_back(
+    temporal_client: Client, task_queue: str, sandbox_monitoring: SandboxMonitoring, clients: ActivityClients,
+    tmp_path: Path
+) -> None:
+    service = sandbox_monitoring.services[0]
+    target = ChaosTarget(region=REGION, namespace=service.team, service=service.name)
+    settings = chaos_settings(clients.settings, prometheus=clients.settings.prometheus.model_copy(
+        update={"url": sandbox_monitoring.monitoring.prometheus_url}))
+    worker_clients = ActivityClients(settings=settings, kube=clients.kube, temporal=temporal_client, clusters=clients.clusters)
+    log = tmp_path / "calls.log"
+    exp = {"title": "slow dependency", "description": "holds the fault until stopped",
+           "method": [{"type": "action", "name": "hold", "provider": call("record_and_sleep", path=str(log), label="method", seconds=300)}],
+           "rollbacks": [{"type": "action", "name": "restore", "provider": call("record", path=str(log), label="rollback")}]}
+    # the service's real p95 (its traffic in the sandbox's Prometheus) is above 0.001 ms: the check fails at once
+    guard = SloGuard(interval=1, window="1m", latency_p95_max_ms=0.001)
+    async with chaos_engine(temporal_client, task_queue, worker_clients):
+        handle = await start_chaos(temporal_client, task_queue, ChaosRequest(experiment=exp, targets=[target], guard=guard))
+        outcome = await asyncio.wait_for(handle.result(), timeout=120)
+    assert outcome.status is ChaosStatus.ABORTED and outcome.reason.startswith("dead-man switch:"), outcome.reason
+    assert "p95 latency" in outcome.reason and calls(log, "rollback") == 1
+    assert outcome.checks and outcome.checks[-1].severity == "warning" and not outcome.checks[-1].passed
+    assert outcome.score == 0.0
