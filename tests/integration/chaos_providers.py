@@ -31,3 +31,11 @@ def fail_first(path: str, label: str, failures: int) -> str:
     if calls(path, label) <= failures:
         raise RuntimeError(f"{label}: failing on purpose (call {calls(path, label)} of the first {failures})")
     return label
+
+
+def sleep_on_first_call(path: str, label: str, seconds: float) -> str:
+    """Sleeps `seconds` on its first call only (a rollback a dead worker interrupts, then runs to its end)."""
+    record(path, label)
+    if calls(path, label) == 1:
+        time.sleep(seconds)
+    return label

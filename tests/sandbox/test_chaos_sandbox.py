@@ -3,8 +3,10 @@
 - an experiment written for chaostoolkit-kubernetes (terminate pods by label, then probe the Deployment's readiness)
   runs unchanged through pitstop, really deletes a pod, and its journal has the shape `chaos run` writes for it;
 - a real `pitstop worker` process (every Kubernetes request its service account's, deploy/rbac.yaml applied) is
-  killed -9 mid-method: on the restarted worker the rollback runs exactly once and the method's orphaned child
-  process is killed;
+  killed -9 mid-method and again mid-rollback: a completed rollback runs exactly once, the interrupted one is started
+  again, and the orphaned child processes are killed;
+- the dead-man switch aborts on an SLO breached in Prometheus, and the rollback runs;
+- the nightly runbook skips a leased service and runs the next;
 - an exhausted error budget refuses the experiment before anything runs.
 """
 
@@ -136,9 +138,15 @@ async def heartbeat_reported(handle: Any, timeout: float = 60) -> None:
     pytest.fail(f"the method's activity reported no heartbeat within {timeout}s")
 
 
+def pid_of(log: Path, label: str, call_number: int = 1) -> int:
+    return int([line for line in log.read_text().splitlines() if line.split()[0] == label][call_number - 1].split()[1])
+
+
 async def test_a_worker_killed_mid_method_rolls_back_once_on_the_restarted_worker(
     temporal_client: Client, task_queue: str, kube_sandbox: SandboxClusters, clients: ActivityClients, tmp_path: Path
 ) -> None:
+    """Killed -9 during the method, then again during the second rollback: the first rollback runs exactly once,
+    the interrupted one is started again, and each orphaned child process is killed by the next attempt."""
     name = unique("chaos-kill")
     create_deployment(clients.kube[REGION], deployment_manifest(name, "registry.example/chaos:1.0", replicas=4))
     prepare_clusters(clusters=kube_sandbox, admin=clients.kube)  # deploy/rbac.yaml in every region
@@ -151,7 +159,10 @@ async def test_a_worker_killed_mid_method_rolls_back_once_on_the_restarted_worke
     exp = k8s_experiment(name)
     exp["method"] = [exp["method"][0] | {"pauses": {}},
                      {"type": "action", "name": "hold", "provider": call("record_and_sleep", path=str(log), label="method", seconds=300)}]
-    exp["rollbacks"] = [{"type": "action", "name": "restore", "provider": call("record", path=str(log), label="rollback")}]
+    exp["rollbacks"] = [
+        {"type": "action", "name": "restore", "provider": call("record", path=str(log), label="rollback")},
+        {"type": "action", "name": "slow-restore", "provider": call("sleep_on_first_call", path=str(log), label="slow", seconds=300)},
+    ]
     worker = WorkerProcess(config_file=config, log=tmp_path / "worker.log")
     worker.start()
     try:
@@ -160,19 +171,22 @@ async def test_a_worker_killed_mid_method_rolls_back_once_on_the_restarted_worke
             experiment=exp, targets=[ChaosTarget(region=REGION, namespace=NAMESPACE, service=name)],
             heartbeat_timeout_seconds=4))
         await asyncio.to_thread(eventually, "the method's long action", lambda: calls(log, "method"), 120)
-        orphan = int(log.read_text().split()[1])
         await heartbeat_reported(handle)
         worker.kill()
-        assert alive(orphan), "the method's child outlived its worker (it runs in its own process group)"
+        assert alive(pid_of(log, "method")), "the method's child outlived its worker (it runs in its own process group)"
         worker.start()
-        await worker.ready()
+        await asyncio.to_thread(eventually, "the second rollback's first attempt", lambda: calls(log, "slow"), 120)
+        worker.kill()
+        assert alive(pid_of(log, "slow")), "the interrupted rollback's child outlived its worker"
+        worker.start()
         outcome = await asyncio.wait_for(handle.result(), timeout=120)
     finally:
         worker.kill()
     assert outcome.status is ChaosStatus.ABORTED and "worker was lost" in outcome.reason
-    assert calls(log, "rollback") == 1 and outcome.journal["rollbacks"][0]["status"] == "succeeded"
     assert [r["activity"]["name"] for r in outcome.journal["run"]] == ["terminate-one-pod"], "from the last heartbeat"
-    assert not alive(orphan), "the method's orphaned child was killed by the restarted worker"
+    assert (calls(log, "rollback"), calls(log, "slow")) == (1, 2), "the completed rollback once; the interrupted one again"
+    assert [r["status"] for r in outcome.journal["rollbacks"]] == ["succeeded", "succeeded"] and not outcome.rollback_failures
+    assert not alive(pid_of(log, "method")) and not alive(pid_of(log, "slow")), "orphaned children were killed"
 
 
 async def test_an_exhausted_error_budget_refuses_the_experiment(
