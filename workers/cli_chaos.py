@@ -6,6 +6,7 @@
   summary (`--journal-path` writes the journal `chaos run --journal-path` would write); exit 1 unless it completed
   without deviation and every rollback succeeded;
 - `abort RUN`: stop the method and roll back;
+- `status RUN`: the live phase, runs so far and the dead-man switch's checks;
 - `journal RUN`: the journal of a finished run (JSON);
 - `report [--service NS/NAME]`: the resilience score per service and experiment over the recent runs (oldest
   first); scores are read from the runs' results, kept as long as Temporal retains closed runs.
@@ -181,6 +182,23 @@ def abort(
     async def go(client: Client) -> str:
         await client.get_workflow_handle(run_id).signal("abort", reason)
         return f"abort: requested for {run_id}"
+
+    print(_run(go), flush=True)
+
+
+@chaos_app.command("status")
+def status(run_id: Annotated[str, typer.Argument(help="Chaos run id.")]) -> None:
+    """Where a run is: phase, runs and rollbacks so far, the dead-man switch's checks, rollback failures."""
+    from pitstop.chaos.phases import ChaosView
+
+    async def go(client: Client) -> str:
+        view = await client.get_workflow_handle(run_id).query("status", result_type=ChaosView)
+        if view is None:
+            return f"{run_id}: not started yet"
+        lines = [f"{run_id}: {view.title!r} phase {view.phase.value}, {view.runs} method run(s), "
+                 f"{view.rollbacks} rollback run(s)" + (f", aborting: {view.abort_reason}" if view.abort_reason else "")]
+        lines += [f"  check {'pass' if c.passed else 'FAIL'} ({c.severity}) {c.name}: {c.detail}" for c in view.checks[-10:]]
+        return "\n".join(lines + [f"  ROLLBACK FAILED: {f}" for f in view.rollback_failures])
 
     print(_run(go), flush=True)
 

@@ -14,10 +14,11 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from pitstop.chaos.model import CHAOS_WORKFLOW, ChaosOutcome, ChaosRequest
+    from pitstop.chaos.phases import ChaosView
     from pitstop.runbook.leases import LeaseGrant
 
 from . import chaos_gates, chaos_phases
-from .chaos_context import ChaosContext, ChaosView
+from .chaos_context import ChaosContext
 
 
 @workflow.defn(name=CHAOS_WORKFLOW)

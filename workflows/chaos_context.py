@@ -6,28 +6,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, Field
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from pitstop.chaos.model import ChaosRequest, ChaosStatus, PhaseResult, SloCheckResult
-    from pitstop.chaos.phases import Phase
+    from pitstop.chaos.phases import ChaosView, Phase
     from pitstop.config import regional_task_queue
 
 from .lease import LeaseHolderSide
-
-
-class ChaosView(BaseModel):
-    """The `status` query: where the run is."""
-
-    phase: Phase
-    title: str = ""
-    status: ChaosStatus = ChaosStatus.COMPLETED
-    abort_reason: str = ""
-    runs: int = 0
-    rollbacks: int = 0
-    rollback_failures: list[str] = Field(default_factory=list)
-    checks: list[SloCheckResult] = Field(default_factory=list)
 
 
 class ChaosContext:

@@ -14,7 +14,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from .model import ChaosStatus, RollbackStrategy
+from pydantic import BaseModel, Field
+
+from .model import ChaosStatus, RollbackStrategy, SloCheckResult
 
 
 class Phase(StrEnum):
@@ -64,3 +66,16 @@ def should_roll_back(strategy: RollbackStrategy, *, status: ChaosStatus, deviate
 def failed_runs(runs: list[dict[str, Any]]) -> list[str]:
     """Names of the runs (activities) that did not succeed: shown, since they do not fail the experiment."""
     return [str((r.get("activity") or {}).get("name", "?")) for r in runs if r.get("status") != "succeeded"]
+
+
+class ChaosView(BaseModel):
+    """The `status` query: where the run is."""
+
+    phase: Phase
+    title: str = ""
+    status: ChaosStatus = ChaosStatus.COMPLETED
+    abort_reason: str = ""
+    runs: int = 0
+    rollbacks: int = 0
+    rollback_failures: list[str] = Field(default_factory=list)
+    checks: list[SloCheckResult] = Field(default_factory=list)

@@ -165,5 +165,9 @@ async def test_the_cli_validates_runs_reports_and_shows_history(
     run_id = ran.stdout.split()[2].rstrip(":")
     history = await asyncio.to_thread(_cli, env, "history", run_id)
     assert "journal: 'recorded calls' completed" in history.stdout, history.stdout + history.stderr
+    status = await asyncio.to_thread(_cli, env, "chaos", "status", run_id)
+    assert f"{run_id}: 'recorded calls' phase done, 1 method run(s), 1 rollback run(s)" in status.stdout, status.stdout + status.stderr
+    journal = await asyncio.to_thread(_cli, env, "chaos", "journal", run_id)
+    assert json.loads(journal.stdout) == json.loads((tmp_path / "j.json").read_text())
     report = await asyncio.to_thread(_cli, env, "chaos", "report", "--service", "team-chaos/recorded")
     assert "team-chaos/recorded" in report.stdout and "runs=1" in report.stdout, report.stdout + report.stderr
