@@ -17,6 +17,7 @@ per region, activities that touch that region's cluster (served on task queue `p
 | `runbook_catalog` | `RunbookCatalog` | `runbook.load` (shared) |
 | `runbook_debug` | `EngineSteps`, `DebugSteps` | the engine's own steps `log`, `fail` (shared); `debug.*` (shared, only with `worker.enable_debug_steps`) |
 | `chaos` | `ChaosActivities` | `chaos.phase`, `chaos.target_pods` (regional: a child process per phase) |
+| `backup` | `BackupExportActivities`, `BackupRestoreActivities` | `backup.export` (regional), `backup.restore`/`backup.verify` (shared; restore targets) |
 | `leases` | `LeaseActivities` | `lease.request`, `lease.holder_open` (shared; need `clients.temporal`) |
 
 Sync activities need the worker's `activity_executor` (a ThreadPoolExecutor).
@@ -70,6 +71,7 @@ def _engine_activities(clients: ActivityClients) -> list[Callable[..., Any]]:
 
 def build_activities(clients: ActivityClients) -> ActivitySet:
     from .chaos import ChaosActivities
+    from .backup import BackupExportActivities, BackupRestoreActivities
     from .delivery import ReleaseAnalysisActivities, ReleaseClusterActivities
     from .dependency_graph import DependencyGraphActivities
     from .http import HttpActivities
@@ -88,6 +90,7 @@ def build_activities(clients: ActivityClients) -> ActivitySet:
         *activity_methods(HygieneReports()),
         *activity_methods(DependencyGraphActivities(clients)),
         *activity_methods(ReleaseAnalysisActivities(clients)),
+        *activity_methods(BackupRestoreActivities(clients)),
         *_engine_activities(clients),
     ]
     regional: dict[str, list[Callable[..., Any]]] = {}
@@ -98,5 +101,6 @@ def build_activities(clients: ActivityClients) -> ActivitySet:
             *activity_methods(IstioActivities(scoped)),
             *activity_methods(ReleaseClusterActivities(scoped)),
             *activity_methods(ChaosActivities(scoped, region)),
+            *activity_methods(BackupExportActivities(scoped)),
         ]
     return ActivitySet(shared=shared, regional=regional)

@@ -33,6 +33,19 @@ class ActivityClients:
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     temporal: Client | None = None  # for activities that talk to Temporal itself (runbook leases)
     clusters: dict[str, RegionCluster] = field(default_factory=dict)  # region -> kubeconfig/context (chaos children)
+    restore_targets: dict[str, ApiClient] = field(default_factory=dict)  # backup drill: name -> scratch cluster
+
+    def restore_target(self, name: str) -> ApiClient:
+        """The ApiClient of a configured restore target (`backup.restore_targets`); any other name is refused."""
+        try:
+            return self.restore_targets[name]
+        except KeyError:
+            known = ", ".join(sorted(self.restore_targets)) or "none (set backup.restore_targets)"
+            raise ApplicationError(
+                f"unknown restore target {name!r}: this worker restores only into [{known}]",
+                type="UnknownRestoreTarget",
+                non_retryable=True,
+            ) from None
 
     def kube_client(self, region: str) -> ApiClient:
         """The ApiClient of `region`'s cluster; a region this worker has no cluster for is a domain error."""

@@ -184,9 +184,9 @@ class KubeJson:
         query = {"fieldManager": self.field_manager, "dryRun": "All" if dry_run else None}
         return self.request("PATCH", path, query=query, body=body, content_type=CONTENT_TYPES[patch_type])
 
-    def apply(self, path: str, obj: JsonObject, *, force: bool = True) -> JsonObject:
+    def apply(self, path: str, obj: JsonObject, *, force: bool = True, dry_run: bool = False) -> JsonObject:
         """Server-side apply `obj` at its object path: created or updated, our field manager owns its fields."""
-        query = {"fieldManager": self.field_manager, "force": "true" if force else None}
+        query = {"fieldManager": self.field_manager, "force": "true" if force else None, "dryRun": "All" if dry_run else None}
         return self.request("PATCH", path, query=query, body=obj, content_type=APPLY_CONTENT_TYPE)
 
     def put(self, path: str, body: JsonObject, *, dry_run: bool = False) -> JsonObject:

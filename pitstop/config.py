@@ -120,6 +120,7 @@ class WebhookSettings(BaseModel):
 
 class WorkerSettings(BaseModel):
     metrics_port: int = Field(9464, description="Prometheus endpoint for the SDK's runtime metrics (0 = off)")
+    metrics_host: str = Field("127.0.0.1", description="address the metrics endpoint binds (0.0.0.0 in a container)")
     max_concurrent_activities: int = 50
     max_concurrent_workflow_tasks: int = 50
     enable_debug_steps: bool = Field(
@@ -151,6 +152,16 @@ class SecuritySettings(BaseModel):
         default_factory=list,
         description="glob patterns of the executables a chaos experiment's `process` providers may run; empty = none",
     )
+    payload_keys_file: Path | None = Field(
+        None,
+        description="AES-256-GCM key ring (YAML, 0600) that encrypts every Temporal payload of clients and workers; "
+                    "None = payloads in plain text. `pitstop keys rotate --file F` creates/rotates it",
+    )
+    codec_allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="browser origins (the Temporal Web UI) allowed to call the codec endpoint `/codec/decode`; "
+                    "empty = the embedded Web UI's. Requests are served to loopback clients only",
+    )
 
 
 class ChaosSettings(BaseModel):
@@ -163,6 +174,16 @@ class ChaosSettings(BaseModel):
     heartbeat_seconds: float = Field(
         2.0, gt=0, description="a phase's activity heartbeats this often (keep it well under the run's "
                                "`heartbeat_timeout_seconds`)")
+
+
+class BackupSettings(BaseModel):
+    """Where the backup drill may restore (`backup.restore`/`backup.verify`): scratch clusters, never fleet regions."""
+
+    restore_targets: dict[str, RegionCluster] = Field(
+        default_factory=dict,
+        description="name -> kubeconfig/context of a scratch cluster; empty = the sandbox's scratch cluster "
+                    "(`pitstop sandbox scratch-cluster create`) as target `scratch`, when it exists",
+    )
 
 
 class SandboxSettings(BaseModel):
@@ -187,6 +208,7 @@ class Settings(BaseSettings):
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    backup: BackupSettings = Field(default_factory=BackupSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     chaos: ChaosSettings = Field(default_factory=ChaosSettings)
 

@@ -204,7 +204,10 @@ def _output(result: subprocess.CompletedProcess[str]) -> str:
 
 
 @contextmanager
-def _port_picking_lock() -> Iterator[None]:
+def port_picking_lock() -> Iterator[None]:
+    """Held while kwokctl picks ports and starts processes, and while `sandbox.control_plane` restarts a
+    process on its fixed port (a port freed by a stop must not be picked by a kwokctl run meanwhile).
+    Not re-entrant: acquire it once per process."""
     with _PORT_PICKING_LOCK.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -220,7 +223,7 @@ def _ensure_cluster_running(*, binaries: KubeBinaries, workdir: Path, name: str,
         _probe(status=probe, kubeconfig=kubeconfig)
         if probe.apiserver_ready:
             return
-        with _port_picking_lock():
+        with port_picking_lock():
             result = _kwokctl(binaries, workdir, ["start", "cluster", "--name", name, "--timeout", "5m", "--wait", "2m"])
         if result.returncode != 0:
             raise SandboxClusterError(f"kwokctl start cluster {name} (region {region}) failed:\n{_output(result)}")
@@ -243,7 +246,7 @@ def _ensure_cluster_running(*, binaries: KubeBinaries, workdir: Path, name: str,
         "--timeout", f"{CREATE_TIMEOUT_SECONDS}s",
         "--wait", "2m",
     ]  # fmt: skip
-    with _port_picking_lock():
+    with port_picking_lock():
         result = _kwokctl(binaries, workdir, args)
     if result.returncode != 0:
         raise SandboxClusterError(f"kwokctl create cluster {name} (region {region}) failed:\n{_output(result)}")

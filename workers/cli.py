@@ -18,7 +18,7 @@ import typer
 
 from pitstop import __version__
 
-from . import cli_catalog, cli_chaos, cli_delivery, cli_graph, cli_incidents, cli_runs, cli_sandbox, cli_schedules
+from . import cli_catalog, cli_chaos, cli_delivery, cli_graph, cli_incidents, cli_keys, cli_runs, cli_sandbox, cli_schedules
 from .cli_settings import load_settings
 from .errors import CliError
 
@@ -79,7 +79,7 @@ def worker() -> None:
     settings = load_settings()
 
     async def main() -> None:
-        client = await connect(settings, runtime=metrics_runtime(settings.worker.metrics_port))
+        client = await connect(settings, runtime=metrics_runtime(settings.worker.metrics_port, settings.worker.metrics_host))
         await ensure_ready(client, settings)
         await run_worker(settings, client=client)
 
@@ -140,6 +140,7 @@ cli_incidents.register(app)
 cli_delivery.register(app)
 cli_schedules.register(app)
 cli_graph.register(app)
+cli_keys.register(app)
 cli_chaos.register(app)
 
 

@@ -1,4 +1,4 @@
-"""`pitstop sandbox up|down|status|fault`: the local fleet sandbox from the command line.
+"""`pitstop sandbox up|down|status|fault|scratch-cluster`: the local fleet sandbox from the command line.
 
 The sandbox is one real kube-apiserver (+ etcd, controller-manager, scheduler, kwok) per region, a fleet
 of automotive services with Istio routing, a traffic simulator, Prometheus and Alertmanager.
@@ -21,6 +21,9 @@ sandbox_app = typer.Typer(help="The local fleet sandbox (real Kubernetes API per
                           no_args_is_help=True)
 fault_app = typer.Typer(help="Inject, clear and list live faults in a sandbox region.", no_args_is_help=True)
 sandbox_app.add_typer(fault_app, name="fault")
+scratch_app = typer.Typer(help="A scratch cluster for restore drills (`backup-drill` restores into it as target `scratch`).",
+                          no_args_is_help=True)
+sandbox_app.add_typer(scratch_app, name="scratch-cluster")
 
 
 def _settings(regions: Optional[str], services: Optional[int]) -> Settings:
@@ -95,6 +98,29 @@ def sandbox_status(
         state = "ready" if s.apiserver_ready else ("stopped" if s.exists else "absent")
         line = f"{s.region:<14} {state:<8} nodes {s.nodes_ready}/{s.nodes_total}  {s.apiserver_url or ''}"
         print(line + (f"  ({s.error})" if s.error else ""))
+
+
+@scratch_app.command("create")
+def scratch_create() -> None:
+    """Create (or start again) the scratch cluster and print its kubeconfig; the worker then offers it as restore
+    target `scratch` (restart a running worker to pick it up)."""
+    from sandbox.binaries import ensure_binaries
+    from sandbox.scratch_cluster import create_scratch_cluster, scratch_kubeconfig
+
+    settings = _settings(None, None)
+    print("[sandbox] creating the scratch cluster (about a minute the first time)", flush=True)
+    create_scratch_cluster(state_dir=settings.state_dir, bin_dir=ensure_binaries().bin_dir)
+    print(f"[sandbox] scratch cluster ready: kubeconfig {scratch_kubeconfig(settings.state_dir)} (context scratch)")
+
+
+@scratch_app.command("delete")
+def scratch_delete() -> None:
+    """Delete the scratch cluster (processes and data)."""
+    from sandbox.binaries import locate_binaries
+    from sandbox.scratch_cluster import delete_scratch_cluster
+
+    delete_scratch_cluster(state_dir=_settings(None, None).state_dir, bin_dir=locate_binaries().bin_dir)
+    print("[sandbox] scratch cluster deleted")
 
 
 def _fault_client(region: str) -> object:

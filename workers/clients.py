@@ -39,6 +39,19 @@ def region_clusters(settings: Settings) -> dict[str, RegionCluster]:
     return {region: RegionCluster(kubeconfig=kubeconfig, context=region) for region in settings.sandbox.regions}
 
 
+def sandbox_scratch_kubeconfig(settings: Settings) -> Path:
+    """Where `pitstop sandbox scratch-cluster create` writes the scratch cluster's kubeconfig (context `scratch`)."""
+    return settings.state_dir / "scratch" / "sandbox" / "kubeconfig"  # sandbox.scratch_cluster.scratch_kubeconfig
+
+
+def restore_target_clusters(settings: Settings) -> dict[str, RegionCluster]:
+    """Configured restore targets, or the sandbox's scratch cluster (target `scratch`) when it exists."""
+    if settings.backup.restore_targets:
+        return dict(settings.backup.restore_targets)
+    kubeconfig = sandbox_scratch_kubeconfig(settings)
+    return {"scratch": RegionCluster(kubeconfig=kubeconfig, context="scratch")} if kubeconfig.exists() else {}
+
+
 def build_kube_client(region: str, cluster: RegionCluster) -> ApiClient:
     configuration = Configuration()
     try:
@@ -80,7 +93,8 @@ def build_activity_clients(
         except ClusterConfigError:
             if require_clusters or settings.kubernetes.regions:
                 raise
+    restore_targets = {name: build_kube_client(name, cluster) for name, cluster in restore_target_clusters(settings).items()}
     metrics = build_metrics_provider(settings)
     alertmanager = AlertmanagerApi(base_url=settings.alertmanager.url)
     return ActivityClients(settings=settings, kube=kube, metrics=metrics, alertmanager=alertmanager, temporal=temporal,
-                          clusters={r: c for r, c in clusters.items() if r in kube})
+                          restore_targets=restore_targets, clusters={r: c for r, c in clusters.items() if r in kube})

@@ -100,6 +100,7 @@ class DevServer:
     ip: str = "127.0.0.1"
     sqlite_pragmas: tuple[str, ...] = DEFAULT_SQLITE_PRAGMAS
     search_attributes: dict[str, str] = field(default_factory=lambda: dict(SEARCH_ATTRIBUTES))  # tests: none
+    codec_endpoint: str | None = None  # the Web UI decodes payloads through it (workers/codec_server.py)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -127,6 +128,8 @@ class DevServer:
             "--log-level", "warn",
             # a short sticky timeout on the server side is set by workers; keep server defaults otherwise
         ]
+        if self.codec_endpoint:
+            args += ["--ui-codec-endpoint", self.codec_endpoint]
         for pragma in self.sqlite_pragmas:
             args += ["--sqlite-pragma", pragma]
         for name, kind in self.search_attributes.items():

@@ -16,15 +16,21 @@ from temporalio.client import Client, WorkflowHistory
 
 from pitstop.failures import failure_text
 
+from .payload_codec import decode_history
+
 MAX_CHAIN = 1000  # runs followed back through continue-as-new
 
 
 async def fetch_chain(client: Client, workflow_id: str, run_id: str | None = None) -> list[WorkflowHistory]:
-    """The histories of a run and of the runs it continued from (continue-as-new), oldest first."""
+    """The histories of a run and of the runs it continued from (continue-as-new), oldest first; encrypted
+    payloads are decoded with the client's codec."""
     histories: list[WorkflowHistory] = []
     current: str | None = run_id
+    codec = client.data_converter.payload_codec
     while len(histories) < MAX_CHAIN:
         history = await client.get_workflow_handle(workflow_id, run_id=current).fetch_history()
+        if codec is not None:
+            await decode_history(history, codec)
         histories.append(history)
         first = history.events[0] if history.events else None
         previous = first.workflow_execution_started_event_attributes.continued_execution_run_id if first else ""

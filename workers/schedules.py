@@ -43,7 +43,7 @@ def schedule_for(entry: ScheduleEntry, *, task_queue: str) -> Schedule:
     """The Temporal Schedule a file entry declares."""
     request = RunbookRequest(
         runbook=entry.runbook, inputs=entry.inputs, dry_run=entry.dry_run, trigger=SCHEDULE_TRIGGER,
-        started_by=started_by(entry.id),
+        started_by=started_by(entry.id), error_budget=entry.error_budget,
     )
     action = ScheduleActionStartWorkflow(
         RUNBOOK_WORKFLOW, request, id=entry.id, task_queue=task_queue,
@@ -54,7 +54,9 @@ def schedule_for(entry: ScheduleEntry, *, task_queue: str) -> Schedule:
         ]),
         static_summary=f"{entry.runbook} (schedule {entry.id})"[:200],
         static_details=f"started by schedule {entry.id} ({entry.timing()}), owner {entry.owner}"
-        + (" (dry run)" if entry.dry_run else ""),
+        + (" (dry run)" if entry.dry_run else "")
+        + (f"; skipped while the {entry.error_budget.slo_percent:g}% SLO's error budget over "
+           f"{entry.error_budget.window} is spent" if entry.error_budget is not None else ""),
     )
     spec = ScheduleSpec(
         cron_expressions=[entry.cron] if entry.cron is not None else [],

@@ -1,19 +1,33 @@
 """Connecting to Temporal: the one place a `temporalio.client.Client` is built from Settings.
 
-Every client uses the pydantic data converter, so workflow inputs and outputs are typed models.
+Every client uses the pydantic data converter, so workflow inputs and outputs are typed models, with the
+payload encryption codec when `security.payload_keys_file` is set (workers/payload_codec.py; a worker built on the
+client encrypts too).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from temporalio.client import Client, TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.runtime import Runtime
 
 from pitstop.config import Settings
 
-from .errors import EXIT_UNAVAILABLE, CliError
+from .errors import EXIT_UNAVAILABLE, EXIT_USAGE, CliError
+from .payload_codec import KeyRingError, codec_from_file
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """The pydantic data converter, encrypting payloads when a key ring is configured."""
+    try:
+        codec = codec_from_file(settings.security.payload_keys_file)
+    except KeyRingError as exc:
+        raise CliError(f"security.payload_keys_file: {exc}", exit_code=EXIT_USAGE) from None
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codec) if codec else pydantic_data_converter
 
 
 async def connect(settings: Settings, *, timeout_seconds: float = 5.0, runtime: Runtime | None = None,
@@ -36,7 +50,7 @@ async def connect(settings: Settings, *, timeout_seconds: float = 5.0, runtime: 
             Client.connect(
                 temporal.address,
                 namespace=temporal.namespace,
-                data_converter=pydantic_data_converter,
+                data_converter=data_converter(settings),
                 tls=tls,
                 api_key=api_key,
                 runtime=runtime,

@@ -159,7 +159,8 @@ def _start_temporal(settings: Settings, temporal_address: str | None) -> tuple[S
     host, _, port = settings.temporal.address.rpartition(":")
     ip = host or "127.0.0.1"
     ports = DevServerPorts.beside(host=ip, frontend=int(port), ui=settings.temporal.ui_port)
-    dev_server = DevServer(state_dir=settings.state_dir / "temporal", ports=ports, ip=ip)
+    codec_endpoint = f"http://{settings.webhook.listen}/codec" if settings.security.payload_keys_file else None
+    dev_server = DevServer(state_dir=settings.state_dir / "temporal", ports=ports, ip=ip, codec_endpoint=codec_endpoint)
     server = SupervisedDevServer(dev_server)
     try:
         server.start()

@@ -458,6 +458,20 @@ async def _respond(send: Send, status: int, body: dict[str, Any], headers: list[
     await send({"type": "http.response.body", "body": raw})
 
 
+def with_codec_endpoint(app: AlertWebhook, settings: Settings) -> Any:
+    """With payload encryption on, the Web UI's codec endpoint `/codec/*` is served beside the alerts
+    (workers/codec_server.py); otherwise the webhook alone."""
+    if settings.security.payload_keys_file is None:
+        return app
+    from .codec_server import CodecEndpoint, default_origins
+    from .payload_codec import EncryptionCodec, KeyRing
+
+    codec = EncryptionCodec(KeyRing.load(settings.security.payload_keys_file))
+
+    origins = settings.security.codec_allowed_origins or default_origins(settings.temporal.ui_port)
+    return CodecEndpoint(app, codec=codec, allowed_origins=origins)
+
+
 def parse_listen(listen: str) -> tuple[str, int]:
     host, _, port = listen.rpartition(":")
     return (host or "127.0.0.1").strip("[]"), int(port)
@@ -479,7 +493,7 @@ async def serve(settings: Settings, *, client: Client | None = None, ready: asyn
                        rate_limits=ClientRateLimits(per_second=limit.per_second, burst=limit.burst),
                        signature_window_seconds=settings.webhook.signature_window_seconds)
     host, listen_port = parse_listen(settings.webhook.listen)
-    config = uvicorn.Config(app, host=host, port=port if port is not None else listen_port, log_level="warning",
+    config = uvicorn.Config(with_codec_endpoint(app, settings), host=host, port=port if port is not None else listen_port, log_level="warning",
                             access_log=False, lifespan="on", limit_concurrency=2000, backlog=4096,
                             timeout_keep_alive=30)
 

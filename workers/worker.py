@@ -30,11 +30,11 @@ STICKY_QUEUE_TIMEOUT = timedelta(seconds=1)  # a killed worker's runs move on in
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 
 
-def metrics_runtime(port: int) -> Runtime | None:
-    """A Temporal runtime exporting the SDK's metrics for Prometheus on 127.0.0.1:port (None if port is 0)."""
+def metrics_runtime(port: int, host: str = "127.0.0.1") -> Runtime | None:
+    """A Temporal runtime exporting the SDK's metrics for Prometheus on host:port (None if port is 0)."""
     if not port:
         return None
-    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"127.0.0.1:{port}")))
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"{host}:{port}")))
 
 
 def build_workers(

@@ -1,7 +1,7 @@
 """The gates of a chaos run, before anything runs: chaoslib's validation (and the worker's allowlists), the blast
 radius (share of each target's pods; never two targets on one call path), each target's lease (policy `refuse`:
-no chaos while a release, runbook or incident holds the service) and the SLO error budget (the release's gate:
-`pitstop.delivery.budget`, measured by `delivery.measure` with the release's error-ratio query).
+no chaos while a release, runbook or incident holds the service) and the SLO error budget (the release gate and
+its measurement, shared in `workflows/error_budget.py`).
 A refusal raises a non-retryable `ApplicationError` naming what refused."""
 
 from __future__ import annotations
@@ -13,9 +13,6 @@ with workflow.unsafe.imports_passed_through():
     from pitstop.chaos.blast import call_path_conflicts, pod_actions, pod_share_refusals
     from pitstop.chaos.model import ChaosOutcome, PhaseInput, PhaseName, PhaseResult
     from pitstop.chaos.phases import Phase
-    from pitstop.delivery.budget import budget_gate
-    from pitstop.delivery.models import MeasureInput, MeasureResult
-    from pitstop.delivery.promql import CheckQuery, error_ratio_query
     from pitstop.dependency_graph import ServiceRef
     from pitstop.runbook.leases import LeaseHolder, lease_id
     from pitstop.steps.graph import DiscoverArgs, GraphDiscovery
@@ -23,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
 
 from .activity_policies import ACTIVITY_TIMEOUT, QUICK, SLOW_ACTIVITY_TIMEOUT
 from .chaos_context import ChaosContext
+from .error_budget import error_budget_decision
 from .lease import LeaseHolderSide
 
 
@@ -109,13 +107,7 @@ async def check_error_budget(ctx: ChaosContext) -> None:
     ctx.phase = Phase.CHECKING_BUDGET
     region_label = ctx.request.guard.region_label if ctx.request.guard else "region"
     for target in ctx.request.targets:
-        query = error_ratio_query(gate, service=target.service, namespace=target.namespace, region=target.region,
-                                  region_label=region_label)
-        check = CheckQuery.model_validate({"name": "error-budget", "query": query, "threshold": {"min": 0}})
-        result = await workflow.execute_activity(
-            "delivery.measure", MeasureInput(checks=[check]), result_type=MeasureResult,
-            start_to_close_timeout=SLOW_ACTIVITY_TIMEOUT, retry_policy=QUICK, summary=f"error budget of {target}",
-        )
-        decision = budget_gate(result.measurements[0], gate)
+        decision = await error_budget_decision(gate, service=target.service, namespace=target.namespace,
+                                               region=target.region, region_label=region_label)
         if not decision.allowed:
             raise refuse(f"{target}: {decision.reason}", "ErrorBudget")

@@ -8,15 +8,13 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from pitstop.delivery.budget import budget_gate
-    from pitstop.delivery.models import ApproveRequest, MeasureInput, MeasureResult, ReleasePhase
-    from pitstop.delivery.promql import CheckQuery, error_ratio_query
+    from pitstop.delivery.models import ApproveRequest, ReleasePhase
     from pitstop.failures import failure_text
     from pitstop.runbook.leases import LeaseHolder, lease_id
 
-from .activity_policies import RELEASE_ACTIVITY_RETRY, SLOW_ACTIVITY_TIMEOUT
 from .delivery_context import ReleaseContext
 from .delivery_endings import refuse
+from .error_budget import measure_error_budget
 
 
 async def start(ctx: ReleaseContext) -> None:
@@ -48,14 +46,8 @@ async def check_budget(ctx: ReleaseContext) -> str:
     if gate is None:
         return ""
     ctx.set_phase(ReleasePhase.CHECKING_BUDGET, "checking the SLO error budget")
-    query = error_ratio_query(gate, service=spec.service, namespace=spec.namespace, region=request.region,
-                              region_label=spec.analysis.region_label)
-    check = CheckQuery.model_validate({"name": "error-budget", "query": query, "threshold": {"min": 0}})
-    result = await workflow.execute_activity(
-        "delivery.measure", MeasureInput(checks=[check]),
-        result_type=MeasureResult, start_to_close_timeout=SLOW_ACTIVITY_TIMEOUT, retry_policy=RELEASE_ACTIVITY_RETRY,
-    )
-    decision = budget_gate(result.measurements[0], gate)
+    decision = await measure_error_budget(gate, service=spec.service, namespace=spec.namespace, region=request.region,
+                                          region_label=spec.analysis.region_label)
     ctx.event(decision.reason)
     return "" if decision.allowed else decision.reason
 

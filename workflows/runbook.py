@@ -5,7 +5,8 @@ Temporal Web UI. The runbook is loaded and validated by the `runbook.load` activ
 inputs fail the run at once with the CLI's message); then:
 lease (mutating runbooks) -> ready steps in parallel (bounded) -> compensations in reverse order on failure
 or abort -> lease released. A run started by a schedule asks for the lease with policy `refuse` and ends
-`skipped` with the reason (not failed) when the target is busy (`pitstop.schedules.skips`).
+`skipped` with the reason (not failed) when the target is busy (`pitstop.schedules.skips`), or when the
+schedule's `error_budget` (in the request) is exhausted — checked before the lease and the first step.
 Pause / resume / abort / approve are updates; `status` is a query; search attributes (RunbookName, Target*,
 Trigger, Phase) and the current details make the Web UI list runs usefully.
 
@@ -42,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
     from pitstop.schedules.skips import skips_run
     # the parts hold no module state; passing them through saves re-importing them in every run's sandbox
     from workflows.runbook_fan_out import FOR_EACH_CONTINUE_AS_NEW_PATCH
-    from workflows.runbook_lifecycle import acquire_lease, finish
+    from workflows.runbook_lifecycle import acquire_lease, check_error_budget, finish
     from workflows.runbook_loading import load_runbook
     from workflows.runbook_state import RunState
     from workflows.runbook_steps import StepScheduler
@@ -129,6 +130,7 @@ class RunbookWorkflow:
         continue_as_new = False
         try:
             if request.carried is None:
+                await check_error_budget(state)  # only with `request.error_budget` (a schedule's), behind a patch
                 await acquire_lease(state)
             if state.abort is None:
                 state.set_phase(Phase.RUNNING)

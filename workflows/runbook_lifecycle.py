@@ -1,5 +1,6 @@
-"""Before and after a runbook's steps: taking the target's lease (mutating runbooks only, unless a parent run
-holds it; a scheduled run asks with policy `refuse`), and finishing — compensations in reverse order on failure
+"""Before and after a runbook's steps: the SLO error-budget check a schedule asked for (refused: the run ends before
+its first step; a scheduled run `skipped` with the reason), taking the target's lease (mutating runbooks only,
+unless a parent run holds it; a scheduled run asks with policy `refuse`), and finishing — compensations in reverse order on failure
 or abort, the final phase (`skipped` for a scheduled run whose target was busy), the lease released. Passed
 through the workflow sandbox (no module state).
 """
@@ -7,20 +8,43 @@ through the workflow sandbox (no module state).
 from __future__ import annotations
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from pitstop.delivery.budget import budget_scope
     from pitstop.runbook.leases import LeaseHolder, lease_id
     from pitstop.runbook.model import Runbook
     from pitstop.runbook.run_state import Phase, StepState
-    from pitstop.schedules.skips import lease_policy
+    from pitstop.schedules.skips import BUDGET_REFUSED, lease_policy
 
+from .error_budget import error_budget_decision
 from .runbook_state import RunState
 from .step_calls import STEP_TYPES, StepCalls
+
+ERROR_BUDGET_PATCH = "scheduled-run-checks-error-budget"  # a run with `error_budget` measures it before any step
 
 
 def is_mutating(runbook: Runbook) -> bool:
     """Declared, or else true when any step type it uses (or compensates with) changes something."""
     return runbook.mutates({name for name, kind in STEP_TYPES.items() if kind.mutating})
+
+
+async def check_error_budget(state: RunState) -> None:
+    """Raises `ApplicationError(type=ErrorBudgetRefused)` with the reason when the run's error budget refuses it."""
+    check = state.request.error_budget
+    if check is None or not workflow.patched(ERROR_BUDGET_PATCH):
+        return
+    scope = budget_scope(check, state.target)
+    if not scope.service or not scope.namespace:
+        reason = "error budget unknown: no service to measure (the runbook has no target; set error_budget.service and namespace)"
+    else:
+        decision = await error_budget_decision(check, service=scope.service, namespace=scope.namespace,
+                                               region=scope.region, region_label=check.region_label)
+        workflow.logger.info("%s/%s: %s", scope.namespace, scope.service, decision.reason)
+        if decision.allowed:
+            return
+        reason = decision.reason
+    raise ApplicationError(f"{scope.namespace}/{scope.service}: {reason}", type=BUDGET_REFUSED, non_retryable=True)
 
 
 async def acquire_lease(state: RunState) -> None:

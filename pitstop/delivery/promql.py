@@ -129,7 +129,9 @@ def error_ratio_query(gate: ErrorBudgetGate, *, service: str, namespace: str, re
         f'reporter="destination",destination_service_name={_quote(service)},'
         f"destination_service_namespace={_quote(namespace)}{region_part}"
     )
+    # Istio exports no 5xx series for a service that never failed: that is 0 errors (`or vector(0)`), not "no
+    # data"; no traffic at all still is (the denominator is empty).
     return (
-        f'sum(increase(istio_requests_total{{{base},response_code=~"5.*"}}[{gate.window}]))'
+        f'(sum(increase(istio_requests_total{{{base},response_code=~"5.*"}}[{gate.window}])) or vector(0))'
         f" / sum(increase(istio_requests_total{{{base}}}[{gate.window}]))"
     )

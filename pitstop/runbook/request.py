@@ -9,6 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from pitstop.delivery.budget import ErrorBudgetCheck
+
 RUNBOOK_WORKFLOW = "Runbook"  # Temporal workflow type name of the interpreter
 DEFAULT_HISTORY_LIMIT = 10_000  # events; Temporal's hard limit is ~50k (and it suggests continuing at ~4k)
 
@@ -26,6 +28,10 @@ class RunbookRequest(BaseModel):
         DEFAULT_HISTORY_LIMIT, ge=50, le=40_000,
         description="continue-as-new between steps once this run's history has this many events "
         "(or when Temporal suggests it), so a long runbook never approaches Temporal's history limits",
+    )
+    error_budget: ErrorBudgetCheck | None = Field(
+        None, description="check this SLO error budget before the first step; refused: the run does nothing "
+        "(a scheduled run ends `skipped` with the reason). Set from a schedule's `error_budget:`",
     )
     carried: CarriedRun | None = Field(
         None, description="set by the engine when a run continues-as-new: the state the next run resumes from"

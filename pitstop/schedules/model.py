@@ -2,7 +2,8 @@
 
 A schedule starts one runbook with fixed inputs on a cron expression or a fixed interval, in a time zone, with
 jitter, an overlap policy and a catch-up window; it may be declared paused (with a note saying why) and
-names an owner. Cross-file checks (the runbook exists, the inputs fit it) live in `validation.py`.
+names an owner. An optional `error_budget:` (the release gate's model, `pitstop.delivery.budget.ErrorBudgetCheck`)
+makes each run check the service's SLO error budget first and end `skipped`, with the reason, when it is spent. Cross-file checks (the runbook exists, the inputs fit it) live in `validation.py`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pitstop.delivery.budget import ErrorBudgetCheck
 from pitstop.runbook.model import Duration
 
 from .cron import cron_problem
@@ -43,6 +45,11 @@ class ScheduleEntry(BaseModel):
     )
     catchup_window: Duration = Field(
         3600.0, description="after Temporal was down, start a missed run only if it is at most this late"
+    )
+    error_budget: ErrorBudgetCheck | None = Field(
+        None, description="check this SLO error budget before each run's first step (same fields as a release's "
+        "`error_budget`, plus service/namespace/region defaulting to the runbook's target); exhausted or unknown: "
+        "the run ends `skipped` with the reason",
     )
     paused: bool = Field(False, description="declared paused; `note` says why")
     note: str = Field("", description="why the schedule is paused (required when paused)")

@@ -1,6 +1,7 @@
 """Runs started by a schedule never queue behind a busy target: they ask for the lease with policy `refuse`,
 and a refusal ends the run as `skipped`, with the reason, instead of failed (the next scheduled run is
-unaffected). Pure rules used by the interpreter workflow.
+unaffected). The same holds for a schedule's `error_budget:` that refuses the run (budget exhausted or unknown).
+Pure rules used by the interpreter workflow.
 """
 
 from __future__ import annotations
@@ -8,7 +9,8 @@ from __future__ import annotations
 from typing import Literal
 
 SCHEDULE_TRIGGER = "schedule"
-SKIPPING_FAILURES = ("LeaseRefused",)  # ApplicationError types that skip a scheduled run
+BUDGET_REFUSED = "ErrorBudgetRefused"  # the run's error budget is exhausted or cannot be measured
+SKIPPING_FAILURES = ("LeaseRefused", BUDGET_REFUSED)  # ApplicationError types that skip a scheduled run
 
 
 def lease_policy(*, trigger: str, declared: Literal["wait", "refuse"]) -> Literal["wait", "refuse"]:

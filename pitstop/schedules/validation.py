@@ -2,8 +2,8 @@
 
 `parse_schedules(text, file, runbooks)` checks YAML syntax, the format (unknown keys, a bad cron expression,
 time zone or duration, both or neither of `cron`/`every`, a paused schedule without a note), duplicate ids,
-unknown runbooks, and each schedule's inputs against its runbook's inputs (the same check as `pitstop run -i`:
-`resolve_inputs`). `load_schedules(path, runbooks_dir, reach=...)` reads the file and the runbook catalog.
+unknown runbooks, each schedule's inputs against its runbook's inputs (the same check as `pitstop run -i`:
+`resolve_inputs`), and that an `error_budget:` knows which service to measure (its own or the runbook's target). `load_schedules(path, runbooks_dir, reach=...)` reads the file and the runbook catalog.
 """
 
 from __future__ import annotations
@@ -97,7 +97,22 @@ def _runbook_problems(
             where = base + (("inputs", name) if name is not None else ("inputs",))
             problems.append(Problem(file, doc.line(where), problem.message, None, f"{entry.id}.inputs"))
         return False
+    missing = budget_scope_missing(entry, runbook)
+    if missing:
+        message = (f"runbook {entry.runbook!r} declares no target {' or '.join(missing)}; "
+                   f"give error_budget.{' and error_budget.'.join(missing)}")
+        problems.append(Problem(file, doc.line(base + ("error_budget",)), message, None, f"{entry.id}.error_budget"))
+        return False
     return True
+
+
+def budget_scope_missing(entry: ScheduleEntry, runbook: Runbook) -> list[str]:
+    """The fields of the entry's `error_budget` that neither it nor the runbook's `target:` gives (service, namespace)."""
+    if entry.error_budget is None:
+        return []
+    target = runbook.target
+    return [name for name in ("service", "namespace")
+            if not getattr(entry.error_budget, name) and not (target is not None and getattr(target, name))]
 
 
 def load_schedules(path: Path, runbooks_dir: Path, *, reach: AuthorReach) -> list[ScheduleEntry]:

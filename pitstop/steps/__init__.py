@@ -6,6 +6,6 @@ activities that execute the steps live in `activities/` and import their models 
 
 from __future__ import annotations
 
-from . import chaos, delivery, graph, http, hygiene, istio, kubernetes, notify, prometheus
+from . import backup, chaos, delivery, graph, http, hygiene, istio, kubernetes, notify, prometheus
 
-__all__ = ["chaos", "delivery", "graph", "http", "hygiene", "istio", "kubernetes", "notify", "prometheus"]
+__all__ = ["backup", "chaos", "delivery", "graph", "http", "hygiene", "istio", "kubernetes", "notify", "prometheus"]

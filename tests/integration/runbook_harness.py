@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -41,9 +41,12 @@ def engine_activities(client: Client, runbooks_dir: Path = TEST_RUNBOOKS, lease_
 
 
 @asynccontextmanager
-async def engine(client: Client, task_queue: str, runbooks_dir: Path = TEST_RUNBOOKS) -> AsyncIterator[None]:
+async def engine(
+    client: Client, task_queue: str, runbooks_dir: Path = TEST_RUNBOOKS, extra_activities: Sequence[Any] = (),
+) -> AsyncIterator[None]:
     async with running_worker(
-        client, task_queue=task_queue, workflows=ALL_WORKFLOWS, activities=engine_activities(client, runbooks_dir)
+        client, task_queue=task_queue, workflows=ALL_WORKFLOWS,
+        activities=[*engine_activities(client, runbooks_dir), *extra_activities],
     ):
         yield
 

@@ -1,7 +1,8 @@
 """Schedules from the file on the real Temporal dev server: apply creates, a second apply changes nothing, an
 edited entry is updated, a removed one deleted, a schedule pitstop did not create is never touched; a
 short-interval schedule starts runs with Trigger=schedule (overlap `skip` observed while one runs); a
-scheduled run whose target is leased ends skipped with the reason, and the next one runs normally."""
+scheduled run whose target is leased ends skipped with the reason, and the next one runs normally; so does one whose
+`error_budget` is spent (measured on a real Prometheus), while one with budget left runs."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ from temporalio.client import (
     ScheduleState, WorkflowExecutionStatus, WorkflowHandle,
 )
 
+from activities.delivery import ReleaseAnalysisActivities
+from pitstop.config import Settings
 from pitstop.runbook.request import RunbookOutcome
 from pitstop.runbook.run_state import ControlRequest
 from pitstop.runbook.validation import validate_catalog
@@ -30,6 +34,7 @@ from pitstop.schedules.model import ScheduleEntry
 from pitstop.schedules.validation import parse_schedules
 from tests.fixtures.worker_reach import TEST_REACH, TEST_WORKER_ENV
 from workers import schedules
+from workers.clients import build_activity_clients
 from workers.run_history import fetch_chain, render, timeline
 
 from .runbook_harness import TEST_RUNBOOKS, engine, start, step_state, wait_until
@@ -243,3 +248,86 @@ async def test_cli_validate_diff_apply_list_pause_trigger_delete(
     assert await schedules.describe(temporal_client, schedule_id) is None
     missing = await run("trigger", schedule_id)
     assert missing.returncode == 4 and f"no schedule with id {schedule_id!r}" in missing.stderr
+
+
+# ---------------------------------------------------------------- error budgets, on a real Prometheus
+
+
+def write_request_history(path: Path, *, namespace: str, region: str, rps: dict[str, dict[str, float]],
+                          minutes: int = 20, step: int = 15) -> None:
+    """OpenMetrics of `istio_requests_total` (as Istio's destination reporter labels it), one counter per service
+    and response code at `rps[service][code]` requests/s, over the last `minutes`, ending 30 s ago."""
+    end = int(time.time()) - 30
+    lines = ["# TYPE istio_requests counter"]
+    for service, codes in rps.items():
+        for code, rate in codes.items():
+            labels = (f'reporter="destination",destination_service_name="{service}",'
+                      f'destination_service_namespace="{namespace}",region="{region}",response_code="{code}"')
+            for t in range(end - minutes * 60, end + 1, step):
+                lines.append(f"istio_requests_total{{{labels}}} {rate * (t - end + minutes * 60):.1f} {t}")
+    path.write_text("\n".join(lines) + "\n# EOF\n")
+
+
+@pytest.fixture
+def prometheus_with_history(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
+    """A real Prometheus whose TSDB holds 20 minutes of requests (backfilled with promtool): service `burnt-*`
+    fails 20 % of them, `healthy-*` none (no 5xx series at all, as Istio exports it). Yields (url, burnt, healthy)."""
+    from sandbox.monitoring import MonitoringSettings, start_monitoring
+
+    burnt, healthy = f"burnt-{uuid.uuid4().hex[:6]}", f"healthy-{uuid.uuid4().hex[:6]}"
+    state = tmp_path / "monitoring"
+    history = tmp_path / "requests.om"
+    write_request_history(history, namespace="shop", region="eu-central",
+                          rps={burnt: {"200": 8.0, "503": 2.0}, healthy: {"200": 10.0}})
+    created = subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", str(history),
+                              str(state / "prometheus-data")], capture_output=True, text=True, timeout=120, check=False)
+    assert created.returncode == 0, created.stderr
+    monitoring = start_monitoring(settings=MonitoringSettings(simulator_target="127.0.0.1:9", regions=["eu-central"]),
+                                  state_dir=state)
+    try:
+        yield monitoring.prometheus_url, burnt, healthy
+    finally:
+        monitoring.stop()
+
+
+async def test_a_spent_error_budget_skips_the_scheduled_run_with_its_reason_and_a_healthy_one_runs(
+    temporal_client: Client, task_queue: str, clean_schedules: None, prometheus_with_history: tuple[str, str, str],
+) -> None:
+    prometheus_url, burnt, healthy = prometheus_with_history
+    suffix = uuid.uuid4().hex[:6]
+    spent, fine = f"budget-spent-{suffix}", f"budget-ok-{suffix}"
+    budget = "error_budget: {slo_percent: 99.9, window: 10m}"
+    file = entries(f"""
+schedules:
+  - {{id: {spent}, owner: sre, runbook: long, inputs: {{seconds: 0.2, service: {burnt}}}, cron: "0 2 * * *", {budget}}}
+  - {{id: {fine}, owner: sre, runbook: long, inputs: {{seconds: 0.2, service: {healthy}}}, cron: "0 2 * * *", {budget}}}
+""")
+    measure = ReleaseAnalysisActivities(build_activity_clients(Settings(prometheus={"url": prometheus_url}))).measure
+    async with engine(temporal_client, task_queue, extra_activities=[measure]):
+        await schedules.apply(temporal_client, file, task_queue=task_queue)
+        for schedule_id in (spent, fine):
+            await temporal_client.get_schedule_handle(schedule_id).trigger()
+        (skipped_run,) = await scheduled_runs(temporal_client, spent, at_least=1)
+        (ran,) = await scheduled_runs(temporal_client, fine, at_least=1)
+        skipped: WorkflowHandle[Any, RunbookOutcome] = temporal_client.get_workflow_handle(skipped_run.id, result_type=RunbookOutcome)
+        outcome = await asyncio.wait_for(skipped.result(), timeout=30)
+        ran_outcome = await asyncio.wait_for(
+            temporal_client.get_workflow_handle(ran.id, result_type=RunbookOutcome).result(), timeout=30)
+        described = await skipped.describe()
+        row = {r.id: r for r in await schedules.rows(temporal_client)}[spent]
+        shown = render(timeline(await fetch_chain(temporal_client, skipped_run.id)))
+        action = (await temporal_client.get_schedule_handle(spent).describe()).schedule.action
+        assert isinstance(action, ScheduleActionStartWorkflow) and action.static_details is not None
+        details = action.static_details if isinstance(action.static_details, str) else \
+            temporal_client.data_converter.payload_converter.from_payload(action.static_details, str)
+
+    assert described.status == WorkflowExecutionStatus.COMPLETED, "a skipped run is not a failure"
+    assert outcome.status == "skipped", outcome
+    assert outcome.error.startswith(f"shop/{burnt}: error budget exhausted: ") and "99.9% SLO over 10m" in outcome.error, outcome.error
+    assert "error ratio 20.0" in outcome.error, outcome.error  # 2 of every 10 requests failed
+    assert set(outcome.steps.values()) == {"pending"}, "nothing ran"
+    assert described.search_attributes["Phase"] == ["skipped"]
+    assert row.last_run is not None and row.last_run.outcome == "skipped" and "error budget exhausted" in row.last_run.reason
+    assert "error budget exhausted" in shown, shown
+    assert details.endswith("skipped while the 99.9% SLO's error budget over 10m is spent"), details  # the Web UI shows it
+    assert ran_outcome.status == "succeeded", ran_outcome  # no 5xx series at all: the whole budget is left

@@ -158,9 +158,9 @@ async def stack(temporal_client: Client, pitstop_settings: Settings, tmp_path: P
 
 
 @contextlib.asynccontextmanager
-async def webhook_server(settings: Settings, client: Client) -> AsyncIterator[str]:
-    """`serve` in this process on a free port until the block ends; its /alerts URL."""
-    port = _free_port()
+async def webhook_server(settings: Settings, client: Client, port: int | None = None) -> AsyncIterator[str]:
+    """`serve` in this process on `port` (default a free one) until the block ends; its /alerts URL."""
+    port = port or _free_port()
     ready, stop = asyncio.Event(), asyncio.Event()
     server = asyncio.create_task(serve(settings, client=client, ready=ready, stop=stop, port=port))
     await asyncio.wait_for(ready.wait(), 10)

@@ -3,7 +3,7 @@
 Runs the shipped `hello` runbook and the engine's test runbooks (parallel + condition + fan-out, saga failure
 with compensations, abort, approval, child runbook, lease wait, approval escalation with a notification,
 a run that continues-as-new, a for_each split across runs, a scheduled run skipped because its target is
-leased) on a fresh dev server and writes
+leased, one skipped because its error budget cannot be measured) on a fresh dev server and writes
 tests/histories/runbook-*.json (and lease-*.json).
 Re-record after an intentional, patched workflow change. Give history names as arguments to write only those
 (e.g. new scenarios), leaving the recorded ones as they are:
@@ -22,9 +22,13 @@ from pathlib import Path
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from activities.delivery import ReleaseAnalysisActivities
+from pitstop.config import Settings
+from pitstop.delivery.budget import ErrorBudgetCheck
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
 from pitstop.runbook.run_state import ApprovalDecision, ControlRequest
 from tests.integration.runbook_harness import engine, start, step_state, wait_until
+from workers.clients import build_activity_clients
 from workers.devserver import DevServer, DevServerPorts
 from workers.run_history import fetch_chain
 
@@ -33,7 +37,9 @@ HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 
 async def record(client: Client, queue: str) -> dict[str, str | tuple[str, str]]:
     ids: dict[str, str | tuple[str, str]] = {}
-    async with engine(client, queue):
+    unreachable = Settings(prometheus={"url": "http://127.0.0.1:9"})  # the discard port: connection refused
+    measure = ReleaseAnalysisActivities(build_activity_clients(unreachable)).measure
+    async with engine(client, queue, extra_activities=[measure]):
         for name, runbook, inputs in [("hello", "hello", {"name": "replay"}), ("parallel", "parallel", {}),
                                       ("child", "parent", {}), ("retry-success", "saga", {"fail_attempts": 1})]:
             handle = await start(client, queue, runbook, f"runbook-{name}", **inputs)
@@ -76,8 +82,10 @@ async def record(client: Client, queue: str) -> dict[str, str | tuple[str, str]]
         await continued.result()
         ids["runbook-continued-first"] = (continued.id, continued.first_execution_run_id or "")
         ids["runbook-continued"] = continued.id
-        # one for_each split across runs (first run splits, a middle run resumes and splits, the last completes)
-        fan = await start(client, queue, "fanout", "runbook-fanout-split", history_limit=80,
+        # one for_each split across runs (first run splits, a middle run resumes and splits, the last completes).
+        # How many events an item costs depends on how many completions share a workflow task (more under load:
+        # 40 items at limit 80 then made only 2 runs), so the limit is the lowest allowed: 3 runs or more either way.
+        fan = await start(client, queue, "fanout", "runbook-fanout-split", history_limit=50,
                           items=[round(0.01 + i / 1000, 3) for i in range(40)])
         await fan.result()
         histories = await fetch_chain(client, fan.id)
@@ -86,6 +94,7 @@ async def record(client: Client, queue: str) -> dict[str, str | tuple[str, str]]
             for h in histories[:-1]
         ]
         assert len(runs) >= 3, f"the fan-out split into {len(runs)} run(s) only"
+        print(f"the fan-out split into {len(runs)} runs", flush=True)
         for name, run_id in (("first", runs[0]), ("second", runs[1]), ("last", runs[-1])):
             ids[f"runbook-fanout-split-{name}"] = (fan.id, run_id)
         # a run started by a schedule finds its target leased: it ends skipped (workflow.patched) with the reason
@@ -100,6 +109,15 @@ async def record(client: Client, queue: str) -> dict[str, str | tuple[str, str]]
         ids["runbook-scheduled-skip"] = scheduled.id
         await holder.execute_update("abort", ControlRequest(identity="ops", reason="replay recording"))
         await holder.result()
+        # a run started by a schedule with an error budget it cannot measure (no Prometheus here): skipped, reason
+        budgeted = await client.start_workflow(
+            RUNBOOK_WORKFLOW, RunbookRequest(runbook="long", inputs={"seconds": 0.1, "service": "replay-budget"},
+                                             trigger="schedule", started_by="schedule replay",
+                                             error_budget=ErrorBudgetCheck(window="1h")),
+            id="runbook-scheduled-budget-skip", task_queue=queue, result_type=RunbookOutcome,
+        )
+        assert (await budgeted.result()).status == "skipped"
+        ids["runbook-scheduled-budget-skip"] = budgeted.id
         await asyncio.sleep(0.5)
     return ids
 

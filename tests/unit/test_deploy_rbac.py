@@ -62,7 +62,9 @@ def test_the_documented_grants_are_exactly_the_granted_ones() -> None:
 def test_no_wildcards_no_secrets_no_rbac_objects() -> None:
     for role, group, resource, verb in granted():
         assert "*" not in (group, resource, verb), (role, group, resource, verb)
-        assert resource not in {"secrets", "configmaps", "serviceaccounts/token"}, (role, resource, verb)
+        assert resource not in {"secrets", "serviceaccounts/token"}, (role, resource, verb)
+        if resource in {"configmaps", "serviceaccounts"}:  # sensitive reads: only the backup role, bound per namespace
+            assert (role, verb) == ("pitstop-backup-reader", "list"), (role, resource, verb)
         assert group != "rbac.authorization.k8s.io", (role, resource, verb)
     assert {v for _, _, _, v in granted()} <= {"get", "list", "create", "update", "patch", "delete"}  # no watch, escalate, bind, impersonate
 
@@ -75,3 +77,9 @@ def test_every_cluster_activity_is_accounted_for_in_the_permissions(tmp_path: Pa
     missing = [name for name in sorted(regional)
                if f"`{name}`" not in text and f"`{name.split('.', 1)[1]}`" not in text and f".{name.split('.', 1)[1]}`" not in text]
     assert regional and not missing, f"activities that touch a cluster but are not in docs/permissions.md: {missing}"
+
+
+def test_the_backup_reader_role_is_never_bound_by_the_file() -> None:
+    bound = {doc["roleRef"]["name"] for doc in yaml.safe_load_all(RBAC.read_text())
+             if doc and doc["kind"] in ("ClusterRoleBinding", "RoleBinding")}
+    assert "pitstop-backup-reader" not in bound

@@ -1,5 +1,5 @@
 """The schedules file (format, file:line problems, runbook and input checks, cron), its JSON Schema, the
-reconcile decision, and the rule that skips a scheduled run whose target is busy."""
+reconcile decision, and the rules that skip a scheduled run whose target is busy or whose error budget is spent."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from pitstop.config import SHIPPED_RUNBOOKS_DIR
+from pitstop.delivery.budget import ErrorBudgetCheck, budget_scope
 from pitstop.runbook.validation import parse_runbook
 from pitstop.schedules.cron import cron_problem
 from pitstop.schedules.model import ScheduleEntry, schedules_json_schema_text
 from pitstop.schedules.reconcile import ExistingSchedule, plan_changes
-from pitstop.schedules.skips import lease_policy, skips_run
+from pitstop.schedules.skips import BUDGET_REFUSED, lease_policy, skips_run
 from pitstop.schedules.validation import SchedulesInvalid, load_schedules, parse_schedules
 from tests.fixtures.worker_reach import DEFAULT_REACH
 
@@ -206,3 +207,46 @@ def test_scheduled_runs_refuse_a_busy_target_and_are_skipped_not_failed() -> Non
     assert not skips_run(trigger="cli", failure_type="LeaseRefused")
     assert not skips_run(trigger="schedule", failure_type="RunbookFailed")
     assert not skips_run(trigger="schedule", failure_type=None)
+
+
+# ---------------------------------------------------------------- error budgets
+
+RESTART = parse_runbook((SHIPPED_RUNBOOKS_DIR / "restart-service.yaml").read_text(), "restart-service.yaml",
+                        reach=DEFAULT_REACH)[0]
+
+
+def budget_entries(entry: str) -> tuple[list[ScheduleEntry], list[str]]:
+    text = f"schedules:\n  - {{id: nightly, owner: sre, cron: '0 2 * * *', {entry}}}\n"
+    entries, problems = parse_schedules(text, "schedules.yaml", {"hello": HELLO, "restart-service": RESTART})
+    return entries, [str(p) for p in problems]
+
+
+def test_an_error_budget_is_the_release_gates_model_measured_at_the_runbooks_target() -> None:
+    target = RESTART.target
+    assert target is not None and target.service and target.namespace
+    inputs = "inputs: {service: checkout, namespace: shop}"
+    (entry,), problems = budget_entries(f"runbook: restart-service, {inputs}, error_budget: {{slo_percent: 99.5, window: 7d}}")
+    assert problems == []
+    assert entry.error_budget is not None and (entry.error_budget.slo_percent, entry.error_budget.window) == (99.5, "7d")
+    scope = budget_scope(entry.error_budget, {"service": "checkout", "namespace": "shop", "region": "eu-central"})
+    assert (scope.service, scope.namespace, scope.region) == ("checkout", "shop", "eu-central")
+    own = ErrorBudgetCheck(service="ledger", namespace="pay")
+    assert budget_scope(own, {"service": "checkout", "namespace": "shop", "region": "us-east"}).model_dump() == {
+        "service": "ledger", "namespace": "pay", "region": "us-east"}
+
+
+def test_an_error_budget_without_a_service_to_measure_or_with_bad_fields_is_refused_with_its_line() -> None:
+    _, problems = budget_entries("runbook: hello, error_budget: {slo_percent: 99.9}")
+    assert problems == ["schedules.yaml:2: field 'nightly.error_budget': runbook 'hello' declares no target service or namespace; "
+                        "give error_budget.service and error_budget.namespace"], problems
+    (entry,), problems = budget_entries("runbook: hello, error_budget: {service: ledger, namespace: pay}")
+    assert problems == [] and entry.error_budget is not None and entry.error_budget.window == "30d"
+    _, problems = budget_entries("runbook: hello, error_budget: {service: a, namespace: b, slo_percent: 100}")
+    assert len(problems) == 1 and "error_budget.slo_percent" in problems[0] and "less than 100" in problems[0], problems
+    _, problems = budget_entries("runbook: hello, error_budget: {service: a, namespace: b, window: soon}")
+    assert len(problems) == 1 and "error_budget.window" in problems[0], problems
+
+
+def test_a_refused_error_budget_skips_a_scheduled_run_and_fails_any_other() -> None:
+    assert skips_run(trigger="schedule", failure_type=BUDGET_REFUSED)
+    assert not skips_run(trigger="cli", failure_type=BUDGET_REFUSED)
