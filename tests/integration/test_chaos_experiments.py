@@ -171,3 +171,29 @@ async def test_the_cli_validates_runs_reports_and_shows_history(
     assert json.loads(journal.stdout) == json.loads((tmp_path / "j.json").read_text())
     report = await asyncio.to_thread(_cli, env, "chaos", "report", "--service", "team-chaos/recorded")
     assert "team-chaos/recorded" in report.stdout and "runs=1" in report.stdout, report.stdout + report.stderr
+
+
+async def test_a_leased_target_refuses_or_with_skip_refused_skips(
+    temporal_client: Client, task_queue: str, engine: None, tmp_path: Path
+) -> None:
+    from pitstop.chaos.model import ChaosTarget
+
+    target = ChaosTarget(region=REGION, namespace="team-chaos", service="leased")
+    holding, log = tmp_path / "holder.log", tmp_path / "calls.log"
+    holder = await start_chaos(temporal_client, task_queue, request(experiment(holding, method_seconds=120), targets=[target]))
+    for _ in range(600):
+        if calls(holding, "method"):
+            break
+        await asyncio.sleep(0.1)
+    assert calls(holding, "method") == 1, "the holder's method started within 60s: it holds the lease"
+    refused = await start_chaos(temporal_client, task_queue, request(experiment(log), targets=[target]))
+    with pytest.raises(WorkflowFailureError) as failure:
+        await refused.result()
+    assert "target busy, refused by lease policy" in str(failure.value.cause)
+    skipping = await start_chaos(temporal_client, task_queue, request(experiment(log), targets=[target], skip_refused=True))
+    skipped = await skipping.result()
+    await maybe_record(skipping, "skipped")
+    assert skipped.skipped and "refused by lease policy" in skipped.reason and not skipped.ok
+    assert not log.exists(), "nothing ran on the leased target"
+    await holder.signal("abort", "test done")
+    assert (await asyncio.wait_for(holder.result(), timeout=60)).status is ChaosStatus.ABORTED

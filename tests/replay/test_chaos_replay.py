@@ -18,7 +18,7 @@ FILES = sorted(HISTORIES.glob("chaos-*.json"))
 
 
 def test_chaos_histories_are_recorded() -> None:
-    assert {"chaos-completed", "chaos-aborted", "chaos-rollback-failed", "chaos-invalid"} <= {p.stem for p in FILES}
+    assert {"chaos-completed", "chaos-aborted", "chaos-rollback-failed", "chaos-invalid", "chaos-skipped"} <= {p.stem for p in FILES}
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
