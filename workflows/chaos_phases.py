@@ -93,6 +93,8 @@ async def run_method(ctx: ChaosContext) -> None:
                                       timeout=timedelta(seconds=ctx.request.deadline_seconds))
     except asyncio.TimeoutError:
         ctx.abort(f"dead-man switch: the experiment's deadline ({ctx.request.deadline_seconds:g}s) passed")
+    except asyncio.CancelledError:  # the run itself was cancelled (Temporal cancel): an abort, so the rollbacks run
+        ctx.abort("the run was cancelled")
     guard.cancel()
     if not handle.done():
         handle.cancel()

@@ -197,3 +197,19 @@ async def test_a_leased_target_refuses_or_with_skip_refused_skips(
     assert not log.exists(), "nothing ran on the leased target"
     await holder.signal("abort", "test done")
     assert (await asyncio.wait_for(holder.result(), timeout=60)).status is ChaosStatus.ABORTED
+
+
+async def test_cancelling_the_run_mid_method_still_rolls_back_once(
+    temporal_client: Client, task_queue: str, engine: None, tmp_path: Path
+) -> None:
+    log = tmp_path / "calls.log"
+    handle = await start_chaos(temporal_client, task_queue, request(experiment(log, method_seconds=120)))
+    for _ in range(600):
+        if calls(log, "method"):
+            break
+        await asyncio.sleep(0.1)
+    assert calls(log, "method") == 1, "the method started within 60s"
+    await handle.cancel()
+    outcome = await asyncio.wait_for(handle.result(), timeout=60)
+    assert outcome.status is ChaosStatus.ABORTED and outcome.reason == "the run was cancelled"
+    assert calls(log, "rollback") == 1
