@@ -17,6 +17,7 @@ per region, activities that touch that region's cluster (served on task queue `p
 | `delivery` | `ReleaseAnalysisActivities`, `ReleaseClusterActivities` | release analysis (shared), cluster changes (regional) |
 | `runbook_catalog` | `RunbookCatalog` | `runbook.load` (shared) |
 | `runbook_debug` | `EngineSteps`, `DebugSteps` | the engine's own steps `log`, `fail` (shared); `debug.*` (shared, only with `worker.enable_debug_steps`) |
+| `chaos` | `ChaosActivities` | `chaos.phase`, `chaos.target_pods` (regional: a child process per phase) |
 | `backup` | `BackupExportActivities`, `BackupRestoreActivities` | `backup.export` (regional), `backup.restore`/`backup.verify` (shared; restore targets) |
 | `data_layer` | `DataLayerActivities` | `data.switch_primary` (regional; the sandbox's data hook) |
 | `leases` | `LeaseActivities` | `lease.request`, `lease.holder_open` (shared; need `clients.temporal`) |
@@ -71,6 +72,7 @@ def _engine_activities(clients: ActivityClients) -> list[Callable[..., Any]]:
 
 
 def build_activities(clients: ActivityClients) -> ActivitySet:
+    from .chaos import ChaosActivities
     from .backup import BackupExportActivities, BackupRestoreActivities
     from .data_layer import DataLayerActivities
     from .capacity import CapacityActivities
@@ -103,6 +105,7 @@ def build_activities(clients: ActivityClients) -> ActivitySet:
             *activity_methods(KubernetesActivities(scoped)),
             *activity_methods(IstioActivities(scoped)),
             *activity_methods(ReleaseClusterActivities(scoped)),
+            *activity_methods(ChaosActivities(scoped, region)),
             *activity_methods(BackupExportActivities(scoped)),
             *activity_methods(DataLayerActivities(scoped)),
             CapacityActivities(scoped).collect,

@@ -16,7 +16,7 @@ from kubernetes.client import ApiClient
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from pitstop.config import Settings
+from pitstop.config import RegionCluster, Settings
 from pitstop.runbook.reach import AuthorReach
 
 from .alertmanager_api import AlertmanagerApi
@@ -32,6 +32,7 @@ class ActivityClients:
     alertmanager: AlertmanagerApi | None = None
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     temporal: Client | None = None  # for activities that talk to Temporal itself (runbook leases)
+    clusters: dict[str, RegionCluster] = field(default_factory=dict)  # region -> kubeconfig/context (chaos children)
     restore_targets: dict[str, ApiClient] = field(default_factory=dict)  # backup drill: name -> scratch cluster
 
     def restore_target(self, name: str) -> ApiClient:
@@ -68,6 +69,7 @@ class ActivityClients:
             alertmanager=self.alertmanager,
             environ=self.environ,
             temporal=self.temporal,
+            clusters={k: v for k, v in self.clusters.items() if k == region},
         )
 
     @asynccontextmanager

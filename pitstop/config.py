@@ -144,6 +144,14 @@ class SecuritySettings(BaseModel):
         description="`host`, `*.domain` or `host:port` patterns that `http.call`, `notify.*` and escalations may "
                     "call; empty = any host",
     )
+    chaos_provider_modules: list[str] = Field(
+        default_factory=lambda: ["chaosk8s.*", "chaosprometheus.*", "chaosistio.*", "chaos.*"],
+        description="glob patterns of the python modules a chaos experiment's `python` providers may name",
+    )
+    chaos_process_providers: list[str] = Field(
+        default_factory=list,
+        description="glob patterns of the executables a chaos experiment's `process` providers may run; empty = none",
+    )
     payload_keys_file: Path | None = Field(
         None,
         description="AES-256-GCM key ring (YAML, 0600) that encrypts every Temporal payload of clients and workers; "
@@ -154,6 +162,18 @@ class SecuritySettings(BaseModel):
         description="browser origins (the Temporal Web UI) allowed to call the codec endpoint `/codec/decode`; "
                     "empty = the embedded Web UI's. Requests are served to loopback clients only",
     )
+
+
+class ChaosSettings(BaseModel):
+    """Chaos experiments (docs/chaos.md)."""
+
+    experiments_dir: Path = Field(
+        default_factory=lambda: SHIPPED_RUNBOOKS_DIR.parent / "chaos" / "experiments",
+        description="where the `chaos.experiment` step's `experiment_file` is read from",
+    )
+    heartbeat_seconds: float = Field(
+        2.0, gt=0, description="a phase's activity heartbeats this often (keep it well under the run's "
+                               "`heartbeat_timeout_seconds`)")
 
 
 class BackupSettings(BaseModel):
@@ -190,6 +210,7 @@ class Settings(BaseSettings):
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    chaos: ChaosSettings = Field(default_factory=ChaosSettings)
 
     @field_validator("state_dir", "cache_dir", "runbooks_dir")
     @classmethod

@@ -86,7 +86,8 @@ def build_activity_clients(
     """Clients for every region whose configuration loads. A sandbox that is not running yet is skipped
     (its regional activities then fail with "unknown region") unless `require_clusters`."""
     kube: dict[str, ApiClient] = {}
-    for region, cluster in region_clusters(settings).items():
+    clusters = region_clusters(settings)
+    for region, cluster in clusters.items():
         try:
             kube[region] = build_kube_client(region, cluster)
         except ClusterConfigError:
@@ -96,4 +97,4 @@ def build_activity_clients(
     metrics = build_metrics_provider(settings)
     alertmanager = AlertmanagerApi(base_url=settings.alertmanager.url)
     return ActivityClients(settings=settings, kube=kube, metrics=metrics, alertmanager=alertmanager, temporal=temporal,
-                           restore_targets=restore_targets)
+                          restore_targets=restore_targets, clusters={r: c for r, c in clusters.items() if r in kube})

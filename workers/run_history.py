@@ -96,7 +96,7 @@ def _events(history: WorkflowHistory, index: int, run: dict[str, Any], entries: 
                                 "from_run_id": attrs.continued_execution_run_id, "run_id": attrs.original_execution_run_id})
                 continue
             run.update(
-                runbook=request.get("runbook"), inputs=request.get("inputs"), dry_run=request.get("dry_run", False),
+                runbook=request.get("runbook") or _chaos_title(request), inputs=request.get("inputs"), dry_run=request.get("dry_run", False),
                 trigger=request.get("trigger"), started_by=request.get("started_by") or attrs.identity,
                 client_identity=attrs.identity, started_at=_time(event).isoformat(),
                 schedule_id=_scheduled_by(attrs),
@@ -136,13 +136,29 @@ def _events(history: WorkflowHistory, index: int, run: dict[str, Any], entries: 
             entries.append({"kind": "signal", "at": _time(event).isoformat(), "name": attrs.signal_name,
                             "args": _first(attrs.input), "client_identity": attrs.identity})
         elif kind == "workflow_execution_completed_event_attributes":
-            outcome = _first(attrs.result) or {}
-            run.update(status=outcome.get("status", "completed"), error=outcome.get("error", ""), ended_at=_time(event).isoformat())
+            run.update(_completed(_first(attrs.result) or {}), ended_at=_time(event).isoformat())
         elif kind == "workflow_execution_failed_event_attributes":
             run.update(status="failed", error=failure_text(attrs.failure), ended_at=_time(event).isoformat())
         elif kind in ("workflow_execution_canceled_event_attributes", "workflow_execution_terminated_event_attributes",
                       "workflow_execution_timed_out_event_attributes", "workflow_execution_continued_as_new_event_attributes"):
             run.update(status=kind.split("_")[2], ended_at=_time(event).isoformat())
+
+
+def _completed(outcome: dict[str, Any]) -> dict[str, Any]:
+    """A completed run's status and error; for a chaos run also its journal's summary (the journal itself:
+    `pitstop chaos journal`) and its rollback failures."""
+    ended = {"status": outcome.get("status", "completed"), "error": outcome.get("error", "")}
+    if isinstance(outcome.get("journal"), dict):
+        ended.update(chaos=outcome.get("summary", ""), error=outcome.get("reason", ""),
+                     rollback_failures=outcome.get("rollback_failures") or [])
+    return ended
+
+
+def _chaos_title(request: dict[str, Any]) -> str | None:
+    experiment = request.get("experiment")
+    if isinstance(experiment, dict):
+        return f"chaos: {experiment.get('title', '?')}"
+    return f"chaos: {request['experiment_file']}" if request.get("experiment_file") else None
 
 
 def _close(entry: dict[str, Any], event: Any, state: str, **extra: Any) -> None:
@@ -198,6 +214,9 @@ def render(data: dict[str, Any]) -> str:
             lines.append(f"  {entry['at'][11:19]} continued as new run {entry['run_id']} (history limit reached)")
         elif kind == "signal":
             lines.append(f"  {entry['at'][11:19]} signal {entry['name']} {_short(entry.get('args'))}")
+    if run.get("chaos"):
+        lines.append(f"  journal: {run['chaos']} (pitstop chaos journal {run['workflow_id']})")
+        lines += [f"  ROLLBACK FAILED: {failure}" for failure in run.get("rollback_failures") or []]
     lines.append(f"  ended {run.get('ended_at', '(still running)')}: {run.get('status', 'running')}"
                  + (f" — {run['error']}" if run.get("error") else ""))
     return "\n".join(lines)

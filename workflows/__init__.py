@@ -17,6 +17,7 @@ _WORKFLOWS: dict[str, str] = {
     "RegionWaves": ".delivery_waves",
     "IncidentWorkflow": ".incident",
     "RemediationBudget": ".remediation_budget",
+    "ChaosExperimentWorkflow": ".chaos",
 }
 
 
