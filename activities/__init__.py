@@ -20,7 +20,8 @@ per region, activities that touch that region's cluster (served on task queue `p
 | `chaos` | `ChaosActivities` | `chaos.phase`, `chaos.target_pods` (regional: a child process per phase) |
 | `backup` | `BackupExportActivities`, `BackupRestoreActivities` | `backup.export` (regional), `backup.restore`/`backup.verify` (shared; restore targets) |
 | `data_layer` | `DataLayerActivities` | `data.switch_primary` (regional; the sandbox's data hook) |
-| `leases` | `LeaseActivities` | `lease.request`, `lease.holder_open` (shared; need `clients.temporal`) |
+| `dr` | `DrActivities` | `dr.mark`, `dr.record` (shared; pure, no client) |
+| `leases` | `LeaseActivities` | `lease.request`, `lease.holder_open`, `dr.region_leases` (shared; need `clients.temporal`) |
 
 Sync activities need the worker's `activity_executor` (a ThreadPoolExecutor).
 """
@@ -75,6 +76,7 @@ def build_activities(clients: ActivityClients) -> ActivitySet:
     from .chaos import ChaosActivities
     from .backup import BackupExportActivities, BackupRestoreActivities
     from .data_layer import DataLayerActivities
+    from .dr import DrActivities
     from .capacity import CapacityActivities
     from .delivery import ReleaseAnalysisActivities, ReleaseClusterActivities
     from .dependency_graph import DependencyGraphActivities
@@ -96,6 +98,7 @@ def build_activities(clients: ActivityClients) -> ActivitySet:
         *activity_methods(DependencyGraphActivities(clients)),
         *activity_methods(ReleaseAnalysisActivities(clients)),
         *activity_methods(BackupRestoreActivities(clients)),
+        *activity_methods(DrActivities()),
         *_engine_activities(clients),
     ]
     regional: dict[str, list[Callable[..., Any]]] = {}

@@ -2,7 +2,7 @@
 
 `LeaseActivities(client, check_seconds=30)`: `lease.request` signal-with-starts a target's lease workflow
 (`TargetLease`) for a holder (runbook, release or incident); `lease.holder_open` tells the lease workflow
-whether its holder is still running. They need a Temporal client (`clients.temporal`).
+whether its holder is still running; `dr.region_leases` lists the leases in use on a region's services. They need a Temporal client (`clients.temporal`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from pitstop.runbook.leases import LEASE_WORKFLOW, HolderCheck, LeaseRequest, LeaseState
+from pitstop.runbook.step_types import StepInvocation
+from pitstop.steps.dr import RegionLeases, RegionLeasesArgs
 
 
 class LeaseActivities:
@@ -49,5 +51,19 @@ class LeaseActivities:
             raise
         return description.status == WorkflowExecutionStatus.RUNNING
 
+    @activity.defn(name="dr.region_leases")
+    async def region_leases(self, invocation: StepInvocation[RegionLeasesArgs]) -> RegionLeases:
+        """Lease workflows of the region's services that are running (a lease ends once nobody holds or waits)."""
+        args = invocation.args
+        prefix = f"lease/{args.region}/"
+        held = []
+        async for execution in self.client.list_workflows(f"WorkflowType = '{LEASE_WORKFLOW}' AND ExecutionStatus = 'Running'"):
+            if execution.id.startswith(prefix) and execution.id.split("/")[2] not in args.ignore_namespaces:
+                held.append(execution.id)
+        busy = bool(held)
+        summary = (f"{args.region}: {len(held)} service lease(s) in use: {', '.join(sorted(held)[:10])}" if busy
+                   else f"{args.region}: no service lease in use")
+        return RegionLeases(region=args.region, held=sorted(held), busy=busy, summary=summary)
+
     def activities(self) -> list:
-        return [self.request, self.holder_open]
+        return [self.request, self.holder_open, self.region_leases]
