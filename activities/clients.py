@@ -19,6 +19,8 @@ from temporalio.exceptions import ApplicationError
 from pitstop.config import Settings
 from pitstop.runbook.reach import AuthorReach
 
+from pitstop.traffic_authority import TrafficAuthority
+
 from .alertmanager_api import AlertmanagerApi
 from .metrics import MetricsProvider, PrometheusProvider
 
@@ -32,6 +34,7 @@ class ActivityClients:
     alertmanager: AlertmanagerApi | None = None
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     temporal: Client | None = None  # for activities that talk to Temporal itself (runbook leases)
+    traffic_authority: TrafficAuthority | None = None  # the global traffic authority (GSLB), failover steps
 
     def kube_client(self, region: str) -> ApiClient:
         """The ApiClient of `region`'s cluster; a region this worker has no cluster for is a domain error."""
@@ -55,6 +58,7 @@ class ActivityClients:
             alertmanager=self.alertmanager,
             environ=self.environ,
             temporal=self.temporal,
+            traffic_authority=self.traffic_authority,
         )
 
     @asynccontextmanager
@@ -73,6 +77,13 @@ class ActivityClients:
                 timeout_seconds=self.settings.prometheus.timeout_seconds,
             )
         return self.metrics
+
+    def traffic_authority_client(self) -> TrafficAuthority:
+        """The injected authority; none configured is a domain error naming the setting."""
+        if self.traffic_authority is None:
+            raise ApplicationError("no global traffic authority configured on this worker (settings.traffic.authority)",
+                                   type="NoTrafficAuthority", non_retryable=True)
+        return self.traffic_authority
 
     def alertmanager_api(self) -> AlertmanagerApi:
         if self.alertmanager is None:

@@ -6,6 +6,6 @@ activities that execute the steps live in `activities/` and import their models 
 
 from __future__ import annotations
 
-from . import delivery, graph, http, hygiene, istio, kubernetes, notify, prometheus
+from . import delivery, failover, graph, http, hygiene, istio, kubernetes, notify, prometheus
 
-__all__ = ["delivery", "graph", "http", "hygiene", "istio", "kubernetes", "notify", "prometheus"]
+__all__ = ["delivery", "failover", "graph", "http", "hygiene", "istio", "kubernetes", "notify", "prometheus"]
