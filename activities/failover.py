@@ -156,8 +156,7 @@ def capacity_inventory(*, region: str, deployments: list[dict[str, Any]], quotas
                                         hpa_max_replicas=hpa_max.get((namespace, name))))
     quota_usage = [
         QuotaUsage(namespace=q["metadata"]["namespace"], name=q["metadata"]["name"],
-                   hard={k: parse_quantity(v) for k, v in ((q.get("status") or {}).get("hard") or
-                                                           (q.get("spec") or {}).get("hard") or {}).items()},
+                   hard={k: parse_quantity(v) for k, v in ((q.get("spec") or {}).get("hard") or {}).items()},
                    used={k: parse_quantity(v) for k, v in ((q.get("status") or {}).get("used") or {}).items()})
         for q in quotas if not wanted or q["metadata"]["namespace"] in wanted
     ]

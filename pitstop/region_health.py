@@ -105,6 +105,7 @@ class HysteresisDecision(BaseModel):
     met: bool = Field(description="`required` verdicts in a row equal to the expected one")
     done: bool = Field(description="no further evaluation can change the outcome")
     streak: int = Field(description="expected verdicts in a row at the end")
+    longest: int = Field(0, description="the longest run of expected verdicts seen")
     first_expected_index: int | None = Field(None, description="index of the first verdict of the winning streak")
     reason: str = ""
 
@@ -116,18 +117,22 @@ class RegionHysteresis(BaseModel):
 
     def decide(self, verdicts: list[RegionVerdict]) -> HysteresisDecision:
         """Met at the first run of `required` expected verdicts; any other verdict resets the streak."""
-        streak, start = 0, None
+        streak, start, longest = 0, None, 0
         for index, verdict in enumerate(verdicts):
             if verdict != self.expect:
                 streak, start = 0, None
                 continue
             start = index if streak == 0 else start
             streak += 1
+            longest = max(longest, streak)
             if streak >= self.required:
-                return HysteresisDecision(met=True, done=True, streak=streak, first_expected_index=start,
+                return HysteresisDecision(met=True, done=True, streak=streak, longest=longest,
+                                          first_expected_index=start,
                                           reason=f"{streak} {self.expect.value} evaluations in a row")
         done = len(verdicts) >= self.max_evaluations or (
             self.max_evaluations - len(verdicts) + streak < self.required)
-        reason = (f"not {self.required} {self.expect.value} evaluations in a row within {self.max_evaluations}"
+        reason = (f"not {self.required} {self.expect.value} evaluations in a row within {self.max_evaluations} "
+                  f"(longest run {longest})"
                   if done else f"{streak} of {self.required} {self.expect.value} evaluations in a row")
-        return HysteresisDecision(met=False, done=done, streak=streak, first_expected_index=start, reason=reason)
+        return HysteresisDecision(met=False, done=done, streak=streak, longest=longest, first_expected_index=start,
+                                  reason=reason)

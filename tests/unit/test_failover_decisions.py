@@ -60,7 +60,7 @@ def test_hysteresis_needs_n_bad_in_a_row_and_a_flap_resets_it() -> None:
     assert confirm.decide([BAD, BAD, HEALTHY, BAD, BAD, BAD]).first_expected_index == 3
     # 6 evaluations at most: after a flap at the 5th, 3 in a row can no longer happen
     gave_up = confirm.decide([BAD, BAD, HEALTHY, BAD, HEALTHY])
-    assert not gave_up.met and gave_up.done and "within 6" in gave_up.reason
+    assert not gave_up.met and gave_up.done and "within 6 (longest run 2)" in gave_up.reason
     assert not confirm.decide([BAD, NONE, BAD]).met  # no data breaks the streak, never extends it
 
 
