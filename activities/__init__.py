@@ -12,6 +12,8 @@ per region, activities that touch that region's cluster (served on task queue `p
 | `notify` | `NotifyActivities` | `notify.*` (shared, async) |
 | `incidents` | `IncidentActivities` | `incident.*` (shared, async) |
 | `dependency_graph` | `DependencyGraphActivities` | `graph.discover`, `graph.order` (shared, async) |
+| `traffic_authority` | `TrafficAuthorityActivities` | `traffic.get_weights`, `traffic.set_weights` (shared, async; the GSLB) |
+| `failover` | `FailoverActivities`, `FailoverClusterActivities` | `region.health`, `failover.capacity_plan` (shared); `failover.capacity_inventory` (regional) |
 | `hygiene` | `HygieneReports` | `hygiene.report` (shared, async; pure, no client) |
 | `capacity` | `CapacityActivities` | `capacity.collect` (regional, async: Kubernetes lists + Prometheus), `capacity.report` (shared) |
 | `delivery` | `ReleaseAnalysisActivities`, `ReleaseClusterActivities` | release analysis (shared), cluster changes (regional) |
@@ -80,6 +82,7 @@ def build_activities(clients: ActivityClients) -> ActivitySet:
     from .capacity import CapacityActivities
     from .delivery import ReleaseAnalysisActivities, ReleaseClusterActivities
     from .dependency_graph import DependencyGraphActivities
+    from .failover import FailoverActivities, FailoverClusterActivities
     from .http import HttpActivities
     from .hygiene import HygieneReports
     from .incidents import IncidentActivities
@@ -87,6 +90,7 @@ def build_activities(clients: ActivityClients) -> ActivitySet:
     from .kubernetes import KubernetesActivities
     from .notify import NotifyActivities
     from .prometheus import PrometheusActivities
+    from .traffic_authority import TrafficAuthorityActivities
 
     shared = [
         *activity_methods(PrometheusActivities(clients)),
@@ -96,6 +100,8 @@ def build_activities(clients: ActivityClients) -> ActivitySet:
         *activity_methods(HygieneReports()),
         CapacityActivities(clients).report,
         *activity_methods(DependencyGraphActivities(clients)),
+        *activity_methods(TrafficAuthorityActivities(clients)),
+        *activity_methods(FailoverActivities(clients)),
         *activity_methods(ReleaseAnalysisActivities(clients)),
         *activity_methods(BackupRestoreActivities(clients)),
         *activity_methods(DrActivities()),
@@ -112,5 +118,6 @@ def build_activities(clients: ActivityClients) -> ActivitySet:
             *activity_methods(BackupExportActivities(scoped)),
             *activity_methods(DataLayerActivities(scoped)),
             CapacityActivities(scoped).collect,
+            *activity_methods(FailoverClusterActivities(scoped)),
         ]
     return ActivitySet(shared=shared, regional=regional)

@@ -19,6 +19,8 @@ from temporalio.exceptions import ApplicationError
 from pitstop.config import RegionCluster, Settings
 from pitstop.runbook.reach import AuthorReach
 
+from pitstop.traffic_authority import TrafficAuthority
+
 from .alertmanager_api import AlertmanagerApi
 from .metrics import MetricsProvider, PrometheusProvider
 
@@ -34,6 +36,7 @@ class ActivityClients:
     temporal: Client | None = None  # for activities that talk to Temporal itself (runbook leases)
     clusters: dict[str, RegionCluster] = field(default_factory=dict)  # region -> kubeconfig/context (chaos children)
     restore_targets: dict[str, ApiClient] = field(default_factory=dict)  # backup drill: name -> scratch cluster
+    traffic_authority: TrafficAuthority | None = None  # the global traffic authority (GSLB), failover steps
 
     def restore_target(self, name: str) -> ApiClient:
         """The ApiClient of a configured restore target (`backup.restore_targets`); any other name is refused."""
@@ -70,6 +73,7 @@ class ActivityClients:
             environ=self.environ,
             temporal=self.temporal,
             clusters={k: v for k, v in self.clusters.items() if k == region},
+            traffic_authority=self.traffic_authority,
         )
 
     @asynccontextmanager
@@ -88,6 +92,13 @@ class ActivityClients:
                 timeout_seconds=self.settings.prometheus.timeout_seconds,
             )
         return self.metrics
+
+    def traffic_authority_client(self) -> TrafficAuthority:
+        """The injected authority; none configured is a domain error naming the setting."""
+        if self.traffic_authority is None:
+            raise ApplicationError("no global traffic authority configured on this worker (settings.traffic.authority)",
+                                   type="NoTrafficAuthority", non_retryable=True)
+        return self.traffic_authority
 
     def alertmanager_api(self) -> AlertmanagerApi:
         if self.alertmanager is None:

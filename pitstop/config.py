@@ -76,13 +76,24 @@ class PrometheusSettings(BaseModel):
     timeout_seconds: float = 10.0
 
 
+class TrafficAuthoritySettings(BaseModel):
+    """The global traffic authority (GSLB) that holds per-region weights, outside every region (docs/failover.md)."""
+
+    url: str = Field("http://127.0.0.1:8790", description="base URL; the local sandbox's authority listens here")
+    token_file: Path | None = Field(
+        None, description="file holding the bearer token; default <state_dir>/sandbox/gslb/token (the sandbox's)")
+    timeout_seconds: float = Field(10.0, gt=0)
+
+
 class TrafficSettings(BaseModel):
-    """How traffic is shifted (flagger-style router choice): `istio` VirtualServices or `none` (no mesh)."""
+    """How traffic is shifted (flagger-style router choice): `istio` VirtualServices or `none` (no mesh), and the
+    global traffic authority failovers use."""
 
     provider: Literal["istio", "none"] = Field("istio", description="default traffic router")
     services_without_mesh: list[str] = Field(
         default_factory=list, description="`namespace/name` of services that use the do-nothing router"
     )
+    authority: TrafficAuthoritySettings = Field(default_factory=TrafficAuthoritySettings)
 
 
 class AlertmanagerSettings(BaseModel):

@@ -97,7 +97,7 @@ class LabelRef(_Strict):
         return match.groupdict().get("value") or match.group(1)
 
 
-TargetKind = Literal["Deployment", "Node", "VirtualService"]
+TargetKind = Literal["Deployment", "Node", "VirtualService", "Region"]
 
 
 class TargetSpec(_Strict):

@@ -1,7 +1,7 @@
 """Live, watch-based view of one region's cluster, as the simulator needs it.
 
 `RegionWatcher` lists then watches (no per-object polling) Deployments, Pods, VirtualServices,
-DestinationRules and the `pitstop-sandbox` ConfigMaps (faults, global-traffic) of one cluster, and
+DestinationRules and the `pitstop-sandbox` ConfigMaps (faults) of one cluster, and
 keeps small summaries of them in memory. On a 410 Gone or a broken connection it re-lists.
 """
 
@@ -20,31 +20,13 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from activities.kube_errors import api_error_detail
+from pitstop.quantities import parse_quantity
 from sandbox.faults import FAULTS_CONFIGMAP, FaultRecord, parse_fault_configmap
-from sandbox.fleet import GLOBAL_TRAFFIC_CONFIGMAP, SANDBOX_NAMESPACE, SPEC_ANNOTATION
+from sandbox.fleet import SANDBOX_NAMESPACE, SPEC_ANNOTATION
 from sandbox.kube_objects import JsonObject, list_objects, watch_events
 from sandbox.traffic_model import HttpRoute
 
 log = logging.getLogger(__name__)
-
-DEFAULT_REGION_WEIGHT = 100.0
-
-
-def parse_quantity(value: str | int | float | None) -> float:
-    """A Kubernetes quantity ("250m", "512Mi", "1", "2Gi") as a float in base units."""
-    if value is None:
-        return 0.0
-    if isinstance(value, int | float):
-        return float(value)
-    text = value.strip()
-    suffixes = {
-        "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
-        "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
-    }
-    for suffix in ("Ki", "Mi", "Gi", "Ti", "m", "k", "M", "G", "T"):
-        if text.endswith(suffix):
-            return float(text[: -len(suffix)]) * suffixes[suffix]
-    return float(text)
 
 
 @dataclass(frozen=True)
@@ -196,7 +178,6 @@ class RegionSnapshot:
     routes: dict[tuple[str, str], RouteSummary]
     subsets: dict[tuple[str, str], dict[str, str]]
     faults: list[FaultRecord]
-    traffic_weight: float
 
 
 @dataclass
@@ -312,16 +293,9 @@ class RegionWatcher:
                 routes=dict(self._stores["VirtualService"].items),
                 subsets=dict(self._stores["DestinationRule"].items),
                 faults=[],
-                traffic_weight=DEFAULT_REGION_WEIGHT,
             )
         try:
             snapshot.faults = parse_faults(configmaps.get((SANDBOX_NAMESPACE, FAULTS_CONFIGMAP)))
         except ValueError as exc:
             log.warning("%s: %s", self.region, exc)
-        weight_data = configmaps.get((SANDBOX_NAMESPACE, GLOBAL_TRAFFIC_CONFIGMAP))
-        if weight_data and "weight" in weight_data:
-            try:
-                snapshot.traffic_weight = max(0.0, float(weight_data["weight"]))
-            except ValueError:
-                log.warning("%s: global-traffic weight %r is not a number", self.region, weight_data["weight"])
         return snapshot

@@ -8,7 +8,7 @@
   pod at a time, single replicas included), Service, DestinationRule (subsets `stable`/`canary`) and
   VirtualService (100/0) per service, plus a canary Deployment when the spec names a canary version.
 - `apply_fleet(api_client=..., region=..., services=...)` server-side-applies all of it (idempotent,
-  threaded) and creates the `pitstop-sandbox` namespace with the global traffic policy ConfigMap.
+  threaded) and creates the `pitstop-sandbox` namespace (faults; global weights live in `sandbox.gslb`).
 
 CLI: `python -m sandbox.fleet --kubeconfig F --contexts eu-central,us-east --services 40`.
 """
@@ -33,7 +33,6 @@ from sandbox.traffic_model import CallEdge, TrafficProfile
 
 DEFAULT_FLEET_SPEC = Path(__file__).with_name("fleet.yaml")
 SANDBOX_NAMESPACE = "pitstop-sandbox"
-GLOBAL_TRAFFIC_CONFIGMAP = "global-traffic"
 FLEET_LABEL = "pitstop.dev/fleet"
 TEAM_LABEL = "pitstop.dev/team"
 ROLE_LABEL = "pitstop.dev/role"  # stable | canary
@@ -348,17 +347,9 @@ def fleet_manifests(service: ServiceSpec) -> list[JsonObject]:
     return objects
 
 
-def sandbox_namespace_manifests(*, region_weight: int = 100) -> list[JsonObject]:
-    """The sandbox's own namespace and the region's global-traffic weight (GSLB-style)."""
-    return [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SANDBOX_NAMESPACE}},
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": GLOBAL_TRAFFIC_CONFIGMAP, "namespace": SANDBOX_NAMESPACE},
-            "data": {"weight": str(region_weight)},
-        },
-    ]
+def sandbox_namespace_manifests() -> list[JsonObject]:
+    """The sandbox's own namespace (its faults live there; global traffic weights live in `sandbox.gslb`)."""
+    return [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SANDBOX_NAMESPACE}}]
 
 
 def team_namespace_manifests(services: Sequence[ServiceSpec]) -> list[JsonObject]:
@@ -379,18 +370,14 @@ def apply_fleet(
     region: str,
     services: Sequence[ServiceSpec],
     workers: int = 6,
-    apply_global_traffic: bool = True,
 ) -> FleetApplyResult:
     """Create or update every fleet object in one region's cluster (server-side apply, idempotent).
 
     Namespaces first, then all service objects on a small thread pool (the API server, not Python,
     is the bottleneck; 6 concurrent requests keeps a 2-core machine busy without thrashing).
-    The global-traffic ConfigMap is applied only if asked (re-applying would reset pitstop's weight).
     """
     started = time.monotonic()
-    first = team_namespace_manifests(services) + [sandbox_namespace_manifests()[0]]
-    if apply_global_traffic:
-        first.append(sandbox_namespace_manifests()[1])
+    first = team_namespace_manifests(services) + sandbox_namespace_manifests()
     for obj in first:
         server_side_apply(api_client, obj)
     objects = [obj for s in services for obj in fleet_manifests(s)]

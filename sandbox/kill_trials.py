@@ -332,7 +332,7 @@ def create_objects(trial: Trial, admin: Mapping[str, ApiClient]) -> None:
     if trial.kind is TrialKind.CANARY:
         service = ServiceSpec(name=trial.service, team=NAMESPACE, version="1.0.0", replicas=2,
                               entry=EntryTraffic(peak_rps=60, profile="flat"))
-        apply_fleet(api_client=admin[trial.region], region=trial.region, services=[service], apply_global_traffic=False)
+        apply_fleet(api_client=admin[trial.region], region=trial.region, services=[service])
         return
     for region in trial.touched_regions:
         api = KubeJson(admin[region])

@@ -7,7 +7,9 @@
 - the fleet (`sandbox.fleet`) is applied only to a cluster that does not hold it yet, so pitstop's own
   changes (images, weights, replicas) are never reverted by a restart;
 - history (`sandbox.history`) is backfilled once, into a TSDB that does not exist yet;
-- the simulator and Prometheus/Alertmanager are child processes of the caller (they stop with
+- the global traffic authority (`sandbox.gslb`, the GSLB outside every region whose weights the simulator obeys)
+  listens on the port of `settings.traffic.authority.url`, state in `<state>/sandbox/gslb`;
+- the authority, the simulator and Prometheus/Alertmanager are child processes of the caller (they stop with
   `pitstop up`, and when bringing the sandbox up fails or is interrupted); ones already answering on
   their ports are reused. The simulator keeps one port across
   restarts (recorded in `<state>/sandbox/simulator.json`) because Prometheus' scrape config names it.
@@ -46,10 +48,12 @@ from sandbox.clusters import (
     sandbox_dir,
 )
 from sandbox.fleet import FLEET_LABEL, SANDBOX_NAMESPACE, apply_fleet, expand_fleet, load_fleet_spec
+from sandbox.gslb import GslbProcess, start_gslb_process
 from sandbox.history import HistoricalPod, backfill_history
 from sandbox.kube_objects import get_object, list_objects
 from sandbox.monitoring import AlertRuleSettings, MonitoringHandle, MonitoringSettings, free_loopback_port, start_monitoring
 from sandbox.simulator import SimulatorProcess, start_simulator_process
+from workers.clients import traffic_authority_token_file
 
 Progress = Callable[[str], None]
 
@@ -58,6 +62,7 @@ class SandboxEndpoints(BaseModel):
     """Where the running sandbox answers."""
 
     clusters: SandboxClusters
+    traffic_authority_url: str
     simulator_url: str
     prometheus_url: str
     alertmanager_url: str
@@ -70,13 +75,16 @@ class RunningSandbox:
     endpoints: SandboxEndpoints
     simulator: SimulatorProcess | None = None
     monitoring: MonitoringHandle | None = None
+    traffic_authority: GslbProcess | None = None
 
     def stop_children(self) -> None:
-        """Stop the simulator and Prometheus/Alertmanager this process started (clusters keep running)."""
+        """Stop the authority, simulator and Prometheus/Alertmanager this process started (clusters keep running)."""
         if self.monitoring is not None:
             self.monitoring.stop()
         if self.simulator is not None:
             self.simulator.stop()
+        if self.traffic_authority is not None:
+            self.traffic_authority.stop()
 
 
 def monitoring_dir(settings: Settings) -> Path:
@@ -130,7 +138,13 @@ def ensure_sandbox(
         for client in clients.values():
             client.close()
 
-    simulator, simulator_url = _ensure_simulator(settings=settings, clusters=clusters, progress=progress)
+    authority = _ensure_traffic_authority(settings=settings, progress=progress)
+    try:
+        simulator, simulator_url = _ensure_simulator(settings=settings, clusters=clusters, progress=progress)
+    except BaseException:
+        if authority is not None:
+            authority.stop()
+        raise
     try:
         monitoring = _ensure_monitoring(
             settings=settings,
@@ -142,16 +156,20 @@ def ensure_sandbox(
     except BaseException:  # also Ctrl-C/SIGTERM: never leave a simulator this call started behind
         if simulator is not None:
             simulator.stop()
+        if authority is not None:
+            authority.stop()
         raise
     return RunningSandbox(
         endpoints=SandboxEndpoints(
             clusters=clusters,
+            traffic_authority_url=settings.traffic.authority.url,
             simulator_url=simulator_url,
             prometheus_url=settings.prometheus.url,
             alertmanager_url=settings.alertmanager.url,
         ),
         simulator=simulator,
         monitoring=monitoring,
+        traffic_authority=authority,
     )
 
 
@@ -215,10 +233,27 @@ def _ensure_simulator(
         contexts=list(clusters.contexts.values()),
         log_path=sandbox_dir(settings.state_dir) / "logs" / "simulator.log",
         port=port or free_loopback_port(),
+        traffic_authority=(settings.traffic.authority.url, traffic_authority_token_file(settings)),
     )
     state_file.write_text(json.dumps({"port": simulator.port}))
     progress(f"[sandbox] simulator serving on {simulator.url}")
     return simulator, simulator.url
+
+
+def traffic_authority_dir(settings: Settings) -> Path:
+    return sandbox_dir(settings.state_dir) / "gslb"
+
+
+def _ensure_traffic_authority(*, settings: Settings, progress: Progress) -> GslbProcess | None:
+    url = settings.traffic.authority.url
+    if _answers(f"{url}/healthz"):
+        progress(f"[sandbox] global traffic authority already serving on {url}")
+        return None
+    authority = start_gslb_process(state_dir=traffic_authority_dir(settings), regions=settings.sandbox.regions,
+                                   token_file=traffic_authority_token_file(settings),
+                                   port=_port_of(url), log_path=sandbox_dir(settings.state_dir) / "logs" / "gslb.log")
+    progress(f"[sandbox] global traffic authority (GSLB) serving on {authority.url}")
+    return authority
 
 
 def _port_of(url: str) -> int:

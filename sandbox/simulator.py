@@ -2,7 +2,8 @@
 
 `FleetSimulator` keeps one `RegionWatcher` per region (watches, not polling) and, every tick, turns the
 live state (Deployments and their available replicas, Pods, VirtualService weights resolved through
-DestinationRule subsets, the region's global-traffic weight and its faults) into monotonically
+DestinationRule subsets, the region's faults, and the region's global traffic weight read from the global
+traffic authority `sandbox.gslb`, outside every region) into monotonically
 increasing counters and gauges using the pure functions of `sandbox.traffic_model`.
 VirtualService routes are followed as Envoy would: header-match routes (A/B) take their cohorts' share
 (`HEADER_COHORT_SHARE` per matcher), the weighted default route the rest, and `mirror` adds mirrored
@@ -10,7 +11,13 @@ requests on the mirror's version (reported like any request, as Istio does; they
 `/metrics` (optionally `?region=eu-central`) serves them in the Prometheus text format. The process also keeps
 the fault labels of crash-looping pods and failed nodes up to date (`sandbox.faults.keep_fault_labels`).
 
-Run: `python -m sandbox.simulator --kubeconfig F --contexts eu-central,us-east --port P`.
+A region with a `region-outage` fault answers every request with 503 and its synthetic edge probe
+(`probe_success{probe="edge"}`, what a blackbox exporter outside the region would report) is 0; the fault stays
+in force while the region's kube-apiserver is stopped (the watcher keeps its last view), as in a hard outage.
+Without `--traffic-authority` every region has weight 100.
+
+Run: `python -m sandbox.simulator --kubeconfig F --contexts eu-central,us-east --port P
+[--traffic-authority URL --traffic-token-file F]`.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from kubernetes.client import ApiClient
 
 from sandbox.cluster_watch import DeploymentSummary, RegionSnapshot, RegionWatcher
 from sandbox.faults import BadRelease, CrashLoop, RegionOutage, SaturatedService, keep_fault_labels
+from sandbox.gslb import WeightsFollower
 from sandbox.traffic_model import (
     INGRESS_WORKLOAD,
     LATENCY_BUCKETS_MS,
@@ -130,8 +138,12 @@ class RegionMetrics:
 class FleetSimulator:
     """Advances the traffic model from live cluster state and renders metrics."""
 
-    def __init__(self, *, watchers: Sequence[RegionWatcher], tick_seconds: float = 1.0) -> None:
+    def __init__(self, *, watchers: Sequence[RegionWatcher], tick_seconds: float = 1.0,
+                 traffic_authority: WeightsFollower | None = None) -> None:
         self.watchers = list(watchers)
+        self.traffic_authority = traffic_authority
+        self._weights = {w.region: 100.0 for w in self.watchers}
+        self._region_down: dict[str, bool] = {}
         self.tick_seconds = tick_seconds
         self._lock = threading.Lock()
         self._metrics = {w.region: RegionMetrics() for w in self.watchers}
@@ -142,6 +154,8 @@ class FleetSimulator:
 
     # ---- lifecycle
     def start(self) -> None:
+        if self.traffic_authority is not None:
+            self.traffic_authority.start()
         for watcher in self.watchers:
             watcher.start()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="simulator-tick")
@@ -149,6 +163,8 @@ class FleetSimulator:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.traffic_authority is not None:
+            self.traffic_authority.stop()
         for watcher in self.watchers:
             watcher.stop()
 
@@ -172,8 +188,11 @@ class FleetSimulator:
         snapshots = [w.snapshot() for w in self.watchers]
         dt = 0.0 if self._last_tick is None else now_monotonic - self._last_tick
         self._last_tick = now_monotonic
-        weights = {s.region: s.traffic_weight for s in snapshots}
+        weights = {s.region: 100.0 for s in snapshots}
+        if self.traffic_authority is not None:
+            weights = self.traffic_authority.weights([s.region for s in snapshots])
         with self._lock:
+            self._weights = weights
             for snapshot in snapshots:
                 self._advance_region(snapshot, weights=weights, regions=len(snapshots),
                                      now_unix=now_unix, dt=dt)
@@ -185,6 +204,7 @@ class FleetSimulator:
         services = services_from_deployments(snap.deployments, snap.subsets)
         share = region_traffic_share(weights=weights, region=region)
         region_down = any(isinstance(f.fault, RegionOutage) for f in snap.faults)
+        self._region_down[region] = region_down
         edges = [CallEdge(s.name, callee, per) for s in services.values() for callee, per in s.calls
                  if callee in services]
         entry = {
@@ -392,9 +412,12 @@ class FleetSimulator:
                            for k, v in m.deployments.items())
             family("pitstop_sandbox_region_traffic_weight", "gauge", "Global traffic weight of the region.")
             for r, _m in states:
-                watcher = next(w for w in self.watchers if w.region == r)
                 out.append(f'pitstop_sandbox_region_traffic_weight{{region="{r}",cluster="{r}"}} '
-                           f"{watcher.snapshot().traffic_weight:g}")
+                           f"{self._weights.get(r, 0.0):g}")
+            family("probe_success", "gauge", "Synthetic probe of the region's edge from outside it (1 = answered).")
+            for r, _m in states:
+                up = 0 if self._region_down.get(r, False) else 1
+                out.append(f'probe_success{{region="{r}",cluster="{r}",probe="edge"}} {up}')
         out.append(f"pitstop_sandbox_tick_duration_seconds {self.tick_duration_seconds:.4f}")
         out.append("")
         return "\n".join(out)
@@ -453,12 +476,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--tick-seconds", type=float, default=1.0)
+    parser.add_argument("--traffic-authority", default="", help="URL of the global traffic authority (sandbox.gslb)")
+    parser.add_argument("--traffic-token-file", type=Path, help="file holding the authority's bearer token")
     args = parser.parse_args(argv)
+    if args.traffic_authority and args.traffic_token_file is None:
+        parser.error("--traffic-authority needs --traffic-token-file")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     clients = region_clients(kubeconfig=args.kubeconfig, contexts=args.contexts.split(","))
     simulator = FleetSimulator(
         watchers=[RegionWatcher(region=r, api_client=c) for r, c in clients.items()],
         tick_seconds=args.tick_seconds,
+        traffic_authority=WeightsFollower(url=args.traffic_authority, token_file=args.traffic_token_file,
+                                          interval_seconds=min(1.0, args.tick_seconds))
+        if args.traffic_authority else None,
     )
     simulator.start()
     stop_labels = threading.Event()
@@ -517,8 +547,10 @@ def start_simulator_process(
     port: int | None = None,
     tick_seconds: float = 1.0,
     ready_timeout_seconds: float = 120.0,
+    traffic_authority: tuple[str, Path] | None = None,
 ) -> SimulatorProcess:
-    """Start the simulator on 127.0.0.1 and wait until every region's watches have synced."""
+    """Start the simulator on 127.0.0.1 and wait until every region's watches have synced.
+    `traffic_authority`: (URL, token file) of the global traffic authority whose weights it obeys."""
     import httpx
 
     from sandbox.monitoring import free_loopback_port
@@ -527,7 +559,9 @@ def start_simulator_process(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         [sys.executable, "-m", "sandbox.simulator", "--kubeconfig", str(kubeconfig),
-         "--contexts", ",".join(contexts), "--port", str(port), "--tick-seconds", str(tick_seconds)],
+         "--contexts", ",".join(contexts), "--port", str(port), "--tick-seconds", str(tick_seconds),
+         *(["--traffic-authority", traffic_authority[0], "--traffic-token-file", str(traffic_authority[1])]
+           if traffic_authority else [])],
         stdout=log_path.open("ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         cwd=Path(__file__).resolve().parent.parent,
     )

@@ -5,7 +5,8 @@ kubeconfig = in-cluster config, else the default kubeconfig), rate-limited to th
 for the whole process (`activities.kube_api.limit_rate`). When no regions are configured, the local
 sandbox's regions are used: `$PITSTOP_STATE_DIR/sandbox/kubeconfig` with one context per region name.
 Prometheus is reached through `PrometheusProvider` (httpx) at `settings.prometheus.url`, Alertmanager
-through `AlertmanagerApi` (httpx) at `settings.alertmanager.url`.
+through `AlertmanagerApi` (httpx) at `settings.alertmanager.url`, the global traffic authority through
+`HttpTrafficAuthority` at `settings.traffic.authority` (token file default: the sandbox authority's).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from activities.alertmanager_api import AlertmanagerApi
 from activities.clients import ActivityClients
 from activities.kube_api import limit_rate
 from activities.metrics import PrometheusProvider
+from activities.traffic_authority import HttpTrafficAuthority
 from pitstop.config import RegionCluster, Settings
 
 
@@ -80,6 +82,16 @@ def build_metrics_provider(settings: Settings) -> PrometheusProvider:
     return PrometheusProvider(base_url=settings.prometheus.url, timeout_seconds=settings.prometheus.timeout_seconds)
 
 
+def traffic_authority_token_file(settings: Settings) -> Path:
+    return settings.traffic.authority.token_file or settings.state_dir / "sandbox" / "gslb" / "token"
+
+
+def build_traffic_authority(settings: Settings) -> HttpTrafficAuthority:
+    authority = settings.traffic.authority
+    return HttpTrafficAuthority(base_url=authority.url, token_file=traffic_authority_token_file(settings),
+                                timeout_seconds=authority.timeout_seconds)
+
+
 def build_activity_clients(
     settings: Settings, *, temporal: Client | None = None, require_clusters: bool = False
 ) -> ActivityClients:
@@ -97,4 +109,5 @@ def build_activity_clients(
     metrics = build_metrics_provider(settings)
     alertmanager = AlertmanagerApi(base_url=settings.alertmanager.url)
     return ActivityClients(settings=settings, kube=kube, metrics=metrics, alertmanager=alertmanager, temporal=temporal,
-                          restore_targets=restore_targets, clusters={r: c for r, c in clusters.items() if r in kube})
+                          restore_targets=restore_targets, clusters={r: c for r, c in clusters.items() if r in kube},
+                          traffic_authority=build_traffic_authority(settings))

@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from pitstop.incidents import IncidentPhase, MetricSnapshot, MetricSnapshotRequest, alert_expression
     from pitstop.remediation import RemediationPlan
     from pitstop.runbook.step_types import StepArgs, StepInvocation, StepResult
+    from pitstop.steps.failover import GetWeightsArgs, WeightsResult
     from pitstop.steps.istio import RouteArgs, RoutesResult
     from pitstop.steps.kubernetes import (
         NodeEvidenceArgs, NodeEvidenceResult, ServiceEvidenceArgs, ServiceEvidenceResult,
@@ -32,14 +33,20 @@ ESCALATION_TIMELINE_ENTRIES = 50  # the latest timeline entries sent with an esc
 
 async def gather_evidence(ctx: IncidentContext, label: str) -> None:
     """What the cluster shows about the target, by its kind: a Deployment's pods and events; a node's
-    conditions, pods and events; a VirtualService's routes. Best effort: a failure is logged, never fatal."""
+    conditions, pods and events; a VirtualService's routes; for a Region, the global traffic authority's weights
+    (asked on the shared queue: the failing region's own API server may be gone). Best effort: a failure is
+    logged, never fatal."""
     target = ctx.status.target
     if target is None:
         return
     activity_name: str
     args: StepArgs
     result_type: type[StepResult]
-    if target.kind == "Node":
+    task_queue = regional_task_queue(ctx.task_queue, target.region)
+    if target.kind == "Region":
+        activity_name, result_type, task_queue = "traffic.get_weights", WeightsResult, ctx.task_queue
+        args = GetWeightsArgs(failing=target.region)
+    elif target.kind == "Node":
         activity_name, result_type = "kubernetes.node_evidence", NodeEvidenceResult
         args = NodeEvidenceArgs(region=target.region, node=target.service, max_events=20)
     elif target.kind == "VirtualService":
@@ -52,7 +59,7 @@ async def gather_evidence(ctx: IncidentContext, label: str) -> None:
     try:
         result = await workflow.execute_activity(
             activity_name, StepInvocation(args=args, run_id=ctx.status.incident_id, step_id=f"evidence-{label}"),
-            result_type=result_type, task_queue=regional_task_queue(ctx.task_queue, target.region),
+            result_type=result_type, task_queue=task_queue,
             schedule_to_close_timeout=SLOW_ACTIVITY_TIMEOUT, retry_policy=BEST_EFFORT,
         )
     except ActivityError as exc:

@@ -109,8 +109,7 @@ def rbac_fleet(sandbox_monitoring: Any) -> Iterator[RbacFleet]:
         # without traffic until their pods are available (requests to a version without pods are 503s, which
         # would count against the error budget `multi-region-release` checks before it starts)
         for region, api_client in sandbox.api_clients.items():
-            apply_fleet(api_client=api_client, region=region, services=[release_service(role, suffix, traffic=False) for role in roles],
-                        apply_global_traffic=False)
+            apply_fleet(api_client=api_client, region=region, services=[release_service(role, suffix, traffic=False) for role in roles])
         admin = created.admin()
         for role, name in deployments.items():
             regions = created.regions if role == "restart" else [REGION]
@@ -127,7 +126,7 @@ def rbac_fleet(sandbox_monitoring: Any) -> Iterator[RbacFleet]:
                 eventually(f"{service.name} available in {region}",
                            partial(available, api, service.name, service.replicas), timeout=120)
         for region, api_client in sandbox.api_clients.items():
-            apply_fleet(api_client=api_client, region=region, services=list(releases.values()), apply_global_traffic=False)
+            apply_fleet(api_client=api_client, region=region, services=list(releases.values()))
         for region in created.regions:  # the error budget multi-region-release checks first has data (no data = refuse)
             budget = error_ratio_query(ErrorBudgetGate(slo_percent=WAVES_SLO), service=releases["waves"].name,
                                        namespace=NAMESPACE, region=region, region_label=AnalysisSpec().region_label)

@@ -1,11 +1,12 @@
-"""The remediation catalog's scale-out, shift-traffic and cordon rungs, end to end on the real components.
+"""The remediation catalog's scale-out and cordon rungs, end to end on the real components (the failing-region
+rung, a failover, is tests/sandbox/test_failover.py's).
 
-One real pitstop worker (real activities, the runbook interpreter) and the real alert webhook serve the three
+One real pitstop worker (real activities, the runbook interpreter) and the real alert webhook serve the
 tests, against the session's real Temporal dev server and the real kwok-backed kube-apiservers. Each test
 POSTs an Alertmanager v4 notification (bearer token) for the alert its rule matches, lets the Incident
 workflow plan and run the rung, checks the change on the kube-apiserver, then POSTs the `resolved`
 notification and checks the incident closes as recovered with the action on its timeline. Each test puts
-back what it changed (replicas, the VirtualService, the node's schedulability).
+back what it changed (replicas, the node's schedulability).
 
 Real Alertmanager delivery to the webhook is covered by test_incident_remediation.py; here the
 notifications are synthetic but shaped like the sandbox's alert rules produce them.
@@ -30,13 +31,10 @@ import httpx
 import pytest
 import pytest_asyncio
 from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities import build_activities
-from activities.kube_api import KubeJson
-from activities.traffic import ISTIO_GROUP_VERSION
 from pitstop.config import SHIPPED_RUNBOOKS_DIR, Settings
 from pitstop.incidents import ApprovalDecision, IncidentPhase, IncidentStatus
 from pitstop.remediation import Rule, load_catalog
@@ -331,86 +329,6 @@ async def test_saturation_of_a_service_already_at_its_quota_escalates_at_once(st
         merge_patch(api, kind="Deployment", name=name, namespace=namespace, patch={"spec": {"replicas": before}})
         await wait_in_thread(f"{namespace}/{name} back at {before} replicas",
                              lambda: _available(api, namespace, name, before))
-
-
-# ---------------------------------------------------------------- failing-region -> shift-traffic
-
-
-def _vs_path(namespace: str, name: str = "") -> str:
-    base = f"/apis/{ISTIO_GROUP_VERSION}/namespaces/{namespace}/virtualservices"
-    return f"{base}/{name}" if name else base
-
-
-def _weights(vs: dict[str, Any]) -> dict[str, int]:
-    route = vs["spec"]["http"][0]["route"]
-    return {d["destination"]["subset"]: int(d.get("weight", 0)) for d in route}
-
-
-async def test_region_down_shifts_the_edge_traffic_after_approval(stack: Stack) -> None:
-    rule = _rule("failing-region")
-    [shift] = rule.ladder
-    namespace, name = rule.target.namespace.value, rule.target.service.value
-    assert namespace and name, rule.target
-    expected = dict(shift.inputs["weights"])
-    subsets = sorted(expected)
-    api = KubeJson(stack.api())
-    host = f"{name}.{namespace}.svc.cluster.local"
-    created_namespace = False
-    try:
-        try:
-            api.get(f"/api/v1/namespaces/{namespace}")
-        except ApiException as exc:  # absent: this test creates it (and deletes it afterwards)
-            if exc.status != 404:
-                raise
-            api.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-            created_namespace = True
-        # the Istio CRDs are installed by the sandbox (sandbox/crds, real schemas)
-        api.post(f"/apis/{ISTIO_GROUP_VERSION}/namespaces/{namespace}/destinationrules", {
-            "apiVersion": ISTIO_GROUP_VERSION, "kind": "DestinationRule", "metadata": {"name": name},
-            "spec": {"host": host, "subsets": [{"name": s, "labels": {"pitstop.dev/locality": s}} for s in subsets]},
-        })
-        start_weights = {s: (0 if w else 100) for s, w in expected.items()}
-        assert sum(start_weights.values()) == 100, start_weights
-        api.post(_vs_path(namespace), {
-            "apiVersion": ISTIO_GROUP_VERSION, "kind": "VirtualService", "metadata": {"name": name},
-            "spec": {"hosts": ["edge.pitstop.dev"], "gateways": [f"{namespace}/{name}"], "http": [{"name": "edge", "route": [
-                {"destination": {"host": host, "subset": s, "port": {"number": 443}}, "weight": w}
-                for s, w in start_weights.items()]}]},
-        })
-        assert _weights(api.get(_vs_path(namespace, name))) == start_weights
-
-        labels = {"alertname": "RegionDown", "severity": "critical", "team": "team-platform", "region": REGION}
-        alert = new_alert(labels, {"summary": f"Region {REGION} fails 87% of all requests"})
-        incident = await post(stack, alert, "firing")
-        handle = stack.client.get_workflow_handle(incident)
-        # RegionDown is critical: above the catalog's `approval_above_severity: page`
-        await wait_status(handle, lambda s: s.phase == IncidentPhase.WAITING_FOR_APPROVAL, "the approval request")
-        assert _weights(api.get(_vs_path(namespace, name))) == start_weights, "traffic moved before the approval"
-        verdict = await handle.execute_update("approve", ApprovalDecision(approved=True, identity="oncall@pitstop.dev",
-                                                                          comment="region is down"), result_type=str)
-        assert verdict == "approved"
-        status = await wait_status(handle, acted, "the shift-traffic action")
-        assert [a.status for a in status.actions] == ["succeeded"], [(e.kind, e.message) for e in status.timeline]
-
-        vs = api.get(_vs_path(namespace, name))
-        assert _weights(vs) == expected, vs["spec"]["http"]
-        assert {d["destination"]["host"] for d in vs["spec"]["http"][0]["route"]} == {host}
-        assert all(d["destination"].get("port") == {"number": 443} for d in vs["spec"]["http"][0]["route"])
-
-        final = await resolve_and_close(stack, alert, incident)
-        assert_recovered_by(final, rule="failing-region", rung="shift-traffic", runbook="remediate-shift-traffic")
-        assert any(e.kind == "approval" and e.message.startswith("approved by oncall@pitstop.dev") for e in final.timeline)
-        assert final.target is not None and final.target.key == f"{REGION}/{namespace}/{name}"
-        # evidence follows the target's kind: the VirtualService's routes as they were when the alert came in
-        assert final.evidence.get("kind") == "VirtualService" and final.evidence.get("weights") == start_weights, (
-            final.evidence)
-        assert not any(e.kind == "evidence" and "unavailable" in e.message for e in final.timeline), final.timeline
-    finally:
-        for plural in ("virtualservices", "destinationrules"):
-            with contextlib.suppress(Exception):
-                api.request("DELETE", f"/apis/{ISTIO_GROUP_VERSION}/namespaces/{namespace}/{plural}/{name}")
-        if created_namespace:
-            api.request("DELETE", f"/api/v1/namespaces/{namespace}")
 
 
 # ---------------------------------------------------------------- bad-node -> cordon

@@ -6,6 +6,7 @@ would, and observes the result only through Prometheus queries and Alertmanager 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from sandbox.faults import BadRelease, CrashLoop, RegionOutage, SaturatedService, clear_all_faults, inject_fault
-from sandbox.global_traffic import get_region_traffic_weight, set_region_traffic_weight
+from activities.traffic_authority import HttpTrafficAuthority
 from sandbox.kube_objects import merge_patch
 from tests.fixtures.monitoring import WEBHOOK_TOKEN, SandboxMonitoring
 
@@ -145,13 +146,16 @@ def test_global_traffic_weight_fails_vehicles_over_to_the_other_region(sandbox_m
                                'destination_service_name="api-gateway"}[5s]))')
         return {r["metric"]["region"]: float(r["value"][1]) for r in result}
 
+    authority = HttpTrafficAuthority(base_url=sandbox.traffic_authority.url,
+                                     token_file=sandbox.traffic_authority.token_file)
     try:
-        set_region_traffic_weight(api_client=sandbox.api_clients["us-east"], weight=0)
-        assert get_region_traffic_weight(api_client=sandbox.api_clients["us-east"]) == 0
+        change = asyncio.run(authority.set_weights({"us-east": 0}))
+        assert change.previous == {"eu-central": 100, "us-east": 100}
+        assert asyncio.run(authority.get_weights()) == {"eu-central": 100, "us-east": 0}
         eventually(lambda: (r := ingress_rates()).get("us-east", 1.0) == 0.0 and r.get("eu-central", 0) > 0,
                    timeout_seconds=30, what="us-east drained")
     finally:
-        set_region_traffic_weight(api_client=sandbox.api_clients["us-east"], weight=100)
+        asyncio.run(authority.set_weights({"us-east": 100}))
     eventually(lambda: ingress_rates().get("us-east", 0.0) > 0, timeout_seconds=30, what="us-east back")
 
 

@@ -7,7 +7,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from pitstop.alerts import Alert
-from pitstop.config import SHIPPED_RUNBOOKS_DIR
+from pitstop.config import SHIPPED_RUNBOOKS_DIR, Settings
+from pitstop.runbook.reach import AuthorReach
+from pitstop.runbook.validation import load_runbook_file
 from pitstop.remediation import (
     CATALOG_FILE,
     Policy,
@@ -64,7 +66,7 @@ def test_missing_target_label_is_a_domain_error(catalog) -> None:
 def test_rule_policy_overrides_defaults_and_critical_needs_approval(catalog) -> None:
     plan = plan_remediation(catalog, alert(alertname="RegionDown", region="us-east", severity="critical"))
     assert plan is not None and plan.requires_approval
-    assert plan.rungs[0].inputs["weights"] == {"local": 0, "remote": 100}
+    assert (plan.rungs[0].runbook, plan.rungs[0].inputs) == ("failover-region", {"region": "us-east"})
     saturated = plan_remediation(catalog, alert(alertname="Saturation", pod="api-5f6d7c8b9a-abcde",
                                                 namespace="shop", region="eu-central"))
     assert saturated is not None and saturated.policy.max_actions_per_hour == 2
@@ -121,14 +123,17 @@ def test_circuit_breaker_sliding_hour() -> None:
 
 
 def test_the_target_kind_follows_the_rule(catalog) -> None:
-    """Evidence is gathered by kind: a node alert is about a Node, a region outage about the edge's
-    VirtualService, everything else about a Deployment."""
+    """Evidence is gathered by kind: a node alert is about a Node, a region outage about the Region (its
+    failover's target, so the incident's lease is the failover runbook's), everything else about a Deployment."""
     node = plan_remediation(catalog, alert(alertname="NodeNotReady", node="kwok-node-3", region="us-east"))
-    edge = plan_remediation(catalog, alert(alertname="RegionDown", region="us-east", severity="critical"))
+    region = plan_remediation(catalog, alert(alertname="RegionDown", region="us-east", severity="critical"))
     crash = plan_remediation(catalog, alert(alertname="CrashLooping", pod="checkout-7d9f8b6c5d-x2x7q",
                                             namespace="payments", region="eu-central"))
     assert node is not None and (node.target.kind, node.target.service) == ("Node", "kwok-node-3")
-    assert edge is not None and (edge.target.kind, edge.target.service) == ("VirtualService", "edge-gateway")
+    assert region is not None and (region.target.kind, region.target.region) == ("Region", "us-east")
+    failover = load_runbook_file(SHIPPED_RUNBOOKS_DIR / "failover-region.yaml", reach=AuthorReach.from_settings(Settings()))
+    assert failover.target is not None
+    assert (region.target.service, region.target.namespace) == (failover.target.service, failover.target.namespace)
     assert crash is not None and crash.target.kind == "Deployment"
 
 
