@@ -106,7 +106,7 @@ async def measure(workers: int, runs: int, rounds: int) -> dict[str, float]:
     ten_step_runbook(runbooks)
     topology = ProductionTopology(workers=workers, webhooks=0, task_queue=f"scale-{uuid.uuid4().hex[:6]}",
                                   extra_env={"PITSTOP_RUNBOOKS_DIR": str(runbooks)})
-    topology.start()
+    await asyncio.to_thread(topology.start)  # sync: it runs its own event loop for the namespace setup
     try:
         client = await Client.connect(topology.temporal.address, data_converter=pydantic_data_converter)
         await one_round(client, topology, min(runs, 20))  # warm-up: caches, connections
