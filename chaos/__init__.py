@@ -1,1 +1,8 @@
-"""Reserved for Chaos Toolkit experiments and their custom probes/actions; nothing here yet (see README "Not yet")."""
+"""Chaos Toolkit material for pitstop: experiments and the extensions they need.
+
+- `chaos/experiments/`: a catalog of Chaos Toolkit experiments (unchanged JSON format) for the sandbox fleet
+  (pod kill, dependency latency, HTTP aborts, node NotReady, degraded region); see its README.
+- `chaos.istio`: Istio fault-injection actions and probes under chaostoolkit-istio's function names and
+  arguments (`chaos.istio.fault.actions.add_delay_fault`, ...), over pitstop's Kubernetes JSON client;
+  an experiment written for chaostoolkit-istio runs with `chaosistio` replaced by `chaos.istio`.
+"""
