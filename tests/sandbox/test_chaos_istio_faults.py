@@ -218,3 +218,26 @@ def test_catalog_pod_kill_experiment_holds(sandbox_monitoring: SandboxMonitoring
     assert killed["activity"]["name"] == "terminate-one-geo-service-pod" and killed["status"] == "succeeded"
     assert journal["steady_states"]["after"]["steady_state_met"] is True
     assert journal["status"] == "completed" and journal["deviated"] is False and code == 0
+
+
+def test_catalog_node_not_ready_experiment_fails_a_node_and_brings_it_back(
+        sandbox_monitoring: SandboxMonitoring, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sandbox.kube_objects import list_objects
+
+    nodes, _ = list_objects(sandbox_monitoring.api_clients[REGION], kind="Node", label_selector="type=kwok")
+    node = sorted(n["metadata"]["name"] for n in nodes)[-1]
+    monkeypatch.setenv("CHAOS_NODE", node)
+    code, journal = run_chaos(sandbox_monitoring, "node-not-ready.json", tmp_path)
+    assert journal["steady_states"]["before"]["steady_state_met"] is True
+    failed, conditions = journal["run"]
+    assert failed["status"] == "succeeded" and failed["output"]["status"] == 0
+    assert conditions["output"] == [{**conditions["output"][0], "name": node, "Ready": "False"}]
+    assert [(r["activity"]["name"], r["status"], r["output"]["status"]) for r in journal["rollbacks"]] == [
+        ("node-ready-again", "succeeded", 0)]
+    assert journal["deviated"] is False and code == 0
+
+    def ready() -> bool:
+        obj = get_object(sandbox_monitoring.api_clients[REGION], kind="Node", name=node, namespace=None) or {}
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in obj.get("status", {}).get("conditions", []))
+
+    eventually(ready, timeout_seconds=30, what=f"node {node} Ready again after the rollback")
