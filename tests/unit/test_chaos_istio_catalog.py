@@ -12,7 +12,7 @@ from chaoslib.experiment import ensure_experiment_is_valid
 from chaoslib.loader import load_experiment
 
 from chaos.istio.fault import actions, probes
-from chaos.istio.fault.actions import PREVIOUS_FAULTS_ANNOTATION, _patched
+from chaos.istio.fault.actions import PREVIOUS_FAULTS_ANNOTATION, _with_fault
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "chaos" / "experiments"
 HOST = "geo-service.team-telematics.svc.cluster.local"
@@ -27,21 +27,6 @@ def virtual_service(http: list[dict[str, Any]], annotations: dict[str, str] | No
     return {"metadata": meta, "spec": {"http": http}}
 
 
-def apply_merge(obj: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """RFC 7386 merge patch, as the API server applies it (enough for these objects)."""
-    out = dict(obj)
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = apply_merge(out[key], value)
-        elif isinstance(value, dict):
-            out[key] = apply_merge({}, value)
-        else:
-            out[key] = value
-    return out
-
-
 PRIMARY = {"name": "primary", "route": [{"destination": {"host": HOST, "subset": "stable"}, "weight": 100},
                                         {"destination": {"host": HOST, "subset": "canary"}, "weight": 0}]}
 OTHER = {"match": [{"headers": {"x": {"exact": "1"}}}], "route": [{"destination": {"host": HOST, "subset": "canary"}}]}
@@ -49,34 +34,34 @@ OTHER = {"match": [{"headers": {"x": {"exact": "1"}}}], "route": [{"destination"
 
 def test_set_then_unset_restores_the_route_exactly() -> None:
     vs = virtual_service([PRIMARY, OTHER])
-    faulty = apply_merge(vs, _patched(vs, TARGETS, DELAY))
+    faulty = _with_fault(vs, TARGETS, DELAY)
     assert faulty["spec"]["http"] == [{**PRIMARY, "fault": DELAY}, OTHER]
     assert json.loads(faulty["metadata"]["annotations"][PREVIOUS_FAULTS_ANNOTATION]) == {"name:primary": None}
-    restored = apply_merge(faulty, _patched(faulty, TARGETS, None))
-    assert restored["spec"] == vs["spec"]
-    assert not restored["metadata"].get("annotations")
+    restored = _with_fault(faulty, TARGETS, None)
+    assert restored == vs
 
 
 def test_a_fault_the_route_had_before_is_restored() -> None:
     standing = {"abort": {"httpStatus": 500, "percentage": {"value": 0.1}}}
     vs = virtual_service([{**PRIMARY, "fault": standing}], annotations={"team": "geo"})
-    once = apply_merge(vs, _patched(vs, TARGETS, DELAY))
-    twice = apply_merge(once, _patched(once, TARGETS, {"abort": {"httpStatus": 503}}))  # the first record wins
-    restored = apply_merge(twice, _patched(twice, TARGETS, None))
-    assert restored["spec"] == vs["spec"] and restored["metadata"]["annotations"] == {"team": "geo"}
+    once = _with_fault(vs, TARGETS, DELAY)
+    twice = _with_fault(once, TARGETS, {"abort": {"httpStatus": 503}})  # the first record wins
+    restored = _with_fault(twice, TARGETS, None)
+    assert restored == vs
 
 
 def test_unset_without_a_record_removes_the_fault_like_the_original() -> None:
     vs = virtual_service([{**PRIMARY, "fault": DELAY}])
-    assert apply_merge(vs, _patched(vs, TARGETS, None))["spec"]["http"] == [PRIMARY]
+    assert _with_fault(vs, TARGETS, None)["spec"]["http"] == [PRIMARY]
 
 
 def test_routes_are_matched_by_host_and_subset_and_the_write_is_conditional() -> None:
     vs = virtual_service([PRIMARY, OTHER])
-    patch = _patched(vs, {(HOST, "canary")}, DELAY)
-    assert [r.get("fault") for r in patch["spec"]["http"]] == [DELAY, DELAY]
-    assert patch["metadata"]["resourceVersion"] == "7"
-    assert _patched(vs, {("elsewhere", None)}, DELAY)["spec"]["http"] == [PRIMARY, OTHER]
+    written = _with_fault(vs, {(HOST, "canary")}, DELAY)
+    assert [r.get("fault") for r in written["spec"]["http"]] == [DELAY, DELAY]
+    assert written["metadata"]["resourceVersion"] == "7"  # the write is conditional on the version read
+    assert _with_fault(vs, {("elsewhere", None)}, DELAY)["spec"]["http"] == [PRIMARY, OTHER]
+    assert vs == virtual_service([PRIMARY, OTHER])  # the object read is left alone
 
 
 def test_the_same_functions_and_argument_names_as_chaostoolkit_istio() -> None:

@@ -11,8 +11,9 @@ were (the original simply deletes `fault`, which loses a fault the route had bef
 record `unset_fault` deletes `fault`, as the original does. Like the original, both remove actions remove the
 whole fault block of the matched routes.
 
-Writes are JSON merge patches carrying the `resourceVersion` read, re-read and retried on 409 Conflict, so a
-concurrent change to the VirtualService is never overwritten. Unlike the original, a failed write raises
+Writes replace the object read (PUT, the `update` verb pitstop's role already has on VirtualServices) with
+its `resourceVersion`, re-read and retried on 409 Conflict, so a concurrent change to the VirtualService is
+never overwritten (the original sent a merge patch of the whole `spec.http` without a precondition). Unlike the original, a failed write raises
 `ActivityFailed` naming the VirtualService (the original returned the error answer, which `chaos run` does
 not treat as a failure); a missing VirtualService raises, as in the original.
 """
@@ -61,31 +62,37 @@ def _route_key(index: int, http_route: dict[str, Any]) -> str:
     return f"name:{http_route['name']}" if http_route.get("name") else f"index:{index}"
 
 
-def _patched(vs: dict[str, Any], targets: set[tuple[str, str | None]], fault: dict[str, Any] | None
-             ) -> dict[str, Any]:
-    """The merge patch that sets `fault` (None: restores the recorded fault) on the matched routes."""
-    annotations = (vs.get("metadata") or {}).get("annotations") or {}
+def _with_fault(vs: dict[str, Any], targets: set[tuple[str, str | None]], fault: dict[str, Any] | None
+                ) -> dict[str, Any]:
+    """A copy of `vs` with `fault` set on the matched routes (None: the recorded fault restored, or none)."""
+    out = deepcopy(vs)
+    meta = out.setdefault("metadata", {})
+    annotations = meta.get("annotations") or {}
     try:
         previous: dict[str, Any] = json.loads(annotations.get(PREVIOUS_FAULTS_ANNOTATION) or "{}")
     except ValueError:
         previous = {}
-    http = deepcopy((vs.get("spec") or {}).get("http") or [])
-    for index, route in enumerate(http):
+    for index, route in enumerate((out.get("spec") or {}).get("http") or []):
         if not _matches(route, targets):
             continue
         key = _route_key(index, route)
         if fault is not None:
             previous.setdefault(key, route.get("fault"))
-            route["fault"] = fault
+            route["fault"] = deepcopy(fault)
         elif previous.get(key) is not None:
             route["fault"] = previous.pop(key)
         else:
             previous.pop(key, None)
             route.pop("fault", None)
-    record = json.dumps(previous, sort_keys=True) if previous else None
-    return {"metadata": {"resourceVersion": vs["metadata"]["resourceVersion"],
-                         "annotations": {PREVIOUS_FAULTS_ANNOTATION: record}},
-            "spec": {"http": http}}
+    if previous:
+        annotations[PREVIOUS_FAULTS_ANNOTATION] = json.dumps(previous, sort_keys=True)
+    else:
+        annotations.pop(PREVIOUS_FAULTS_ANNOTATION, None)
+    if annotations:
+        meta["annotations"] = annotations
+    else:
+        meta.pop("annotations", None)
+    return out
 
 
 def _write(virtual_service_name: str, routes: list[dict[str, Any]], fault: dict[str, Any] | None, *, ns: str,
@@ -98,7 +105,7 @@ def _write(virtual_service_name: str, routes: list[dict[str, Any]], fault: dict[
         vs = client.get_optional(path)
         if vs is None:
             raise ActivityFailed(f"Virtual Service '{virtual_service_name}' does not exist in namespace {ns!r}")
-        return client.patch(path, _patched(vs, targets, fault), patch_type="merge")
+        return client.put(path, _with_fault(vs, targets, fault))
 
     try:
         body = retry_on_conflict(attempt)
