@@ -10,6 +10,11 @@ Service by host. Prints the median of the rounds in milliseconds and the load av
 
 Run it with PYTHONPATH at another checkout to compare (snapshots are built only through functions both
 versions have; the fault and host-route figures need this checkout's simulator).
+
+Measured 2026-12-05 on the shared 2-core machine (load 4.9-6.3 from other work), 500 services, 969 pods,
+15 rounds, medians of two runs each: plain routes 32-37 ms before Istio fault/host resolution
+(PYTHONPATH=main), 42-59 ms with it; a fault on every route 71-150 ms; a fault plus a 10 % host route on
+every route 134-201 ms (more series). The simulator ticks every 0.5-2 s per region.
 """
 
 from __future__ import annotations

@@ -121,7 +121,8 @@ def host_targets(
     *, service: ServiceSummary | None, namespace: str, name: str, subset_version: str | None,
     endpoints: Sequence[Endpoint],
 ) -> dict[Target, float]:
-    """Fractions per target for a route to another Service (by endpoint count)."""
+    """Fractions per target for a route to another Service (by endpoint count); `endpoints` may be all
+    endpoints or any superset of the ones the Service selects."""
     counts: dict[Target, int] = {}
     if service is not None:
         for e in endpoints:
@@ -146,6 +147,20 @@ class RouteContext:
     subsets: Mapping[tuple[str, str], Mapping[str, str]]
     endpoints: Sequence[Endpoint]
     workload_of: Mapping[tuple[str, str], str]  # (app, version) -> workload, for the owner's own host
+    _by_label: dict[tuple[str, str, str], list[Endpoint]] | None = field(default=None, repr=False)
+
+    def candidates(self, namespace: str, selector: Sequence[tuple[str, str]]) -> Sequence[Endpoint]:
+        """The endpoints in `namespace` carrying the selector's first label (an index built once per context),
+        a superset of what the selector selects."""
+        if not selector:
+            return []
+        if self._by_label is None:
+            self._by_label = {}
+            for e in self.endpoints:
+                for key, value in e.labels:
+                    self._by_label.setdefault((e.namespace, key, value), []).append(e)
+        key, value = selector[0]
+        return self._by_label.get((namespace, key, value), [])
 
 
 def destination_targets(
@@ -164,8 +179,9 @@ def destination_targets(
     subset_version = None
     if subset:
         subset_version = (context.subsets.get(resolved) or {}).get(subset) or UNKNOWN
-    return host_targets(service=context.services.get(resolved), namespace=namespace, name=name,
-                        subset_version=subset_version, endpoints=context.endpoints)
+    service = context.services.get(resolved)
+    return host_targets(service=service, namespace=namespace, name=name, subset_version=subset_version,
+                        endpoints=context.candidates(namespace, service.selector) if service else [])
 
 
 def route_targets(route: HttpRoute, *, owner: Owner, context: RouteContext) -> dict[Target, float]:
