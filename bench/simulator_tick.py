@@ -56,7 +56,11 @@ def _pods(deployment: dict[str, Any]) -> list[dict[str, Any]]:
 
 def build_snapshot(*, services: int, faults: bool, host_routes: bool) -> RegionSnapshot:
     specs = expand_fleet(load_fleet_spec(), services=services)
-    deployments, pods, routes, subsets, kube_services = [], [], {}, {}, {}
+    deployments: list[Any] = []
+    pods: list[Any] = []
+    routes: dict[tuple[str, str], Any] = {}
+    subsets: dict[tuple[str, str], dict[str, str]] = {}
+    kube_services: dict[tuple[str, str], Any] = {}
     names = [s.name for s in specs]
     for index, service in enumerate(specs):
         for obj in fleet_manifests(service):
