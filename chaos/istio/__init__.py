@@ -9,23 +9,20 @@ chaostoolkit-kubernetes configures its own: the kubeconfig file named by `KUBECO
 `~/.kube/config`) with the context `KUBERNETES_CONTEXT` (from the experiment's secrets, else the environment),
 read when the action runs; without that file, `chaosk8s.create_k8s_api_client` itself (in-pod config when
 `CHAOSTOOLKIT_IN_POD=true`, else `KUBERNETES_HOST` and friends).
-
-`chaos discover chaos.istio` lists the activities.
 """
 
 from __future__ import annotations
 
 import os
 
-from chaoslib.discovery.discover import discover_actions, discover_probes, initialize_discovery_result
-from chaoslib.types import Configuration, Discovery, Secrets
+from chaoslib.types import Configuration, Secrets
 from chaosk8s import create_k8s_api_client, get_config_path
 from kubernetes.client import ApiClient
 from kubernetes.config import new_client_from_config
 
 from activities.kube_api import KubeJson
 
-__all__ = ["api_client", "discover", "istio_client"]
+__all__ = ["api_client", "istio_client"]
 
 FIELD_MANAGER = "pitstop-chaos"
 
@@ -43,11 +40,3 @@ def api_client(secrets: Secrets | None = None) -> ApiClient:
         context = (secrets or {}).get("KUBERNETES_CONTEXT", os.environ.get("KUBERNETES_CONTEXT"))
         return new_client_from_config(config_file=config_file, context=context or None)
     return create_k8s_api_client(secrets)
-
-
-def discover(discover_system: bool = True) -> Discovery:
-    """The Istio activities this package offers (for `chaos discover chaos.istio`)."""
-    discovery = initialize_discovery_result("pitstop-chaos-istio", "0.4.1", "istio")
-    discovery["activities"].extend(discover_actions("chaos.istio.fault.actions"))
-    discovery["activities"].extend(discover_probes("chaos.istio.fault.probes"))
-    return discovery

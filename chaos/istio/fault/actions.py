@@ -112,6 +112,8 @@ def _write(virtual_service_name: str, routes: list[dict[str, Any]], fault: dict[
     except ApiException as exc:
         raise ActivityFailed(f"cannot update VirtualService {ns}/{virtual_service_name} ({version}): "
                              f"HTTP {exc.status}: {api_error_detail(exc)}") from exc
+    finally:
+        client.api_client.close()
     return {"status": 200, "body": body, "headers": {}}
 
 

@@ -46,4 +46,6 @@ def get_virtual_service(
         body = client.get(virtual_service_path(virtual_service_name, ns, version))
     except ApiException as exc:
         return error_result(exc)
+    finally:
+        client.api_client.close()
     return {"status": 200, "body": body, "headers": {}}
