@@ -1,7 +1,7 @@
 """Live, watch-based view of one region's cluster, as the simulator needs it.
 
-`RegionWatcher` lists then watches (no per-object polling) Deployments, Pods, VirtualServices,
-DestinationRules and the `pitstop-sandbox` ConfigMaps (faults) of one cluster, and
+`RegionWatcher` lists then watches (no per-object polling) Deployments, Pods, Services (for route hosts,
+`sandbox.istio_destinations`), VirtualServices, DestinationRules and the `pitstop-sandbox` ConfigMaps (faults) of one cluster, and
 keeps small summaries of them in memory. On a 410 Gone or a broken connection it re-lists.
 """
 
@@ -23,6 +23,8 @@ from activities.kube_errors import api_error_detail
 from pitstop.quantities import parse_quantity
 from sandbox.faults import FAULTS_CONFIGMAP, FaultRecord, parse_fault_configmap
 from sandbox.fleet import SANDBOX_NAMESPACE, SPEC_ANNOTATION
+from sandbox.istio_destinations import ServiceSummary, summarize_service
+from sandbox.istio_faults import parse_http_fault
 from sandbox.kube_objects import JsonObject, list_objects, watch_events
 from sandbox.traffic_model import HttpRoute
 
@@ -56,6 +58,21 @@ class PodSummary:
     memory_limit: float
     created_unix: float
     crash_looping: bool = False  # the container's real status says CrashLoopBackOff (kwok Stage)
+    labels: tuple[tuple[str, str], ...] = ()
+    workload: str = ""  # the owning Deployment's name, as Istio derives it (ReplicaSet owner minus the hash)
+
+
+def pod_workload(meta: JsonObject) -> str:
+    """Istio's workload name of a pod: its ReplicaSet owner without the pod-template-hash suffix
+    (the Deployment), else its controller's name, else the pod's own name."""
+    owner = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
+    if owner is None:
+        return str(meta.get("name", ""))
+    name = str(owner.get("name", ""))
+    suffix = f"-{(meta.get('labels') or {}).get('pod-template-hash', '')}"
+    if owner.get("kind") == "ReplicaSet" and suffix != "-" and name.endswith(suffix):
+        return name[: -len(suffix)]
+    return name
 
 
 @dataclass(frozen=True)
@@ -131,17 +148,20 @@ def summarize_pod(obj: JsonObject) -> PodSummary | None:
         memory_request=parse_quantity(requests.get("memory")),
         memory_limit=parse_quantity(limits.get("memory") or requests.get("memory")),
         created_unix=created_unix,
+        labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
+        workload=pod_workload(meta),
     )
 
 
 def summarize_http_route(route: JsonObject) -> HttpRoute:
     """One `spec.http[]` entry: destinations with weights, header matchers, mirror."""
     destinations = route.get("route") or []
-    weights = []
+    weights, hosts = [], []
     for entry in destinations:
         destination = entry.get("destination") or {}
         weight = entry.get("weight", 100 if len(destinations) == 1 else 0)
         weights.append((destination.get("subset") or "", float(weight)))
+        hosts.append(str(destination.get("host") or ""))
     matches = route.get("match") or []
     mirror = route.get("mirror")
     percent = (route.get("mirrorPercentage") or {}).get("value", 100.0)
@@ -151,6 +171,8 @@ def summarize_http_route(route: JsonObject) -> HttpRoute:
         has_match=bool(matches),
         mirror_subset=((mirror.get("subset") or "") if isinstance(mirror, dict) else None),
         mirror_percent=float(percent),
+        hosts=tuple(hosts),
+        fault=parse_http_fault(route),
     )
 
 
@@ -158,8 +180,16 @@ def summarize_virtual_service(obj: JsonObject) -> RouteSummary:
     """Every HTTP route, in order (Envoy evaluates them first match wins)."""
     meta = obj["metadata"]
     http = (obj.get("spec") or {}).get("http") or []
-    return RouteSummary(namespace=meta["namespace"], name=meta["name"],
-                        http=tuple(summarize_http_route(r) for r in http if isinstance(r, dict)))
+    routes = []
+    for index, route in enumerate(http):
+        if not isinstance(route, dict):
+            continue
+        try:
+            routes.append(summarize_http_route(route))
+        except ValueError as exc:  # Istio's validation would refuse it; the route then injects no fault
+            log.warning("VirtualService %s/%s http[%d]: %s", meta["namespace"], meta["name"], index, exc)
+            routes.append(summarize_http_route({k: v for k, v in route.items() if k != "fault"}))
+    return RouteSummary(namespace=meta["namespace"], name=meta["name"], http=tuple(routes))
 
 
 def summarize_destination_rule(obj: JsonObject) -> dict[str, str]:
@@ -178,6 +208,7 @@ class RegionSnapshot:
     routes: dict[tuple[str, str], RouteSummary]
     subsets: dict[tuple[str, str], dict[str, str]]
     faults: list[FaultRecord]
+    services: dict[tuple[str, str], ServiceSummary] = field(default_factory=dict)
 
 
 @dataclass
@@ -189,7 +220,7 @@ class _Store:
 class RegionWatcher:
     """Watches one region's cluster and serves snapshots of it."""
 
-    KINDS = ("Deployment", "Pod", "VirtualService", "DestinationRule", "ConfigMap")
+    KINDS = ("Deployment", "Pod", "Service", "VirtualService", "DestinationRule", "ConfigMap")
 
     def __init__(self, *, region: str, api_client: ApiClient) -> None:
         self.region = region
@@ -209,6 +240,8 @@ class RegionWatcher:
             return summarize_virtual_service(obj)
         if kind == "DestinationRule":
             return summarize_destination_rule(obj)
+        if kind == "Service":
+            return summarize_service(obj)
         return (obj.get("data") or {})
 
     def _query(self, kind: str) -> dict[str, Any]:
@@ -293,6 +326,7 @@ class RegionWatcher:
                 routes=dict(self._stores["VirtualService"].items),
                 subsets=dict(self._stores["DestinationRule"].items),
                 faults=[],
+                services=dict(self._stores["Service"].items),
             )
         try:
             snapshot.faults = parse_faults(configmaps.get((SANDBOX_NAMESPACE, FAULTS_CONFIGMAP)))

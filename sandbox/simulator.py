@@ -8,6 +8,9 @@ increasing counters and gauges using the pure functions of `sandbox.traffic_mode
 VirtualService routes are followed as Envoy would: header-match routes (A/B) take their cohorts' share
 (`HEADER_COHORT_SHARE` per matcher), the weighted default route the rest, and `mirror` adds mirrored
 requests on the mirror's version (reported like any request, as Istio does; they do not fan out downstream).
+Route destinations resolve as Istio resolves them (`sandbox.istio_destinations`: a host naming another
+Service goes to the pods it selects, labelled with their workload and version), and routes' `fault` blocks
+delay or abort their share of requests as Envoy's fault filter would (`sandbox.istio_faults`).
 `/metrics` (optionally `?region=eu-central`) serves them in the Prometheus text format. The process also keeps
 the fault labels of crash-looping pods and failed nodes up to date (`sandbox.faults.keep_fault_labels`).
 
@@ -41,6 +44,8 @@ from kubernetes.client import ApiClient
 from sandbox.cluster_watch import DeploymentSummary, RegionSnapshot, RegionWatcher
 from sandbox.faults import BadRelease, CrashLoop, RegionOutage, SaturatedService, keep_fault_labels
 from sandbox.gslb import WeightsFollower
+from sandbox.istio_destinations import Endpoint, Owner, RouteContext, RouteSplit, Target, route_split
+from sandbox.istio_faults import HttpFault, RequestBatch, apply_faults
 from sandbox.traffic_model import (
     INGRESS_WORKLOAD,
     LATENCY_BUCKETS_MS,
@@ -48,7 +53,6 @@ from sandbox.traffic_model import (
     LatencyHistogram,
     VersionConditions,
     diurnal_factor_at,
-    http_traffic_split,
     pod_usage,
     propagate_request_rates,
     region_traffic_share,
@@ -119,6 +123,18 @@ class _VersionTraffic:
     conditions: VersionConditions
     workload: str
     rps_per_pod: float
+    target: Target
+    faults: list[tuple[float, HttpFault]] = field(default_factory=list)
+
+
+def outcome_batch(rps: float, conditions: VersionConditions) -> RequestBatch:
+    """The model's outcome for `rps` requests as a batch (rate and latency distribution per code)."""
+    outcome = request_outcome(rps=rps, conditions=conditions)
+    return RequestBatch(outcome.rps_by_code, {
+        "200": (outcome.latency_median_ms, outcome.latency_sigma),
+        "500": (outcome.latency_median_ms * 0.5, outcome.latency_sigma),
+        "503": (outcome.error_latency_median_ms, 0.3),
+    })
 
 
 @dataclass
@@ -229,19 +245,30 @@ class FleetSimulator:
                 running[(p.app, p.version)] = running.get((p.app, p.version), 0) + 1
         pod_template = {(p.app, p.version): p for p in snap.pods}
 
-        traffic: dict[str, dict[str, _VersionTraffic]] = {}
+        context = RouteContext(
+            services=snap.services, subsets=snap.subsets, workload_of=workload,
+            endpoints=[Endpoint(p.namespace, p.labels, p.workload or workload.get((p.app, p.version), p.app))
+                       for p in snap.pods if p.running])
+        splits: dict[str, RouteSplit] = {}
+        load: dict[tuple[str, str], float] = {}  # (app, version) -> rps its pods serve, whichever host routed
         for s in services.values():
             route = snap.routes.get((s.namespace, s.name))
-            split = http_traffic_split(
-                routes=route.http if route else None,
-                subset_versions=snap.subsets.get((s.namespace, s.name)),
-                stable_version=s.stable_version).total()
-            saturated = any(isinstance(f.fault, SaturatedService) and f.fault.service == s.name
-                            for f in snap.faults)
-            per_version: dict[str, _VersionTraffic] = {}
-            for version, fraction in split.items():
-                pods = running.get((s.name, version), 0) or available.get((s.name, version), 0)
-                rps_per_pod = served.get(s.name, 0.0) * fraction / max(1, pods)
+            splits[s.name] = route_split(routes=route.http if route else None,
+                                         owner=Owner(s.namespace, s.name, s.stable_version), context=context)
+            for target, fraction in splits[s.name].total().items():
+                app_version = (target.app, target.version)
+                load[app_version] = load.get(app_version, 0.0) + served.get(s.name, 0.0) * fraction
+        rps_per_pod_of = {av: rps / max(1, running.get(av, 0) or available.get(av, 0)) for av, rps in load.items()}
+
+        traffic: dict[str, dict[Target, _VersionTraffic]] = {}
+        for owner in services.values():
+            per_version: dict[Target, _VersionTraffic] = {}
+            for target, fraction in splits[owner.name].total().items():
+                s = services.get(target.app, owner)
+                version = target.version
+                saturated = any(isinstance(f.fault, SaturatedService) and f.fault.service == s.name
+                                for f in snap.faults)
+                rps_per_pod = rps_per_pod_of.get((s.name, version), 0.0)
                 template = pod_template.get((s.name, version))
                 utilization = 0.3
                 if template is not None:
@@ -256,8 +283,8 @@ class FleetSimulator:
                     ).cpu_utilization
                 bad = [f.fault for f in snap.faults if isinstance(f.fault, BadRelease)
                        and f.fault.service == s.name and f.fault.version in (None, version)]
-                per_version[version] = _VersionTraffic(
-                    fraction=fraction,
+                per_version[target] = _VersionTraffic(
+                    fraction=fraction, target=target, faults=splits[owner.name].faults.get(target, []),
                     conditions=VersionConditions(
                         available_replicas=available.get((s.name, version), 0),
                         base_error_ratio=s.base_error_ratio,
@@ -267,41 +294,28 @@ class FleetSimulator:
                         extra_latency_ms=sum(b.extra_latency_ms for b in bad),
                         cpu_utilization=utilization,
                     ),
-                    workload=workload.get((s.name, version), "unknown"),
+                    workload=target.workload,
                     rps_per_pod=rps_per_pod,
                 )
-            traffic[s.name] = per_version
+            traffic[owner.name] = per_version
 
         common = (("region", region), ("cluster", region), ("reporter", "destination"))
         for (source, destination), rps in edge_rps.items():
-            dest = services[destination]
             source_ns = services[source].namespace if source in services else "istio-system"
-            for version, vt in traffic.get(destination, {}).items():
-                outcome = request_outcome(rps=rps * vt.fraction, conditions=vt.conditions)
+            for vt in traffic.get(destination, {}).values():
+                t = vt.target
                 base_labels = common + (
                     ("source_workload", source), ("source_workload_namespace", source_ns),
-                    ("destination_service", f"{destination}.{dest.namespace}.svc.cluster.local"),
-                    ("destination_service_name", destination),
-                    ("destination_service_namespace", dest.namespace),
+                    ("destination_service", t.fqdn),
+                    ("destination_service_name", t.service),
+                    ("destination_service_namespace", t.namespace),
                     ("destination_workload", vt.workload),
-                    ("destination_workload_namespace", dest.namespace),
-                    ("destination_version", version),
+                    ("destination_workload_namespace", t.namespace),
+                    ("destination_version", t.version),
                     ("request_protocol", "http"),
                 )
-                for code, code_rps in outcome.rps_by_code.items():
-                    key = label_text(base_labels + (("response_code", code),))
-                    state.requests[key] = state.requests.get(key, 0.0) + code_rps * dt
-                    count = code_rps * dt
-                    if count <= 0:
-                        continue
-                    histogram = state.histograms.get(key)
-                    if histogram is None:
-                        histogram = state.histograms[key] = LatencyHistogram()
-                    median = outcome.latency_median_ms if code == "200" else outcome.error_latency_median_ms
-                    sigma = outcome.latency_sigma if code == "200" else 0.3
-                    if code == "500":
-                        median, sigma = outcome.latency_median_ms * 0.5, outcome.latency_sigma
-                    histogram.observe_many(count=count, median_ms=median, sigma=sigma)
+                batches = apply_faults(outcome_batch(rps * vt.fraction, vt.conditions), vt.faults)
+                self._record(state, base_labels, batches, dt=dt)
 
         live_pods: set[str] = set()
         state.pod_resources = {}
@@ -332,10 +346,9 @@ class FleetSimulator:
             if not p.running:
                 state.memory_bytes.pop(key, None)
                 continue
-            pod_traffic = traffic.get(p.app, {}).get(p.version)
             sm = pod_service
             usage = pod_usage(
-                rps_per_pod=pod_traffic.rps_per_pod if pod_traffic else 0.0,
+                rps_per_pod=rps_per_pod_of.get((p.app, p.version), 0.0),
                 nominal_peak_rps_per_pod=(nominal_served.get(p.app, 0.0) / sm.stable_replicas) if sm else 1.0,
                 cpu_request_cores=p.cpu_request, cpu_limit_cores=p.cpu_limit or p.cpu_request,
                 memory_request_bytes=p.memory_request, memory_limit_bytes=p.memory_limit or p.memory_request,
@@ -357,6 +370,23 @@ class FleetSimulator:
                         ("deployment", d.name))): (d.replicas, d.available_replicas)
             for d in snap.deployments
         }
+
+    @staticmethod
+    def _record(state: RegionMetrics, base_labels: tuple[tuple[str, str], ...], batches: Sequence[RequestBatch],
+                *, dt: float) -> None:
+        """Advance the request counters and latency histograms of one edge by `dt` seconds of `batches`."""
+        for batch in batches:
+            for code, code_rps in batch.rps_by_code.items():
+                key = label_text(base_labels + (("response_code", code),))
+                state.requests[key] = state.requests.get(key, 0.0) + code_rps * dt
+                count = code_rps * dt
+                if count <= 0:
+                    continue
+                histogram = state.histograms.get(key)
+                if histogram is None:
+                    histogram = state.histograms[key] = LatencyHistogram()
+                median, sigma = batch.latency_by_code[code]
+                histogram.observe_many(count=count, median_ms=median, sigma=sigma)
 
     # ---- exposition
     def render(self, *, region: str | None = None) -> str:

@@ -12,7 +12,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from sandbox.istio_faults import HttpFault
 
 SECONDS_PER_HOUR = 3600.0
 SECONDS_PER_DAY = 86400.0
@@ -377,7 +380,9 @@ class HttpRoute:
     `weights`: (subset, weight) destinations (subset "" = the host without a subset = stable version);
     `header_matchers`: how many `match[]` entries have `headers`; `has_match`: the route has a `match` at
     all (a route without one catches every remaining request); `mirror_subset` / `mirror_percent`: Istio's
-    `mirror` (None = no mirroring) and `mirrorPercentage.value` (Istio's default is 100 %).
+    `mirror` (None = no mirroring) and `mirrorPercentage.value` (Istio's default is 100 %);
+    `hosts`: each destination's host, parallel to `weights` (resolved by `sandbox.istio_destinations`);
+    `fault`: the route's Istio `fault` block (`sandbox.istio_faults`).
     """
 
     weights: tuple[tuple[str, float], ...]
@@ -385,6 +390,8 @@ class HttpRoute:
     has_match: bool = False
     mirror_subset: str | None = None
     mirror_percent: float = 100.0
+    hosts: tuple[str, ...] = ()
+    fault: HttpFault | None = None
 
 
 @dataclass(frozen=True)

@@ -215,7 +215,8 @@ def test_virtual_service_summary_keeps_header_routes_and_mirroring() -> None:
     ]}}
     summary = summarize_virtual_service(vs)
     assert summary.weights == (("stable", 100.0), ("canary", 0.0))
-    assert summary.http[0] == HttpRoute(weights=(("canary", 100.0),), header_matchers=1, has_match=True)
+    assert summary.http[0] == HttpRoute(weights=(("canary", 100.0),), header_matchers=1, has_match=True,
+                                        hosts=(host,))
     assert summary.http[1].mirror_subset == "canary" and summary.http[1].mirror_percent == 25.0
     split = http_traffic_split(routes=summary.http, subset_versions=SUBSETS, stable_version="v1")
     assert split.served == pytest.approx({"v2": 0.1, "v1": 0.9})

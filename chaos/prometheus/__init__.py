@@ -1,0 +1,1 @@
+"""Prometheus probes chaostoolkit-prometheus lacks (see `chaos.prometheus.probes`)."""
