@@ -86,7 +86,7 @@ class FailoverSandbox:
         return float(result[0]["value"][1]) if result else None
 
 
-def _build(clusters: SandboxClusters, state_dir: Path) -> tuple[list[ServiceSpec], dict[str, ApiClient], GslbProcess,
+def build_failover_sandbox_parts(clusters: SandboxClusters, state_dir: Path) -> tuple[list[ServiceSpec], dict[str, ApiClient], GslbProcess,
                                                                  SimulatorProcess, MonitoringHandle]:
     services = expand_fleet(load_fleet_spec(), services=SERVICES)
     admin = {r: new_client_from_config(config_file=str(clusters.kubeconfig), context=c) for r, c in clusters.contexts.items()}
@@ -115,7 +115,7 @@ def failover_sandbox(kube_binaries: KubeBinaries, tmp_path_factory: pytest.TempP
     clusters = create_sandbox_clusters(**arguments)
     parts: tuple[Any, ...] = ()
     try:
-        parts = _build(clusters, state_dir)
+        parts = build_failover_sandbox_parts(clusters, state_dir)
         print(f"\nfailover sandbox ready in {time.monotonic() - started:.1f}s")
         yield FailoverSandbox(clusters, *parts, task_queue=f"failover-{uuid.uuid4().hex[:8]}")
     finally:
@@ -129,23 +129,32 @@ def failover_sandbox(kube_binaries: KubeBinaries, tmp_path_factory: pytest.TempP
         delete_sandbox_clusters(**arguments)
 
 
-@pytest_asyncio.fixture(scope="module")
-async def worker(failover_sandbox: FailoverSandbox, temporal_client: Client,
-                 tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FailoverSandbox]:
-    fs = failover_sandbox
-    settings = Settings.model_validate({
-        "state_dir": tmp_path_factory.mktemp("failover-worker"),
+def worker_settings(fs: FailoverSandbox, state_dir: Path) -> Settings:
+    """The worker's configuration for these clusters, this Prometheus and this traffic authority."""
+    return Settings.model_validate({
+        "state_dir": state_dir,
         "temporal": {"task_queue": fs.task_queue},
         "kubernetes": {"regions": {r: {"kubeconfig": fs.clusters.kubeconfig, "context": c}
                                    for r, c in fs.clusters.contexts.items()}},
         "prometheus": {"url": fs.monitoring.prometheus_url, "timeout_seconds": 2},
         "traffic": {"authority": {"url": fs.authority.url, "token_file": fs.authority.token_file}},
     })
-    clients = impersonate(build_activity_clients(settings, temporal=temporal_client, require_clusters=True), WORKER_SA)
-    deadline = time.monotonic() + 60
+
+
+async def wait_for_request_rates(fs: FailoverSandbox, timeout_seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_seconds
     while any(fs.query(f'sum(rate(istio_requests_total{{region="{r}"}}[5s]))') in (None, 0.0) for r in REGIONS):
-        assert time.monotonic() < deadline, "no request rates in Prometheus within 60 s"
+        assert time.monotonic() < deadline, f"no request rates in Prometheus within {timeout_seconds:g} s"
         await asyncio.sleep(1)
+
+
+@pytest_asyncio.fixture(scope="module")
+async def worker(failover_sandbox: FailoverSandbox, temporal_client: Client,
+                 tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FailoverSandbox]:
+    fs = failover_sandbox
+    settings = worker_settings(fs, tmp_path_factory.mktemp("failover-worker"))
+    clients = impersonate(build_activity_clients(settings, temporal=temporal_client, require_clusters=True), WORKER_SA)
+    await wait_for_request_rates(fs)
     async with product_workers(temporal_client, settings, clients, ALL_WORKFLOWS):
         yield fs
     for api in clients.kube.values():
