@@ -16,9 +16,11 @@ Runbooks run with sandbox-speed inputs (1 s between evaluations, 5 s rate window
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +32,16 @@ import pytest_asyncio
 from kubernetes.client import ApiClient
 from kubernetes.config import new_client_from_config
 from temporalio.client import Client, WorkflowFailureError
+from temporalio.service import RPCError
 
 from activities.kube_api import KubeJson
 from activities.traffic_authority import HttpTrafficAuthority
-from pitstop.config import Settings
+from pitstop.config import SHIPPED_RUNBOOKS_DIR, Settings
+from pitstop.dr import DrillRecord
+from pitstop.runbook.leases import LEASE_WORKFLOW, LeaseHolder, LeaseState, lease_id
+from pitstop.runbook.reach import AuthorReach
+from pitstop.runbook.validation import validate_catalog
+from pitstop.schedules.validation import parse_schedules
 from pitstop.runbook.request import RunbookOutcome
 from sandbox.binaries import KubeBinaries
 from sandbox.clusters import SandboxClusters, create_sandbox_clusters, delete_sandbox_clusters
@@ -45,6 +53,8 @@ from sandbox.orphans import owned_cluster_prefix
 from sandbox.region_outage import fail_region, restore_region
 from sandbox.simulator import SimulatorProcess, start_simulator_process
 from tests.fixtures.monitoring import wait_for_fleet_available
+from workers import schedules
+from workers.cli_dr import drill_records
 from workers.clients import build_activity_clients
 from workflows import ALL_WORKFLOWS
 
@@ -60,6 +70,7 @@ RUN_TIMEOUT = 240.0
 FAST = {"interval": "1s", "window": "5s", "required_healthy": 2, "max_watch_evaluations": 20,
         "rollout_timeout_seconds": 120}
 FAILOVER_FAST = {**FAST, "headroom": 0}
+DATA_NAMESPACE = "team-platform"
 
 
 @dataclass
@@ -285,3 +296,89 @@ async def test_a_hard_region_outage_fails_over_through_the_authority_and_fails_b
         if down:
             restore_region(clusters=fs.clusters, region=FAILING, api_client=fs.admin[FAILING])
         await fs.authority_client().set_weights(original_weights)
+
+
+# ------------------------------------------------------------------ the scheduled DR drill
+
+
+def endpoint_records(fs: FailoverSandbox, name: str) -> None:
+    """The data hook's endpoint record in both regions (primary FAILING, SURVIVOR's replica 3 s behind), with
+    ClusterRole pitstop-data-endpoint bound in its namespace only."""
+    replicated = (datetime.now(UTC) - timedelta(seconds=3)).isoformat()
+    for region in REGIONS:
+        api = KubeJson(fs.admin[region])
+        api.apply(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{DATA_NAMESPACE}/rolebindings/pitstop-data-endpoint", {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "pitstop-data-endpoint", "namespace": DATA_NAMESPACE},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "pitstop-data-endpoint"},
+            "subjects": [{"kind": "ServiceAccount", "name": "pitstop-worker", "namespace": "pitstop"}]})
+        api.apply(f"/api/v1/namespaces/{DATA_NAMESPACE}/configmaps/{name}", {
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": DATA_NAMESPACE},
+            "data": {"primary": FAILING, f"last_replicated_at.{SURVIVOR}": replicated}})
+
+
+async def drill_via_schedule(client: Client, fs: FailoverSandbox, schedule_id: str, nth: int) -> RunbookOutcome:
+    """Trigger the schedule and wait for its `nth` run's outcome."""
+    await client.get_schedule_handle(schedule_id).trigger()
+    deadline = time.monotonic() + 30
+    while len(runs := [e async for e in client.list_workflows(f"TemporalScheduledById='{schedule_id}'")]) < nth:
+        assert time.monotonic() < deadline, f"schedule {schedule_id} started {len(runs)} run(s), expected {nth}"
+        await asyncio.sleep(0.3)
+    latest = sorted(runs, key=lambda e: e.start_time)[-1]
+    handle = client.get_workflow_handle(latest.id, result_type=RunbookOutcome)
+    return await asyncio.wait_for(handle.result(), RUN_TIMEOUT * 2)
+
+
+async def test_a_scheduled_dr_drill_fails_over_fails_back_and_records_rto_and_rpo(
+    worker: FailoverSandbox, temporal_client: Client
+) -> None:
+    fs = worker
+    original_replicas = {r: fs.replicas(r) for r in REGIONS}
+    original_weights = await weights(fs)
+    endpoint_records(fs, "db-endpoint")  # the name data-switch-primary uses by default
+    schedule_id = f"dr-drill-{uuid.uuid4().hex[:6]}"
+    text = f"""
+schedules:
+  - id: {schedule_id}
+    owner: sre
+    runbook: dr-drill
+    inputs: {{region: {FAILING}, interval: 1s, window: 5s, failback_required_healthy: 2, headroom: 0}}
+    cron: "0 4 * * 0"
+"""
+    shipped = {name: runbook for name, (_, runbook) in validate_catalog(
+        SHIPPED_RUNBOOKS_DIR, reach=AuthorReach.from_settings(Settings()))[0].items()}
+    entries, problems = parse_schedules(text, "schedules.yaml", shipped)
+    assert problems == [], [str(p) for p in problems]
+    await schedules.apply(temporal_client, entries, task_queue=fs.task_queue)
+    try:
+        drill = await drill_via_schedule(temporal_client, fs, schedule_id, 1)
+        assert drill.status == "succeeded", drill
+        record = DrillRecord.model_validate(drill.outputs["record"]["record"])
+        print(f"\nDR drill of {FAILING}: RTO {record.rto_seconds}s, RPO {record.rpo_seconds}s, failback {record.failback_seconds}s")
+        assert record.outcome == "recovered" and record.rto_seconds is not None and record.rto_seconds > 0
+        assert record.rpo_seconds is not None and record.rpo_seconds >= 3, record  # the replica was 3 s behind
+        assert all(KubeJson(fs.admin[r]).get(f"/api/v1/namespaces/{DATA_NAMESPACE}/configmaps/db-endpoint")["data"]["primary"]
+                   == FAILING for r in REGIONS), "the data primary is back in the drilled region"
+        assert await weights(fs) == original_weights
+        assert {r: fs.replicas(r) for r in REGIONS} == original_replicas
+        assert [r for r in await drill_records(temporal_client, region=FAILING, limit=50) if r.started_at == record.started_at]
+
+        # a service of the region held (a release, an incident): the drill refuses, recorded as skipped with the reason
+        held = lease_id(cluster=FAILING, namespace="team-platform", service="held-by-a-release")
+        other = lease_id(cluster=SURVIVOR, namespace="global-traffic", service="stand-in-holder")
+        # a lease stays held while its holder runs: two lease workflows holding each other stand in for a release
+        for lease, holder in ((held, other), (other, held)):
+            await temporal_client.start_workflow(LEASE_WORKFLOW, LeaseState(lease_id=lease, check_seconds=600), id=lease,
+                                                 task_queue=fs.task_queue, start_signal="request",
+                                                 start_signal_args=[LeaseHolder(workflow_id=holder, runbook="canary")])
+        try:
+            skipped = await drill_via_schedule(temporal_client, fs, schedule_id, 2)
+        finally:
+            for lease in (held, other):
+                with contextlib.suppress(RPCError):
+                    await temporal_client.get_workflow_handle(lease).terminate("test over")
+        record = DrillRecord.model_validate(skipped.outputs["record"]["record"])
+        assert record.outcome == "skipped" and held in record.reason, (record, skipped.outputs.get("leases"))
+        assert skipped.steps["failover"] == "skipped" and await weights(fs) == original_weights
+    finally:
+        await schedules.apply(temporal_client, [], task_queue=fs.task_queue)
