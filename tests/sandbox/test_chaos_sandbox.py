@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from temporalio.client import Client, WorkflowFailureError
@@ -265,3 +266,55 @@ async def test_the_dead_man_switch_aborts_on_a_breached_slo_and_rolls_back(
     assert "p95 latency" in outcome.reason and calls(log, "rollback") == 1
     assert outcome.checks and outcome.checks[-1].severity == "warning" and not outcome.checks[-1].passed
     assert outcome.score == 0.0
+
+
+async def test_an_istio_delay_trips_the_dead_man_switch_and_the_route_is_restored(
+    temporal_client: Client, task_queue: str, sandbox_monitoring: SandboxMonitoring, clients: ActivityClients,
+) -> None:
+    """The catalog's dependency-latency experiment, unchanged, through pitstop: its Istio delay (chaos.istio) raises
+    geo-service's p95 in the sandbox's Prometheus, the dead-man switch (p95 above 600 ms) aborts the method, and the
+    rollback restores the VirtualService exactly as it was."""
+    from sandbox.kube_objects import get_object
+
+    experiment = json.loads((ROOT / "chaos" / "experiments" / "dependency-latency.json").read_text())
+    namespace = "team-telematics"
+    api = sandbox_monitoring.api_clients[REGION]
+
+    def route() -> Any:
+        found = get_object(api, kind="VirtualService", name="geo-service", namespace=namespace)
+        assert found is not None
+        return found["spec"], (found["metadata"].get("annotations") or {})
+
+    before = route()
+    p95 = ('histogram_quantile(0.95, sum by (le) (rate(istio_request_duration_milliseconds_bucket{reporter="destination",'
+           f'region="{REGION}",destination_service_name="geo-service"}}[10s])))')
+
+    def baseline() -> bool:
+        answer = httpx.get(f"{sandbox_monitoring.monitoring.prometheus_url}/api/v1/query", params={"query": p95}, timeout=5)
+        result = answer.json()["data"]["result"]
+        return bool(result) and float(result[0]["value"][1]) < 250
+    await eventually_async(baseline, timeout=60, what="geo-service p95 under 250 ms before the experiment")
+    environ = {"PROMETHEUS_URL": sandbox_monitoring.monitoring.prometheus_url, "CHAOS_REGION": REGION, "CHAOS_SLO_WINDOW": "10s"}
+    base = chaos_settings(clients.settings, prometheus=clients.settings.prometheus.model_copy(
+        update={"url": sandbox_monitoring.monitoring.prometheus_url}))
+    settings = base.model_copy(update={"security": base.security.model_copy(
+        update={"env_allowlist": [*base.security.env_allowlist, *environ]})})
+    worker_clients = ActivityClients(settings=settings, kube=clients.kube, temporal=temporal_client,
+                                     clusters=clients.clusters, environ=environ)
+    target = ChaosTarget(region=REGION, namespace=namespace, service="geo-service")
+    guard = SloGuard(interval=1, window="10s", latency_p95_max_ms=600)
+    async with chaos_engine(temporal_client, task_queue, worker_clients):
+        handle = await start_chaos(temporal_client, task_queue,
+                                   ChaosRequest(experiment=experiment, targets=[target], guard=guard))
+        outcome = await asyncio.wait_for(handle.result(), timeout=180)
+    assert outcome.status is ChaosStatus.ABORTED and outcome.reason.startswith("dead-man switch:"), (
+        outcome.status, outcome.reason, json.dumps(outcome.journal.get("steady_states"), default=str)[:1500])
+    assert "p95 latency" in outcome.reason, outcome.reason
+    assert not outcome.rollback_failures and route() == before, "the rollback restores the route exactly"
+
+
+async def eventually_async(check: Any, *, timeout: float, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out after {timeout}s waiting for {what}"
+        await asyncio.sleep(1)

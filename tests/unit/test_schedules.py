@@ -137,7 +137,9 @@ def test_shipped_schedules_file_is_valid_and_its_schema_up_to_date() -> None:
     hygiene = shipped["nightly-fleet-hygiene"]
     assert shipped["nightly-capacity"].runbook == "nightly-capacity" and shipped["nightly-capacity"].overlap == "skip"
     chaos = shipped["nightly-chaos"]
-    assert chaos.runbook == "nightly-chaos" and chaos.paused and chaos.note, "paused until the catalog is filled"
+    assert chaos.runbook == "nightly-chaos" and not chaos.paused
+    files = [entry["experiment_file"] for entry in chaos.inputs["experiments"]]
+    assert files and all((SHIPPED_RUNBOOKS_DIR.parent / "chaos" / "experiments" / f).is_file() for f in files), files
     assert (hygiene.id, hygiene.runbook, hygiene.overlap, hygiene.dry_run) == ("nightly-fleet-hygiene", "fleet-hygiene", "skip", False)
     assert hygiene.cron == "30 2 * * *" and hygiene.time_zone == "Europe/Berlin" and hygiene.owner
     schema_file = SHIPPED_RUNBOOKS_DIR / "schedules.schema.json"
