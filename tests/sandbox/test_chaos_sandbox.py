@@ -318,3 +318,32 @@ async def eventually_async(check: Any, *, timeout: float, what: str) -> None:
     while not check():
         assert asyncio.get_running_loop().time() < deadline, f"timed out after {timeout}s waiting for {what}"
         await asyncio.sleep(1)
+
+
+async def test_a_chaostoolkit_prometheus_probe_runs_unchanged(
+    temporal_client: Client, task_queue: str, sandbox_monitoring: SandboxMonitoring, clients: ActivityClients,
+) -> None:
+    """An experiment written for chaostoolkit-prometheus (its `query` probe, `prometheus_base_url` from the
+    experiment's own configuration block) runs through pitstop unchanged and reads the sandbox's real Prometheus."""
+    experiment = {
+        "version": "1.0.0", "title": "Prometheus answers", "description": "chaostoolkit-prometheus' query probe",
+        "configuration": {"prometheus_base_url": {"type": "env", "key": "PROMETHEUS_URL"}},
+        "method": [{"type": "probe", "name": "istio-requests", "provider": {
+            "type": "python", "module": "chaosprometheus.probes", "func": "query",
+            "arguments": {"query": 'count(istio_requests_total) or vector(0)'}}}],
+        "rollbacks": [],
+    }
+    environ = {"PROMETHEUS_URL": sandbox_monitoring.monitoring.prometheus_url}
+    base = chaos_settings(clients.settings)
+    settings = base.model_copy(update={"security": base.security.model_copy(
+        update={"env_allowlist": [*base.security.env_allowlist, *environ]})})
+    worker_clients = ActivityClients(settings=settings, kube=clients.kube, temporal=temporal_client,
+                                     clusters=clients.clusters, environ=environ)
+    target = ChaosTarget(region=REGION, namespace=NAMESPACE, service="prometheus-reader")
+    async with chaos_engine(temporal_client, task_queue, worker_clients):
+        handle = await start_chaos(temporal_client, task_queue, ChaosRequest(experiment=experiment, targets=[target]))
+        outcome = await asyncio.wait_for(handle.result(), timeout=120)
+    assert outcome.status is ChaosStatus.COMPLETED, (outcome.status, outcome.reason)
+    (probe,) = outcome.journal["run"]
+    assert probe["status"] == "succeeded", probe
+    assert probe["output"]["status"] == "success" and probe["output"]["data"]["result"], probe["output"]
