@@ -14,6 +14,8 @@ file, within `HANG_SECONDS`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import copy
 from pathlib import Path
 from typing import Any
@@ -162,10 +164,13 @@ def mutated_runbooks(draw: st.DrawFn) -> tuple[str, bytes]:
     return path.name, draw(text_mutation(text))
 
 
-def validated_outcome(root: Path, name: str, content: bytes) -> Outcome:
-    """Validate `content` written to `root/name` (alone in `root`) as `pitstop runbooks validate` does."""
+def validated_outcome(root: Path, name: str, content: bytes, siblings: Mapping[str, bytes] | None = None) -> Outcome:
+    """Validate `content` written to `root/name` as `pitstop runbooks validate` does: alone in `root`, or beside
+    `siblings` (the runbooks it runs as children)."""
     for old in root.iterdir():
         old.unlink()
+    for sibling, text in (siblings or {}).items():
+        (root / sibling).write_bytes(text)
     path = root / name
     path.write_bytes(content)
 
