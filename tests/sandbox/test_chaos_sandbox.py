@@ -143,8 +143,23 @@ def pid_of(log: Path, label: str, call_number: int = 1) -> int:
     return int([line for line in log.read_text().splitlines() if line.split()[0] == label][call_number - 1].split()[1])
 
 
+@pytest.fixture
+def chaos_role_bound(clients: ActivityClients) -> Iterator[None]:
+    """ClusterRole pitstop-chaos bound in NAMESPACE for this test only: deploy/rbac.yaml does not bind it (deleting
+    pods is granted per namespace where chaos runs), and later tests check the worker cannot delete pods."""
+    path = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NAMESPACE}/rolebindings/pitstop-chaos"
+    KubeJson(clients.kube[REGION]).apply(path, {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "pitstop-chaos", "namespace": NAMESPACE},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "pitstop-chaos"},
+        "subjects": [{"kind": "ServiceAccount", "name": "pitstop-worker", "namespace": "pitstop"}]})
+    yield
+    KubeJson(clients.kube[REGION]).request("DELETE", path)
+
+
 async def test_a_worker_killed_mid_method_rolls_back_once_on_the_restarted_worker(
-    temporal_client: Client, task_queue: str, kube_sandbox: SandboxClusters, clients: ActivityClients, tmp_path: Path
+    temporal_client: Client, task_queue: str, kube_sandbox: SandboxClusters, clients: ActivityClients, tmp_path: Path,
+    chaos_role_bound: None,
 ) -> None:
     """Killed -9 during the method, then again during the second rollback: the first rollback runs exactly once,
     the interrupted one is started again, and each orphaned child process is killed by the next attempt."""

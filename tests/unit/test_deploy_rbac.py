@@ -83,4 +83,4 @@ def test_every_cluster_activity_is_accounted_for_in_the_permissions(tmp_path: Pa
 def test_the_per_namespace_roles_are_never_bound_by_the_file() -> None:
     bound = {doc["roleRef"]["name"] for doc in yaml.safe_load_all(RBAC.read_text())
              if doc and doc["kind"] in ("ClusterRoleBinding", "RoleBinding")}
-    assert not {"pitstop-backup-reader", "pitstop-data-endpoint"} & bound
+    assert not {"pitstop-backup-reader", "pitstop-data-endpoint", "pitstop-chaos"} & bound
