@@ -89,6 +89,15 @@ class ProductionTopology:
                 "PITSTOP_WORKER__METRICS_PORT": "0", **self.extra_env}
 
     def start(self) -> None:
+        """Start everything; when any part fails, stop what was already started (its processes run in sessions of
+        their own and would outlive the caller) and raise."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
         self.postgres.start()
         self.temporal.root.mkdir(parents=True, exist_ok=True)
         self.temporal.start()
