@@ -34,8 +34,11 @@ from temporalio.service import RPCError
 
 from sandbox.temporal_binaries import ensure_temporal_binaries, temporal_module_dir
 
-POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+POSTGRES_MAJOR = 15  # Debian bookworm's; docker-compose.yml runs the same major version
+POSTGRES_BIN = Path(f"/usr/lib/postgresql/{POSTGRES_MAJOR}/bin")
 DB_USER = "temporal"
+SQL_PLUGIN = "postgres12"  # Temporal's PostgreSQL (12 and later) persistence plugin
+NAMESPACE_RETENTION = timedelta(days=3)
 START_TIMEOUT_SECONDS = 90
 STOP_TIMEOUT_SECONDS = 15
 
@@ -81,6 +84,16 @@ def _tail(path: Path, lines: int = 30) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def schema_commands(*, tool: str, host: str, port: int, schema_dir: str) -> list[list[str]]:
+    """The schema tool's commands that create both databases and apply the versioned schemas (`schema_dir`: the
+    module's `schema/postgresql/v12`); idempotent. docker-compose.yml's `temporal-schema` job runs the same ones."""
+    connect = [tool, "--ep", host, "-p", str(port), "-u", DB_USER, "--pl", SQL_PLUGIN]
+    return [[*connect, "--db", database, *args]
+            for database, schema in (("temporal", "temporal"), ("temporal_visibility", "visibility"))
+            for args in (["create-database"], ["setup-schema", "-v", "0.0"],
+                         ["update-schema", "-d", f"{schema_dir}/{schema}/versioned"])]
 
 
 def _stop(process: subprocess.Popen[bytes] | None, *, kill: bool = False) -> None:
@@ -153,22 +166,17 @@ class TemporalServerProcess:
 
     def setup_schema(self) -> None:
         """Create both databases and apply the module's versioned PostgreSQL schemas (idempotent)."""
-        bin_dir = ensure_temporal_binaries()
-        schemas = temporal_module_dir() / "schema" / "postgresql" / "v12"
-        tool = [str(bin_dir / "temporal-sql-tool"), "--ep", "127.0.0.1", "-p", str(self.postgres.port), "-u", DB_USER,
-                "--pl", "postgres12"]
-        for database, schema in (("temporal", "temporal"), ("temporal_visibility", "visibility")):
-            for args in (["create-database"], ["setup-schema", "-v", "0.0"],
-                         ["update-schema", "-d", str(schemas / schema / "versioned")]):
-                result = subprocess.run([*tool, "--db", database, *args], capture_output=True, text=True, timeout=180,
-                                        check=False)
-                if result.returncode != 0 and "already exists" not in result.stderr + result.stdout:
-                    raise RuntimeError(f"temporal-sql-tool {' '.join(args)} on {database} failed:\n{result.stderr[-2000:]}")
+        commands = schema_commands(tool=str(ensure_temporal_binaries() / "temporal-sql-tool"), host="127.0.0.1",
+                                   port=self.postgres.port, schema_dir=str(temporal_module_dir() / "schema" / "postgresql" / "v12"))
+        for command in commands:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+            if result.returncode != 0 and "already exists" not in result.stderr + result.stdout:
+                raise RuntimeError(f"{' '.join(command[-4:])} failed:\n{result.stderr[-2000:]}")
         self.schema_ready = True
 
     def _config(self) -> dict[str, object]:
         def store(database: str, conns: int) -> dict[str, object]:
-            return {"sql": {"pluginName": "postgres12", "databaseName": database, "connectAddr": f"127.0.0.1:{self.postgres.port}",
+            return {"sql": {"pluginName": SQL_PLUGIN, "databaseName": database, "connectAddr": f"127.0.0.1:{self.postgres.port}",
                             "connectProtocol": "tcp", "user": DB_USER, "password": "", "maxConns": conns,
                             "maxIdleConns": conns, "maxConnLifetime": "1h"}}
 
@@ -217,7 +225,7 @@ class TemporalServerProcess:
         _stop(self.process)
 
 
-async def ensure_namespace(client: Client, namespace: str = "default", retention: timedelta = timedelta(days=3)) -> None:
+async def ensure_namespace(client: Client, namespace: str = "default", retention: timedelta = NAMESPACE_RETENTION) -> None:
     """Register the namespace if absent and wait until it answers (a fresh server takes a few seconds)."""
     service = client.workflow_service
     try:
