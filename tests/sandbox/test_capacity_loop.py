@@ -120,9 +120,17 @@ async def recommended(sandbox: SandboxMonitoring, service: Any) -> dict[str, Con
     return wanted_resources(rec)
 
 
-async def replayed(client: Client, workflow_id: str) -> None:
+HISTORIES = REPO / "tests" / "histories"
+
+
+async def replayed(client: Client, workflow_id: str, record_as: str = "") -> None:
+    """Replay the run's history with the current code; with PITSTOP_RECORD_HISTORIES=1 also save it as
+    tests/histories/rightsizing-<record_as>.json for tests/replay/test_rightsizing_replay.py."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
     replayer = Replayer(workflows=list(WORKFLOWS), data_converter=pydantic_data_converter)
-    await replayer.replay_workflow(await client.get_workflow_handle(workflow_id).fetch_history())
+    await replayer.replay_workflow(history)
+    if record_as and os.environ.get("PITSTOP_RECORD_HISTORIES") == "1":
+        (HISTORIES / f"rightsizing-{record_as}.json").write_text(history.to_json())
 
 
 async def test_good_recommendation_is_rolled_out_to_every_pod(
@@ -152,7 +160,7 @@ async def test_good_recommendation_is_rolled_out_to_every_pod(
     after = stable_state(sandbox, service)
     assert after["template"]["spec"]["containers"][0]["resources"] == expected and after["candidate"] is False
     await pod_resources(sandbox, service, expected=expected)
-    await replayed(temporal_client, workflow_id)
+    await replayed(temporal_client, workflow_id, "rolled-out")
     await replayed(temporal_client, f"{workflow_id}/release")
 
 
@@ -185,7 +193,8 @@ async def test_too_small_memory_limit_oom_kills_the_canary_and_is_reverted(
     assert all(p.startswith(f"{service.name}-canary-") for p in outcome.signals.pods.oom_pods)
     assert stable_state(sandbox, service) == before
     assert await pod_resources(sandbox, service) == before_pods
-    await replayed(temporal_client, workflow_id)
+    await replayed(temporal_client, workflow_id, "reverted")
+    await replayed(temporal_client, f"{workflow_id}-second", "refused")
 
 
 def cli(sandbox: SandboxMonitoring, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
