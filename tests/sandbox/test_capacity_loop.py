@@ -2,7 +2,8 @@
 server with the product's workers, every Kubernetes request made as the worker's service account (deploy/rbac.yaml
 applied), the session's kwok clusters, traffic simulator and Prometheus (tests/fixtures/monitoring.py).
 
-- A good recommendation (the `simple` strategy's, computed from the backfilled history) goes through a canary
+- `pitstop capacity apply --apply --wait` for a team that opted in: a good recommendation (the `simple`
+  strategy's, computed from the backfilled history) goes through a canary
   release whose candidate differs from stable by its resources only, is watched, and is rolled out: every pod of
   the Deployment runs with the recommended resources.
 - A too-small memory limit: the simulator OOM-kills the canary's container (kwok Stage; the pod's
@@ -134,29 +135,40 @@ async def replayed(client: Client, workflow_id: str, record_as: str = "") -> Non
 
 
 async def test_good_recommendation_is_rolled_out_to_every_pod(
-    temporal_client: Client, sandbox_monitoring: SandboxMonitoring, task_queue: str
+    temporal_client: Client, temporal_server: Any, sandbox_monitoring: SandboxMonitoring, task_queue: str,
+    tmp_path: Path,
 ) -> None:
+    """Through the CLI, as an SRE would: `pitstop capacity apply --apply --wait` with the team opted in."""
     sandbox = sandbox_monitoring
     service = service_named(sandbox, "battery-analytics")
     wanted = await recommended(sandbox, service)
     (container,) = wanted
     current = (await pod_resources(sandbox, service))[0]
-    expected = copy.deepcopy(current)
-    for kind in ("requests", "limits"):
-        expected.setdefault(kind, {}).update(getattr(wanted[container], kind))
-    assert expected != current, f"the recommendation {wanted} changes nothing on {current}"
-    request = LoopInput(service=service.name, namespace=service.team, region=REGION, team=service.team,
-                        resources=wanted, settings=fast())
-    workflow_id = f"rightsizing-{uuid.uuid4().hex[:6]}"
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump({"teams": {service.team: {"closed_loop": fast().model_dump(mode="json")}}}))
     async with worker(temporal_client, sandbox, task_queue):
         started = time.monotonic()
-        outcome = await temporal_client.execute_workflow(LOOP_WORKFLOW, request, id=workflow_id, task_queue=task_queue,
-                                                         result_type=LoopOutcome)
+        done = await asyncio.to_thread(cli, sandbox, tmp_path, service.name, "--policy", str(policy), "--apply",
+                                       "--wait", temporal=(temporal_server.address, task_queue))
         took = time.monotonic() - started
-    print(f"\nsandbox: {service.name} {outcome.summary} in {took:.1f}s after {outcome.looks} looks; {outcome.changes}")
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    workflow_id = f"rightsizing/{REGION}/{service.team}/{service.name}"
+    assert f"started {workflow_id}" in done.stdout and "rolled out" in done.stdout, done.stdout
+    outcome = await temporal_client.get_workflow_handle(workflow_id, result_type=LoopOutcome).result()
+    print(f"\nsandbox: {service.name} {outcome.summary} in {took:.1f}s (CLI incl. collection) after {outcome.looks}"
+          f" looks; {outcome.changes}")
     assert outcome.result == "rolled_out", outcome
     assert outcome.looks >= 2 and outcome.signals is not None and outcome.signals.pods.oom_kills == 0
-    assert outcome.changes and all(line.startswith(f"{container}: ") for line in outcome.changes)
+    # what the CLI applied: today's resources with the recommendation's values (read at the CLI's own "now",
+    # so they may differ from `wanted`, read at the history's end, by the few live samples since)
+    expected = copy.deepcopy(current)
+    for line in outcome.changes:
+        name, change = line.split(": ", 1)
+        field, values = change.split(" ", 1)
+        kind, key = field.split(".")
+        assert name == container and key in getattr(wanted[container], kind), (line, wanted)
+        expected.setdefault(kind, {})[key] = values.split(" -> ")[1]
+    assert expected != current
     after = stable_state(sandbox, service)
     assert after["template"]["spec"]["containers"][0]["resources"] == expected and after["candidate"] is False
     await pod_resources(sandbox, service, expected=expected)
@@ -197,12 +209,17 @@ async def test_too_small_memory_limit_oom_kills_the_canary_and_is_reverted(
     await replayed(temporal_client, f"{workflow_id}-second", "refused")
 
 
-def cli(sandbox: SandboxMonitoring, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def cli(sandbox: SandboxMonitoring, tmp_path: Path, *args: str,
+        temporal: tuple[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`pitstop capacity apply ARGS --region us-east --step 900` against the sandbox (and Temporal: address, queue)."""
     config = tmp_path / "pitstop.yaml"
     regions = {r: {"kubeconfig": str(sandbox.clusters.kubeconfig), "context": c}
                for r, c in sandbox.clusters.contexts.items()}
-    config.write_text(yaml.safe_dump({"kubernetes": {"regions": regions}, "state_dir": str(tmp_path / "state"),
-                                      "prometheus": {"url": sandbox.monitoring.prometheus_url}}))
+    values: dict[str, Any] = {"kubernetes": {"regions": regions}, "state_dir": str(tmp_path / "state"),
+                              "prometheus": {"url": sandbox.monitoring.prometheus_url}}
+    if temporal is not None:
+        values["temporal"] = {"address": temporal[0], "task_queue": temporal[1]}
+    config.write_text(yaml.safe_dump(values))
     env = {**os.environ, "PITSTOP_CONFIG": str(config)}
     return subprocess.run([sys.executable, "-m", "workers.cli", "capacity", "apply", *args, "--region", REGION,
                            "--step", str(STEP)], capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
