@@ -146,7 +146,8 @@ class RightsizingLoop:
         try:
             release: ReleaseOutcome = await handle
         except ChildWorkflowError as exc:
-            why = f"the release rolled back: {failure_text(exc)}" if ended_itself else reason
+            reverted_by_us = not ended_itself and verdict is not Verdict.PASS
+            why = reason if reverted_by_us else f"the release rolled back: {failure_text(exc)}"
             return self._end(request, "reverted", why, release_phase="rolled_back")
         if release.promoted:
             return self._end(request, "rolled_out", reason, release_phase=release.phase.value)
