@@ -16,6 +16,7 @@ per region, activities that touch that region's cluster (served on task queue `p
 | `failover` | `FailoverActivities`, `FailoverClusterActivities` | `region.health`, `failover.capacity_plan` (shared); `failover.capacity_inventory` (regional) |
 | `hygiene` | `HygieneReports` | `hygiene.report` (shared, async; pure, no client) |
 | `capacity` | `CapacityActivities` | `capacity.collect` (regional, async: Kubernetes lists + Prometheus), `capacity.report` (shared) |
+| `capacity_loop` | `CapacityLoopActivities` | `capacity.loop_plan`, `capacity.canary_pods` (regional, read-only: the rightsizing loop) |
 | `delivery` | `ReleaseAnalysisActivities`, `ReleaseClusterActivities` | release analysis (shared), cluster changes (regional) |
 | `runbook_catalog` | `RunbookCatalog` | `runbook.load` (shared) |
 | `runbook_debug` | `EngineSteps`, `DebugSteps` | the engine's own steps `log`, `fail` (shared); `debug.*` (shared, only with `worker.enable_debug_steps`) |
@@ -80,6 +81,7 @@ def build_activities(clients: ActivityClients) -> ActivitySet:
     from .data_layer import DataLayerActivities
     from .dr import DrActivities
     from .capacity import CapacityActivities
+    from .capacity_loop import CapacityLoopActivities
     from .delivery import ReleaseAnalysisActivities, ReleaseClusterActivities
     from .dependency_graph import DependencyGraphActivities
     from .failover import FailoverActivities, FailoverClusterActivities
@@ -118,6 +120,7 @@ def build_activities(clients: ActivityClients) -> ActivitySet:
             *activity_methods(BackupExportActivities(scoped)),
             *activity_methods(DataLayerActivities(scoped)),
             CapacityActivities(scoped).collect,
+            *activity_methods(CapacityLoopActivities(scoped)),
             *activity_methods(FailoverClusterActivities(scoped)),
         ]
     return ActivitySet(shared=shared, regional=regional)

@@ -195,7 +195,8 @@ class ReleaseClusterActivities:
             stable = api.get(deployment_path(t.namespace, t.deployment_name))
         try:
             desired = candidate_deployment(
-                stable, t, image=request.image, version=request.version, replicas=request.replicas, release_id=request.release_id
+                stable, t, image=request.image, version=request.version, replicas=request.replicas, release_id=request.release_id,
+                resources=request.resources,
             )
         except ValueError as exc:
             raise ApplicationError(f"{what}: {exc}", type="Invalid", non_retryable=True) from None

@@ -60,6 +60,9 @@ class PodSummary:
     crash_looping: bool = False  # the container's real status says CrashLoopBackOff (kwok Stage)
     labels: tuple[tuple[str, str], ...] = ()
     workload: str = ""  # the owning Deployment's name, as Istio derives it (ReplicaSet owner minus the hash)
+    last_terminated_reason: str = ""  # containerStatuses[0].lastState.terminated.reason (OOMKilled, Error, ...)
+    cpu_limit_set: bool = True  # False: no CPU limit (cpu_limit then holds the request)
+    memory_limit_set: bool = True  # False: no memory limit (memory_limit then holds the request)
 
 
 def pod_workload(meta: JsonObject) -> str:
@@ -129,6 +132,7 @@ def summarize_pod(obj: JsonObject) -> PodSummary | None:
     statuses = status.get("containerStatuses") or []
     restarts = int(statuses[0].get("restartCount", 0)) if statuses else 0
     waiting = ((statuses[0].get("state") or {}).get("waiting") or {}) if statuses else {}
+    terminated = ((statuses[0].get("lastState") or {}).get("terminated") or {}) if statuses else {}
     created = meta.get("creationTimestamp")
     created_unix = time.time()
     if created:
@@ -150,6 +154,9 @@ def summarize_pod(obj: JsonObject) -> PodSummary | None:
         created_unix=created_unix,
         labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
         workload=pod_workload(meta),
+        last_terminated_reason=str(terminated.get("reason") or ""),
+        cpu_limit_set=bool(limits.get("cpu")),
+        memory_limit_set=bool(limits.get("memory")),
     )
 
 

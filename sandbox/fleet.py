@@ -83,9 +83,11 @@ class ServiceSpec(BaseModel):
         return self
 
     def model_parameters(self) -> dict[str, Any]:
-        """What the simulator needs to know about this service, stored as an annotation."""
+        """What the simulator needs to know about this service, stored as an annotation. The requests
+        are the reference its demand is computed from (`sandbox.container_usage`), whatever its pods carry later."""
         return self.model_dump(include={"entry", "calls", "base_latency_ms", "base_error_ratio",
-                                        "cpu_utilization_at_peak", "memory_utilization_at_peak"})
+                                        "cpu_utilization_at_peak", "memory_utilization_at_peak",
+                                        "cpu_request_millicores", "memory_request_mib"})
 
 
 class FleetSpec(BaseModel):

@@ -41,7 +41,8 @@ from urllib.parse import parse_qs, urlparse
 
 from kubernetes.client import ApiClient
 
-from sandbox.cluster_watch import DeploymentSummary, RegionSnapshot, RegionWatcher
+from sandbox.cluster_watch import DeploymentSummary, PodSummary, RegionSnapshot, RegionWatcher
+from sandbox.container_usage import OOM_INTERVAL_ANNOTATION, OOM_LABEL, limited_usage, oom_interval
 from sandbox.faults import BadRelease, CrashLoop, RegionOutage, SaturatedService, keep_fault_labels
 from sandbox.gslb import WeightsFollower
 from sandbox.istio_destinations import Endpoint, Owner, RouteContext, RouteSplit, Target, route_split
@@ -81,6 +82,8 @@ class ServiceModel:
     cpu_utilization_at_peak: float
     memory_utilization_at_peak: float
     stable_replicas: int
+    reference_cpu_request_cores: float | None = None  # the demand's basis (`sandbox.container_usage`)
+    reference_memory_request_bytes: float | None = None
 
 
 def services_from_deployments(
@@ -105,8 +108,30 @@ def services_from_deployments(
             cpu_utilization_at_peak=float(d.model.get("cpu_utilization_at_peak", 0.4)),
             memory_utilization_at_peak=float(d.model.get("memory_utilization_at_peak", 0.7)),
             stable_replicas=max(1, d.replicas),
+            reference_cpu_request_cores=(float(d.model["cpu_request_millicores"]) / 1000
+                                         if d.model.get("cpu_request_millicores") else None),
+            reference_memory_request_bytes=(float(d.model["memory_request_mib"]) * MIB
+                                            if d.model.get("memory_request_mib") else None),
         )
     return services
+
+
+def container_demand(pod: PodSummary, service: ServiceModel | None, *, rps_per_pod: float,
+                     nominal_peak_rps_per_pod: float, saturated: bool, wobble_value: float = 0.0) -> tuple[float, float]:
+    """(CPU cores, memory bytes) the container would use without limits: the model at the service's reference
+    requests (its pod's own requests when the service declares none). A saturated service wants 1.5 x its limit."""
+    cpu_basis = (service.reference_cpu_request_cores if service else None) or pod.cpu_request
+    memory_basis = (service.reference_memory_request_bytes if service else None) or pod.memory_request
+    usage = pod_usage(
+        rps_per_pod=rps_per_pod, nominal_peak_rps_per_pod=nominal_peak_rps_per_pod,
+        cpu_request_cores=cpu_basis, cpu_limit_cores=math.inf,
+        memory_request_bytes=memory_basis, memory_limit_bytes=math.inf,
+        cpu_utilization_at_peak=service.cpu_utilization_at_peak if service else 0.1,
+        memory_utilization_at_peak=service.memory_utilization_at_peak if service else 0.5,
+        wobble=wobble_value,
+    )
+    cpu = 1.5 * pod.cpu_limit if saturated else usage.cpu_cores
+    return cpu, usage.memory_bytes
 
 
 def _escape(value: str) -> str:
@@ -148,6 +173,11 @@ class RegionMetrics:
     restarts: dict[str, float] = field(default_factory=dict)
     crashlooping: dict[str, int] = field(default_factory=dict)
     pod_resources: dict[str, float] = field(default_factory=dict)  # full sample lines -> value
+    cfs_periods: dict[str, float] = field(default_factory=dict)
+    cfs_throttled_periods: dict[str, float] = field(default_factory=dict)
+    cfs_throttled_seconds: dict[str, float] = field(default_factory=dict)
+    last_terminated: dict[str, str] = field(default_factory=dict)  # container -> reason
+    oom_labels: dict[tuple[str, str], bool] = field(default_factory=dict)  # (ns, pod) -> label to set
     deployments: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
@@ -271,16 +301,15 @@ class FleetSimulator:
                 rps_per_pod = rps_per_pod_of.get((s.name, version), 0.0)
                 template = pod_template.get((s.name, version))
                 utilization = 0.3
-                if template is not None:
-                    utilization = pod_usage(
-                        rps_per_pod=rps_per_pod,
+                if template is not None:  # demand over the limit: a throttled container is as slow as a saturated one
+                    cpu_demand, _ = container_demand(
+                        template, s, rps_per_pod=rps_per_pod,
                         nominal_peak_rps_per_pod=nominal_served.get(s.name, 0.0) / s.stable_replicas,
-                        cpu_request_cores=template.cpu_request, cpu_limit_cores=template.cpu_limit,
-                        memory_request_bytes=template.memory_request, memory_limit_bytes=template.memory_limit,
-                        cpu_utilization_at_peak=s.cpu_utilization_at_peak,
-                        memory_utilization_at_peak=s.memory_utilization_at_peak,
-                        saturated=saturated,
-                    ).cpu_utilization
+                        saturated=saturated)
+                    utilization = min(cpu_demand, template.cpu_limit) / template.cpu_limit \
+                        if template.cpu_limit > 0 else 0.0
+                    if template.cpu_limit_set and cpu_demand > template.cpu_limit:
+                        utilization = 1.0
                 bad = [f.fault for f in snap.faults if isinstance(f.fault, BadRelease)
                        and f.fault.service == s.name and f.fault.version in (None, version)]
                 per_version[target] = _VersionTraffic(
@@ -319,6 +348,7 @@ class FleetSimulator:
 
         live_pods: set[str] = set()
         state.pod_resources = {}
+        state.oom_labels = {}
         for p in snap.pods:
             pod_service = services.get(p.app)
             key = label_text((("region", region), ("cluster", region), ("namespace", p.namespace),
@@ -343,26 +373,18 @@ class FleetSimulator:
             else:
                 state.crashlooping[key] = 0
             state.restarts[key] = restarts_base + max(0.0, previous_extra)
+            if p.last_terminated_reason:
+                state.last_terminated[key] = p.last_terminated_reason
             if not p.running:
                 state.memory_bytes.pop(key, None)
                 continue
-            sm = pod_service
-            usage = pod_usage(
-                rps_per_pod=rps_per_pod_of.get((p.app, p.version), 0.0),
-                nominal_peak_rps_per_pod=(nominal_served.get(p.app, 0.0) / sm.stable_replicas) if sm else 1.0,
-                cpu_request_cores=p.cpu_request, cpu_limit_cores=p.cpu_limit or p.cpu_request,
-                memory_request_bytes=p.memory_request, memory_limit_bytes=p.memory_limit or p.memory_request,
-                cpu_utilization_at_peak=sm.cpu_utilization_at_peak if sm else 0.1,
-                memory_utilization_at_peak=sm.memory_utilization_at_peak if sm else 0.5,
-                saturated=any(isinstance(f.fault, SaturatedService) and f.fault.service == p.app
-                              for f in snap.faults),
-                wobble=wobble(key=p.name, unix_seconds=now_unix),
-            )
-            state.cpu_seconds[key] = state.cpu_seconds.get(key, 0.0) + usage.cpu_cores * dt
-            state.memory_bytes[key] = usage.memory_bytes
+            self._advance_container(state, key, p, pod_service, snap=snap, dt=dt, now_unix=now_unix,
+                                    rps_per_pod=rps_per_pod_of.get((p.app, p.version), 0.0),
+                                    nominal=nominal_served)
         for stale in set(state.cpu_seconds) - live_pods:
             state.cpu_seconds.pop(stale, None)
-        for table in (state.memory_bytes, state.restarts, state.crashlooping):
+        for table in (state.memory_bytes, state.restarts, state.crashlooping, state.cfs_periods,
+                      state.cfs_throttled_periods, state.cfs_throttled_seconds, state.last_terminated):
             for stale in set(table) - live_pods:
                 table.pop(stale, None)
         state.deployments = {
@@ -370,6 +392,37 @@ class FleetSimulator:
                         ("deployment", d.name))): (d.replicas, d.available_replicas)
             for d in snap.deployments
         }
+
+    @staticmethod
+    def _advance_container(state: RegionMetrics, key: str, p: PodSummary, sm: ServiceModel | None, *,
+                           snap: RegionSnapshot, dt: float, now_unix: float, rps_per_pod: float,
+                           nominal: dict[str, float]) -> None:
+        """One running container's usage over `dt` under its limits (`sandbox.container_usage`)."""
+        cpu_demand, memory_demand = container_demand(
+            p, sm, rps_per_pod=rps_per_pod,
+            nominal_peak_rps_per_pod=(nominal.get(p.app, 0.0) / sm.stable_replicas) if sm else 1.0,
+            saturated=any(isinstance(f.fault, SaturatedService) and f.fault.service == p.app for f in snap.faults),
+            wobble_value=wobble(key=p.name, unix_seconds=now_unix))
+        usage = limited_usage(cpu_demand_cores=cpu_demand, memory_demand_bytes=memory_demand,
+                              cpu_limit_cores=p.cpu_limit if p.cpu_limit_set else None,
+                              memory_limit_bytes=p.memory_limit if p.memory_limit_set else None, dt=dt)
+        state.cpu_seconds[key] = state.cpu_seconds.get(key, 0.0) + usage.cpu_cores * dt
+        state.memory_bytes[key] = usage.memory_bytes
+        if p.cpu_limit_set:
+            state.cfs_periods[key] = state.cfs_periods.get(key, 0.0) + usage.cfs_periods
+            state.cfs_throttled_periods[key] = state.cfs_throttled_periods.get(key, 0.0) + usage.cfs_throttled_periods
+            state.cfs_throttled_seconds[key] = state.cfs_throttled_seconds.get(key, 0.0) + usage.cfs_throttled_seconds
+        labelled = dict(p.labels).get(OOM_LABEL) == "true"
+        if usage.oom != labelled:
+            state.oom_labels[(p.namespace, p.name)] = usage.oom
+        else:
+            state.oom_labels.pop((p.namespace, p.name), None)
+
+    def oom_label_changes(self) -> list[tuple[str, str, str, bool]]:
+        """(region, namespace, pod, OOM-kill wanted) for pods whose `pitstop.dev/oom-kill` label is out of date."""
+        with self._lock:
+            return [(region, ns, name, want) for region, m in self._metrics.items()
+                    for (ns, name), want in m.oom_labels.items()]
 
     @staticmethod
     def _record(state: RegionMetrics, base_labels: tuple[tuple[str, str], ...], batches: Sequence[RequestBatch],
@@ -414,6 +467,16 @@ class FleetSimulator:
             family("container_cpu_usage_seconds_total", "counter", "Cumulative cpu time consumed in seconds.")
             for _r, m in states:
                 out.extend(f"container_cpu_usage_seconds_total{{{k}}} {v:.4f}" for k, v in m.cpu_seconds.items())
+            for name, attr, help_text in (
+                    ("container_cpu_cfs_periods_total", "cfs_periods", "Number of elapsed enforcement period intervals."),
+                    ("container_cpu_cfs_throttled_periods_total", "cfs_throttled_periods",
+                     "Number of throttled period intervals."),
+                    ("container_cpu_cfs_throttled_seconds_total", "cfs_throttled_seconds",
+                     "Total time duration the container has been throttled.")):
+                family(name, "counter", help_text)
+                for _r, m in states:
+                    out.extend(f"{name}{{{k}}} {math.floor(v) if attr != 'cfs_throttled_seconds' else round(v, 4)}"
+                               for k, v in getattr(m, attr).items())
             family("container_memory_working_set_bytes", "gauge", "Current working set in bytes.")
             for _r, m in states:
                 out.extend(f"container_memory_working_set_bytes{{{k}}} {v:.0f}" for k, v in m.memory_bytes.items())
@@ -429,6 +492,11 @@ class FleetSimulator:
             for _r, m in states:
                 out.extend(f"kube_pod_container_status_restarts_total{{{k}}} {math.floor(v)}"
                            for k, v in m.restarts.items())
+            family("kube_pod_container_status_last_terminated_reason", "gauge",
+                   "Describes the last reason the container was in terminated state.")
+            for _r, m in states:
+                out.extend(f'kube_pod_container_status_last_terminated_reason{{{k},reason="{_escape(v)}"}} 1'
+                           for k, v in m.last_terminated.items())
             family("kube_pod_container_status_waiting_reason", "gauge", "Why a container is waiting.")
             for _r, m in states:
                 out.extend(f'kube_pod_container_status_waiting_reason{{{k},reason="CrashLoopBackOff"}} {v}'
@@ -499,6 +567,29 @@ def region_clients(*, kubeconfig: Path, contexts: Sequence[str]) -> dict[str, Ap
     return clients
 
 
+def keep_oom_labels(*, simulator: FleetSimulator, api_clients: dict[str, ApiClient], stop: threading.Event,
+                    interval_seconds: float = 1.0) -> None:
+    """Until `stop`: label the pods whose memory demand exceeds their limit `pitstop.dev/oom-kill=true` (kwok's
+    `pitstop-pod-oom-kill` Stage then OOM-kills them) and unlabel the others. Errors are logged and retried."""
+    from kubernetes.client.exceptions import ApiException
+
+    from sandbox.kube_objects import merge_patch
+
+    while not stop.wait(interval_seconds):
+        for region, namespace, name, want in simulator.oom_label_changes():
+            patch = {"metadata": {"labels": {OOM_LABEL: "true" if want else None},
+                                  "annotations": {OOM_INTERVAL_ANNOTATION: oom_interval() if want else None}}}
+            try:
+                merge_patch(api_clients[region], kind="Pod", name=name, namespace=namespace, patch=patch)
+                log.info("%s: %s/%s %s", region, namespace, name, "memory above its limit: OOM-killed"
+                         if want else "memory back under its limit")
+            except ApiException as exc:
+                if exc.status != 404:
+                    log.warning("%s: could not label %s/%s: %s", region, namespace, name, exc)
+            except Exception as exc:  # noqa: BLE001 - an API server restarting must not stop the labeller
+                log.warning("%s: could not label %s/%s: %r", region, namespace, name, exc)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="serve simulated Istio and container metrics for the sandbox")
     parser.add_argument("--kubeconfig", type=Path, required=True)
@@ -524,6 +615,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     stop_labels = threading.Event()
     threading.Thread(target=keep_fault_labels, kwargs={"api_clients": clients, "stop": stop_labels}, daemon=True,
                      name="fault-labels").start()
+    threading.Thread(target=keep_oom_labels, kwargs={"simulator": simulator, "api_clients": clients,
+                                                     "stop": stop_labels}, daemon=True, name="oom-labels").start()
     server = serve_metrics(simulator=simulator, host=args.host, port=args.port)
     log.info("serving metrics on http://%s:%d/metrics", args.host, server.server_address[1])
     try:

@@ -25,7 +25,7 @@ from pitstop.steps.capacity import CollectArgs, ReportArgs
 
 from .errors import EXIT_FAILED, EXIT_UNAVAILABLE, EXIT_USAGE, CliError
 
-capacity_app = typer.Typer(help="Rightsizing, node plans, forecasts and cost (read-only). See docs/capacity.md.",
+capacity_app = typer.Typer(help="Rightsizing, node plans, forecasts and cost; `apply`: the closed loop. See docs/capacity.md.",
                            no_args_is_help=True)
 
 
@@ -73,6 +73,36 @@ def collect_all(settings: Settings, regions: list[str], template: dict[str, Any]
     return results
 
 
+def apply_cmd(
+    service: Annotated[str, typer.Argument(help="The Deployment (service) to rightsize.")],
+    region: Annotated[str, typer.Option("--region", help="The region whose Deployment is changed.")],
+    namespace: Annotated[Optional[str], typer.Option("--namespace", help="Its namespace (default: found by name).")] = None,
+    strategy: Annotated[Strategy, typer.Option("--strategy", help="simple or vpa (the policy file may override per team).")] = Strategy.SIMPLE,
+    policy: Annotated[Optional[Path], typer.Option("--policy", help="Capacity policy file: strategy, settings and the closed-loop opt-in per team.")] = None,
+    history_hours: Annotated[float, typer.Option("--history-hours", help="Usage history read.")] = 336.0,
+    step_seconds: Annotated[int, typer.Option("--step", help="Seconds between usage samples.")] = 300,
+    dry_run: Annotated[bool, typer.Option("--dry-run/--apply", help="Dry run (the default): show what would change. --apply starts the closed loop (team opt-in required).")] = True,
+    wait: Annotated[bool, typer.Option("--wait", help="With --apply: wait for the loop's outcome (exit 0 rolled out, 1 reverted/refused).")] = False,
+    patches: Annotated[Optional[Path], typer.Option("--patches", help="Write kustomize patches (one per Deployment + kustomization.yaml) to this directory instead; changes nothing.")] = None,
+    kustomize_resource: Annotated[Optional[list[str]], typer.Option("--kustomize-resource", help="What the written kustomization.yaml patches (repeatable; default ../base).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Also print the plan as JSON.")] = False,
+) -> None:
+    """Rightsize one service: show the change (default), write kustomize patches, or apply it safely (--apply)."""
+    from .cli_capacity_apply import apply_command, collect_one, recommendation_for
+    from .cli_settings import load_settings
+
+    settings = load_settings()
+    try:
+        chosen_policy = load_policy(policy) if policy else CapacityPolicy()
+    except PolicyError as exc:
+        raise CliError(f"--policy {exc}", exit_code=EXIT_USAGE) from None
+    template = dict(strategy=strategy, history_hours=history_hours, step_seconds=step_seconds, policy=chosen_policy)
+    rec = recommendation_for(collect_one(settings, region, namespace, template), service, namespace)
+    apply_command(settings, chosen_policy, rec, region=region, apply=not dry_run, wait=wait, patches=patches,
+                  kustomize_resources=list(kustomize_resource or ["../base"]), as_json=as_json)
+
+
+
 def register(app: typer.Typer) -> None:
     from .cli_settings import load_settings
 
@@ -115,4 +145,5 @@ def register(app: typer.Typer) -> None:
                       f" lower bound {best.lower_bound}, gap {best.gap_percent:.1f} %; cluster today {r.current.nodes} nodes")
         print(f"wrote {out / 'capacity.html'} ({result.html_bytes} bytes), {out / 'capacity.md'}, {out / 'capacity.json'}")
 
+    capacity_app.command("apply")(apply_cmd)
     app.add_typer(capacity_app, name="capacity")

@@ -18,6 +18,7 @@ _WORKFLOWS: dict[str, str] = {
     "IncidentWorkflow": ".incident",
     "RemediationBudget": ".remediation_budget",
     "ChaosExperimentWorkflow": ".chaos",
+    "RightsizingLoop": ".rightsizing",
 }
 
 

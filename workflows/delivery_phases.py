@@ -56,7 +56,8 @@ async def initialize(ctx: ReleaseContext) -> None:
         "delivery.deploy_candidate",
         DeployCandidateInput(target=ctx.target, image=spec.image, version=spec.new_version, replicas=replicas,
                              subsets=subsets, deadline_seconds=spec.progress_deadline,
-                             release_id=workflow.info().workflow_id),
+                             release_id=workflow.info().workflow_id,
+                             resources={name: r.as_json() for name, r in spec.resources.items()}),
         CandidateStatus, timeout=spec.progress_deadline + CANDIDATE_CALL_SLACK, heartbeat=True,
         summary="deploy candidate",
     )

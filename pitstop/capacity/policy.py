@@ -9,6 +9,8 @@ teams:
     strategy: vpa
     vpa: {target_percentile: 0.95, min_memory_mib: 512}
   team-identity: {exclude: true}
+  team-payments:
+    closed_loop: {enabled: true, window_seconds: 3600}   # opt in to `pitstop capacity apply --apply`
 ```
 Settings not named keep the strategy's published defaults (`pitstop.capacity.strategies`). Unknown keys are
 errors that name the team and field.
@@ -22,6 +24,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from .closed_loop import LoopSettings
 from .strategies import SimpleSettings, Strategy, VpaSettings
 
 
@@ -30,6 +33,8 @@ class TeamPolicy(BaseModel, extra="forbid"):
     simple: dict[str, Any] = Field(default_factory=dict, description="SimpleSettings fields to override")
     vpa: dict[str, Any] = Field(default_factory=dict, description="VpaSettings fields to override")
     exclude: bool = Field(False, description="no recommendation for this team's workloads")
+    closed_loop: dict[str, Any] = Field(
+        default_factory=dict, description="LoopSettings fields (`enabled: true` opts the team in to the closed loop)")
 
 
 class CapacityPolicy(BaseModel, extra="forbid"):
@@ -42,6 +47,7 @@ class CapacityPolicy(BaseModel, extra="forbid"):
             try:
                 self.simple_settings(team)
                 self.vpa_settings(team)
+                self.loop_settings(team)
             except ValidationError as exc:
                 fields = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
                 raise ValueError(f"{where}: {fields}") from None
@@ -70,6 +76,13 @@ class CapacityPolicy(BaseModel, extra="forbid"):
         for layer in self._layers(team):
             merged.update(layer.vpa)
         return VpaSettings(**merged)
+
+
+    def loop_settings(self, team: str | None) -> LoopSettings:
+        merged: dict[str, Any] = {}
+        for layer in self._layers(team):
+            merged.update(layer.closed_loop)
+        return LoopSettings(**merged)
 
 
 class PolicyError(ValueError):

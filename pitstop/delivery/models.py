@@ -76,6 +76,9 @@ class DeployCandidateInput(BaseModel):
     deadline_seconds: float = Field(description="the candidate must be ready within this")
     release_id: str = ""
     poll_seconds: float = 0.5
+    resources: dict[str, JsonObject] = Field(
+        default_factory=dict, description="container -> resources merged into the candidate (rightsizing)"
+    )
 
 
 class CandidateStatus(BaseModel):

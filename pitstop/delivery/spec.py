@@ -113,6 +113,27 @@ ROUTE_DESCRIPTION = (
 )
 
 
+_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
+
+
+class ContainerResources(_Strict):
+    """A container's resources as Kubernetes quantities (`250m`, `512Mi`); only the names given are set."""
+
+    requests: dict[Literal["cpu", "memory"], str] = Field(default_factory=dict)
+    limits: dict[Literal["cpu", "memory"], str] = Field(default_factory=dict)
+
+    @field_validator("requests", "limits")
+    @classmethod
+    def _quantities(cls, values: dict[str, str]) -> dict[str, str]:
+        bad = {k: v for k, v in values.items() if not re.match(_QUANTITY, v)}
+        if bad:
+            raise ValueError(f"not Kubernetes quantities: {bad}")
+        return values
+
+    def as_json(self) -> dict[str, dict[str, str]]:
+        return {key: {str(k): v for k, v in value.items()} for key, value in (("requests", self.requests), ("limits", self.limits)) if value}
+
+
 class ReleaseTarget(_Strict):
     """The service being released, in one region, and the objects pitstop manipulates."""
 
@@ -169,6 +190,11 @@ class ReleaseSpec(_Strict):
     approvers: list[str] = Field(default_factory=list, description="identities allowed to promote; empty = anyone")
     error_budget: ErrorBudgetGate | None = None
     replicas: int | None = Field(None, ge=1, description="candidate replicas during analysis; default 1 (canary)")
+    resources: dict[KubeLabelName, ContainerResources] = Field(
+        default_factory=dict,
+        description="container -> requests/limits the candidate gets (a rightsizing release: same image, new "
+        "resources); names not given keep the stable Deployment's",
+    )
     activity_timeout: Duration = Field(60.0, gt=0, description="per-attempt timeout of the cluster activities")
     deployment: KubeObjectName | None = None
     container: KubeLabelName | None = None

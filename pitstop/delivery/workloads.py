@@ -2,7 +2,8 @@
 
 - `candidate_deployment(stable, target, image=, version=, replicas=)`: the new version as a Deployment next
   to the stable one (`<name>-canary`): same pod template but the new image and version label, and a
-  selector that cannot overlap the stable one (role label set to `canary`, or the version label added).
+  selector that cannot overlap the stable one (role label set to `canary`, or the version label added);
+  `resources=` (a rightsizing release) merges new requests/limits into the named containers.
 - `promoted_template(stable, candidate)`: the stable Deployment's new pod template at finalization — the
   candidate's template with the stable Deployment's own selector labels, so the selector stays valid.
 """
@@ -44,8 +45,21 @@ def version_of(deployment: JsonObject, version_label: str) -> str:
     return str(labels.get(version_label, ""))
 
 
+def with_resources(template: JsonObject, resources: dict[str, JsonObject]) -> None:
+    """Merge `container -> {requests, limits}` into the pod template's containers (in place); a name that is not
+    a container is a ValueError."""
+    for name, wanted in resources.items():
+        container = template["spec"]["containers"][container_index(template, name)]
+        merged = copy.deepcopy(container.get("resources") or {})
+        for kind in ("requests", "limits"):
+            if wanted.get(kind):
+                merged[kind] = {**(merged.get(kind) or {}), **wanted[kind]}
+        container["resources"] = merged
+
+
 def candidate_deployment(
-    stable: JsonObject, target: ReleaseTarget, *, image: str, version: str, replicas: int, release_id: str = ""
+    stable: JsonObject, target: ReleaseTarget, *, image: str, version: str, replicas: int, release_id: str = "",
+    resources: dict[str, JsonObject] | None = None,
 ) -> JsonObject:
     meta = copy.deepcopy(stable.get("metadata") or {})
     for key in _DROP_METADATA:
@@ -72,6 +86,8 @@ def candidate_deployment(
     template.setdefault("metadata", {})["labels"] = pod_labels
     containers = template["spec"]["containers"]
     containers[container_index(template, target.container)]["image"] = image
+    if resources:
+        with_resources(template, resources)
     spec["selector"] = {"matchLabels": selector}
     spec["replicas"] = replicas
     return {
