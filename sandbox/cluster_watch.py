@@ -323,7 +323,7 @@ class RegionWatcher:
         self._threads: list[threading.Thread] = []
         self.errors: dict[str, str] = {}
 
-    def _summarize(self, kind: str, obj: JsonObject) -> Any:
+    def summarize(self, kind: str, obj: JsonObject) -> Any:
         if kind == "Deployment":
             return summarize_deployment(obj)
         if kind == "Pod":
@@ -342,7 +342,7 @@ class RegionWatcher:
             return summarize_node(obj)
         return (obj.get("data") or {})
 
-    def _query(self, kind: str) -> dict[str, Any]:
+    def query(self, kind: str) -> dict[str, Any]:
         if kind == "ConfigMap":
             return {"namespace": SANDBOX_NAMESPACE}
         if kind in ("Deployment", "Pod", "ReplicaSet"):
@@ -357,20 +357,20 @@ class RegionWatcher:
             if event == "DELETED":
                 items.pop(key, None)
                 return
-            summary = self._summarize(kind, obj)
+            summary = self.summarize(kind, obj)
             if summary is None:
                 items.pop(key, None)
             else:
                 items[key] = summary
 
     def _run(self, kind: str) -> None:
-        query = self._query(kind)
+        query = self.query(kind)
         while not self._stop.is_set():
             try:
                 objects, version = list_objects(self._client, kind=kind, **query)
                 fresh = {}
                 for obj in objects:
-                    summary = self._summarize(kind, obj)
+                    summary = self.summarize(kind, obj)
                     if summary is not None:
                         meta = obj["metadata"]
                         fresh[(meta.get("namespace", ""), meta["name"])] = summary

@@ -25,8 +25,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from typing import Any
 
-from sandbox.cluster_watch import NodeSummary, OwnerRef, RegionSnapshot
+from kubernetes.client import ApiClient
+
+from sandbox.cluster_watch import NodeSummary, OwnerRef, RegionSnapshot, RegionWatcher
+from sandbox.kube_objects import list_objects
 
 Labels = Sequence[tuple[str, str]]
 
@@ -97,9 +101,9 @@ def _node_lines(node: NodeSummary, common: Labels) -> list[tuple[str, str]]:
     return out
 
 
-def kube_state_samples(snapshot: RegionSnapshot) -> list[tuple[str, str]]:
-    """(family, sample line) pairs for one region's live objects."""
-    common = (("region", snapshot.region), ("cluster", snapshot.region))
+def kube_state_samples(snapshot: RegionSnapshot, *, extra: Labels = ()) -> list[tuple[str, str]]:
+    """(family, sample line) pairs for one region's live objects (`extra` labels after region and cluster)."""
+    common = (("region", snapshot.region), ("cluster", snapshot.region), *extra)
     out: list[tuple[str, str]] = []
     add: Callable[[str, Labels, float], None] = lambda name, labels, value: out.append(  # noqa: E731
         (name, _sample(name, labels, value)))
@@ -136,6 +140,27 @@ def kube_state_samples(snapshot: RegionSnapshot) -> list[tuple[str, str]]:
     for node in snapshot.nodes:
         out.extend(_node_lines(node, common))
     return out
+
+
+def restart_samples(snapshot: RegionSnapshot, *, extra: Labels = ()) -> list[str]:
+    """`kube_pod_container_status_restarts_total` of the pods as they are (the simulator serves its own, which
+    also counts the synthetic restarts of crash-loop faults on clusters without kwok's Stages)."""
+    return [_sample("kube_pod_container_status_restarts_total",
+                    (("region", snapshot.region), ("cluster", snapshot.region), *extra, ("namespace", p.namespace),
+                     ("pod", p.name), ("container", p.container), ("uid", p.uid)), p.restart_count)
+            for p in snapshot.pods]
+
+
+def live_snapshot(api_client: ApiClient, *, region: str) -> RegionSnapshot:
+    """One listing of the objects the series are made from (what `RegionWatcher` watches), e.g. for a backfill."""
+    watcher = RegionWatcher(region=region, api_client=api_client)
+    items: dict[str, list[Any]] = {}
+    for kind in ("Pod", "ReplicaSet", "Deployment", "HorizontalPodAutoscaler", "Node"):
+        objects, _ = list_objects(api_client, kind=kind, **watcher.query(kind))
+        items[kind] = [summary for obj in objects if (summary := watcher.summarize(kind, obj)) is not None]
+    return RegionSnapshot(region=region, deployments=items["Deployment"], pods=items["Pod"], routes={}, subsets={},
+                          faults=[], replicasets=items["ReplicaSet"], hpas=items["HorizontalPodAutoscaler"],
+                          nodes=items["Node"])
 
 
 def render_kube_state(snapshots: Sequence[RegionSnapshot]) -> list[str]:
