@@ -159,8 +159,9 @@ def test_the_default_fleet_runs_within_its_limits(sandbox_monitoring: SandboxMon
 
 
 def series(sandbox: SandboxMonitoring, name: str, keys: tuple[str, ...]) -> dict[tuple[str, ...], dict[str, str]]:
-    """The region's samples of `name`, by the values of `keys` (each key once)."""
-    rows = sandbox.query(f'{name}{{region="{REGION}"}}')
+    """The region's scraped samples of `name` (the backfilled history ends a minute before Prometheus started and
+    has no `instance`), by the values of `keys` (each key once)."""
+    rows = sandbox.query(f'{name}{{region="{REGION}",instance!=""}}')
     out: dict[tuple[str, ...], dict[str, str]] = {}
     for row in rows:
         metric = {**row["metric"], "__value__": row["value"][1]}
