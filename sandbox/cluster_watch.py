@@ -1,7 +1,8 @@
 """Live, watch-based view of one region's cluster, as the simulator needs it.
 
 `RegionWatcher` lists then watches (no per-object polling) Deployments, Pods, Services (for route hosts,
-`sandbox.istio_destinations`), VirtualServices, DestinationRules and the `pitstop-sandbox` ConfigMaps (faults) of one cluster, and
+`sandbox.istio_destinations`), VirtualServices, DestinationRules, the `pitstop-sandbox` ConfigMaps (faults), and for
+the kube-state-metrics series (`sandbox.kube_state_metrics`) ReplicaSets, HorizontalPodAutoscalers and Nodes of one cluster, and
 keeps small summaries of them in memory. On a 410 Gone or a broken connection it re-lists.
 """
 
@@ -63,6 +64,46 @@ class PodSummary:
     last_terminated_reason: str = ""  # containerStatuses[0].lastState.terminated.reason (OOMKilled, Error, ...)
     cpu_limit_set: bool = True  # False: no CPU limit (cpu_limit then holds the request)
     memory_limit_set: bool = True  # False: no memory limit (memory_limit then holds the request)
+    uid: str = ""
+    owners: tuple[OwnerRef, ...] = ()
+
+
+@dataclass(frozen=True)
+class OwnerRef:
+    kind: str
+    name: str
+    controller: bool
+
+
+def owner_refs(meta: JsonObject) -> tuple[OwnerRef, ...]:
+    return tuple(OwnerRef(str(o.get("kind", "")), str(o.get("name", "")), bool(o.get("controller")))
+                 for o in meta.get("ownerReferences") or [])
+
+
+@dataclass(frozen=True)
+class ReplicaSetSummary:
+    namespace: str
+    name: str
+    owners: tuple[OwnerRef, ...]
+
+
+@dataclass(frozen=True)
+class HpaSummary:
+    namespace: str
+    name: str
+    min_replicas: int
+    max_replicas: int
+    target_kind: str
+    target_name: str
+
+
+@dataclass(frozen=True)
+class NodeSummary:
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    allocatable: tuple[tuple[str, float], ...]  # resource -> amount (cpu in cores, memory in bytes, pods)
+    capacity: tuple[tuple[str, float], ...]
+    info: tuple[tuple[str, str], ...]  # kube_node_info's labels
 
 
 def pod_workload(meta: JsonObject) -> str:
@@ -157,6 +198,46 @@ def summarize_pod(obj: JsonObject) -> PodSummary | None:
         last_terminated_reason=str(terminated.get("reason") or ""),
         cpu_limit_set=bool(limits.get("cpu")),
         memory_limit_set=bool(limits.get("memory")),
+        uid=str(meta.get("uid", "")),
+        owners=owner_refs(meta),
+    )
+
+
+def summarize_replicaset(obj: JsonObject) -> ReplicaSetSummary:
+    meta = obj["metadata"]
+    return ReplicaSetSummary(namespace=meta["namespace"], name=meta["name"], owners=owner_refs(meta))
+
+
+def summarize_hpa(obj: JsonObject) -> HpaSummary:
+    meta, spec = obj["metadata"], obj.get("spec") or {}
+    target = spec.get("scaleTargetRef") or {}
+    return HpaSummary(namespace=meta["namespace"], name=meta["name"], min_replicas=int(spec.get("minReplicas", 1)),
+                      max_replicas=int(spec.get("maxReplicas", 1)), target_kind=str(target.get("kind", "")),
+                      target_name=str(target.get("name", "")))
+
+
+def _resources(amounts: dict[str, Any] | None) -> tuple[tuple[str, float], ...]:
+    return tuple(sorted((str(k), parse_quantity(v)) for k, v in (amounts or {}).items()))
+
+
+def summarize_node(obj: JsonObject) -> NodeSummary:
+    meta, status = obj["metadata"], obj.get("status") or {}
+    info = status.get("nodeInfo") or {}
+    internal_ip = next((a.get("address", "") for a in status.get("addresses") or [] if a.get("type") == "InternalIP"), "")
+    return NodeSummary(
+        name=meta["name"],
+        labels=tuple(sorted((str(k), str(v)) for k, v in (meta.get("labels") or {}).items())),
+        allocatable=_resources(status.get("allocatable")),
+        capacity=_resources(status.get("capacity")),
+        info=(("container_runtime_version", str(info.get("containerRuntimeVersion", ""))),
+              ("internal_ip", str(internal_ip)),
+              ("kernel_version", str(info.get("kernelVersion", ""))),
+              ("kubelet_version", str(info.get("kubeletVersion", ""))),
+              ("kubeproxy_version", str(info.get("kubeProxyVersion", ""))),
+              ("os_image", str(info.get("osImage", ""))),
+              ("pod_cidr", str((obj.get("spec") or {}).get("podCIDR", ""))),
+              ("provider_id", str((obj.get("spec") or {}).get("providerID", ""))),
+              ("system_uuid", str(info.get("systemUUID", "")))),
     )
 
 
@@ -216,6 +297,9 @@ class RegionSnapshot:
     subsets: dict[tuple[str, str], dict[str, str]]
     faults: list[FaultRecord]
     services: dict[tuple[str, str], ServiceSummary] = field(default_factory=dict)
+    replicasets: list[ReplicaSetSummary] = field(default_factory=list)
+    hpas: list[HpaSummary] = field(default_factory=list)
+    nodes: list[NodeSummary] = field(default_factory=list)
 
 
 @dataclass
@@ -227,7 +311,8 @@ class _Store:
 class RegionWatcher:
     """Watches one region's cluster and serves snapshots of it."""
 
-    KINDS = ("Deployment", "Pod", "Service", "VirtualService", "DestinationRule", "ConfigMap")
+    KINDS = ("Deployment", "Pod", "Service", "VirtualService", "DestinationRule", "ConfigMap", "ReplicaSet",
+             "HorizontalPodAutoscaler", "Node")
 
     def __init__(self, *, region: str, api_client: ApiClient) -> None:
         self.region = region
@@ -238,7 +323,7 @@ class RegionWatcher:
         self._threads: list[threading.Thread] = []
         self.errors: dict[str, str] = {}
 
-    def _summarize(self, kind: str, obj: JsonObject) -> Any:
+    def summarize(self, kind: str, obj: JsonObject) -> Any:
         if kind == "Deployment":
             return summarize_deployment(obj)
         if kind == "Pod":
@@ -249,12 +334,18 @@ class RegionWatcher:
             return summarize_destination_rule(obj)
         if kind == "Service":
             return summarize_service(obj)
+        if kind == "ReplicaSet":
+            return summarize_replicaset(obj)
+        if kind == "HorizontalPodAutoscaler":
+            return summarize_hpa(obj)
+        if kind == "Node":
+            return summarize_node(obj)
         return (obj.get("data") or {})
 
-    def _query(self, kind: str) -> dict[str, Any]:
+    def query(self, kind: str) -> dict[str, Any]:
         if kind == "ConfigMap":
             return {"namespace": SANDBOX_NAMESPACE}
-        if kind in ("Deployment", "Pod"):
+        if kind in ("Deployment", "Pod", "ReplicaSet"):
             return {"label_selector": "app"}
         return {}
 
@@ -266,20 +357,20 @@ class RegionWatcher:
             if event == "DELETED":
                 items.pop(key, None)
                 return
-            summary = self._summarize(kind, obj)
+            summary = self.summarize(kind, obj)
             if summary is None:
                 items.pop(key, None)
             else:
                 items[key] = summary
 
     def _run(self, kind: str) -> None:
-        query = self._query(kind)
+        query = self.query(kind)
         while not self._stop.is_set():
             try:
                 objects, version = list_objects(self._client, kind=kind, **query)
                 fresh = {}
                 for obj in objects:
-                    summary = self._summarize(kind, obj)
+                    summary = self.summarize(kind, obj)
                     if summary is not None:
                         meta = obj["metadata"]
                         fresh[(meta.get("namespace", ""), meta["name"])] = summary
@@ -334,6 +425,9 @@ class RegionWatcher:
                 subsets=dict(self._stores["DestinationRule"].items),
                 faults=[],
                 services=dict(self._stores["Service"].items),
+                replicasets=list(self._stores["ReplicaSet"].items.values()),
+                hpas=list(self._stores["HorizontalPodAutoscaler"].items.values()),
+                nodes=list(self._stores["Node"].items.values()),
             )
         try:
             snapshot.faults = parse_faults(configmaps.get((SANDBOX_NAMESPACE, FAULTS_CONFIGMAP)))

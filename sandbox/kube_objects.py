@@ -27,6 +27,7 @@ KINDS: dict[str, ResourceKind] = {
     "Pod": ResourceKind("v1", "pods"),
     "Deployment": ResourceKind("apps/v1", "deployments"),
     "ReplicaSet": ResourceKind("apps/v1", "replicasets"),
+    "HorizontalPodAutoscaler": ResourceKind("autoscaling/v2", "horizontalpodautoscalers"),
     "PodDisruptionBudget": ResourceKind("policy/v1", "poddisruptionbudgets"),
     "VirtualService": ResourceKind("networking.istio.io/v1", "virtualservices"),
     "DestinationRule": ResourceKind("networking.istio.io/v1", "destinationrules"),

@@ -50,6 +50,7 @@ from sandbox.clusters import (
 from sandbox.fleet import FLEET_LABEL, SANDBOX_NAMESPACE, apply_fleet, expand_fleet, load_fleet_spec
 from sandbox.gslb import GslbProcess, start_gslb_process
 from sandbox.history import HistoricalPod, backfill_history
+from sandbox.kube_state_metrics import live_snapshot
 from sandbox.kube_objects import get_object, list_objects
 from sandbox.monitoring import AlertRuleSettings, MonitoringHandle, MonitoringSettings, free_loopback_port, start_monitoring
 from sandbox.simulator import SimulatorProcess, start_simulator_process
@@ -131,9 +132,10 @@ def ensure_sandbox(
                     region: _wait_for_fleet_pods(client, expected=sum(s.replicas for s in services), progress=progress)
                     for region, client in clients.items()
                 },
+                kube_state_by_region={region: live_snapshot(client, region=region) for region, client in clients.items()},
                 days=history_days,
             )
-            progress(f"[sandbox] {history_days:g} days of history backfilled ({history.model_dump()})")
+            progress(f"[sandbox] {history_days:g} days of history backfilled: {history.summary()}")
     finally:
         for client in clients.values():
             client.close()

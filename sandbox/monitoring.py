@@ -5,7 +5,8 @@
 history into the TSDB (`sandbox.history`), starts both binaries from the Debian packages on free
 127.0.0.1 ports and waits until they are ready. It returns a `MonitoringHandle` (urls, pids, `stop()`).
 
-Prometheus scrapes the simulator once per region (`/metrics?region=<region>`, job `sandbox-<region>`);
+Prometheus scrapes the simulator once per region (`/metrics?region=<region>`, job `sandbox-<region>`) and
+itself (job `prometheus`, as real setups do);
 Alertmanager routes every alert to pitstop's webhook with a bearer token.
 """
 
@@ -74,7 +75,11 @@ def render_alert_rules(rules: AlertRuleSettings) -> str:
     return string.Template(RULES_TEMPLATE.read_text()).safe_substitute(values)
 
 
-def render_prometheus_config(*, settings: MonitoringSettings, rules_path: Path, alertmanager_port: int) -> dict[str, Any]:
+def render_prometheus_config(*, settings: MonitoringSettings, rules_path: Path, alertmanager_port: int,
+                             prometheus_port: int | None = None) -> dict[str, Any]:
+    """The scrape config: the simulator per region and, given its port, Prometheus itself (job `prometheus`)."""
+    own = [{"job_name": "prometheus", "static_configs": [{"targets": [f"127.0.0.1:{prometheus_port}"]}]}
+           ] if prometheus_port else []
     return {
         "global": {
             "scrape_interval": settings.scrape_interval,
@@ -93,7 +98,7 @@ def render_prometheus_config(*, settings: MonitoringSettings, rules_path: Path, 
                 "static_configs": [{"targets": [settings.simulator_target], "labels": {"region": region}}],
             }
             for region in settings.regions
-        ],
+        ] + own,
     }
 
 
@@ -204,7 +209,8 @@ def start_monitoring(
     rules_path.write_text(render_alert_rules(settings.rules))
     prometheus_yml = state_dir / "prometheus.yml"
     prometheus_yml.write_text(yaml.safe_dump(render_prometheus_config(
-        settings=settings, rules_path=rules_path, alertmanager_port=alertmanager_port), sort_keys=False))
+        settings=settings, rules_path=rules_path, alertmanager_port=alertmanager_port,
+        prometheus_port=prometheus_port), sort_keys=False))
     alertmanager_yml = state_dir / "alertmanager.yml"
     alertmanager_yml.write_text(yaml.safe_dump(render_alertmanager_config(settings), sort_keys=False))
     os.chmod(alertmanager_yml, 0o600)  # holds the webhook bearer token

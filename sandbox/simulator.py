@@ -45,6 +45,7 @@ from sandbox.cluster_watch import DeploymentSummary, PodSummary, RegionSnapshot,
 from sandbox.container_usage import OOM_INTERVAL_ANNOTATION, OOM_LABEL, limited_usage, oom_interval
 from sandbox.faults import BadRelease, CrashLoop, RegionOutage, SaturatedService, keep_fault_labels
 from sandbox.gslb import WeightsFollower
+from sandbox.kube_state_metrics import label_text, render_kube_state
 from sandbox.istio_destinations import Endpoint, Owner, RouteContext, RouteSplit, Target, route_split
 from sandbox.istio_faults import HttpFault, RequestBatch, apply_faults
 from sandbox.traffic_model import (
@@ -134,14 +135,6 @@ def container_demand(pod: PodSummary, service: ServiceModel | None, *, rps_per_p
     return cpu, usage.memory_bytes
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def label_text(labels: Sequence[tuple[str, str]]) -> str:
-    return ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-
-
 @dataclass
 class _VersionTraffic:
     fraction: float
@@ -172,13 +165,12 @@ class RegionMetrics:
     memory_bytes: dict[str, float] = field(default_factory=dict)
     restarts: dict[str, float] = field(default_factory=dict)
     crashlooping: dict[str, int] = field(default_factory=dict)
-    pod_resources: dict[str, float] = field(default_factory=dict)  # full sample lines -> value
+    uids: dict[str, str] = field(default_factory=dict)  # container key -> pod uid (KSM's `uid` label)
     cfs_periods: dict[str, float] = field(default_factory=dict)
     cfs_throttled_periods: dict[str, float] = field(default_factory=dict)
     cfs_throttled_seconds: dict[str, float] = field(default_factory=dict)
-    last_terminated: dict[str, str] = field(default_factory=dict)  # container -> reason
     oom_labels: dict[tuple[str, str], bool] = field(default_factory=dict)  # (ns, pod) -> label to set
-    deployments: dict[str, tuple[int, int]] = field(default_factory=dict)
+    snapshot: RegionSnapshot | None = None  # the objects kube-state-metrics series are rendered from
 
 
 class FleetSimulator:
@@ -347,18 +339,14 @@ class FleetSimulator:
                 self._record(state, base_labels, batches, dt=dt)
 
         live_pods: set[str] = set()
-        state.pod_resources = {}
+        state.snapshot = snap
         state.oom_labels = {}
         for p in snap.pods:
             pod_service = services.get(p.app)
             key = label_text((("region", region), ("cluster", region), ("namespace", p.namespace),
                               ("pod", p.name), ("container", p.container)))
             live_pods.add(key)
-            for resource, unit, req, lim in (("cpu", "core", p.cpu_request, p.cpu_limit),
-                                             ("memory", "byte", p.memory_request, p.memory_limit)):
-                res_labels = f'{key},node="{p.node}",resource="{resource}",unit="{unit}"'
-                state.pod_resources[f"kube_pod_container_resource_requests{{{res_labels}}}"] = req
-                state.pod_resources[f"kube_pod_container_resource_limits{{{res_labels}}}"] = lim
+            state.uids[key] = p.uid
             restarts_base = float(p.restart_count)
             crash = next((f for f in snap.faults if isinstance(f.fault, CrashLoop) and pod_service is not None
                           and f.fault.service == p.app and f.fault.version in (None, p.version)), None)
@@ -373,8 +361,6 @@ class FleetSimulator:
             else:
                 state.crashlooping[key] = 0
             state.restarts[key] = restarts_base + max(0.0, previous_extra)
-            if p.last_terminated_reason:
-                state.last_terminated[key] = p.last_terminated_reason
             if not p.running:
                 state.memory_bytes.pop(key, None)
                 continue
@@ -384,14 +370,9 @@ class FleetSimulator:
         for stale in set(state.cpu_seconds) - live_pods:
             state.cpu_seconds.pop(stale, None)
         for table in (state.memory_bytes, state.restarts, state.crashlooping, state.cfs_periods,
-                      state.cfs_throttled_periods, state.cfs_throttled_seconds, state.last_terminated):
+                      state.cfs_throttled_periods, state.cfs_throttled_seconds, state.uids):
             for stale in set(table) - live_pods:
                 table.pop(stale, None)
-        state.deployments = {
-            label_text((("region", region), ("cluster", region), ("namespace", d.namespace),
-                        ("deployment", d.name))): (d.replicas, d.available_replicas)
-            for d in snap.deployments
-        }
 
     @staticmethod
     def _advance_container(state: RegionMetrics, key: str, p: PodSummary, sm: ServiceModel | None, *,
@@ -480,34 +461,15 @@ class FleetSimulator:
             family("container_memory_working_set_bytes", "gauge", "Current working set in bytes.")
             for _r, m in states:
                 out.extend(f"container_memory_working_set_bytes{{{k}}} {v:.0f}" for k, v in m.memory_bytes.items())
-            family("kube_pod_container_resource_requests", "gauge", "Requested resources by a container.")
-            for _r, m in states:
-                out.extend(f"{k} {v:g}" for k, v in m.pod_resources.items()
-                           if k.startswith("kube_pod_container_resource_requests"))
-            family("kube_pod_container_resource_limits", "gauge", "Resource limits of a container.")
-            for _r, m in states:
-                out.extend(f"{k} {v:g}" for k, v in m.pod_resources.items()
-                           if k.startswith("kube_pod_container_resource_limits"))
             family("kube_pod_container_status_restarts_total", "counter", "Container restarts.")
             for _r, m in states:
-                out.extend(f"kube_pod_container_status_restarts_total{{{k}}} {math.floor(v)}"
+                out.extend(f'kube_pod_container_status_restarts_total{{{k},uid="{m.uids.get(k, "")}"}} {math.floor(v)}'
                            for k, v in m.restarts.items())
-            family("kube_pod_container_status_last_terminated_reason", "gauge",
-                   "Describes the last reason the container was in terminated state.")
-            for _r, m in states:
-                out.extend(f'kube_pod_container_status_last_terminated_reason{{{k},reason="{_escape(v)}"}} 1'
-                           for k, v in m.last_terminated.items())
             family("kube_pod_container_status_waiting_reason", "gauge", "Why a container is waiting.")
             for _r, m in states:
-                out.extend(f'kube_pod_container_status_waiting_reason{{{k},reason="CrashLoopBackOff"}} {v}'
-                           for k, v in m.crashlooping.items())
-            family("kube_deployment_spec_replicas", "gauge", "Desired replicas of a deployment.")
-            for _r, m in states:
-                out.extend(f"kube_deployment_spec_replicas{{{k}}} {v[0]}" for k, v in m.deployments.items())
-            family("kube_deployment_status_replicas_available", "gauge", "Available replicas of a deployment.")
-            for _r, m in states:
-                out.extend(f"kube_deployment_status_replicas_available{{{k}}} {v[1]}"
-                           for k, v in m.deployments.items())
+                out.extend(f'kube_pod_container_status_waiting_reason{{{k},uid="{m.uids.get(k, "")}",'
+                           f'reason="CrashLoopBackOff"}} {v}' for k, v in m.crashlooping.items())
+            out.extend(render_kube_state([m.snapshot for _r, m in states if m.snapshot is not None]))
             family("pitstop_sandbox_region_traffic_weight", "gauge", "Global traffic weight of the region.")
             for r, _m in states:
                 out.append(f'pitstop_sandbox_region_traffic_weight{{region="{r}",cluster="{r}"}} '

@@ -9,6 +9,7 @@ Units: rates are requests per second, CPU in cores, memory in bytes, latency in 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -289,10 +290,14 @@ def pod_usage(
     return PodUsage(cpu_cores=cpu, memory_bytes=memory, cpu_utilization=utilization)
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _wobble_phase(key: str) -> float:
+    return (sum(ord(c) * (i + 1) for i, c in enumerate(key)) % 997) / 997.0 * 2.0 * math.pi
+
+
 def wobble(*, key: str, unix_seconds: float, period_seconds: float = 300.0) -> float:
     """Deterministic smooth noise in [-1, 1] for a series `key` (same inputs, same value)."""
-    phase = (sum(ord(c) * (i + 1) for i, c in enumerate(key)) % 997) / 997.0 * 2.0 * math.pi
-    return math.sin(2.0 * math.pi * unix_seconds / period_seconds + phase)
+    return math.sin(2.0 * math.pi * unix_seconds / period_seconds + _wobble_phase(key))
 
 
 @dataclass

@@ -7,6 +7,9 @@ its CPU usage at the limit and throttles (`container_cpu_cfs_throttled_periods_t
 
 The test runs its own service (a fleet-style Deployment with the simulator's model annotation, outside the fleet
 label so the session's fleet and its history are untouched) on the session's clusters, simulator and Prometheus.
+
+Also: the kube-state-metrics series (`sandbox.kube_state_metrics`) carry KSM's names and labels and match the
+live objects (pods and their owners, ReplicaSets, Deployments, an HPA, nodes), and Prometheus scrapes itself.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from typing import Any
 
 import pytest
 
+from pitstop.quantities import parse_quantity
 from sandbox.fleet import FLEET_LABEL, ServiceSpec, deployment_manifest
+from sandbox.kube_state_metrics import sanitize_label_name
 from sandbox.kube_objects import list_objects, sandbox_kube, server_side_apply
 from tests.fixtures.monitoring import SandboxMonitoring
 
@@ -100,19 +105,7 @@ def test_a_cpu_limit_below_demand_throttles(sandbox_monitoring: SandboxMonitorin
 def test_a_memory_limit_below_usage_is_oom_killed(sandbox_monitoring: SandboxMonitoring,
                                                    service: ServiceSpec) -> None:
     sandbox = sandbox_monitoring
-    apply_and_wait(sandbox, manifest(service, cpu_limit="2", memory_request="64Mi", memory_limit="64Mi"),
-                   memory_limit="64Mi")
-
-    def oom_killed() -> list[dict[str, Any]] | None:
-        live = pods(sandbox, service)
-        statuses = [container_status(p) for p in live]
-        ok = len(live) == 2 and all(
-            s.get("restartCount", 0) >= 1
-            and ((s.get("lastState") or {}).get("terminated") or {}).get("reason") == "OOMKilled"
-            and ((s.get("lastState") or {}).get("terminated") or {}).get("exitCode") == 137 for s in statuses)
-        return live if ok else None
-
-    killed = eventually("both pods OOMKilled and restarted", oom_killed, timeout=90)
+    killed = wait_oom_killed(sandbox, service)
     assert all(p["metadata"]["labels"].get("pitstop.dev/oom-kill") == "true" for p in killed)
     names = sorted(p["metadata"]["name"] for p in killed)
     selector = f'namespace="{service.team}",pod=~"{service.name}-.*",region="{REGION}"'
@@ -134,6 +127,25 @@ def test_a_memory_limit_below_usage_is_oom_killed(sandbox_monitoring: SandboxMon
         for p in pods(sandbox, service)), timeout=60)
 
 
+def wait_oom_killed(sandbox: SandboxMonitoring, service: ServiceSpec) -> list[dict[str, Any]]:
+    """The service's pods once each was OOM-killed under a 64 MiB limit (applied here if not yet)."""
+    if any(p["spec"]["containers"][0]["resources"]["limits"]["memory"] != "64Mi" for p in pods(sandbox, service)) \
+            or not pods(sandbox, service):
+        apply_and_wait(sandbox, manifest(service, cpu_limit="2", memory_request="64Mi", memory_limit="64Mi"),
+                       memory_limit="64Mi")
+
+    def oom_killed() -> list[dict[str, Any]] | None:
+        live = pods(sandbox, service)
+        statuses = [container_status(p) for p in live]
+        ok = len(live) == 2 and all(
+            s.get("restartCount", 0) >= 1
+            and ((s.get("lastState") or {}).get("terminated") or {}).get("reason") == "OOMKilled"
+            and ((s.get("lastState") or {}).get("terminated") or {}).get("exitCode") == 137 for s in statuses)
+        return live if ok else None
+
+    return eventually("both pods OOMKilled and restarted", oom_killed, timeout=90)  # type: ignore[no-any-return]
+
+
 def test_the_default_fleet_runs_within_its_limits(sandbox_monitoring: SandboxMonitoring) -> None:
     """Limits twice the requests: no fleet pod is OOM-killed or throttled."""
     sandbox = sandbox_monitoring
@@ -144,3 +156,98 @@ def test_the_default_fleet_runs_within_its_limits(sandbox_monitoring: SandboxMon
     assert len(periods) >= sum(s.replicas for s in sandbox.services) * len(sandbox.api_clients)
     throttled = sandbox.query("sum(container_cpu_cfs_throttled_periods_total{pod!~\"limits-.*\"})")
     assert throttled and float(throttled[0]["value"][1]) == 0, throttled
+
+
+def series(sandbox: SandboxMonitoring, name: str, keys: tuple[str, ...]) -> dict[tuple[str, ...], dict[str, str]]:
+    """The region's scraped samples of `name` (the backfilled history ends a minute before Prometheus started and
+    has no `instance`), by the values of `keys` (each key once)."""
+    rows = sandbox.query(f'{name}{{region="{REGION}",instance!=""}}')
+    out: dict[tuple[str, ...], dict[str, str]] = {}
+    for row in rows:
+        metric = {**row["metric"], "__value__": row["value"][1]}
+        key = tuple(metric.get(k, "") for k in keys)
+        assert key not in out, (name, key)
+        out[key] = metric
+    return out
+
+
+def test_kube_state_metrics_match_the_live_objects(sandbox_monitoring: SandboxMonitoring,
+                                                   service: ServiceSpec) -> None:
+    sandbox = sandbox_monitoring
+    api = sandbox.api_clients[REGION]
+    wait_oom_killed(sandbox, service)  # a container with a last terminated state
+    hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+           "metadata": {"name": service.name, "namespace": service.team},
+           "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": service.name},
+                    "minReplicas": 2, "maxReplicas": 7}}
+    server_side_apply(api, hpa)
+    hpa_key = (service.team, service.name)
+    eventually("the HPA's series", lambda: hpa_key in series(
+        sandbox, "kube_horizontalpodautoscaler_spec_max_replicas", ("namespace", "horizontalpodautoscaler")), 30)
+    hpas = series(sandbox, "kube_horizontalpodautoscaler_spec_max_replicas", ("namespace", "horizontalpodautoscaler"))
+    assert hpas[hpa_key]["__value__"] == "7"
+
+    owners = series(sandbox, "kube_pod_owner", ("namespace", "pod", "owner_kind"))
+    requests = series(sandbox, "kube_pod_container_resource_requests", ("namespace", "pod", "container", "resource"))
+    limits = series(sandbox, "kube_pod_container_resource_limits", ("namespace", "pod", "container", "resource"))
+    restarts = series(sandbox, "kube_pod_container_status_restarts_total", ("namespace", "pod", "container"))
+    last = series(sandbox, "kube_pod_container_status_last_terminated_reason", ("namespace", "pod", "container"))
+    # listed after the query: the module's service is OOM-killed every 15 s, so its restartCount may be one ahead
+    live_pods = [p for p in list_objects(api, kind="Pod", label_selector="app")[0]
+                 if not p["metadata"].get("deletionTimestamp")]
+    terminated_pods = 0
+    for pod in live_pods:
+        meta, container = pod["metadata"], pod["spec"]["containers"][0]
+        (owner,) = meta["ownerReferences"]
+        row = owners[(meta["namespace"], meta["name"], "ReplicaSet")]
+        assert (row["owner_name"], row["owner_is_controller"], row["uid"]) == (owner["name"], "true", meta["uid"])
+        status = container_status(pod)
+        c_key = (meta["namespace"], meta["name"], container["name"])
+        assert status.get("restartCount", 0) - int(restarts[c_key]["__value__"]) in (0, 1), (c_key, status)
+        assert restarts[c_key]["uid"] == meta["uid"]
+        reason = ((status.get("lastState") or {}).get("terminated") or {}).get("reason")
+        if reason:
+            terminated_pods += 1
+            assert last[c_key]["reason"] == reason and last[c_key]["uid"] == meta["uid"]
+        for resource, unit in (("cpu", "core"), ("memory", "byte")):
+            for table, amounts in ((requests, container["resources"]["requests"]),
+                                   (limits, container["resources"]["limits"])):
+                row = table[(*c_key, resource)]
+                assert float(row["__value__"]) == parse_quantity(amounts[resource]), (c_key, resource, row)
+                assert (row["unit"], row["node"], row["uid"]) == (unit, pod["spec"]["nodeName"], meta["uid"])
+    assert terminated_pods >= 2
+
+    replicasets = series(sandbox, "kube_replicaset_owner", ("namespace", "replicaset"))
+    live_rs = list_objects(api, kind="ReplicaSet", label_selector="app")[0]
+    assert set(replicasets) == {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in live_rs}
+    for rs in live_rs:
+        (owner,) = rs["metadata"]["ownerReferences"]
+        row = replicasets[(rs["metadata"]["namespace"], rs["metadata"]["name"])]
+        assert (row["owner_kind"], row["owner_name"], row["owner_is_controller"]) == ("Deployment", owner["name"], "true")
+    deployments = series(sandbox, "kube_deployment_spec_replicas", ("namespace", "deployment"))
+    live_deployments = list_objects(api, kind="Deployment", label_selector="app")[0]
+    assert {k: v["__value__"] for k, v in deployments.items()} == {
+        (d["metadata"]["namespace"], d["metadata"]["name"]): str(d["spec"]["replicas"]) for d in live_deployments}
+
+    nodes = list_objects(api, kind="Node")[0]
+    info = series(sandbox, "kube_node_info", ("node",))
+    node_labels = series(sandbox, "kube_node_labels", ("node",))
+    allocatable = series(sandbox, "kube_node_status_allocatable", ("node", "resource"))
+    cores = series(sandbox, "machine_cpu_cores", ("node",))
+    memory = series(sandbox, "machine_memory_bytes", ("node",))
+    assert set(info) == set(node_labels) == set(cores) == set(memory) == {(n["metadata"]["name"],) for n in nodes}
+    for node in nodes:
+        name, status = node["metadata"]["name"], node["status"]
+        assert info[(name,)]["kernel_version"] == status["nodeInfo"]["kernelVersion"]
+        assert info[(name,)]["kubelet_version"] == status["nodeInfo"]["kubeletVersion"]
+        for key, value in node["metadata"]["labels"].items():
+            assert node_labels[(name,)][sanitize_label_name(key)] == value
+        for resource, unit in (("cpu", "core"), ("memory", "byte"), ("pods", "integer")):
+            row = allocatable[(name, resource)]
+            assert (float(row["__value__"]), row["unit"]) == (parse_quantity(status["allocatable"][resource]), unit)
+        assert float(cores[(name,)]["__value__"]) == parse_quantity(status["capacity"]["cpu"])
+        assert float(memory[(name,)]["__value__"]) == parse_quantity(status["capacity"]["memory"])
+
+    own = sandbox.query('up{job="prometheus"}')
+    assert [r["value"][1] for r in own] == ["1"], own
+    assert sandbox.query('prometheus_build_info{job="prometheus"}')
