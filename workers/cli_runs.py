@@ -140,9 +140,11 @@ def run(
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Print the run id and return at once.")] = False,
     run_id: Annotated[Optional[str], typer.Option("--id", help="Workflow id (default: <runbook>-<time>-<rand>).")] = None,
     token_file: TokenFileOption = None,
+    claimed: IgnoredAsOption = None,
 ) -> None:
     """Validate, start a runbook run through the pitstop API (as the identity your credential proves, if the
     access policy allows it) and (unless --detach) wait for its outcome."""
+    warn_ignored_as(claimed)
     settings = load_settings()
     request = _checked_request(settings, runbook, parse_input_pairs(inputs or []), dry_run)
     started = call_api(settings, token_file, "POST", ["runs"], {

@@ -147,8 +147,10 @@ def list_schedules(
 
 
 @schedules_app.command("trigger")
-def trigger(schedule_id: Annotated[str, typer.Argument(help="Schedule id.")], token_file: TokenFileOption = None) -> None:
+def trigger(schedule_id: Annotated[str, typer.Argument(help="Schedule id.")], token_file: TokenFileOption = None,
+            claimed: IgnoredAsOption = None) -> None:
     """Start the schedule's runbook now (the schedule's overlap policy applies), through the pitstop API."""
+    warn_ignored_as(claimed)
     call_api(load_settings(), token_file, "POST", ["schedules", schedule_id, "trigger"], {})
     print(f"triggered {schedule_id}: see `pitstop schedules list` or `pitstop list --query \"TemporalScheduledById='{schedule_id}'\"`")
 
@@ -176,9 +178,11 @@ pause_command("unpause", "Unpause a schedule, with a reason.")
 
 
 @schedules_app.command("delete")
-def delete(schedule_id: Annotated[str, typer.Argument(help="Schedule id.")], token_file: TokenFileOption = None) -> None:
+def delete(schedule_id: Annotated[str, typer.Argument(help="Schedule id.")], token_file: TokenFileOption = None,
+           claimed: IgnoredAsOption = None) -> None:
     """Delete a schedule pitstop created (running runs go on), through the pitstop API. While it is in the file,
     `apply` recreates it."""
+    warn_ignored_as(claimed)
     call_api(load_settings(), token_file, "POST", ["schedules", schedule_id, "delete"], {})
     print(f"deleted {schedule_id}")
 

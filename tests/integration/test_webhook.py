@@ -35,6 +35,7 @@ from temporalio.client import Client, WorkflowHandle
 from activities import activity_methods, build_activities
 from activities.clients import ActivityClients
 from activities.incidents import IncidentActivities
+from pitstop.access import AccessPolicy
 from pitstop.config import Settings, WebhookBasicAuth, WebhookRateLimit
 from pitstop.incidents import BudgetState, IncidentPhase, IncidentStatus, postmortem_markdown
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
@@ -158,11 +159,13 @@ async def stack(temporal_client: Client, pitstop_settings: Settings, tmp_path: P
 
 
 @contextlib.asynccontextmanager
-async def webhook_server(settings: Settings, client: Client, port: int | None = None) -> AsyncIterator[str]:
-    """`serve` in this process on `port` (default a free one) until the block ends; its /alerts URL."""
+async def webhook_server(settings: Settings, client: Client, port: int | None = None,
+                         policy: AccessPolicy | None = None) -> AsyncIterator[str]:
+    """`serve` in this process on `port` (default a free one) until the block ends; its /alerts URL. The pitstop
+    API it also serves (/api/v1/...) asks `policy` (None: refuses every operator action)."""
     port = port or _free_port()
     ready, stop = asyncio.Event(), asyncio.Event()
-    server = asyncio.create_task(serve(settings, client=client, ready=ready, stop=stop, port=port))
+    server = asyncio.create_task(serve(settings, client=client, ready=ready, stop=stop, port=port, policy=policy))
     await asyncio.wait_for(ready.wait(), 10)
     try:
         yield f"http://127.0.0.1:{port}/alerts"
