@@ -10,7 +10,7 @@ does (deny wins); nothing matching = denied (default deny).
 """
 
 from .evaluate import Policy, scan_decide
-from .loader import PolicyError, load_policy, parse_policy
+from .loader import PolicyError, build_policy, load_policy, parse_policy
 from .model import PolicyFile, Rule
 
-__all__ = ["Policy", "PolicyError", "PolicyFile", "Rule", "load_policy", "parse_policy", "scan_decide"]
+__all__ = ["Policy", "PolicyError", "build_policy", "PolicyFile", "Rule", "load_policy", "parse_policy", "scan_decide"]

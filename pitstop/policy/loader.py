@@ -32,7 +32,7 @@ def load_policy(path: Path) -> Policy:
         data = load_file(path)
     except (OSError, YamlRefused) as exc:
         raise PolicyError(str(path), [str(exc).removeprefix(f"{path}:").strip() or str(exc)]) from exc
-    return _validated(data, source=str(path))
+    return build_policy(data, source=str(path))
 
 
 def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
@@ -40,10 +40,11 @@ def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
         data = load_text(text, source=source)
     except YamlRefused as exc:
         raise PolicyError(source, [str(exc).removeprefix(f"{source}:")]) from exc
-    return _validated(data, source=source)
+    return build_policy(data, source=source)
 
 
-def _validated(data: Any, *, source: str) -> Policy:
+def build_policy(data: Any, *, source: str = "<policy>") -> Policy:
+    """A policy from already-parsed data (a generated policy, the bench); same errors as `load_policy`."""
     if not isinstance(data, dict):
         raise PolicyError(source, ["the file must be a mapping with `rules:` (and optionally `groups:`, `version:`)"])
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pitstop.access import AccessRequest, Action, Identity, Target
-from pitstop.policy import PolicyError, load_policy, parse_policy, scan_decide
+from pitstop.policy import PolicyError, build_policy, load_policy, parse_policy, scan_decide
 from pitstop.policy import guard
 
 POLICY = """
@@ -113,9 +113,7 @@ def test_index_agrees_with_the_scan_on_random_requests() -> None:
                    if rng.random() < 0.3}
         rules.append({"id": f"r{i}", "effect": "deny" if rng.random() < 0.1 else "allow", "subjects": subjects,
                       "actions": rng.sample(actions, rng.randrange(1, 3)), "runbooks": runbooks, "targets": targets})
-    import yaml
-
-    policy = parse_policy(yaml.safe_dump({"groups": {g: {} for g in groups}, "rules": rules}))
+    policy = build_policy({"groups": {g: {} for g in groups}, "rules": rules})
     outcomes = set()
     for _ in range(2000):
         request = AccessRequest(
@@ -132,9 +130,7 @@ def test_index_agrees_with_the_scan_on_random_requests() -> None:
 def test_index_looks_at_few_candidates() -> None:
     rules = [{"id": f"r{i}", "subjects": [f"user:u{i}"], "actions": ["approve"], "runbooks": [f"rb{i % 50}"]}
              for i in range(5000)]
-    import yaml
-
-    policy = parse_policy(yaml.safe_dump({"rules": rules}))
+    policy = build_policy({"rules": rules})
     assert [r.id for r in policy.candidates("u7", frozenset(), "approve", "rb7")] == ["r7"]
     assert policy.candidates("u7", frozenset(), "abort", "rb7") == []
 
