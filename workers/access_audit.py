@@ -34,8 +34,7 @@ class DenialRecorder:
         self._queue: asyncio.Queue[AccessDenial] = asyncio.Queue(MAX_PENDING_DENIALS)
 
     def sink(self, denial: AccessDenial) -> None:
-        """Called from a workflow thread by the validator: log now, signal from the worker's loop."""
-        log.warning("%s", denial.line())
+        """Called from a workflow thread by the validator (which logs the refusal): signal from the worker's loop."""
         self._loop.call_soon_threadsafe(self._enqueue, denial)
 
     def _enqueue(self, denial: AccessDenial) -> None:
