@@ -14,6 +14,7 @@ testing every rule in order (the reference in tests and bench/policy.py).
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fnmatch import translate
@@ -35,7 +36,10 @@ class Patterns:
 
     @classmethod
     def of(cls, patterns: Iterable[str]) -> Patterns:
-        patterns = list(patterns)
+        return _compiled_patterns(tuple(patterns))
+
+    @classmethod
+    def _build(cls, patterns: tuple[str, ...]) -> Patterns:
         if ANY in patterns:
             return cls(any=True, names=frozenset(), regex=None)
         globs = [p for p in patterns if GLOB_CHARS.search(p)]
@@ -51,12 +55,20 @@ class Patterns:
         return value in self.names or (self.regex is not None and self.regex.match(value) is not None)
 
 
+@lru_cache(maxsize=4096)
+def _compiled_patterns(patterns: tuple[str, ...]) -> Patterns:
+    """Rules repeat patterns (`team-a-*` in many rules): compile each list once."""
+    return Patterns._build(patterns)
+
+
 @dataclass(frozen=True)
 class CompiledRule:
     index: int
     id: str
     allow: bool
     description: str
+    actions: frozenset[str]
+    subjects: frozenset[str]
     runbooks: Patterns
     namespace: Patterns
     service: Patterns
@@ -66,6 +78,7 @@ class CompiledRule:
     def of(cls, index: int, rule: Rule) -> CompiledRule:
         return cls(
             index=index, id=rule.id or f"rules[{index}]", allow=rule.effect == "allow", description=rule.description,
+            actions=frozenset(rule.actions), subjects=frozenset(rule.subjects),
             runbooks=Patterns.of(rule.runbooks), namespace=Patterns.of(rule.targets.namespace),
             service=Patterns.of(rule.targets.service), region=Patterns.of(rule.targets.region),
         )
@@ -147,9 +160,9 @@ def scan_decide(policy: Policy, request: AccessRequest) -> AccessDecision:
     groups = policy.groups_of(subject, request.identity.groups)
     subjects = {ANY, f"user:{subject}", *(f"group:{g}" for g in groups)}
     matching = [
-        compiled for compiled, rule in zip(policy.rules, policy.document.rules, strict=True)
+        rule for rule in policy.rules
         if (ANY in rule.actions or action.value in rule.actions) and not subjects.isdisjoint(rule.subjects)
-        and compiled.matches(runbook, target)
+        and rule.matches(runbook, target)
     ]
     return _verdict(matching, subject=subject, groups=groups, action=action, runbook=runbook, target=target)
 
