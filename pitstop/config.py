@@ -168,6 +168,11 @@ class SecuritySettings(BaseModel):
         description="AES-256-GCM key ring (YAML, 0600) that encrypts every Temporal payload of clients and workers; "
                     "None = payloads in plain text. `pitstop keys rotate --file F` creates/rotates it",
     )
+    policy_file: Path | None = Field(
+        None,
+        description="the access policy (docs/policy.md) the workers' update validators re-check and the API enforces; "
+                    "None = no policy (approval steps' `approvers` lists only). `pitstop up` uses runbooks/policy.yaml",
+    )
     codec_allowed_origins: list[str] = Field(
         default_factory=list,
         description="browser origins (the Temporal Web UI) allowed to call the codec endpoint `/codec/decode`; "

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pitstop.config import Settings
+from pitstop.config import SHIPPED_RUNBOOKS_DIR, Settings
 
 from .devserver import DevServer, DevServerPorts
 from .errors import EXIT_UNAVAILABLE, CliError
@@ -69,6 +69,8 @@ def child_env(settings: Settings, temporal_address: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PITSTOP_TEMPORAL__ADDRESS"] = temporal_address
     env["PITSTOP_STATE_DIR"] = str(settings.state_dir)
+    if settings.security.policy_file is None:  # the embedded default enforces the shipped policy (docs/policy.md)
+        env["PITSTOP_SECURITY__POLICY_FILE"] = str(SHIPPED_RUNBOOKS_DIR / "policy.yaml")
     return env
 
 
