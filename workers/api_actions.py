@@ -149,9 +149,9 @@ class ApiActions:
         handle = self.client.get_workflow_handle(str(operation.object_id))
         if operation.op == "approve":
             decision = ApprovalDecision(step=body.step, identity=identity.subject, approved=body.approved,
-                                        comment=body.comment)
+                                        comment=body.comment, groups=sorted(identity.groups))
             return {"result": await handle.execute_update("approve", decision)}
-        request = ControlRequest(identity=identity.subject, reason=body.reason)
+        request = ControlRequest(identity=identity.subject, reason=body.reason, groups=sorted(identity.groups))
         return {"result": await handle.execute_update(operation.op, request)}
 
     async def _start(self, identity: Identity, body: StartBody) -> dict[str, Any]:
@@ -199,14 +199,16 @@ class ApiActions:
             raise ActionFailed(404, exc.message) from None
         handle = self.client.get_workflow_handle(release_id)
         if operation.op == "promote":
-            await handle.execute_update("promote", ApproveRequest(identity=identity.subject, comment=body.comment))
+            await handle.execute_update("promote", ApproveRequest(identity=identity.subject, comment=body.comment,
+                                                                  groups=sorted(identity.groups)))
             return {"result": f"promote: accepted for {release_id}"}
         reason = body.reason or ("manual rollback" if operation.op == "rollback" else "aborted")
         if operation.op == "abort" or kind == WAVES_WORKFLOW:
             await handle.signal("abort", f"{reason} by {identity.subject}")
             return {"result": f"{operation.op}: requested for {release_id}"}
-        done = await handle.execute_update("rollback", RollbackRequest(reason=reason, identity=identity.subject),
-                                           result_type=ReleaseStatus)
+        done = await handle.execute_update(
+            "rollback", RollbackRequest(reason=reason, identity=identity.subject, groups=sorted(identity.groups)),
+            result_type=ReleaseStatus)
         return {"result": render_release(done)}
 
     async def _incident_target(self, incident_id: str) -> Target:
@@ -217,7 +219,8 @@ class ApiActions:
         return _target(status.target.model_dump()) if status.target else Target()
 
     async def _incident_action(self, identity: Identity, operation: Operation, body: Any) -> dict[str, Any]:
-        decision = IncidentDecision(approved=body.approved, identity=identity.subject, comment=body.comment)
+        decision = IncidentDecision(approved=body.approved, identity=identity.subject, comment=body.comment,
+                                    groups=sorted(identity.groups))
         verdict = await self.client.get_workflow_handle(str(operation.object_id)).execute_update(
             "approve", decision, result_type=str)
         return {"result": verdict}

@@ -51,6 +51,29 @@ def add_token(path: Path, user: str, *, groups: list[str], label: str = "") -> s
     return token
 
 
+LOCAL_OPERATOR_GROUP = "sre-lead"  # the shipped policy's every-action group (runbooks/policy.yaml)
+
+
+def ensure_local_operator(settings: Settings, cli_token: Path) -> str | None:
+    """The embedded default (`pitstop up`) on first start: a token for the OS user in group `sre-lead`, saved to
+    `cli_token` (0600) so the CLI works at once. Whoever can read the state dir owns the embedded Temporal's
+    database anyway; other people get their own token (`pitstop tokens add`). Returns what it did, or None."""
+    import getpass
+
+    if cli_token.exists():
+        return None
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name (container without passwd entry)
+        user = "local-operator"
+    token = add_token(tokens_path(settings), user, groups=[LOCAL_OPERATOR_GROUP], label="pitstop up")
+    cli_token.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(cli_token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    return f"API credential for {user} (group {LOCAL_OPERATOR_GROUP}) created in {cli_token}"
+
+
 class JwksCache:
     """The issuer's signing keys, fetched over HTTP and kept for `jwks_cache_seconds`."""
 

@@ -492,9 +492,20 @@ def with_operator_api(inner: Any, settings: Settings, client: Client, policy: Ac
 
 
 def access_policy(settings: Settings) -> AccessPolicy | None:
-    """The configured access policy (pitstop/policy/); None until one is configured: the API then refuses
-    every operator action."""
-    return None
+    """The access policy `security.policy_file` (pitstop/policy/; `pitstop up` uses runbooks/policy.yaml);
+    None when none is configured: the API then refuses every operator action (fail closed)."""
+    from pitstop.policy import PolicyError, load_policy
+
+    from .errors import EXIT_USAGE, CliError
+
+    path = settings.security.policy_file
+    if path is None:
+        log.warning("no access policy (security.policy_file): the pitstop API refuses every operator action")
+        return None
+    try:
+        return load_policy(path)
+    except PolicyError as exc:
+        raise CliError(f"the access policy is invalid: {exc}", exit_code=EXIT_USAGE) from None
 
 
 async def serve(settings: Settings, *, client: Client | None = None, ready: asyncio.Event | None = None,
