@@ -204,6 +204,9 @@ class IdentitySettings(BaseModel):
     token: SecretStr | None = Field(
         None, description="the CLI's credential (PITSTOP_IDENTITY__TOKEN); or `--token-file`, or "
                           "<state_dir>/cli.token")
+    start_claim_key_file: Path | None = Field(
+        None, description="secret shared by the API (signs who started a run) and the workers (verify it when the "
+                          "run starts); default <state_dir>/start-claims.key, created by the API")
 
 
 class ChaosSettings(BaseModel):

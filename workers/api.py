@@ -152,8 +152,7 @@ class OperatorApi:
         if not decision.allowed:
             audit("access.denied", identity=identity, request=request, operation=op, reason=decision.reason,
                   rule=decision.rule, remote=remote)
-            raise ApiRefused(403, f"{identity.subject} may not {request.action.value} {request.runbook}"
-                                  f"{_where(request)}: {decision.reason}")
+            raise ApiRefused(403, f"refused by the access policy: {decision.reason}")
         audit("access.allowed", identity=identity, request=request, operation=op, reason=decision.reason,
               rule=decision.rule, remote=remote)
         try:
@@ -165,11 +164,6 @@ class OperatorApi:
         if self.policy is None:
             return AccessDecision(allowed=False, reason="no access policy is configured (every action is refused)")
         return self.policy.decide(request)
-
-
-def _where(request: AccessRequest) -> str:
-    target = request.target.model_dump(exclude_none=True)
-    return f" on {'/'.join(f'{k}={v}' for k, v in target.items())}" if target else ""
 
 
 async def _parse_body(receive: Receive, model: type[BaseModel]) -> BaseModel:

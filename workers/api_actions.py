@@ -23,6 +23,7 @@ from pitstop.config import Settings
 from pitstop.delivery.models import ApproveRequest, ReleaseStatus, RollbackRequest
 from pitstop.delivery.spec import WAVES_WORKFLOW
 from pitstop.incidents import ApprovalDecision as IncidentDecision
+from pitstop.identity.start_claims import STARTED_BY_MEMO, run_target, sign_claim
 from pitstop.incidents import IncidentStatus
 from pitstop.runbook.reach import AuthorReach
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookRequest
@@ -30,7 +31,6 @@ from pitstop.runbook.run_state import ApprovalDecision, ControlRequest
 from pitstop.runbook.validation import RunbookInvalid, load_runbook_file, refusal_message, resolve_inputs
 
 API_TRIGGER = "api"
-STARTED_BY_MEMO = "pitstop.started_by"  # set only by the API: the verified identity that started the run
 
 
 class ActionFailed(Exception):
@@ -91,9 +91,11 @@ def _target(values: dict[str, Any]) -> Target:
 class ApiActions:
     """The API's Temporal side: resolve the access question, then perform the allowed action."""
 
-    def __init__(self, *, client: Client, settings: Settings) -> None:
+    def __init__(self, *, client: Client, settings: Settings, start_claim_key: bytes) -> None:
+        """`start_claim_key` signs who started a run (pitstop/identity/start_claims.py; the workers verify it)."""
         self.client = client
         self.settings = settings
+        self.start_claim_key = start_claim_key
 
     async def access_request(self, identity: Identity, operation: Operation, body: BaseModel) -> AccessRequest:
         action = ACTIONS[(operation.kind, operation.op)]
@@ -136,12 +138,8 @@ class ApiActions:
             inputs = resolve_inputs(parsed, body.inputs, str(path))
         except RunbookInvalid as exc:
             raise ActionFailed(422, refusal_message(body.runbook, exc)) from None
-        from pitstop.runbook import expressions
-
-        declared = parsed.target.model_dump() if parsed.target else {}
-        rendered = {k: expressions.render(v, {"inputs": inputs}) for k, v in declared.items()}
         request = RunbookRequest(runbook=parsed.name, inputs=body.inputs, dry_run=body.dry_run, trigger=API_TRIGGER)
-        return request, _target(rendered)
+        return request, run_target(parsed.target.model_dump() if parsed.target else {}, inputs)
 
     async def _run_action(self, identity: Identity, operation: Operation, body: Any) -> dict[str, Any]:
         if operation.op == "start":
@@ -162,10 +160,10 @@ class ApiActions:
         request = request.model_copy(update={"started_by": identity.subject})
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
         workflow_id = body.id or f"{request.runbook}-{stamp}-{secrets.token_hex(3)}"
+        claim = sign_claim(self.start_claim_key, workflow_id=workflow_id, runbook=request.runbook, identity=identity)
         await self.client.start_workflow(
             RUNBOOK_WORKFLOW, request, id=workflow_id, task_queue=self.settings.temporal.task_queue,
-            memo={STARTED_BY_MEMO: {"subject": identity.subject, "groups": sorted(identity.groups),
-                                    "method": identity.method}},
+            memo={STARTED_BY_MEMO: claim},
             static_summary=f"{request.runbook} {json.dumps(request.inputs, sort_keys=True)}"[:200],
             static_details=f"started by {identity.subject} ({identity.method}) through the pitstop API"
                            + (" (dry run)" if body.dry_run else ""),

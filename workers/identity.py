@@ -74,6 +74,22 @@ def ensure_local_operator(settings: Settings, cli_token: Path) -> str | None:
     return f"API credential for {user} (group {LOCAL_OPERATOR_GROUP}) created in {cli_token}"
 
 
+def start_claim_key(settings: Settings) -> bytes:
+    """The secret that signs start claims (pitstop/identity/start_claims.py), created once (0600) if absent."""
+    from pitstop.identity.start_claims import start_claim_key_path
+
+    path = start_claim_key_path(settings)
+    if path.exists() and path.read_bytes().strip():
+        return path.read_bytes().strip()
+    import secrets
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_hex(32) + "\n")
+    return path.read_bytes().strip()
+
+
 class JwksCache:
     """The issuer's signing keys, fetched over HTTP and kept for `jwks_cache_seconds`."""
 

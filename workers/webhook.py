@@ -485,10 +485,10 @@ def with_operator_api(inner: Any, settings: Settings, client: Client, policy: Ac
     of the alerts and the codec endpoint."""
     from .api import OperatorApi
     from .api_actions import ApiActions
-    from .identity import Authenticator
+    from .identity import Authenticator, start_claim_key
 
     return OperatorApi(inner, authenticator=Authenticator.from_settings(settings), policy=policy,
-                       actions=ApiActions(client=client, settings=settings))
+                       actions=ApiActions(client=client, settings=settings, start_claim_key=start_claim_key(settings)))
 
 
 def access_policy(settings: Settings) -> AccessPolicy | None:

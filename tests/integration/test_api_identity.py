@@ -22,14 +22,17 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from pitstop.config import OidcSettings, Settings
 from pitstop.incidents import INCIDENT_WORKFLOW, IncidentStart
 from pitstop.runbook.validation import validate_catalog
 from pitstop.schedules.validation import parse_schedules
 from tests.fixtures.oidc_issuer import AUDIENCE, TestIssuer, serving_issuer
-from tests.fixtures.pitstop_api import RunningApi, running_api
+from pitstop.identity.start_claims import STARTED_BY_MEMO, start_claim_key_path
+from pitstop.policy import guard, parse_policy
+from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
+from tests.fixtures.pitstop_api import TEST_POLICY, RunningApi, running_api
 from tests.fixtures.worker_reach import TEST_REACH, TEST_WORKER_ENV
 from workers import schedules
 from workers.run_history import fetch_chain, render, timeline
@@ -142,13 +145,13 @@ async def test_every_action_refuses_forged_expired_wrongly_signed_and_unauthoris
     refusals = {
         "expired": (stack.issuer.token("alice", groups=["sre"], expires_in=-120), 401, "the token has expired"),
         "wrongly signed": (stack.issuer.token("alice", groups=["sre"], rogue=True), 401, "signature does not verify"),
-        "outside the policy": (stack.api.tokens["mallory"], 403, "mallory may not"),
+        "outside the policy": (stack.api.tokens["mallory"], 403, "access policy: mallory (no groups) may not"),
     }
     for name, path, body, args in actions(stack.objects):
         before = len(audits(caplog))
         forged = await asyncio.to_thread(cli, forger, *args, "--as", "alice")
         assert forged.returncode != 0, (name, forged.stdout)
-        assert "--as alice is ignored" in forged.stderr and "(403)" in forged.stderr and "mallory may not" in forged.stderr, \
+        assert "--as alice is ignored" in forged.stderr and "(403)" in forged.stderr and "mallory (no groups) may not" in forged.stderr, \
             (name, forged.stderr)
         for kind, (token, status, reason) in refusals.items():
             answer = await post(stack, path, body, token)
@@ -213,3 +216,65 @@ async def test_allowed_identities_act_and_their_verified_names_are_in_the_histor
         ("alice", "approve"), ("carol", "start"), ("dave", "pause"), ("dave", "resume"), ("dave", "abort"),
         ("bob", "schedule.change"), ("alice", "abort"), ("carol", "incident.approve")]
     assert allowed[0]["method"] == "oidc" and allowed[1]["method"] == "token-file"
+
+
+# ---------------------------------------------------------------- runs started outside the API (the Web UI)
+
+UI_POLICY = TEST_POLICY + """
+  - {id: web-ui-hello, subjects: ["user:web-ui"], actions: [start], runbooks: [hello]}
+"""
+
+
+async def test_a_run_started_outside_the_api_is_checked_as_the_web_ui_when_it_starts(
+        temporal_client: Client, pitstop_settings: Settings, task_queue: str, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The worker re-checks who started a top-level run: the API's signed claim (memo), else `web-ui`."""
+    caplog.set_level(logging.INFO, logger="pitstop.api.audit")
+    settings = pitstop_settings.model_copy(update={"runbooks_dir": TEST_RUNBOOKS})
+    guard.install(parse_policy(UI_POLICY, source="UI_POLICY"))
+    try:
+        async with running_api(temporal_client, settings, tmp_path / "api") as api, \
+                engine(temporal_client, task_queue, start_claim_key=start_claim_key_path(api.settings)):
+            started = await post_as(api, "alice", {"runbook": "gated"})
+            assert started.status_code == 200, started.text
+            through_api = temporal_client.get_workflow_handle(started.json()["workflow_id"])
+            await wait_until(through_api, lambda s: s.phase.value == "waiting_for_approval")
+
+            async def direct(runbook: str, memo: dict[str, Any] | None = None) -> Any:
+                """What the Web UI's start form does: RunbookWorkflow with a JSON input, straight to Temporal."""
+                handle = await temporal_client.start_workflow(
+                    RUNBOOK_WORKFLOW, RunbookRequest(runbook=runbook, trigger="ui", started_by="alice"),
+                    id=f"ui-{runbook}-{uuid.uuid4().hex[:6]}", task_queue=task_queue, memo=memo,
+                    result_type=RunbookOutcome)
+                try:
+                    return await asyncio.wait_for(handle.result(), 60)
+                except WorkflowFailureError as exc:
+                    return str(getattr(exc.cause, "message", exc.cause))
+
+            assert (await direct("hello")).status == "succeeded"  # the policy lets the Web UI start `hello`
+            refused = await direct("gated")
+            assert refused.startswith("start refused by the access policy (no start claim (not started through the "
+                                      "pitstop API)): web-ui (groups: web-ui) may not start"), refused
+            assert "default deny" in refused, refused
+            copied = await direct("gated", memo=await claim_of(through_api))  # the API's claim on another run
+            assert "(the start claim's signature does not verify): web-ui" in copied, copied
+            forged = await direct("gated", memo={STARTED_BY_MEMO: {"subject": "alice", "groups": ["sre"],
+                                                                   "method": "token-file", "signature": "0" * 64}})
+            assert "(the start claim's signature does not verify): web-ui" in forged, forged
+            await through_api.terminate("test over")
+    finally:
+        guard.install(None)
+    worker_audits = [r for r in audits(caplog) if r.get("remote") == "worker"]
+    assert [(r["subject"], r["runbook"], r["event"]) for r in worker_audits] == [
+        ("alice", "gated", "access.allowed"), ("web-ui", "hello", "access.allowed"),
+        ("web-ui", "gated", "access.denied"), ("web-ui", "gated", "access.denied"), ("web-ui", "gated", "access.denied")]
+
+
+async def post_as(api: RunningApi, user: str, body: dict[str, Any]) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=30) as http:
+        return await http.post(f"{api.url}/api/v1/runs", json=body, headers=api.bearer(user))
+
+
+async def claim_of(handle: WorkflowHandle[Any, Any]) -> dict[str, Any]:
+    described = await handle.describe()
+    return {STARTED_BY_MEMO: await described.memo_value(STARTED_BY_MEMO)}
