@@ -129,9 +129,10 @@ class ApiActions:
     # ------------------------------------------------------------------ runbook runs
 
     def _checked_start(self, body: StartBody) -> tuple[RunbookRequest, Target]:
-        path = next((p for p in (self.settings.runbooks_dir / f"{body.runbook}{s}" for s in (".yaml", ".yml"))
-                     if p.exists()), None)
-        if path is None or "/" in body.runbook:
+        name = body.runbook
+        path = None if "/" in name or "\\" in name or name.startswith(".") else next(
+            (p for p in (self.settings.runbooks_dir / f"{name}{s}" for s in (".yaml", ".yml")) if p.exists()), None)
+        if path is None:
             raise ActionFailed(404, f"no runbook named {body.runbook!r} in {self.settings.runbooks_dir}")
         try:
             parsed = load_runbook_file(path, reach=AuthorReach.from_settings(self.settings))

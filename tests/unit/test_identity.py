@@ -104,3 +104,20 @@ def test_routes() -> None:
         with pytest.raises(ApiRefused) as refused:
             route(method, path)
         assert refused.value.status == status, path
+
+
+def test_start_claims_verify_only_for_their_run_with_the_shared_key() -> None:
+    from pitstop.access import Identity
+    from pitstop.identity.start_claims import WEB_UI, sign_claim, verified_starter
+
+    alice = Identity(subject="alice", groups=frozenset({"sre"}), method="oidc")
+    claim = sign_claim(b"k" * 32, workflow_id="run-1", runbook="canary", identity=alice)
+    assert verified_starter(b"k" * 32, claim, workflow_id="run-1", runbook="canary") == (alice, "signed by the pitstop API")
+    for key, changed, run, runbook in ((b"x" * 32, claim, "run-1", "canary"), (b"k" * 32, claim, "run-2", "canary"),
+                                       (b"k" * 32, claim, "run-1", "restart-service"),
+                                       (b"k" * 32, {**claim, "groups": ["sre", "sre-lead"]}, "run-1", "canary")):
+        identity, why = verified_starter(key, changed, workflow_id=run, runbook=runbook)
+        assert identity == WEB_UI and "does not verify" in why
+    assert verified_starter(None, claim, workflow_id="run-1", runbook="canary")[0] == WEB_UI
+    assert verified_starter(b"k" * 32, None, workflow_id="run-1", runbook="canary")[1].startswith("no start claim")
+    assert verified_starter(b"k" * 32, {"subject": 1}, workflow_id="run-1", runbook="canary")[1] == "malformed start claim"
