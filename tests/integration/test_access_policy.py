@@ -33,6 +33,10 @@ rules:
     actions: [approve, pause, resume, abort]
     runbooks: ["policy-*"]
     targets: {namespace: shop}
+  - id: test-starts-directly  # the test starts its run with a Temporal client, as the Web UI would (docs/security.md)
+    subjects: ["user:web-ui"]
+    actions: [start]
+    runbooks: ["policy-*"]
   - id: interns-never-abort
     effect: deny
     subjects: [user:intern]
