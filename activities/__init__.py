@@ -62,11 +62,14 @@ def _engine_activities(clients: ActivityClients) -> list[Callable[..., Any]]:
     from pitstop.runbook.reach import AuthorReach
 
     from .leases import LeaseActivities
+    from pitstop.identity.start_claims import start_claim_key_path
+
     from .runbook_catalog import RunbookCatalog
     from .runbook_debug import DebugSteps, EngineSteps
 
     settings = clients.settings
-    found = activity_methods(RunbookCatalog(settings.runbooks_dir, reach=AuthorReach.from_settings(settings)))
+    found = activity_methods(RunbookCatalog(settings.runbooks_dir, reach=AuthorReach.from_settings(settings),
+                                            start_claim_key=start_claim_key_path(settings)))
     if clients.temporal is not None:
         found += activity_methods(LeaseActivities(clients.temporal))
     found += activity_methods(EngineSteps())

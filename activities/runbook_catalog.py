@@ -7,20 +7,31 @@ var allowlist, allowed hosts, debug steps). Invalid runbooks and inputs are non-
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from pitstop.access import AccessRequest, Action
+from pitstop.identity.start_claims import run_target, verified_starter
+from pitstop.policy import guard
+from pitstop.runbook.model import Runbook
 from pitstop.runbook.reach import AuthorReach
-from pitstop.runbook.request import LoadedRunbook, LoadRunbookRequest
+from pitstop.runbook.request import LoadedRunbook, LoadRunbookRequest, StartCheck
 from pitstop.runbook.validation import RunbookInvalid, load_runbook_file, refusal_message, resolve_inputs
 
 
+audit_log = logging.getLogger("pitstop.api.audit")
+
+
 class RunbookCatalog:
-    def __init__(self, runbooks_dir: Path, *, reach: AuthorReach) -> None:
+    def __init__(self, runbooks_dir: Path, *, reach: AuthorReach, start_claim_key: Path | None = None) -> None:
+        """`start_claim_key`: the secret the pitstop API signs start claims with (pitstop/identity/start_claims.py)."""
         self.runbooks_dir = Path(runbooks_dir)
         self.reach = reach
+        self.start_claim_key = start_claim_key
 
     def find(self, name: str) -> Path:
         for suffix in (".yaml", ".yml"):
@@ -48,7 +59,37 @@ class RunbookCatalog:
                 type="RunbookInvalid",
                 non_retryable=True,
             )
+        if request.start_check is not None:
+            self.check_start(request.start_check, runbook, inputs)
         return LoadedRunbook(runbook=runbook, inputs=inputs, file=str(path))
+
+    def check_start(self, check: StartCheck, runbook: Runbook, inputs: dict[str, object]) -> None:
+        """The access policy the worker installed, asked whether the run's starter may start it (no policy
+        installed: no check). Refused: a non-retryable AccessDenied, so the run ends at once with the reason."""
+        policy = guard.installed()
+        if policy is None:
+            return
+        identity, known = verified_starter(self._key(), check.claim, workflow_id=check.workflow_id,
+                                           runbook=runbook.name)
+        target = run_target(runbook.target.model_dump() if runbook.target else {}, inputs)
+        decision = policy.decide(AccessRequest(identity=identity, action=Action.START, runbook=runbook.name,
+                                               target=target))
+        record = {"event": "access.allowed" if decision.allowed else "access.denied", "subject": identity.subject,
+                  "method": identity.method, "groups": sorted(identity.groups), "action": Action.START.value,
+                  "runbook": runbook.name, "target": target.model_dump(exclude_none=True),
+                  "object": check.workflow_id, "reason": decision.reason, "rule": decision.rule,
+                  "starter": known, "remote": "worker"}
+        (audit_log.info if decision.allowed else audit_log.warning)(json.dumps(record, sort_keys=True))
+        if not decision.allowed:
+            raise ApplicationError(
+                f"start refused by the access policy ({known}): {decision.reason}", record, type="AccessDenied",
+                non_retryable=True)
+
+    def _key(self) -> bytes | None:
+        try:
+            return self.start_claim_key.read_bytes().strip() if self.start_claim_key else None
+        except FileNotFoundError:
+            return None
 
     def activities(self) -> list:
         return [self.load]

@@ -35,7 +35,9 @@ class Identity(BaseModel):
 
     subject: str = Field(min_length=1, description="the user (OIDC `sub`/`email` claim, or the token file's user)")
     groups: frozenset[str] = Field(default=frozenset(), description="groups from the credential")
-    method: Literal["oidc", "token-file"] = Field(description="how the credential was verified")
+    method: Literal["oidc", "token-file", "unverified"] = Field(
+        description="how the credential was verified (`unverified`: a run started outside the pitstop API, e.g. "
+                    "from the Temporal Web UI, checked as the policy's `web-ui` subject)")
 
 
 class Target(BaseModel):

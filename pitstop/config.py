@@ -168,11 +168,45 @@ class SecuritySettings(BaseModel):
         description="AES-256-GCM key ring (YAML, 0600) that encrypts every Temporal payload of clients and workers; "
                     "None = payloads in plain text. `pitstop keys rotate --file F` creates/rotates it",
     )
+    policy_file: Path | None = Field(
+        None,
+        description="the access policy (docs/policy.md) the workers' update validators re-check and the API enforces; "
+                    "None = no policy (approval steps' `approvers` lists only). `pitstop up` uses runbooks/policy.yaml",
+    )
     codec_allowed_origins: list[str] = Field(
         default_factory=list,
         description="browser origins (the Temporal Web UI) allowed to call the codec endpoint `/codec/decode`; "
                     "empty = the embedded Web UI's. Requests are served to loopback clients only",
     )
+
+
+class OidcSettings(BaseModel):
+    """OIDC ID tokens accepted by the pitstop API (docs/security.md)."""
+
+    issuer: str = Field(min_length=1, description="the `iss` every token must carry, e.g. https://login.example.com")
+    audience: str = Field(min_length=1, description="the `aud` every token must carry (pitstop's client id)")
+    jwks_url: str | None = Field(
+        None, description="the issuer's JWKS; default: `jwks_uri` of <issuer>/.well-known/openid-configuration")
+    subject_claim: str = Field("email", description="claim naming the user (falls back to `sub`)")
+    groups_claim: str = Field("groups", description="claim listing the user's groups")
+    jwks_cache_seconds: float = Field(300.0, gt=0, description="how long fetched keys are reused")
+    fetch_timeout_seconds: float = Field(5.0, gt=0, le=60, description="bound on each JWKS/discovery request")
+
+
+class IdentitySettings(BaseModel):
+    """Who may call the pitstop API (served by the webhook process): OIDC ID tokens and/or the local token file."""
+
+    oidc: OidcSettings | None = Field(None, description="accept OIDC ID tokens from this issuer; None = token file only")
+    tokens_file: Path | None = Field(
+        None, description="the local token file (`pitstop tokens add`); default <state_dir>/api-tokens.yaml")
+    api_url: str | None = Field(
+        None, description="where the CLI reaches the pitstop API; default http://<webhook.listen>")
+    token: SecretStr | None = Field(
+        None, description="the CLI's credential (PITSTOP_IDENTITY__TOKEN); or `--token-file`, or "
+                          "<state_dir>/cli.token")
+    start_claim_key_file: Path | None = Field(
+        None, description="secret shared by the API (signs who started a run) and the workers (verify it when the "
+                          "run starts); default <state_dir>/start-claims.key, created by the API")
 
 
 class ChaosSettings(BaseModel):
@@ -222,6 +256,7 @@ class Settings(BaseSettings):
     backup: BackupSettings = Field(default_factory=BackupSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     chaos: ChaosSettings = Field(default_factory=ChaosSettings)
+    identity: IdentitySettings = Field(default_factory=IdentitySettings)
 
     @field_validator("state_dir", "cache_dir", "runbooks_dir")
     @classmethod

@@ -71,6 +71,7 @@ class ApprovalDecision(BaseModel):
     approved: bool
     identity: str = ""
     comment: str = ""
+    groups: list[str] = Field(default_factory=list, description="the caller's verified groups (set by the pitstop API)")
 
 
 class IncidentStatus(BaseModel):

@@ -19,7 +19,7 @@ import typer
 from pitstop import __version__
 
 from . import (cli_capacity, cli_catalog, cli_chaos, cli_delivery, cli_dr, cli_graph, cli_incidents, cli_keys,
-               cli_runs, cli_sandbox, cli_schedules)
+               cli_policy, cli_runs, cli_sandbox, cli_schedules, cli_tokens)
 from .cli_settings import load_settings
 from .errors import CliError
 
@@ -142,9 +142,11 @@ cli_delivery.register(app)
 cli_schedules.register(app)
 cli_graph.register(app)
 cli_keys.register(app)
+cli_tokens.register(app)
 cli_dr.register(app)
 cli_capacity.register(app)
 cli_chaos.register(app)
+cli_policy.register(app)
 
 
 def main() -> None:

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-from typing import Annotated, Any, Optional
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from pitstop.delivery.models import ApproveRequest, MeasurementRecord, ReleaseStatus, RollbackRequest, WavesStatus
+from pitstop.delivery.models import MeasurementRecord, ReleaseStatus, WavesStatus
 from pitstop.delivery.spec import RELEASE_WORKFLOW, WAVES_WORKFLOW
 
-from .errors import EXIT_NOT_FOUND, EXIT_USAGE, CliError
+from .api_client import IgnoredAsOption, TokenFileOption, call_api, warn_ignored_as
+from .errors import EXIT_NOT_FOUND, CliError
 
 CHILD_STEP_IDS = ("release", "waves")
 
@@ -97,19 +98,6 @@ def _run(coro_factory: Any) -> Any:
     return asyncio.run(go())
 
 
-def _identity(identity: str | None) -> str:
-    if identity:
-        return identity
-    if os.environ.get("PITSTOP_IDENTITY"):
-        return os.environ["PITSTOP_IDENTITY"]
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001
-        return "unknown"
-
-
 release_app = typer.Typer(help="Progressive delivery: live status, manual promotion, instant rollback, abort.",
                           no_args_is_help=True)
 
@@ -151,59 +139,44 @@ def status(
 def promote(
     workflow_id: Annotated[str, typer.Argument(help="Release or waves id.")],
     comment: Annotated[str, typer.Option("--comment", "-m")] = "",
-    identity: Annotated[Optional[str], typer.Option("--as", help="Approver identity.")] = None,
+    token_file: TokenFileOption = None,
+    claimed: IgnoredAsOption = None,
 ) -> None:
-    """Pass the manual gate: promote a release waiting for approval (or start the next region)."""
-
-    async def go(client: Client) -> str:
-        release_id, _ = await resolve_release(client, workflow_id)
-        try:
-            await client.get_workflow_handle(release_id).execute_update(
-                "promote", ApproveRequest(identity=_identity(identity), comment=comment))
-        except WorkflowUpdateFailedError as exc:
-            raise CliError(f"promote refused: {getattr(exc.cause, 'message', None) or exc.cause}", exit_code=EXIT_USAGE) from exc
-        return f"promote: accepted for {release_id}"
-
-    print(_run(go), flush=True)
+    """Pass the manual gate: promote a release waiting for approval (or start the next region), through the
+    pitstop API as the identity your credential proves."""
+    warn_ignored_as(claimed)
+    print(_act(workflow_id, "promote", {"comment": comment}, token_file), flush=True)
 
 
 @release_app.command("rollback")
 def rollback(
     workflow_id: Annotated[str, typer.Argument(help="Release id (one region).")],
     reason: Annotated[str, typer.Option("--reason", "-m")] = "manual rollback",
-    identity: Annotated[Optional[str], typer.Option("--as")] = None,
+    token_file: TokenFileOption = None,
+    claimed: IgnoredAsOption = None,
 ) -> None:
-    """Instant rollback: traffic back to the warm previous version in one step; waits until done."""
-
-    async def go(client: Client) -> str:
-        release_id, kind = await resolve_release(client, workflow_id)
-        if kind == WAVES_WORKFLOW:
-            await client.get_workflow_handle(release_id).signal("abort", f"{reason} by {_identity(identity)}")
-            return f"rollback of every region requested for {release_id}"
-        try:
-            done = await client.get_workflow_handle(release_id).execute_update(
-                "rollback", RollbackRequest(reason=reason, identity=_identity(identity)), result_type=ReleaseStatus)
-        except WorkflowUpdateFailedError as exc:
-            raise CliError(f"rollback refused: {getattr(exc.cause, 'message', None) or exc.cause}", exit_code=EXIT_USAGE) from exc
-        return render_release(done)
-
-    print(_run(go), flush=True)
+    """Instant rollback: traffic back to the warm previous version in one step; waits until done (pitstop API)."""
+    warn_ignored_as(claimed)
+    print(_act(workflow_id, "rollback", {"reason": reason}, token_file), flush=True)
 
 
 @release_app.command("abort")
 def abort(
     workflow_id: Annotated[str, typer.Argument(help="Release or waves id.")],
     reason: Annotated[str, typer.Option("--reason", "-m")] = "aborted",
-    identity: Annotated[Optional[str], typer.Option("--as")] = None,
+    token_file: TokenFileOption = None,
+    claimed: IgnoredAsOption = None,
 ) -> None:
-    """Abort a release: roll back to the exact prior routes and scale (every promoted region for waves)."""
+    """Abort a release: roll back to the exact prior routes and scale (every promoted region for waves);
+    sent through the pitstop API."""
+    warn_ignored_as(claimed)
+    print(_act(workflow_id, "abort", {"reason": reason}, token_file), flush=True)
 
-    async def go(client: Client) -> str:
-        release_id, _ = await resolve_release(client, workflow_id)
-        await client.get_workflow_handle(release_id).signal("abort", f"{reason} by {_identity(identity)}")
-        return f"abort: requested for {release_id}"
 
-    print(_run(go), flush=True)
+def _act(workflow_id: str, op: str, body: dict[str, str], token_file: Path | None) -> str:
+    from .cli_settings import load_settings
+
+    return str(call_api(load_settings(), token_file, "POST", ["releases", workflow_id, op], body)["result"])
 
 
 def register(app: typer.Typer) -> None:

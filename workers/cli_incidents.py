@@ -11,13 +11,14 @@ import json
 from typing import Annotated, Optional
 
 import typer
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from pitstop.incidents import INCIDENT_WORKFLOW, ApprovalDecision, IncidentStatus, postmortem_markdown
+from pitstop.incidents import INCIDENT_WORKFLOW, IncidentStatus, postmortem_markdown
 
+from .api_client import TokenFileOption, call_api, warn_ignored_as
 from .cli_settings import load_settings
-from .errors import EXIT_FAILED, EXIT_NOT_FOUND, CliError
+from .errors import EXIT_NOT_FOUND, CliError
 
 
 async def fetch_incident(client: Client, incident_id: str) -> IncidentStatus:
@@ -112,31 +113,16 @@ def approve(
     incident_id: Annotated[str, typer.Argument(help="Incident id.")],
     reject: Annotated[bool, typer.Option("--reject", help="Reject the action instead (the incident escalates).")] = False,
     comment: Annotated[str, typer.Option(help="Why.")] = "",
-    identity: Annotated[Optional[str], typer.Option(help="Who decides (default: your user name).")] = None,
+    token_file: TokenFileOption = None,
+    claimed: Annotated[Optional[str], typer.Option("--identity", "--as", hidden=True,
+                                                   help="Ignored: the identity is the one your credential proves.")] = None,
 ) -> None:
-    """Approve (or reject) the remediation action an incident is waiting for."""
-    settings = load_settings()
-
-    async def go() -> int:
-        from .cli_runs import _whoami
-        from .temporal_connection import connect
-
-        client = await connect(settings)
-        decision = ApprovalDecision(approved=not reject, identity=identity or _whoami(), comment=comment)
-        try:
-            verdict = await client.get_workflow_handle(incident_id).execute_update("approve", decision, result_type=str)
-        except RPCError as exc:
-            raise CliError(f"cannot decide for {incident_id!r}: {exc.message}", exit_code=EXIT_NOT_FOUND) from exc
-        except WorkflowUpdateFailedError as exc:  # rejected by the validator: say why, on one line
-            cause = exc.cause
-            reason = (getattr(cause, "message", None) or str(cause) or "update rejected").splitlines()[0]
-            raise CliError(f"cannot decide for {incident_id!r}: {reason}", exit_code=EXIT_FAILED) from exc
-        print(f"{incident_id}: {verdict}")
-        return 0
-
-    code = asyncio.run(go())
-    if code:
-        raise typer.Exit(code)
+    """Approve (or reject) the remediation action an incident is waiting for, through the pitstop API as the
+    identity your credential proves."""
+    warn_ignored_as(claimed)
+    answer = call_api(load_settings(), token_file, "POST", ["incidents", incident_id, "approve"],
+                      {"approved": not reject, "comment": comment})
+    print(f"{incident_id}: {answer['result']}")
 
 
 def webhook() -> None:

@@ -20,9 +20,10 @@ from temporalio.service import RPCError, RPCStatusCode
 from pitstop.config import Settings
 from pitstop.runbook.reach import AuthorReach
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
-from pitstop.runbook.run_state import ApprovalDecision, ControlRequest, RunStatus
+from pitstop.runbook.run_state import RunStatus
 from pitstop.runbook.validation import RunbookInvalid, load_runbook_file, refusal_message, resolve_inputs
 
+from .api_client import IgnoredAsOption, TokenFileOption, call_api, warn_ignored_as
 from .cli_settings import load_settings
 from .errors import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_USAGE, CliError
 
@@ -74,12 +75,6 @@ def _not_found(exc: RPCError, workflow_id: str) -> CliError:
     if exc.status == RPCStatusCode.NOT_FOUND:
         return CliError(f"no run with id {workflow_id!r}", exit_code=EXIT_NOT_FOUND)
     return CliError(f"Temporal refused the request for {workflow_id!r}: {exc.message}")
-
-
-def _identity(explicit: str | None) -> str:
-    import os
-
-    return explicit or os.environ.get("PITSTOP_IDENTITY") or _whoami()
 
 
 def _checked_request(settings: Settings, runbook: str, inputs: dict[str, Any], dry_run: bool) -> RunbookRequest:
@@ -144,25 +139,26 @@ def run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would change; change nothing.")] = False,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Print the run id and return at once.")] = False,
     run_id: Annotated[Optional[str], typer.Option("--id", help="Workflow id (default: <runbook>-<time>-<rand>).")] = None,
+    token_file: TokenFileOption = None,
+    claimed: IgnoredAsOption = None,
 ) -> None:
-    """Validate, start a runbook run and (unless --detach) wait for its outcome."""
+    """Validate, start a runbook run through the pitstop API (as the identity your credential proves, if the
+    access policy allows it) and (unless --detach) wait for its outcome."""
+    warn_ignored_as(claimed)
     settings = load_settings()
     request = _checked_request(settings, runbook, parse_input_pairs(inputs or []), dry_run)
-    workflow_id = run_id or new_run_id(request.runbook)
+    started = call_api(settings, token_file, "POST", ["runs"], {
+        "runbook": request.runbook, "inputs": request.inputs, "dry_run": dry_run,
+        "id": run_id or new_run_id(request.runbook)})
+    workflow_id = str(started["workflow_id"])
+    print(f"started {workflow_id} as {started['started_by']}\n  {ui_link(settings, workflow_id)}", flush=True)
+    if detach:
+        return
 
     async def go() -> int:
         from .temporal_connection import connect
 
-        client = await connect(settings)
-        handle = await client.start_workflow(
-            RUNBOOK_WORKFLOW, request, id=workflow_id, task_queue=settings.temporal.task_queue,
-            result_type=RunbookOutcome,
-            static_summary=f"{request.runbook} {json.dumps(request.inputs, sort_keys=True)}"[:200],
-            static_details=f"started by {request.started_by} from the CLI{' (dry run)' if dry_run else ''}",
-        )
-        print(f"started {workflow_id}\n  {ui_link(settings, workflow_id)}", flush=True)
-        if detach:
-            return 0
+        handle = (await connect(settings)).get_workflow_handle(workflow_id, result_type=RunbookOutcome)
         try:
             outcome = await handle.result()
         except WorkflowFailureError as exc:
@@ -268,11 +264,15 @@ def approve(
     step: Annotated[str, typer.Option("--step", "-s", help="The approval step id (`step[i]` in a for_each).")],
     reject: Annotated[bool, typer.Option("--reject", help="Reject instead of approving.")] = False,
     comment: Annotated[str, typer.Option("--comment", "-m", help="Recorded with the decision.")] = "",
-    identity: Annotated[Optional[str], typer.Option("--as", help="Approver identity (default $PITSTOP_IDENTITY or the OS user).")] = None,
+    token_file: TokenFileOption = None,
+    claimed: IgnoredAsOption = None,
 ) -> None:
-    """Approve (or reject) a waiting approval step; refused unless the identity is allowed by the runbook."""
-    decision = ApprovalDecision(step=step, identity=_identity(identity), approved=not reject, comment=comment)
-    print(_update(load_settings(), workflow_id, "approve", decision))
+    """Approve (or reject) a waiting approval step through the pitstop API, as the identity your credential
+    proves; refused unless the access policy and the runbook's approvers allow it."""
+    warn_ignored_as(claimed)
+    answer = call_api(load_settings(), token_file, "POST", ["runs", workflow_id, "approve"],
+                      {"step": step, "approved": not reject, "comment": comment})
+    print(answer["result"])
 
 
 CONTROL_COMMANDS = {
@@ -283,16 +283,18 @@ CONTROL_COMMANDS = {
 
 
 def control_command(name: str, doc: str) -> Callable[..., None]:
-    """The command `pitstop <name> RUN_ID` that sends the control update `name` (pause, resume, abort)."""
+    """The command `pitstop <name> RUN_ID`: the control update `name` (pause, resume, abort) through the API."""
     def command(
         workflow_id: Annotated[str, typer.Argument(help="Run (workflow) id.")],
         reason: Annotated[str, typer.Option("--reason", "-m", help="Recorded in the history.")] = "",
-        identity: Annotated[Optional[str], typer.Option("--as", help="Who asks (default $PITSTOP_IDENTITY or the OS user).")] = None,
+        token_file: TokenFileOption = None,
+        claimed: IgnoredAsOption = None,
     ) -> None:
-        phase = _update(load_settings(), workflow_id, name, ControlRequest(identity=_identity(identity), reason=reason))
-        print(f"{name}: accepted (run was {phase})")
+        warn_ignored_as(claimed)
+        answer = call_api(load_settings(), token_file, "POST", ["runs", workflow_id, name], {"reason": reason})
+        print(f"{name}: accepted as {answer['identity']} (run was {answer['result']})")
 
-    command.__doc__ = doc
+    command.__doc__ = doc + " Sent through the pitstop API as the identity your credential proves."
     return command
 
 
@@ -305,24 +307,6 @@ def register(app: typer.Typer) -> None:
     app.command()(approve)
     for name, doc in CONTROL_COMMANDS.items():
         app.command(name)(control_command(name, doc))
-
-
-def _update(settings: Settings, workflow_id: str, name: str, arg: Any) -> Any:
-    from temporalio.client import WorkflowUpdateFailedError
-
-    async def go() -> Any:
-        from .temporal_connection import connect
-
-        client = await connect(settings)
-        try:
-            return await client.get_workflow_handle(workflow_id).execute_update(name, arg)
-        except WorkflowUpdateFailedError as exc:
-            cause = exc.cause
-            raise CliError(f"{name} refused: {getattr(cause, 'message', None) or cause}", exit_code=EXIT_USAGE) from exc
-        except RPCError as exc:
-            raise _not_found(exc, workflow_id) from exc
-
-    return asyncio.run(go())
 
 
 def _whoami() -> str:

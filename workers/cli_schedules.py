@@ -19,7 +19,8 @@ from pitstop.runbook.reach import AuthorReach
 from pitstop.schedules.validation import SchedulesInvalid, load_schedules
 
 from . import schedules as temporal_schedules
-from .cli_runs import _identity, print_or_write_schema
+from .api_client import IgnoredAsOption, TokenFileOption, call_api, warn_ignored_as
+from .cli_runs import print_or_write_schema
 from .cli_settings import load_settings
 from .errors import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_USAGE, CliError
 
@@ -146,28 +147,29 @@ def list_schedules(
 
 
 @schedules_app.command("trigger")
-def trigger(schedule_id: Annotated[str, typer.Argument(help="Schedule id.")]) -> None:
-    """Start the schedule's runbook now (the schedule's overlap policy applies)."""
-    _on_managed(load_settings(), schedule_id, lambda handle: handle.trigger())
+def trigger(schedule_id: Annotated[str, typer.Argument(help="Schedule id.")], token_file: TokenFileOption = None,
+            claimed: IgnoredAsOption = None) -> None:
+    """Start the schedule's runbook now (the schedule's overlap policy applies), through the pitstop API."""
+    warn_ignored_as(claimed)
+    call_api(load_settings(), token_file, "POST", ["schedules", schedule_id, "trigger"], {})
     print(f"triggered {schedule_id}: see `pitstop schedules list` or `pitstop list --query \"TemporalScheduledById='{schedule_id}'\"`")
 
 
 def pause_command(name: str, doc: str) -> None:
-    """Register `pitstop schedules <name> ID --reason ...` (pause or unpause)."""
+    """Register `pitstop schedules <name> ID --reason ...` (pause or unpause), sent through the pitstop API."""
     def command(
         schedule_id: Annotated[str, typer.Argument(help="Schedule id.")],
         reason: Annotated[str, typer.Option("--reason", "-m", help="Why (kept as the schedule's note).")],
-        identity: Annotated[Optional[str], typer.Option("--as", help="Who asks (default $PITSTOP_IDENTITY or the OS user).")] = None,
+        token_file: TokenFileOption = None,
+        claimed: IgnoredAsOption = None,
     ) -> None:
+        warn_ignored_as(claimed)
         if not reason.strip():
             raise CliError(f"{name} needs a reason (--reason)", exit_code=EXIT_USAGE)
-        note = f"{name}d by {_identity(identity)}: {reason}"
+        answer = call_api(load_settings(), token_file, "POST", ["schedules", schedule_id, name], {"reason": reason})
+        print(f"{schedule_id}: {answer['result']}")
 
-        _on_managed(load_settings(), schedule_id,
-                    lambda handle: handle.pause(note=note) if name == "pause" else handle.unpause(note=note))
-        print(f"{schedule_id}: {note}")
-
-    command.__doc__ = doc
+    command.__doc__ = doc + " The note names the identity your credential proves."
     schedules_app.command(name)(command)
 
 
@@ -176,9 +178,12 @@ pause_command("unpause", "Unpause a schedule, with a reason.")
 
 
 @schedules_app.command("delete")
-def delete(schedule_id: Annotated[str, typer.Argument(help="Schedule id.")]) -> None:
-    """Delete a schedule pitstop created (running runs go on). While it is in the file, `apply` recreates it."""
-    _on_managed(load_settings(), schedule_id, lambda handle: handle.delete())
+def delete(schedule_id: Annotated[str, typer.Argument(help="Schedule id.")], token_file: TokenFileOption = None,
+           claimed: IgnoredAsOption = None) -> None:
+    """Delete a schedule pitstop created (running runs go on), through the pitstop API. While it is in the file,
+    `apply` recreates it."""
+    warn_ignored_as(claimed)
+    call_api(load_settings(), token_file, "POST", ["schedules", schedule_id, "delete"], {})
     print(f"deleted {schedule_id}")
 
 

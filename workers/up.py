@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pitstop.config import Settings
+from pitstop.config import SHIPPED_RUNBOOKS_DIR, Settings
 
 from .devserver import DevServer, DevServerPorts
 from .errors import EXIT_UNAVAILABLE, CliError
@@ -69,6 +69,8 @@ def child_env(settings: Settings, temporal_address: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PITSTOP_TEMPORAL__ADDRESS"] = temporal_address
     env["PITSTOP_STATE_DIR"] = str(settings.state_dir)
+    if settings.security.policy_file is None:  # the embedded default enforces the shipped policy (docs/policy.md)
+        env["PITSTOP_SECURITY__POLICY_FILE"] = str(SHIPPED_RUNBOOKS_DIR / "policy.yaml")
     return env
 
 
@@ -121,6 +123,7 @@ def run_up(settings: Settings, *, temporal_address: str | None, with_sandbox: bo
                 webhook_token=webhook_token(settings),
             )
         children = _start_children(settings, temporal_address)
+        _local_operator(settings)
         if server is not None:  # the embedded Temporal: apply runbooks/schedules.yaml (production: CI/CD runs apply)
             from .cli_schedules import apply_on_up
 
@@ -190,6 +193,27 @@ def _check_namespace(settings: Settings, temporal_address: str) -> None:
         await ensure_ready(await connect(target), target)
 
     asyncio.run(check())
+
+
+def _local_operator(settings: Settings) -> None:
+    """The CLI's credential for the pitstop API (workers/identity.py) on first start; wait until the API answers,
+    so operator commands work once `up` says ready."""
+    import httpx
+
+    from .api_client import api_url, cli_token_path
+    from .identity import ensure_local_operator
+
+    created = ensure_local_operator(settings, cli_token_path(settings))
+    if created:
+        print(f"[up] {created}; others: pitstop tokens add USER --group GROUP", flush=True)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{api_url(settings)}/healthz", timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    print(f"[up] the webhook / pitstop API did not answer at {api_url(settings)} within 15s; see its log", flush=True)
 
 
 def _start_children(settings: Settings, temporal_address: str) -> list[SupervisedProcess]:

@@ -1,4 +1,6 @@
 """The Alertmanager webhook receiver: a small ASGI app served by uvicorn (`pitstop webhook`, part of `pitstop up`).
+The same process serves the authenticated pitstop API (`/api/v1/...`, workers/api.py) through which every
+operator action goes, and, with payload encryption on, the Web UI's codec endpoint (workers/codec_server.py).
 
 POST /alerts (also `/`, `/api/v1/alerts`) with Alertmanager's version-4 JSON body. Each alert belongs to the
 incident workflow `incident-<fingerprint>-<startsAt>`; its notifications reach it as the signal
@@ -71,6 +73,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from pitstop.access import AccessPolicy
 from pitstop.alerts import AlertmanagerWebhook, AlertNotification, BodyNotJson, decode_body, notifications_from
 from pitstop.client_rate_limit import ClientRateLimits
 from pitstop.config import Settings
@@ -477,10 +480,40 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return (host or "127.0.0.1").strip("[]"), int(port)
 
 
+def with_operator_api(inner: Any, settings: Settings, client: Client, policy: AccessPolicy | None) -> Any:
+    """The authenticated pitstop API (`/api/v1/runs|releases|incidents|schedules/...`, workers/api.py) in front
+    of the alerts and the codec endpoint."""
+    from .api import OperatorApi
+    from .api_actions import ApiActions
+    from .identity import Authenticator, start_claim_key
+
+    return OperatorApi(inner, authenticator=Authenticator.from_settings(settings), policy=policy,
+                       actions=ApiActions(client=client, settings=settings, start_claim_key=start_claim_key(settings)))
+
+
+def access_policy(settings: Settings) -> AccessPolicy | None:
+    """The access policy `security.policy_file` (pitstop/policy/; `pitstop up` uses runbooks/policy.yaml);
+    None when none is configured: the API then refuses every operator action (fail closed)."""
+    from pitstop.policy import PolicyError, load_policy
+
+    from .errors import EXIT_USAGE, CliError
+
+    path = settings.security.policy_file
+    if path is None:
+        log.warning("no access policy (security.policy_file): the pitstop API refuses every operator action")
+        return None
+    try:
+        return load_policy(path)
+    except PolicyError as exc:
+        raise CliError(f"the access policy is invalid: {exc}", exit_code=EXIT_USAGE) from None
+
+
 async def serve(settings: Settings, *, client: Client | None = None, ready: asyncio.Event | None = None,
-                stop: asyncio.Event | None = None, port: int | None = None) -> None:
+                stop: asyncio.Event | None = None, port: int | None = None,
+                policy: AccessPolicy | None = None) -> None:
     """Run the receiver until `stop` is set, or, without `stop`, until SIGINT/SIGTERM (with `stop`, the host
-    process keeps its own signal handlers). `port` overrides `settings.webhook.listen`'s."""
+    process keeps its own signal handlers). `port` overrides `settings.webhook.listen`'s; `policy` the
+    configured access policy's (`access_policy`)."""
     import uvicorn
 
     if client is None:
@@ -493,7 +526,9 @@ async def serve(settings: Settings, *, client: Client | None = None, ready: asyn
                        rate_limits=ClientRateLimits(per_second=limit.per_second, burst=limit.burst),
                        signature_window_seconds=settings.webhook.signature_window_seconds)
     host, listen_port = parse_listen(settings.webhook.listen)
-    config = uvicorn.Config(with_codec_endpoint(app, settings), host=host, port=port if port is not None else listen_port, log_level="warning",
+    asgi = with_operator_api(with_codec_endpoint(app, settings), settings, client,
+                             policy if policy is not None else access_policy(settings))
+    config = uvicorn.Config(asgi, host=host, port=port if port is not None else listen_port, log_level="warning",
                             access_log=False, lifespan="on", limit_concurrency=2000, backlog=4096,
                             timeout_keep_alive=30)
 

@@ -22,6 +22,7 @@ from activities import ActivitySet, build_activities
 from pitstop.config import Settings, regional_task_queue
 from workflows import ALL_WORKFLOWS
 
+from .access_audit import install_policy
 from .clients import build_activity_clients
 
 log = logging.getLogger("pitstop.worker")
@@ -87,13 +88,17 @@ async def run_worker(settings: Settings, *, client: Client, stop: asyncio.Event 
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
     activity_set = build_activities(build_activity_clients(settings, temporal=client))
+    recorder = install_policy(settings, client)  # the update validators' policy (docs/policy.md)
     with ThreadPoolExecutor(max_workers=max(8, settings.worker.max_concurrent_activities)) as executor:
         workers = build_workers(client=client, settings=settings, activity_set=activity_set, executor=executor)
         queues = ", ".join(w.task_queue for w in workers)
         log.info("worker ready: task queues [%s], %d workflows", queues, len(ALL_WORKFLOWS))
         print(f"pitstop worker ready: task queues [{queues}]", flush=True)
         runs = [asyncio.create_task(w.run()) for w in workers]
+        audit = asyncio.create_task(recorder.run()) if recorder else None
         await stop.wait()
         await asyncio.gather(*(w.shutdown() for w in workers))
         await asyncio.gather(*runs, return_exceptions=True)
+        if audit is not None:
+            audit.cancel()
     print("pitstop worker stopped", flush=True)

@@ -17,6 +17,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from pitstop.runbook.native_steps import ApprovalArgs, ApprovalResult
     from pitstop.runbook.run_state import ApprovalDecision, ApprovalRequestInfo
+    from workflows.access_checks import may_approve
 
 
 class ApprovalGate:
@@ -32,7 +33,7 @@ class ApprovalGate:
             raise ValueError(f"step {decision.step!r} is not waiting for approval (waiting: {waiting})")
         if not decision.identity.strip():
             raise ValueError("an approval needs the approver's identity")
-        if info.approvers and decision.identity not in info.approvers:
+        if not may_approve(info.approvers, identity=decision.identity, groups=decision.groups):
             raise ValueError(
                 f"{decision.identity!r} may not approve step {decision.step!r}; allowed: {', '.join(info.approvers)}"
             )

@@ -46,7 +46,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from pitstop.delivery.spec import RELEASE_WORKFLOW
     from pitstop.failures import failure_text
+    from pitstop.access import Action, Target
+    from pitstop.policy.guard import AccessDenial
     from pitstop.runbook.leases import LeaseGrant
+    from workflows.access_checks import may_approve, record_denial, require
 
 from . import delivery_phases as phases
 from .delivery_chain import carry, restore
@@ -61,6 +64,7 @@ NOT_ROLLBACK_PHASES = (ReleasePhase.FINALIZING, ReleasePhase.SUCCEEDED, ReleaseP
 class ProgressiveRelease:
     def __init__(self) -> None:
         self._ctx = ReleaseContext()
+        self._denials: list[AccessDenial] = []
 
     # ------------------------------------------------------------ queries
 
@@ -120,6 +124,7 @@ class ProgressiveRelease:
 
     @rollback.validator
     def _validate_rollback(self, request: RollbackRequest) -> None:
+        self._require(Action.RELEASE_ROLLBACK, request.identity, request.groups)
         phase = self._ctx.phase
         if phase in NOT_ROLLBACK_PHASES:
             raise ValueError(f"cannot roll back a release in phase {phase.value}: the previous version is no longer warm")
@@ -133,6 +138,7 @@ class ProgressiveRelease:
 
     @promote.validator
     def _validate_promote(self, request: ApproveRequest) -> None:
+        self._require(Action.RELEASE_PROMOTE, request.identity, request.groups)
         ctx = self._ctx
         if not ctx.started:
             raise ValueError("the release has not started yet")
@@ -141,8 +147,20 @@ class ProgressiveRelease:
         if ctx.status.phase.terminal:
             raise ValueError(f"the release is already {ctx.status.phase.value}")
         approvers = ctx.spec.approvers
-        if approvers and request.identity not in approvers:
+        if not may_approve(approvers, identity=request.identity, groups=request.groups):
             raise ValueError(f"{request.identity!r} may not promote; allowed: {', '.join(approvers)}")
+
+    def _require(self, action: Action, identity: str, groups: list[str]) -> None:
+        """The policy re-check (pitstop.policy.guard) on runbook `release` and this release's target."""
+        ctx = self._ctx
+        target = (Target(namespace=ctx.target.namespace, service=ctx.target.service, region=ctx.target.region or None)
+                  if ctx.started else Target())
+        require(identity=identity, groups=groups, action=action, runbook="release", target=target)
+
+    @workflow.signal(name="access_denied")
+    def access_denied(self, denial: AccessDenial) -> None:
+        """A refused update, signalled by the worker: the audit record in this release's history."""
+        record_denial(self._denials, denial)
 
     # ------------------------------------------------------------ main line
 

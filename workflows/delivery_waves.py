@@ -29,6 +29,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from pitstop.delivery.inputs import ReleaseInput
     from pitstop.delivery.spec import RELEASE_WORKFLOW, WAVES_WORKFLOW, WavesSpec
+    from pitstop.access import Action, Target
+    from pitstop.policy.guard import AccessDenial
+    from workflows.access_checks import record_denial, require
 
 
 @workflow.defn(name=WAVES_WORKFLOW)
@@ -40,6 +43,8 @@ class RegionWaves:
         self._abort: str | None = None
         self._children: dict[str, workflow.ChildWorkflowHandle[Any, ReleaseOutcome]] = {}
         self._approval_waiting = ""
+        self._spec: WavesSpec | None = None  # set when the run starts (the policy re-check's target)
+        self._denials: list[AccessDenial] = []
 
     @workflow.query
     def status(self) -> WavesStatus:
@@ -54,6 +59,11 @@ class RegionWaves:
     def region_result(self, result: RegionResult) -> None:
         self._results[result.region] = result
         self._status.region_phases[result.region] = result.phase
+
+    @workflow.signal(name="access_denied")
+    def access_denied(self, denial: AccessDenial) -> None:
+        """A refused update, signalled by the worker: the audit record in this release's history."""
+        record_denial(self._denials, denial)
 
     @workflow.signal
     def abort(self, reason: str) -> None:
@@ -71,11 +81,18 @@ class RegionWaves:
 
     @promote.validator
     def _validate_promote(self, request: ApproveRequest) -> None:
+        release = self._spec.release if self._spec else None
+        region = self._approval_waiting or self._status.current_region
+        target = Target(namespace=release.namespace if release else None, service=release.service if release else None,
+                        region=region or None)
+        require(identity=request.identity, groups=request.groups, action=Action.RELEASE_PROMOTE, runbook="release",
+                target=target)
         if self._status.phase in (WavesPhase.SUCCEEDED, WavesPhase.ROLLED_BACK):
             raise ValueError(f"the waves are already {self._status.phase}")
 
     @workflow.run
     async def run(self, spec: WavesSpec) -> WavesOutcome:
+        self._spec = spec
         self._status = WavesStatus(phase=WavesPhase.PROGRESSING, regions=list(spec.regions))
         outcomes: dict[str, ReleaseOutcome] = {}
         promoted: list[str] = []

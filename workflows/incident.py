@@ -37,7 +37,10 @@ with workflow.unsafe.imports_passed_through():
         first_notification_summary,
     )
     from pitstop.failures import failure_line
+    from pitstop.access import Action, Target
+    from pitstop.policy.guard import AccessDenial
     from pitstop.runbook.leases import LeaseGrant
+    from workflows.access_checks import may_approve, require
 
 from .activity_policies import ACTIVITY_TIMEOUT, QUICK
 from .incident_context import IncidentContext
@@ -88,14 +91,23 @@ class IncidentWorkflow:
     @approve.validator
     def _approve_allowed(self, decision: ApprovalDecision) -> None:
         s = self._ctx.status
+        target = Target(namespace=s.target.namespace, service=s.target.service, region=s.target.region or None) \
+            if s.target else Target()
+        require(identity=decision.identity, groups=decision.groups, action=Action.INCIDENT_APPROVE,
+                runbook="incident", target=target)
         if s.phase != IncidentPhase.WAITING_FOR_APPROVAL:
             raise ValueError(f"incident {s.incident_id} is not waiting for an approval (phase {s.phase.value})")
         if not decision.identity:
             raise ValueError("an approval needs the approver's identity")
         approvers = s.plan.policy.approvers if s.plan else []
-        if approvers and decision.identity not in approvers:
+        if not may_approve(approvers, identity=decision.identity, groups=decision.groups):
             raise ValueError(f"{decision.identity!r} may not decide for incident {s.incident_id}; "
                              f"allowed: {', '.join(approvers)}")
+
+    @workflow.signal(name="access_denied")
+    def access_denied(self, denial: AccessDenial) -> None:
+        """A refused update, signalled by the worker: the audit record in this incident's history and timeline."""
+        self._ctx.log("access-denied", denial.reason, data={"identity": denial.identity, "action": denial.action})
 
     @workflow.query
     def status(self) -> IncidentStatus:

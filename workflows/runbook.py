@@ -42,6 +42,9 @@ with workflow.unsafe.imports_passed_through():
     from pitstop.runbook.run_state import ApprovalDecision, ControlRequest, Phase, RunStatus
     from pitstop.schedules.skips import skips_run
     # the parts hold no module state; passing them through saves re-importing them in every run's sandbox
+    from pitstop.access import Action
+    from pitstop.policy.guard import AccessDenial, target_of
+    from workflows.access_checks import record_denial, require
     from workflows.runbook_fan_out import FOR_EACH_CONTINUE_AS_NEW_PATCH
     from workflows.runbook_lifecycle import acquire_lease, check_error_budget, finish
     from workflows.runbook_loading import load_runbook
@@ -87,17 +90,30 @@ class RunbookWorkflow:
 
     @pause.validator
     def _check_pause(self, request: ControlRequest) -> None:
+        self._require(Action.PAUSE, request.identity, request.groups)
         self._state.check_active("pause")
 
     @resume.validator
     def _check_resume(self, request: ControlRequest) -> None:
+        self._require(Action.RESUME, request.identity, request.groups)
         self._state.check_active("resume")
         if not self._state.paused:
             raise ValueError("the run is not paused")
 
     @abort.validator
     def _check_abort(self, request: ControlRequest) -> None:
+        self._require(Action.ABORT, request.identity, request.groups)
         self._state.check_active("abort")
+
+    def _require(self, action: Action, identity: str, groups: list[str]) -> None:
+        """The policy re-check (pitstop.policy.guard): before any other check, so every refusal is audited."""
+        require(identity=identity, groups=groups, action=action, runbook=self._state.request.runbook,
+                target=target_of(self._state.target))
+
+    @workflow.signal(name="access_denied")
+    def access_denied(self, denial: AccessDenial) -> None:
+        """A refused update, signalled by the worker: the audit record in this run's history."""
+        record_denial(self._state.denials, denial)
 
     @workflow.update
     def approve(self, decision: ApprovalDecision) -> str:
@@ -107,6 +123,7 @@ class RunbookWorkflow:
 
     @approve.validator
     def _check_approve(self, decision: ApprovalDecision) -> None:
+        self._require(Action.APPROVE, decision.identity, decision.groups)
         self._state.approvals.validate(decision)
 
     @workflow.signal

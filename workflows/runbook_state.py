@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from pitstop.runbook import expressions as ex
     from pitstop.runbook.model import Runbook
     from pitstop.runbook.request import CarriedFanOut, CarriedRun, LoadedRunbook, RunbookOutcome, RunbookRequest
+    from pitstop.policy.guard import AccessDenial
     from pitstop.runbook.run_state import ControlRequest, Phase, RunStatus, StepState, StepStatus
 
 from .approvals import ApprovalGate
@@ -50,6 +51,7 @@ class RunState:
         self.fan_outs: dict[str, CarriedFanOut] = {}  # for_each steps stopped part-way, by step id
         self.suspended: set[str] = set()  # ... of which these stopped in this run (continue-as-new due)
         self.skipped = False  # a scheduled run whose target was busy (pitstop.schedules.skips)
+        self.denials: list[AccessDenial] = []  # updates the policy refused (signal `access_denied`), newest last
         self._details = ""  # the current details last published
 
     # ------------------------------------------------------------ start, continue-as-new
@@ -165,6 +167,7 @@ class RunState:
             paused=self.paused, dry_run=self.request.dry_run, target=self.target, lease_id=self.lease.lease_id,
             started_at=self.started_at, steps=list(self.steps.values()),
             approvals=list(self.approvals.waiting.values()), error=self.error, run_number=self.run_number,
+            access_denials=[d.reason for d in self.denials],
         )
 
     def outcome(self) -> RunbookOutcome:

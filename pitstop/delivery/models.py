@@ -283,8 +283,10 @@ def waves_summary(outcome: WavesOutcome) -> str:
 class ApproveRequest(BaseModel):
     identity: str = ""
     comment: str = ""
+    groups: list[str] = Field(default_factory=list, description="the caller's verified groups (set by the pitstop API)")
 
 
 class RollbackRequest(BaseModel):
     reason: str = "manual rollback"
     identity: str = ""
+    groups: list[str] = Field(default_factory=list, description="the caller's verified groups (set by the pitstop API)")

@@ -48,11 +48,20 @@ class RunbookOutcome(BaseModel):
     dry_run: bool = False
 
 
+class StartCheck(BaseModel):
+    """A top-level run's start, for the access policy's re-check in `runbook.load` (pitstop/identity/start_claims.py)."""
+
+    workflow_id: str
+    claim: dict[str, Any] | None = Field(None, description="the memo `pitstop.started_by` the pitstop API signed")
+
+
 class LoadRunbookRequest(BaseModel):
     """Input of the `runbook.load` activity: resolve a runbook by name and check the run's inputs."""
 
     runbook: str
     inputs: dict[str, Any] = Field(default_factory=dict)
+    start_check: StartCheck | None = Field(
+        None, description="set for a top-level, unscheduled run: who started it is checked against the policy")
 
 
 class LoadedRunbook(BaseModel):

@@ -78,6 +78,7 @@ class RunStatus(BaseModel):
     steps: list[StepStatus] = Field(default_factory=list)
     approvals: list[ApprovalRequestInfo] = Field(default_factory=list, description="approvals waiting now")
     error: str = ""
+    access_denials: list[str] = Field(default_factory=list, description="updates the access policy refused (who, what, why)")
     run_number: int = Field(1, description="1 + how many times the run continued-as-new (one Temporal run each)")
 
 
@@ -86,6 +87,7 @@ class ControlRequest(BaseModel):
 
     identity: str = ""
     reason: str = ""
+    groups: list[str] = Field(default_factory=list, description="the caller's verified groups (set by the pitstop API)")
 
 
 class ApprovalDecision(BaseModel):
@@ -93,3 +95,4 @@ class ApprovalDecision(BaseModel):
     identity: str = Field(description="who decides; must be allowed by the runbook")
     approved: bool = True
     comment: str = ""
+    groups: list[str] = Field(default_factory=list, description="the caller's verified groups (set by the pitstop API)")

@@ -1,11 +1,13 @@
 """`pitstop up` seen through the real Temporal Web UI (headless Debian chromium): the Schedules page lists the
 schedules `up` applied from the runbooks directory's schedules file, and a runbook started from the UI's form
 with a bad input (the catalog's start-form JSON pasted unedited) is refused at once with the message
-`pitstop run` prints for the same inputs."""
+`pitstop run` prints for the same inputs; one the access policy does not allow the Web UI to start ends at
+once with the policy's reason."""
 
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import os
 import shutil
@@ -17,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
@@ -117,6 +120,62 @@ async def test_schedules_page_lists_the_schedules_up_applied(pitstop_up: Running
             await browser.close()
 
 
+async def start_from_the_form(page: Any, up: RunningUp, workflow_id: str, text: str) -> Any:
+    """Start `Runbook` from the Web UI's start-workflow form with `text` as its JSON input; the handle once the
+    run is no longer running (bounded)."""
+    await page.goto(f"{up.ui}/namespaces/default/workflows/start-workflow", wait_until="networkidle")
+    await page.fill("#workflowId", workflow_id)
+    await page.fill("#taskQueue", "pitstop")
+    await page.fill("#workflowType", "Runbook")
+    await page.locator(".cm-content").first.click()
+    await page.keyboard.insert_text(text)  # like a paste: no auto-closed brackets
+    await page.click("#workflowId")  # the editor commits its text on blur
+    await page.get_by_test_id("start-workflow-button").click()
+
+    client = await Client.connect(up.address, data_converter=pydantic_data_converter)
+    handle = client.get_workflow_handle(workflow_id, result_type=RunbookOutcome)
+    for _ in range(100):
+        try:
+            if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+                break
+        except Exception:  # not started yet
+            pass
+        await asyncio.sleep(0.2)
+    return handle
+
+
+async def test_a_start_from_the_web_ui_is_checked_against_the_policy_at_once(pitstop_up: RunningUp) -> None:
+    """Under the shipped policy the Web UI (subject `web-ui`) may start nothing: the run ends at once with the
+    policy's reason, shown in the UI; the same runbook started through the pitstop API by the local operator
+    (the credential `up` created) runs, and its history names that verified user."""
+    from playwright.async_api import async_playwright
+
+    workflow_id = f"ui-refused-{uuid.uuid4().hex[:6]}"
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = await browser.new_page()
+            handle = await start_from_the_form(page, pitstop_up, workflow_id,
+                                               json.dumps({"runbook": "hello", "inputs": {"name": "ui"}}))
+            with pytest.raises(WorkflowFailureError) as info:
+                await handle.result()
+            refused = info.value.cause
+            assert isinstance(refused, ApplicationError) and refused.type == "AccessDenied", refused
+            assert "start refused by the access policy (no start claim" in refused.message
+            assert "web-ui (groups: web-ui) may not start" in refused.message, refused.message
+            description = await handle.describe()
+            assert description.close_time is not None
+            assert (description.close_time - description.start_time).total_seconds() < 10  # at once, no retries
+            await page.goto(f"{pitstop_up.ui}/namespaces/default/workflows/{workflow_id}", wait_until="networkidle")
+            await page.get_by_text("start refused by the access policy").first.wait_for(timeout=15000)
+        finally:
+            await browser.close()
+    started = subprocess.run([*PITSTOP, "run", "hello", "-i", "name=api"], env=pitstop_up.env, capture_output=True,
+                             text=True, timeout=60)
+    assert started.returncode == 0 and "succeeded" in started.stdout, started.stdout + started.stderr
+    assert f" as {getpass.getuser()}" in started.stdout, started.stdout
+
+
 async def test_a_bad_input_from_the_start_form_is_refused_with_the_cli_message(pitstop_up: RunningUp) -> None:
     from playwright.async_api import async_playwright
 
@@ -134,24 +193,7 @@ async def test_a_bad_input_from_the_start_form_is_refused_with_the_cli_message(p
         browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
             page = await browser.new_page()
-            await page.goto(f"{pitstop_up.ui}/namespaces/default/workflows/start-workflow", wait_until="networkidle")
-            await page.fill("#workflowId", workflow_id)
-            await page.fill("#taskQueue", "pitstop")
-            await page.fill("#workflowType", "Runbook")
-            await page.locator(".cm-content").first.click()
-            await page.keyboard.insert_text(pasted)  # like a paste: no auto-closed brackets
-            await page.click("#workflowId")  # the editor commits its text on blur
-            await page.get_by_test_id("start-workflow-button").click()
-
-            client = await Client.connect(pitstop_up.address, data_converter=pydantic_data_converter)
-            handle = client.get_workflow_handle(workflow_id, result_type=RunbookOutcome)
-            for _ in range(100):
-                try:
-                    if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
-                        break
-                except Exception:  # not started yet
-                    pass
-                await asyncio.sleep(0.2)
+            handle = await start_from_the_form(page, pitstop_up, workflow_id, pasted)
             with pytest.raises(WorkflowFailureError) as info:
                 await handle.result()
             refused = info.value.cause

@@ -28,10 +28,11 @@ from workflows import ALL_WORKFLOWS
 TEST_RUNBOOKS = Path(__file__).resolve().parents[1] / "data" / "runbooks"
 
 
-def engine_activities(client: Client, runbooks_dir: Path = TEST_RUNBOOKS, lease_check_seconds: float = 1.0) -> list[Any]:
+def engine_activities(client: Client, runbooks_dir: Path = TEST_RUNBOOKS, lease_check_seconds: float = 1.0,
+                      start_claim_key: Path | None = None) -> list[Any]:
     notify = NotifyActivities(ActivityClients(settings=Settings(security=TEST_SECURITY_SETTINGS)))  # escalations
     return [
-        *RunbookCatalog(runbooks_dir, reach=TEST_REACH).activities(),
+        *RunbookCatalog(runbooks_dir, reach=TEST_REACH, start_claim_key=start_claim_key).activities(),
         *EngineSteps().activities(),
         *DebugSteps(record_dir=Path(tempfile.gettempdir())).activities(),
         *LeaseActivities(client, check_seconds=lease_check_seconds).activities(),
@@ -43,10 +44,11 @@ def engine_activities(client: Client, runbooks_dir: Path = TEST_RUNBOOKS, lease_
 @asynccontextmanager
 async def engine(
     client: Client, task_queue: str, runbooks_dir: Path = TEST_RUNBOOKS, extra_activities: Sequence[Any] = (),
+    start_claim_key: Path | None = None,
 ) -> AsyncIterator[None]:
     async with running_worker(
         client, task_queue=task_queue, workflows=ALL_WORKFLOWS,
-        activities=[*engine_activities(client, runbooks_dir), *extra_activities],
+        activities=[*engine_activities(client, runbooks_dir, start_claim_key=start_claim_key), *extra_activities],
     ):
         yield
 

@@ -58,12 +58,16 @@ def test_cli_errors_are_one_line_with_meaningful_exit_codes(tmp_path: Path) -> N
     assert malformed.returncode == 2
     assert "malformed input 'novalue': expected key=value" in malformed.stderr
 
-    unreachable = pitstop(env, "run", "hello")
+    unreachable = pitstop(env, "run", "hello")  # an operator action goes to the pitstop API (webhook process)
     assert unreachable.returncode == 3
-    assert unreachable.stderr.startswith("pitstop: error: cannot reach Temporal at 127.0.0.1:")
+    assert unreachable.stderr.startswith("pitstop: error: cannot reach the pitstop API at http://127.0.0.1:")
     assert "Traceback" not in unreachable.stderr
+    no_temporal = pitstop(env, "status", "hello-1")  # reading goes to Temporal
+    assert no_temporal.returncode == 3
+    assert no_temporal.stderr.startswith("pitstop: error: cannot reach Temporal at 127.0.0.1:")
+    assert "Traceback" not in no_temporal.stderr
 
-    debug = pitstop(env, "--debug", "run", "hello")
+    debug = pitstop(env, "--debug", "status", "hello-1")
     assert debug.returncode == 3 and "Traceback" in debug.stderr
 
 

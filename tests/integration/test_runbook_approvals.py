@@ -21,6 +21,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from pitstop.runbook.run_state import ApprovalDecision
 
+from pitstop.config import Settings
+from tests.fixtures.pitstop_api import running_api
 from tests.fixtures.worker_reach import TEST_WORKER_ENV
 
 from .runbook_harness import TEST_RUNBOOKS, engine, start, status, step_state, wait_until
@@ -180,24 +182,27 @@ def _cli_env(address: str, task_queue: str, tmp_path: Path) -> dict[str, str]:
     )
 
 
-async def test_approval_survives_worker_kill_9(temporal_client: Client, task_queue: str, tmp_path: Path) -> None:
+async def test_approval_survives_worker_kill_9(temporal_client: Client, task_queue: str, tmp_path: Path,
+                                               pitstop_settings: Settings) -> None:
     address = temporal_client.service_client.config.target_host
     log = tmp_path / "worker.log"
     worker = _worker(address, task_queue, log)
+    settings = pitstop_settings.model_copy(update={"runbooks_dir": TEST_RUNBOOKS})
     try:
-        handle = await start(temporal_client, task_queue, "gated")
-        await wait_until(handle, lambda s: s.phase.value == "waiting_for_approval", timeout=60)
-        os.kill(worker.pid, signal.SIGKILL)
-        assert worker.wait(timeout=10) == -signal.SIGKILL
-        worker = _worker(address, task_queue, log)
-        approve = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "workers.cli", "approve", handle.id, "--step", "ok", "--as", "alice", "-m", "after the crash"],
-            env=_cli_env(address, task_queue, tmp_path), capture_output=True, text=True, timeout=90,
-        )
-        assert approve.returncode == 0, approve.stdout + approve.stderr + log.read_text()
-        assert "approved ok as alice" in approve.stdout
-        outcome = await asyncio.wait_for(handle.result(), timeout=60)
+        async with running_api(temporal_client, settings, tmp_path / "api") as api:
+            handle = await start(temporal_client, task_queue, "gated")
+            await wait_until(handle, lambda s: s.phase.value == "waiting_for_approval", timeout=60)
+            os.kill(worker.pid, signal.SIGKILL)
+            assert worker.wait(timeout=10) == -signal.SIGKILL
+            worker = _worker(address, task_queue, log)
+            approve = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "workers.cli", "approve", handle.id, "--step", "ok", "-m", "after the crash"],
+                env={**_cli_env(address, task_queue, tmp_path), **api.env_for("alice")}, capture_output=True, text=True, timeout=90,
+            )
+            assert approve.returncode == 0, approve.stdout + approve.stderr + log.read_text()
+            assert "approved ok as alice" in approve.stdout
+            outcome = await asyncio.wait_for(handle.result(), timeout=60)
     finally:
         worker.kill()
         worker.wait(timeout=10)

@@ -11,6 +11,8 @@ import sys
 import pytest
 from temporalio.client import Client
 
+from pitstop.config import Settings
+from tests.fixtures.pitstop_api import running_api
 from tests.fixtures.worker_reach import TEST_WORKER_ENV
 
 from .runbook_harness import TEST_RUNBOOKS, engine, start, wait_until
@@ -41,9 +43,12 @@ async def test_validate_reports_file_line_step_field(tmp_path) -> None:  # type:
     assert "cycle.yaml:6: step 'a', field 'needs': dependency cycle: a -> c -> b -> a" in bad.stdout
 
 
-async def test_cli_dry_run_approve_status_history(temporal_client: Client, task_queue: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_cli_dry_run_approve_status_history(temporal_client: Client, task_queue: str, tmp_path,  # type: ignore[no-untyped-def]
+                                                  pitstop_settings: Settings) -> None:
     env = _env(temporal_client, task_queue, tmp_path)
-    async with engine(temporal_client, task_queue):
+    settings = pitstop_settings.model_copy(update={"runbooks_dir": TEST_RUNBOOKS})
+    async with engine(temporal_client, task_queue), running_api(temporal_client, settings, tmp_path / "api") as api:
+        env.update(api.env_for("alice"))
         dry = await asyncio.to_thread(_cli, env, "run", "gated", "--dry-run")
         assert dry.returncode == 0, dry.stdout + dry.stderr
         assert "succeeded (dry run: nothing was changed)" in dry.stdout
@@ -56,9 +61,10 @@ async def test_cli_dry_run_approve_status_history(temporal_client: Client, task_
         await wait_until(handle, lambda s: s.phase.value == "waiting_for_approval")
         shown = await asyncio.to_thread(_cli, env, "status", handle.id)
         assert f"pitstop approve {handle.id} --step ok" in shown.stdout, shown.stdout
-        refused = await asyncio.to_thread(_cli, env, "approve", handle.id, "--step", "ok", "--as", "mallory")
-        assert refused.returncode == 2 and "'mallory' may not approve step 'ok'" in refused.stderr
-        allowed = await asyncio.to_thread(_cli, env, "approve", handle.id, "--step", "ok", "--as", "alice", "-m", "ship it")
+        # the policy lets carol (on call) approve, the runbook names alice and bob: the workflow refuses her
+        refused = await asyncio.to_thread(_cli, {**env, **api.env_for("carol")}, "approve", handle.id, "--step", "ok")
+        assert refused.returncode == 2 and "'carol' may not approve step 'ok'" in refused.stderr, refused.stderr
+        allowed = await asyncio.to_thread(_cli, env, "approve", handle.id, "--step", "ok", "-m", "ship it")
         assert allowed.returncode == 0 and "approved ok as alice" in allowed.stdout, allowed.stderr
         await handle.result()
 

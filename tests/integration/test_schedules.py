@@ -32,6 +32,7 @@ from pitstop.runbook.run_state import ControlRequest
 from pitstop.runbook.validation import validate_catalog
 from pitstop.schedules.model import ScheduleEntry
 from pitstop.schedules.validation import parse_schedules
+from tests.fixtures.pitstop_api import running_api
 from tests.fixtures.worker_reach import TEST_REACH, TEST_WORKER_ENV
 from workers import schedules
 from workers.clients import build_activity_clients
@@ -204,15 +205,14 @@ schedules:
 
 
 async def test_cli_validate_diff_apply_list_pause_trigger_delete(
-    temporal_client: Client, task_queue: str, tmp_path: Path, clean_schedules: None,
+    temporal_client: Client, task_queue: str, tmp_path: Path, clean_schedules: None, pitstop_settings: Settings,
 ) -> None:
     schedule_id = f"cli-{uuid.uuid4().hex[:6]}"
     path = tmp_path / "schedules.yaml"
     path.write_text(f"schedules:\n  - {{id: {schedule_id}, owner: sre, runbook: hello, cron: '0 4 * * *'}}\n")
     env = dict(os.environ, PITSTOP_TEMPORAL__ADDRESS=temporal_client.service_client.config.target_host,
                PITSTOP_TEMPORAL__TASK_QUEUE=task_queue, PITSTOP_RUNBOOKS_DIR=str(TEST_RUNBOOKS),
-               PITSTOP_CONFIG=str(tmp_path / "absent.yaml"), PITSTOP_STATE_DIR=str(tmp_path), PITSTOP_IDENTITY="carol",
-               **TEST_WORKER_ENV)
+               PITSTOP_CONFIG=str(tmp_path / "absent.yaml"), PITSTOP_STATE_DIR=str(tmp_path), **TEST_WORKER_ENV)
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "workers.cli", "schedules", *args], env=env,
@@ -221,33 +221,36 @@ async def test_cli_validate_diff_apply_list_pause_trigger_delete(
     async def run(*args: str) -> subprocess.CompletedProcess[str]:
         return await asyncio.to_thread(cli, *args)
 
-    assert (await run("validate", "-f", str(path))).stdout.strip() == f"1 schedule(s) valid: {schedule_id}"
-    diff = await run("diff", "-f", str(path))
-    assert diff.returncode == 0 and f"create    {schedule_id}" in diff.stdout, diff.stdout + diff.stderr
-    assert await schedules.describe(temporal_client, schedule_id) is None, "diff changes nothing"
-    applied = await run("apply", "-f", str(path))
-    assert applied.returncode == 0 and "1 created" in applied.stdout, applied.stdout + applied.stderr
-    assert "1 unchanged" in (await run("apply", "-f", str(path))).stdout
-    paused = await run("pause", schedule_id, "--reason", "freeze week")
-    assert paused.returncode == 0, paused.stderr
-    listed = await run("list")
-    assert f"{schedule_id}  runbook hello  cron 0 4 * * * UTC" in listed.stdout, listed.stdout
-    assert "PAUSED: paused by carol: freeze week" in listed.stdout
-    async with engine(temporal_client, task_queue):
-        assert (await run("trigger", schedule_id)).returncode == 0
-        (triggered,) = await scheduled_runs(temporal_client, schedule_id, at_least=1)
-        assert (await temporal_client.get_workflow_handle(triggered.id, result_type=RunbookOutcome).result()).status == "succeeded"
-    unpaused = await run("unpause", schedule_id, "-m", "freeze over")
-    assert unpaused.returncode == 0 and "unpaused by carol: freeze over" in unpaused.stdout
-    assert not (await temporal_client.get_schedule_handle(schedule_id).describe()).schedule.state.paused
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(f"schedules:\n  - {{id: {schedule_id}, owner: sre, runbook: hello, cron: '0 25 * * *'}}\n")
-    refused = await run("apply", "-f", str(bad))
-    assert refused.returncode == 2 and f"{bad}:2: field '{schedule_id}.cron': cron hour field '25'" in refused.stderr
-    assert (await run("delete", schedule_id)).returncode == 0
-    assert await schedules.describe(temporal_client, schedule_id) is None
-    missing = await run("trigger", schedule_id)
-    assert missing.returncode == 4 and f"no schedule with id {schedule_id!r}" in missing.stderr
+    settings = pitstop_settings.model_copy(update={"runbooks_dir": TEST_RUNBOOKS})
+    async with running_api(temporal_client, settings, tmp_path / "api") as api:
+        env.update(api.env_for("carol"))  # pause, unpause, trigger and delete go through the pitstop API
+        assert (await run("validate", "-f", str(path))).stdout.strip() == f"1 schedule(s) valid: {schedule_id}"
+        diff = await run("diff", "-f", str(path))
+        assert diff.returncode == 0 and f"create    {schedule_id}" in diff.stdout, diff.stdout + diff.stderr
+        assert await schedules.describe(temporal_client, schedule_id) is None, "diff changes nothing"
+        applied = await run("apply", "-f", str(path))
+        assert applied.returncode == 0 and "1 created" in applied.stdout, applied.stdout + applied.stderr
+        assert "1 unchanged" in (await run("apply", "-f", str(path))).stdout
+        paused = await run("pause", schedule_id, "--reason", "freeze week")
+        assert paused.returncode == 0, paused.stderr
+        listed = await run("list")
+        assert f"{schedule_id}  runbook hello  cron 0 4 * * * UTC" in listed.stdout, listed.stdout
+        assert "PAUSED: paused by carol: freeze week" in listed.stdout
+        async with engine(temporal_client, task_queue):
+            assert (await run("trigger", schedule_id)).returncode == 0
+            (triggered,) = await scheduled_runs(temporal_client, schedule_id, at_least=1)
+            assert (await temporal_client.get_workflow_handle(triggered.id, result_type=RunbookOutcome).result()).status == "succeeded"
+        unpaused = await run("unpause", schedule_id, "-m", "freeze over")
+        assert unpaused.returncode == 0 and "unpaused by carol: freeze over" in unpaused.stdout
+        assert not (await temporal_client.get_schedule_handle(schedule_id).describe()).schedule.state.paused
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(f"schedules:\n  - {{id: {schedule_id}, owner: sre, runbook: hello, cron: '0 25 * * *'}}\n")
+        refused = await run("apply", "-f", str(bad))
+        assert refused.returncode == 2 and f"{bad}:2: field '{schedule_id}.cron': cron hour field '25'" in refused.stderr
+        assert (await run("delete", schedule_id)).returncode == 0
+        assert await schedules.describe(temporal_client, schedule_id) is None
+        missing = await run("trigger", schedule_id)
+        assert missing.returncode == 4 and f"no schedule with id {schedule_id!r}" in missing.stderr
 
 
 # ---------------------------------------------------------------- error budgets, on a real Prometheus

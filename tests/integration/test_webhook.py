@@ -35,10 +35,12 @@ from temporalio.client import Client, WorkflowHandle
 from activities import activity_methods, build_activities
 from activities.clients import ActivityClients
 from activities.incidents import IncidentActivities
+from pitstop.access import AccessPolicy
 from pitstop.config import Settings, WebhookBasicAuth, WebhookRateLimit
 from pitstop.incidents import BudgetState, IncidentPhase, IncidentStatus, postmortem_markdown
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
 from pitstop.webhook_auth import sign
+from tests.fixtures.pitstop_api import RunningApi, running_api
 from tests.fixtures.temporal import running_worker
 from workers.webhook import serve
 from workflows import ALL_WORKFLOWS
@@ -127,6 +129,7 @@ class Stack:
     settings: Settings
     url: str
     http: httpx.AsyncClient
+    api: RunningApi
 
 
 @pytest_asyncio.fixture
@@ -151,18 +154,21 @@ async def stack(temporal_client: Client, pitstop_settings: Settings, tmp_path: P
     workflows = list(dict.fromkeys([*ALL_WORKFLOWS, IncidentWorkflow, RemediationBudget]))
     async with running_worker(temporal_client, task_queue=settings.temporal.task_queue,
                               workflows=workflows, activities=activities, max_concurrent_workflow_tasks=50):
-        async with webhook_server(settings, temporal_client) as url:
+        async with running_api(temporal_client, settings, tmp_path / "api") as api:
             limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
             async with httpx.AsyncClient(timeout=30, limits=limits) as http:
-                yield Stack(client=temporal_client, settings=settings, url=url, http=http)
+                yield Stack(client=temporal_client, settings=api.settings, url=f"{api.url}/alerts", http=http,
+                            api=api)
 
 
 @contextlib.asynccontextmanager
-async def webhook_server(settings: Settings, client: Client, port: int | None = None) -> AsyncIterator[str]:
-    """`serve` in this process on `port` (default a free one) until the block ends; its /alerts URL."""
+async def webhook_server(settings: Settings, client: Client, port: int | None = None,
+                         policy: AccessPolicy | None = None) -> AsyncIterator[str]:
+    """`serve` in this process on `port` (default a free one) until the block ends; its /alerts URL. The pitstop
+    API it also serves (/api/v1/...) asks `policy` (None: refuses every operator action)."""
     port = port or _free_port()
     ready, stop = asyncio.Event(), asyncio.Event()
-    server = asyncio.create_task(serve(settings, client=client, ready=ready, stop=stop, port=port))
+    server = asyncio.create_task(serve(settings, client=client, ready=ready, stop=stop, port=port, policy=policy))
     await asyncio.wait_for(ready.wait(), 10)
     try:
         yield f"http://127.0.0.1:{port}/alerts"

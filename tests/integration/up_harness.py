@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from workers.devserver import DevServerPorts
+from workers.devserver import DevServerPorts, free_port
+from workers.identity import add_token
 
 PITSTOP = [sys.executable, "-m", "workers.cli"]
 
@@ -23,6 +24,11 @@ def up_env(state_dir: Path, ports: DevServerPorts) -> dict[str, str]:
         PITSTOP_TEMPORAL__UI_PORT=str(ports.ui),
         PITSTOP_WORKER__METRICS_PORT="0",
         PITSTOP_CONFIG=str(state_dir / "absent.yaml"),
+        PITSTOP_WEBHOOK__LISTEN=f"127.0.0.1:{free_port()}",  # the pitstop API the CLI calls, on a free port
+        # the tests' operator `alice` may do everything (the shipped policy knows only groups: docs/policy.md)
+        PITSTOP_SECURITY__POLICY_FILE=str(Path(__file__).resolve().parents[1] / "data" / "policy-tests.yaml"),
+        # ... and the CLI acts as alice through the pitstop API (a token in up's token file, docs/security.md)
+        PITSTOP_IDENTITY__TOKEN=add_token(state_dir / "api-tokens.yaml", "alice", groups=[]),
     )
     return env
 

@@ -24,11 +24,13 @@ from temporalio.exceptions import ApplicationError
 from kubernetes.client.exceptions import ApiException
 
 from activities.kube_api import KubeJson
+from pitstop.config import Settings
 from pitstop.delivery.models import ReleasePhase, ReleaseStatus, WavesStatus
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
 from pitstop.runbook.run_state import RunStatus
 from pitstop.traffic_routes import service_route_weights
 from sandbox.faults import BadRelease, clear_fault, inject_fault
+from tests.fixtures.pitstop_api import running_api
 from workflows import ALL_WORKFLOWS
 
 from .test_delivery_sandbox import product_worker, service_named
@@ -116,7 +118,7 @@ async def wait_for_release(client: Client, run_id: str, what: str, predicate: An
 def cli_env(temporal_server: Any, task_queue: str, tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "PITSTOP_TEMPORAL__ADDRESS": temporal_server.address, "PITSTOP_TEMPORAL__TASK_QUEUE": task_queue,
             "PITSTOP_STATE_DIR": str(tmp_path / "state"), "PITSTOP_CONFIG": str(tmp_path / "absent.yaml"),
-            "PITSTOP_IDENTITY": "test", "PITSTOP_TEMPORAL__UI_PORT": str(temporal_server.ports.ui)}
+            "PITSTOP_TEMPORAL__UI_PORT": str(temporal_server.ports.ui)}
 
 
 async def pitstop(env: dict[str, str], *args: str, timeout: float = 240) -> tuple[int, str]:
@@ -136,7 +138,8 @@ def failure_of(info: pytest.ExceptionInfo[WorkflowFailureError]) -> str:
 
 
 async def test_canary_runbook_promotes_a_good_image_and_status_shows_weights_and_verdicts(
-    temporal_client: Client, temporal_server: Any, sandbox_monitoring: Any, task_queue: str, tmp_path: Path
+    temporal_client: Client, temporal_server: Any, sandbox_monitoring: Any, task_queue: str, tmp_path: Path,
+    pitstop_settings: Settings,
 ) -> None:
     sandbox = sandbox_monitoring
     service = service_named(sandbox, "trip-service")
@@ -144,7 +147,9 @@ async def test_canary_runbook_promotes_a_good_image_and_status_shows_weights_and
     env = cli_env(temporal_server, task_queue, tmp_path)
     run_id = f"canary-{uuid.uuid4().hex[:8]}"
     image = image_of(service, "2.0.0")
-    async with product_worker(temporal_client, sandbox, task_queue, workflows=ALL_WORKFLOWS):
+    async with product_worker(temporal_client, sandbox, task_queue, workflows=ALL_WORKFLOWS), \
+            running_api(temporal_client, pitstop_settings, tmp_path / "api") as api:
+        env.update(api.env_for("alice"))  # `pitstop run` starts through the pitstop API
         started = time.monotonic()
         run = asyncio.create_task(pitstop(
             env, "run", "canary", "--id", run_id, "-i", f"service={service.name}", "-i", f"namespace={service.team}",

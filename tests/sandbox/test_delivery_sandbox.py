@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,6 +36,7 @@ from pitstop.delivery.inputs import ReleaseInput
 from pitstop.delivery.spec import RELEASE_WORKFLOW, WAVES_WORKFLOW, ReleaseSpec, WavesSpec
 from pitstop.traffic_routes import service_route_weights
 from sandbox.faults import BadRelease, clear_fault, inject_fault
+from tests.fixtures.pitstop_api import RunningApi, running_api
 from workers.clients import build_activity_clients
 from workflows.delivery import ProgressiveRelease
 from workflows.delivery_waves import RegionWaves
@@ -123,8 +125,10 @@ async def route_weights(handle: WorkflowHandle[Any, Any]) -> list[int | None]:
             if name == "delivery.set_routes"]
 
 
-async def cli(temporal_server: Any, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PITSTOP_TEMPORAL__ADDRESS": temporal_server.address, "PITSTOP_IDENTITY": "test"}
+async def cli(temporal_server: Any, *args: str, api: RunningApi | None = None,
+              user: str = "alice") -> subprocess.CompletedProcess[str]:
+    """`pitstop ARGS` against the test server; operator actions as `user` through the pitstop API `api`."""
+    env = {**os.environ, "PITSTOP_TEMPORAL__ADDRESS": temporal_server.address, **(api.env_for(user) if api else {})}
     return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "workers.cli", *args], env=env,
                                    capture_output=True, text=True, timeout=60)
 
@@ -240,13 +244,15 @@ async def test_bad_release_rolled_back_automatically(temporal_client: Client, sa
 
 
 async def test_manual_gate_then_instant_rollback_during_warm_window(
-    temporal_client: Client, temporal_server: Any, sandbox_monitoring: Any, task_queue: str
+    temporal_client: Client, temporal_server: Any, sandbox_monitoring: Any, task_queue: str,
+    pitstop_settings: Settings, tmp_path: Path,
 ) -> None:
     sandbox = sandbox_monitoring
     service = service_named(sandbox, "firmware-catalog")
     region = list(sandbox.clusters.contexts)[0]
     before = cluster_state(sandbox, region, service)
-    async with product_worker(temporal_client, sandbox, task_queue):
+    async with product_worker(temporal_client, sandbox, task_queue), \
+            running_api(temporal_client, pitstop_settings, tmp_path / "api") as api:
         handle = await temporal_client.start_workflow(
             RELEASE_WORKFLOW,
             ReleaseInput(release=spec_for(service, "v7.0.0", steps=[50], approval=True, approvers=["alice"],
@@ -259,12 +265,13 @@ async def test_manual_gate_then_instant_rollback_during_warm_window(
         assert shown.returncode == 0, shown.stdout + shown.stderr
         assert "awaiting_approval" in shown.stdout and "stable=50%, canary=50%" in shown.stdout, shown.stdout
         assert "request-success-rate" in shown.stdout and "pitstop release promote" in shown.stdout, shown.stdout
-        refused = await cli(temporal_server, "release", "promote", handle.id, "--as", "mallory")
+        # carol may promote under the policy, but the release's approvers are alice alone: the workflow refuses
+        refused = await cli(temporal_server, "release", "promote", handle.id, "--as", "alice", api=api, user="carol")
         assert refused.returncode != 0 and "may not promote" in refused.stdout + refused.stderr
         with pytest.raises(Exception) as rejected:
             await handle.execute_update("promote", ApproveRequest(identity="mallory"), result_type=ReleaseStatus)
         assert "may not promote" in str(getattr(rejected.value, "cause", rejected.value))
-        approved = await cli(temporal_server, "release", "promote", handle.id, "--as", "alice")
+        approved = await cli(temporal_server, "release", "promote", handle.id, api=api, user="alice")
         assert approved.returncode == 0, approved.stdout + approved.stderr
         await wait_phase(handle, {ReleasePhase.PROMOTED})
         assert live_weights(sandbox, region, service) == {"stable": 0, "canary": 100}  # warm window: all on v7.0.0
