@@ -93,8 +93,10 @@ def _reachable(host: str) -> str:
 
 def meter_of(client: Client) -> MetricMeter:
     """The metric meter of the runtime `client` runs on (a no-op meter when that runtime exports nothing)."""
-    runtime = client.service_client.config.runtime or Runtime.default()
-    return runtime.metric_meter
+    config = getattr(getattr(client, "service_client", None), "config", None)  # a stand-in client has none
+    runtime = getattr(config, "runtime", None) or Runtime.default()
+    meter: MetricMeter = runtime.metric_meter
+    return meter
 
 
 def api_call_metrics(meter: MetricMeter, *, system: str, region: str | None = None) -> CallObserver:
