@@ -17,6 +17,10 @@ retry after ..." for 429/5xx/unreachable, and retries conflicts. The client itse
 Rate limit: `limit_rate(api_client, qps=, burst=)` (called by `workers/clients.py` with the region's
 settings) gives an ApiClient a token bucket; every `KubeJson` over that ApiClient — every activity of the
 worker process — waits for a token before each request. N worker processes allow N times the rate.
+
+Observation: `observe_calls(api_client, observer)` (called by `workers/clients.py`: pitstop's own metrics and
+trace spans, `workers/metrics.py`, `workers/tracing.py`) wraps every request over that ApiClient in
+`observer(call)` (`activities/call_observer.py`).
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from urllib3.exceptions import HTTPError as TransportError
 from pitstop.api_backoff import UNREACHABLE_STATUS
 from pitstop.token_bucket import TokenBucket
 
+from .call_observer import ApiCall, CallObserver
+
 JsonObject = dict[str, Any]
 PatchType = Literal["strategic", "merge", "json"]
 CONTENT_TYPES: dict[str, str] = {
@@ -50,6 +56,13 @@ LIST_PAGE_SIZE = 500
 RequestTimeout = float | tuple[float, float]  # total, or (connect, read)
 
 _RATE_LIMITS: WeakKeyDictionary[ApiClient, TokenBucket] = WeakKeyDictionary()
+
+_OBSERVERS: WeakKeyDictionary[ApiClient, CallObserver] = WeakKeyDictionary()
+
+
+def observe_calls(api_client: ApiClient, observer: CallObserver) -> None:
+    """Wrap every request over `api_client` (one cluster's) in `observer(call)`: metrics, trace spans."""
+    _OBSERVERS[api_client] = observer
 
 
 def limit_rate(api_client: ApiClient, *, qps: float, burst: int) -> TokenBucket:
@@ -92,6 +105,7 @@ class KubeJson:
         self.field_manager = field_manager
         self.timeout_seconds = timeout_seconds
         self.rate_limit = rate_limit_of(api_client)
+        self.observer = _OBSERVERS.get(api_client)
 
     def _send(
         self,
@@ -113,15 +127,14 @@ class KubeJson:
         )
         if self.rate_limit is not None:
             self.rate_limit.acquire()
-        try:
-            response = self.api_client.call_api(
-                method, url, header_params=header_params, body=serialized,
-                _request_timeout=self.timeout_seconds if timeout_seconds is None else timeout_seconds,
-            )
-        except TransportError as exc:
-            unreachable = ApiUnreachable(f"{type(exc).__name__}: {exc}")
-            unreachable.add_note(f"{method} {path}")
-            raise unreachable from exc
+        timeout = self.timeout_seconds if timeout_seconds is None else timeout_seconds
+        if self.observer is None:
+            response = self._call(method, path, url, header_params, serialized, timeout)
+        else:
+            call = ApiCall("kubernetes", method, path)
+            with self.observer(call):
+                response = self._call(method, path, url, header_params, serialized, timeout)
+                call.status = response.status
         if 200 <= response.status <= 299:
             return response
         text = _read(response).decode("utf-8", errors="replace")
@@ -131,6 +144,14 @@ class KubeJson:
             exc.add_note(f"{method} {path}")
             raise
         raise AssertionError("unreachable: from_response always raises")
+
+    def _call(self, method: str, path: str, url: str, headers: Any, body: Any, timeout: RequestTimeout) -> RESTResponse:
+        try:
+            return self.api_client.call_api(method, url, header_params=headers, body=body, _request_timeout=timeout)
+        except TransportError as exc:
+            unreachable = ApiUnreachable(f"{type(exc).__name__}: {exc}")
+            unreachable.add_note(f"{method} {path}")
+            raise unreachable from exc
 
     def request(
         self,

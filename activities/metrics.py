@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from .call_observer import ApiCall, CallObserver
+
 
 class MetricsUnavailable(Exception):
     """The metrics backend could not be reached or answered with a server error."""
@@ -55,12 +57,23 @@ class MetricsProvider(Protocol):
 class PrometheusProvider:
     """Prometheus HTTP API v1, instant queries (`/api/v1/query`)."""
 
-    def __init__(self, *, base_url: str, timeout_seconds: float = 10.0, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, *, base_url: str, timeout_seconds: float = 10.0, client: httpx.AsyncClient | None = None,
+                 observer: CallObserver | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_seconds = timeout_seconds
         self._client = client
+        self.observer = observer  # metrics and trace spans of each request (activities/call_observer.py)
 
     async def _get(self, path: str, params: dict[str, str] | None = None) -> httpx.Response:
+        if self.observer is None:
+            return await self._send(path, params)
+        call = ApiCall("prometheus", "GET", path)
+        with self.observer(call):
+            response = await self._send(path, params)
+            call.status = response.status_code
+            return response
+
+    async def _send(self, path: str, params: dict[str, str] | None) -> httpx.Response:
         try:
             if self._client is not None:
                 return await self._client.get(self.base_url + path, params=params, timeout=self.timeout_seconds)

@@ -127,6 +127,9 @@ class WebhookSettings(BaseModel):
     journal: Path | None = Field(
         None, description="the intake journal (SQLite) where alerts are durable before the 200; "
                           "default <state_dir>/webhook-journal.db; one per webhook process")
+    metrics_listen: str = Field(
+        "127.0.0.1:9465", description="host:port of the webhook's Prometheus endpoint (request latency, journal "
+                                      "backlog; docs/observability.md); empty = off; 0.0.0.0:PORT in a container")
 
 
 class WorkerSettings(BaseModel):
@@ -140,6 +143,15 @@ class WorkerSettings(BaseModel):
     debug_record_dir: Path = Field(
         default_factory=lambda: Path(tempfile.gettempdir()),
         description="`debug.wait`'s `record_to` must be a file under this directory")
+
+
+class TracingSettings(BaseModel):
+    """OpenTelemetry traces of runs (docs/observability.md): off unless an OTLP/HTTP endpoint is set."""
+
+    otlp_endpoint: str | None = Field(
+        None, description="OTLP/HTTP base URL spans are sent to (`<endpoint>/v1/traces`), e.g. http://127.0.0.1:4318; "
+                          "None = no tracing")
+    service_name: str = Field("pitstop", description="the `service.name` of this process's spans")
 
 
 class SecuritySettings(BaseModel):
@@ -257,6 +269,7 @@ class Settings(BaseSettings):
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     chaos: ChaosSettings = Field(default_factory=ChaosSettings)
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
 
     @field_validator("state_dir", "cache_dir", "runbooks_dir")
     @classmethod

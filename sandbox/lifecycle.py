@@ -99,6 +99,7 @@ def ensure_sandbox(
     webhook_token: str | None = None,
     history_days: float = 14.0,
     progress: Progress = print,
+    pitstop_targets: dict[str, list[str]] | None = None,
 ) -> RunningSandbox:
     """Bring the whole sandbox up (see the module docstring); returns what runs and what was started."""
     regions = settings.sandbox.regions
@@ -154,6 +155,7 @@ def ensure_sandbox(
             webhook_url=webhook_url,
             webhook_token=webhook_token,
             progress=progress,
+            pitstop_targets=pitstop_targets or {},
         )
     except BaseException:  # also Ctrl-C/SIGTERM: never leave a simulator this call started behind
         if simulator is not None:
@@ -272,6 +274,7 @@ def _ensure_monitoring(
     webhook_url: str | None,
     webhook_token: str | None,
     progress: Progress,
+    pitstop_targets: dict[str, list[str]] | None = None,
 ) -> MonitoringHandle | None:
     prometheus_url, alertmanager_url = settings.prometheus.url, settings.alertmanager.url
     if _answers(f"{prometheus_url}/-/ready") and _answers(f"{alertmanager_url}/-/ready"):
@@ -284,6 +287,7 @@ def _ensure_monitoring(
             webhook_url=webhook_url,
             webhook_bearer_token=webhook_token,
             rules=SANDBOX_ALERT_RULES,
+            pitstop_targets=pitstop_targets or {},  # pitstop's own worker and webhook (docs/observability.md)
         ),
         state_dir=monitoring_dir(settings),
         prometheus_port=_port_of(prometheus_url),

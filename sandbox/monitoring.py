@@ -7,7 +7,9 @@ history into the TSDB (`sandbox.history`), starts both binaries from the Debian 
 
 Prometheus scrapes the simulator once per region (`/metrics?region=<region>`, job `sandbox-<region>`) and
 itself (job `prometheus`, as real setups do);
-Alertmanager routes every alert to pitstop's webhook with a bearer token.
+Alertmanager routes every alert to pitstop's webhook with a bearer token. With `pitstop_targets` it also scrapes
+pitstop's own worker and webhook (jobs `pitstop-worker`, `pitstop-webhook`) and loads pitstop's alert rules
+(`deploy/prometheus/pitstop-alerts.yml`; docs/observability.md).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 RULES_TEMPLATE = Path(__file__).with_name("monitoring") / "alert-rules.yml.tmpl"
+PITSTOP_RULES = Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "pitstop-alerts.yml"
 
 
 class MonitoringError(RuntimeError):
@@ -60,6 +63,10 @@ class MonitoringSettings(BaseModel):
     resolve_timeout: str = "5m"
     retention: str = "30d"
     rules: AlertRuleSettings = Field(default_factory=AlertRuleSettings)
+    pitstop_targets: dict[str, list[str]] = Field(
+        default_factory=dict, description="pitstop's own /metrics: job (pitstop-worker, pitstop-webhook) -> host:port")
+    pitstop_rules_for: str | None = Field(
+        default=None, description="replaces the `for:` of every rule in deploy/prometheus/pitstop-alerts.yml (tests)")
     prometheus_binary: str = "prometheus"
     alertmanager_binary: str = "prometheus-alertmanager"
 
@@ -75,9 +82,21 @@ def render_alert_rules(rules: AlertRuleSettings) -> str:
     return string.Template(RULES_TEMPLATE.read_text()).safe_substitute(values)
 
 
+def render_pitstop_rules(rules_for: str | None) -> str:
+    """pitstop's own alert rules (deploy/prometheus/pitstop-alerts.yml), every `for:` replaced when given."""
+    if rules_for is None:
+        return PITSTOP_RULES.read_text()
+    rules = yaml.safe_load(PITSTOP_RULES.read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            rule["for"] = rules_for
+    return yaml.safe_dump(rules, sort_keys=False)
+
+
 def render_prometheus_config(*, settings: MonitoringSettings, rules_path: Path, alertmanager_port: int,
+                             pitstop_rules_path: Path | None = None,
                              prometheus_port: int | None = None) -> dict[str, Any]:
-    """The scrape config: the simulator per region and, given its port, Prometheus itself (job `prometheus`)."""
+    """The scrape config: the simulator per region, pitstop's own targets and, given its port, Prometheus itself."""
     own = [{"job_name": "prometheus", "static_configs": [{"targets": [f"127.0.0.1:{prometheus_port}"]}]}
            ] if prometheus_port else []
     return {
@@ -87,7 +106,7 @@ def render_prometheus_config(*, settings: MonitoringSettings, rules_path: Path, 
             "scrape_timeout": settings.scrape_interval,
             "external_labels": {"sandbox": "pitstop"},
         },
-        "rule_files": [str(rules_path)],
+        "rule_files": [str(rules_path)] + ([str(pitstop_rules_path)] if pitstop_rules_path else []),
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]},
         "scrape_configs": [
             {
@@ -98,6 +117,9 @@ def render_prometheus_config(*, settings: MonitoringSettings, rules_path: Path, 
                 "static_configs": [{"targets": [settings.simulator_target], "labels": {"region": region}}],
             }
             for region in settings.regions
+        ] + [
+            {"job_name": job, "metrics_path": "/metrics", "static_configs": [{"targets": targets}]}
+            for job, targets in settings.pitstop_targets.items()
         ] + own,
     }
 
@@ -207,10 +229,13 @@ def start_monitoring(
     (state_dir / "alertmanager-data").mkdir(exist_ok=True)
     rules_path = state_dir / "alert-rules.yml"
     rules_path.write_text(render_alert_rules(settings.rules))
+    pitstop_rules_path = state_dir / "pitstop-alerts.yml" if PITSTOP_RULES.exists() else None  # no deploy/ in a wheel
+    if pitstop_rules_path is not None:
+        pitstop_rules_path.write_text(render_pitstop_rules(settings.pitstop_rules_for))
     prometheus_yml = state_dir / "prometheus.yml"
     prometheus_yml.write_text(yaml.safe_dump(render_prometheus_config(
         settings=settings, rules_path=rules_path, alertmanager_port=alertmanager_port,
-        prometheus_port=prometheus_port), sort_keys=False))
+        pitstop_rules_path=pitstop_rules_path, prometheus_port=prometheus_port), sort_keys=False))
     alertmanager_yml = state_dir / "alertmanager.yml"
     alertmanager_yml.write_text(yaml.safe_dump(render_alertmanager_config(settings), sort_keys=False))
     os.chmod(alertmanager_yml, 0o600)  # holds the webhook bearer token

@@ -203,6 +203,12 @@ class AlertForwarder:
     def backlog(self) -> int:
         return sum(len(q) for q in self._queues.values())
 
+    @property
+    def oldest_seconds(self) -> float:
+        """Age of the oldest undelivered notification (0.0 when none): a growing value means Temporal is away."""
+        heads = [q[0].journaled_at for q in self._queues.values() if q]
+        return time.monotonic() - min(heads) if heads else 0.0
+
     async def _drain(self, incident: str) -> None:
         queue = self._queues[incident]
         try:

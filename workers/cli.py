@@ -75,6 +75,7 @@ def worker() -> None:
     """Run a pitstop worker (all workflows; activities for every configured region) until Ctrl-C."""
     from .temporal_connection import connect
     from .temporal_setup import ensure_ready
+    from .tracing import shutdown_tracing
     from .worker import metrics_runtime, run_worker
 
     settings = load_settings()
@@ -84,7 +85,10 @@ def worker() -> None:
         await ensure_ready(client, settings)
         await run_worker(settings, client=client)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        shutdown_tracing()  # export the spans still batched
 
 
 @app.command()

@@ -18,11 +18,15 @@ from kubernetes.client import ApiClient, Configuration
 from temporalio.client import Client
 
 from activities.alertmanager_api import AlertmanagerApi
+from activities.call_observer import chained
 from activities.clients import ActivityClients
-from activities.kube_api import limit_rate
+from activities.kube_api import limit_rate, observe_calls
 from activities.metrics import PrometheusProvider
 from activities.traffic_authority import HttpTrafficAuthority
 from pitstop.config import RegionCluster, Settings
+
+from .metrics import api_call_metrics, meter_of
+from .tracing import api_call_spans
 
 
 class ClusterConfigError(RuntimeError):
@@ -78,8 +82,20 @@ def build_kube_client(region: str, cluster: RegionCluster) -> ApiClient:
     return api_client
 
 
-def build_metrics_provider(settings: Settings) -> PrometheusProvider:
-    return PrometheusProvider(base_url=settings.prometheus.url, timeout_seconds=settings.prometheus.timeout_seconds)
+def build_metrics_provider(settings: Settings, *, temporal: Client | None = None) -> PrometheusProvider:
+    """`temporal`: the worker's client, whose runtime exports pitstop's metrics of the requests (workers/metrics.py)."""
+    observer = chained(api_call_metrics(meter_of(temporal), system="prometheus") if temporal is not None else None,
+                       api_call_spans(settings))
+    return PrometheusProvider(base_url=settings.prometheus.url, timeout_seconds=settings.prometheus.timeout_seconds,
+                              observer=observer)
+
+
+def observe_kube_client(api_client: ApiClient, *, settings: Settings, region: str, temporal: Client | None) -> None:
+    """Metrics (by region, method, code) and trace spans of every request over one region's ApiClient."""
+    observer = chained(api_call_metrics(meter_of(temporal), system="kubernetes", region=region) if temporal is not None
+                       else None, api_call_spans(settings, region=region))
+    if observer is not None:
+        observe_calls(api_client, observer)
 
 
 def traffic_authority_token_file(settings: Settings) -> Path:
@@ -105,8 +121,10 @@ def build_activity_clients(
         except ClusterConfigError:
             if require_clusters or settings.kubernetes.regions:
                 raise
+    for region, api_client in kube.items():
+        observe_kube_client(api_client, settings=settings, region=region, temporal=temporal)
     restore_targets = {name: build_kube_client(name, cluster) for name, cluster in restore_target_clusters(settings).items()}
-    metrics = build_metrics_provider(settings)
+    metrics = build_metrics_provider(settings, temporal=temporal)
     alertmanager = AlertmanagerApi(base_url=settings.alertmanager.url)
     return ActivityClients(settings=settings, kube=kube, metrics=metrics, alertmanager=alertmanager, temporal=temporal,
                           restore_targets=restore_targets, clusters={r: c for r, c in clusters.items() if r in kube},

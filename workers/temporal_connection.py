@@ -19,6 +19,7 @@ from pitstop.config import Settings
 
 from .errors import EXIT_UNAVAILABLE, EXIT_USAGE, CliError
 from .payload_codec import KeyRingError, codec_from_file
+from .tracing import client_interceptors
 
 
 def data_converter(settings: Settings) -> DataConverter:
@@ -55,6 +56,7 @@ async def connect(settings: Settings, *, timeout_seconds: float = 5.0, runtime: 
                 api_key=api_key,
                 runtime=runtime,
                 lazy=lazy,
+                interceptors=client_interceptors(settings),  # OpenTelemetry traces when configured (workers/tracing.py)
             ),
             timeout=timeout_seconds,
         )

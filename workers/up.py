@@ -114,6 +114,7 @@ def run_up(settings: Settings, *, temporal_address: str | None, with_sandbox: bo
         if with_sandbox and not settings.kubernetes.regions:
             from sandbox.lifecycle import ensure_sandbox  # the local fleet sandbox (kube API + kwok, Prometheus)
 
+            from .metrics import scrape_targets
             from .webhook import webhook_token
 
             print("[up] starting the local fleet sandbox (the first run builds Kubernetes binaries)", flush=True)
@@ -121,6 +122,7 @@ def run_up(settings: Settings, *, temporal_address: str | None, with_sandbox: bo
                 settings,
                 webhook_url=f"http://{settings.webhook.listen}/alerts",
                 webhook_token=webhook_token(settings),
+                pitstop_targets=scrape_targets(settings),
             )
         children = _start_children(settings, temporal_address)
         _local_operator(settings)

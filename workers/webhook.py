@@ -48,6 +48,9 @@ journal is full or unwritable (Alertmanager retries). Never 500 for a bad reques
 GET /healthz answers 200 with counters (accepted, refused, refused_unread: refused from the headers alone —
 unauthenticated or over the rate limit — their body never read, forwarded, backlog) and how long the latest
 deliveries took from journal to Temporal (forward_ms_p50, forward_ms_max).
+
+Metrics (workers/metrics.py, docs/observability.md): request latency by route and code, the journal's backlog and
+oldest age, and the SDK's client metrics, on their own endpoint `webhook.metrics_listen` (default 127.0.0.1:9465).
 """
 
 from __future__ import annotations
@@ -84,6 +87,7 @@ from pitstop.webhook_auth import (
 )
 
 from .alert_journal import AlertForwarder, AlertJournal, JournalEntry, JournalFull, JournalInUse
+from .metrics import WebhookMetrics, meter_of, sample_journal, webhook_metrics_runtime
 
 log = logging.getLogger("pitstop.webhook")
 
@@ -519,16 +523,18 @@ async def serve(settings: Settings, *, client: Client | None = None, ready: asyn
     if client is None:
         from .temporal_connection import connect
 
-        client = await connect(settings, lazy=True)  # alerts are journaled even while Temporal is down
+        client = await connect(settings, lazy=True, runtime=webhook_metrics_runtime(settings))  # alerts are journaled even while Temporal is down
     limit = settings.webhook.rate_limit
     app = AlertWebhook(client=client, credentials=webhook_credentials(settings), task_queue=settings.temporal.task_queue,
                        max_body_bytes=settings.webhook.max_body_bytes, journal=AlertJournal(journal_path(settings)),
                        rate_limits=ClientRateLimits(per_second=limit.per_second, burst=limit.burst),
                        signature_window_seconds=settings.webhook.signature_window_seconds)
     host, listen_port = parse_listen(settings.webhook.listen)
+    meter = meter_of(client)  # pitstop's metrics (workers/metrics.py), on the client's runtime
     asgi = with_operator_api(with_codec_endpoint(app, settings), settings, client,
                              policy if policy is not None else access_policy(settings))
-    config = uvicorn.Config(asgi, host=host, port=port if port is not None else listen_port, log_level="warning",
+    config = uvicorn.Config(WebhookMetrics(asgi, meter), host=host, port=port if port is not None else listen_port,
+                            log_level="warning",
                             access_log=False, lifespan="on", limit_concurrency=2000, backlog=4096,
                             timeout_keep_alive=30)
 
@@ -560,11 +566,13 @@ async def serve(settings: Settings, *, client: Client | None = None, ready: asyn
         raise CliError(str(exc), exit_code=2) from None
     watcher = asyncio.create_task(watch())
     namespace_check = asyncio.create_task(app.check_namespace(settings))
+    journal_gauges = asyncio.create_task(sample_journal(app.forwarder, meter))
     try:
         await server.serve()
     finally:
         watcher.cancel()
         namespace_check.cancel()
+        journal_gauges.cancel()
         await app.shutdown()
 
 
@@ -580,6 +588,7 @@ def _event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 def main() -> None:
     """`python -m workers.webhook`: serve with the Settings from the environment/config file."""
     from .errors import CliError
+    from .tracing import shutdown_tracing
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
@@ -593,6 +602,7 @@ def main() -> None:
 
     except KeyboardInterrupt:
         code = 130
+    shutdown_tracing()  # export the spans still batched
     sys.stdout.flush()
     sys.stderr.flush()
     time.sleep(0)

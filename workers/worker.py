@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from temporalio.client import Client
-from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
 from activities import ActivitySet, build_activities
@@ -24,6 +24,8 @@ from workflows import ALL_WORKFLOWS
 
 from .access_audit import install_policy
 from .clients import build_activity_clients
+from .metrics import bind_address
+from .metrics import metrics_runtime as pitstop_metrics_runtime
 
 log = logging.getLogger("pitstop.worker")
 
@@ -32,10 +34,9 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 
 
 def metrics_runtime(port: int, host: str = "127.0.0.1") -> Runtime | None:
-    """A Temporal runtime exporting the SDK's metrics for Prometheus on host:port (None if port is 0)."""
-    if not port:
-        return None
-    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"{host}:{port}")))
+    """A Temporal runtime exporting the SDK's and pitstop's metrics (workers/metrics.py) for Prometheus on
+    host:port (None if port is 0)."""
+    return pitstop_metrics_runtime(bind_address(host, port))
 
 
 def build_workers(

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 from .activity_policies import ACTIVITY_TIMEOUT
+from .run_metrics import lease_waited
 
 GRANTS_BEFORE_CONTINUE_AS_NEW = 200
 
@@ -175,6 +176,14 @@ class LeaseHolderSide:
         (each kind of holder keeps the ones its recorded histories were made with)."""
         self.lease_id = lease
         self.requested = True
+        since = workflow.now()
+        outcome = await self._wait(lease=lease, holder=holder, timeout=timeout, stop=stop, activity_id=activity_id,
+                                   retry_policy=retry_policy, summary=summary)
+        lease_waited(since=since, outcome=outcome.value)
+        return outcome
+
+    async def _wait(self, *, lease: str, holder: LeaseHolder, timeout: timedelta | None, stop: Callable[[], bool],
+                    activity_id: str | None, retry_policy: RetryPolicy | None, summary: str | None) -> LeaseOutcome:
         await workflow.execute_activity(
             "lease.request", LeaseRequest(lease_id=lease, holder=holder), activity_id=activity_id,
             start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=retry_policy, summary=summary,

@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.runbook_lifecycle import acquire_lease, check_error_budget, finish
     from workflows.runbook_loading import load_runbook
     from workflows.runbook_state import RunState
+    from workflows.run_metrics import run_finished, run_started
     from workflows.runbook_steps import StepScheduler
     from workflows.step_calls import STEP_TYPES, StepFailed, failure_text
 
@@ -143,6 +144,7 @@ class RunbookWorkflow:
             state.restore(request.carried)
         else:
             state.setup(await load_runbook(request))
+            run_started(runbook=request.runbook, trigger=request.trigger)
         cancelled = False
         continue_as_new = False
         try:
@@ -165,6 +167,7 @@ class RunbookWorkflow:
             if state.abort is None:  # an abort accepted meanwhile is handled here, by this run
                 workflow.continue_as_new(state.carry())
         await finish(state, self._steps.calls())  # not in `finally`: an evicted workflow must not run workflow code
+        run_finished(runbook=request.runbook, trigger=request.trigger, outcome=state.phase.value)
         await workflow.wait_condition(workflow.all_handlers_finished)
         if cancelled:
             raise asyncio.CancelledError()

@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from pitstop.runbook.run_state import StepState, StepStatus
 
 from .runbook_fan_out import FanOut, FanOutSuspended
+from .run_metrics import step_finished
 from .runbook_state import RunState
 from .step_calls import StepCalls, StepFailed
 
@@ -117,6 +118,8 @@ class StepScheduler:
             if not evicted:
                 if not suspended:
                     status.ended_at = workflow.now()
+                    step_finished(runbook=state.request.runbook, step_type=step.uses, state=status.state.value,
+                                  started_at=status.started_at)
                 state.wake()
 
     async def run_item(self, step: Step, item: Any, index: int | None) -> dict[str, Any]:
