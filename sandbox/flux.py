@@ -245,3 +245,62 @@ def release_finalizers(api: ApiClient, regions: list[str]) -> None:
 
 def describe(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True)[:500]
+
+
+@dataclass
+class GitopsSandbox:
+    """Flux + the git server syncing some teams of the sandbox fleet; `stop` leaves their objects in place."""
+
+    git: Any  # sandbox.git_server.GitServer
+    controllers: FluxControllers
+    home_api: ApiClient
+    regions: list[str]
+    seed_commits: dict[str, str]
+    apply_seconds: dict[str, float]
+
+    def stop(self) -> None:
+        """Stop the controllers, delete the Flux objects without pruning anything, stop the git server."""
+        try:
+            self.controllers.stop()
+            release_finalizers(self.home_api, self.regions)
+        finally:
+            self.git.close()
+
+
+def start_gitops(*, kubeconfig: Path, contexts: dict[str, str], api_clients: dict[str, ApiClient],
+                 services: list[ServiceSpec], state_dir: Path, interval: str = "10s",
+                 apply_timeout: float = 120.0) -> GitopsSandbox:
+    """Seed a repository per region with `services` (gitops_files), start the git server and Flux, create each
+    region's sync and wait (bounded) until every region applied its seed commit."""
+    from activities.git_access import GitRemote, GitWorkspace
+    from sandbox.git_server import GitServer
+
+    regions = list(contexts)
+    git = GitServer(state_dir / "git")
+    controllers: FluxControllers | None = None
+    home_api = api_clients[regions[0]]
+    try:
+        seeds: dict[str, str] = {}
+        for region in regions:
+            git.create_repo(repository_name(region))
+            workspace = GitWorkspace(GitRemote(url=git.repo_url(repository_name(region)), token=git.token),
+                                     state_dir / "seed" / region)
+            workspace.commit_files(gitops_files(services, region=region), message="services under git management",
+                                   sign_off="pitstop sandbox")
+            head = workspace.sync()
+            assert head is not None
+            seeds[region] = head
+        apply_crds(home_api)
+        controllers = start_controllers(kubeconfig=kubeconfig, context=contexts[regions[0]], state_dir=state_dir / "controllers")
+        apply_sync(home_api, git_token=git.token, interval=interval, regions={
+            region: (git.repo_url(repository_name(region)), flat_kubeconfig(kubeconfig, context))
+            for region, context in contexts.items()})
+        took = {region: wait_applied(home_api, region, seeds[region], timeout=apply_timeout) for region in regions}
+        return GitopsSandbox(git=git, controllers=controllers, home_api=home_api, regions=regions,
+                             seed_commits=seeds, apply_seconds=took)
+    except BaseException:
+        if controllers is not None:
+            controllers.stop()
+            release_finalizers(home_api, regions)
+        git.close()
+        raise
