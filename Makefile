@@ -10,12 +10,12 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 APT_PACKAGES := prometheus prometheus-alertmanager chromium postgresql
 
-.PHONY: demo test venv system-deps k8s-binaries temporal-binaries lint typecheck unit clean-state
+.PHONY: demo test venv system-deps k8s-binaries temporal-binaries flux-binaries lint typecheck unit clean-state
 
 demo: venv system-deps k8s-binaries
 	$(VENV)/bin/pitstop up --demo
 
-test: venv system-deps k8s-binaries temporal-binaries lint typecheck
+test: venv system-deps k8s-binaries temporal-binaries flux-binaries lint typecheck
 	bash scripts/run-tests.sh
 
 venv: $(STAMP)
@@ -43,6 +43,10 @@ k8s-binaries: venv
 # The real Temporal server + its SQL schema tool (production-topology tests), built from Go modules into the same cache.
 temporal-binaries: venv
 	$(PY) -m sandbox.temporal_binaries
+
+# Flux source-controller + kustomize-controller v1.9.6 (GitOps tests), same cache; prints the build time when it builds.
+flux-binaries: venv
+	$(PY) -m sandbox.flux_binaries build
 
 # import layering (import-linter) + sizes: no workflow class over 250 lines, no function over 60 (scripts/check_sizes.py)
 lint: venv

@@ -47,6 +47,7 @@ from pitstop.rollout import rollout_progress
 from pitstop.traffic_routes import service_route_weights
 
 from .clients import ActivityClients
+from .gitops import commit_promotion
 from .kube_api import KubeJson, deployment_path
 from .kube_errors import kube_errors, retry_on_conflict
 from .prometheus import measure
@@ -300,6 +301,9 @@ class ReleaseClusterActivities:
             candidate = api.get(deployment_path(t.namespace, t.candidate_name))
             template = promoted_template(stable, candidate)
             if (stable.get("spec") or {}).get("template") != template:
+                # git-managed: the promotion goes to git first, so the engine's next apply agrees (docs/gitops.md)
+                commit_promotion(self._clients, stable, t, image=image_of(candidate, t.container),
+                                 version=version_of(candidate, t.version_label))
                 stable["spec"]["template"] = template
                 stable = api.put(path, stable)
             return stable

@@ -243,6 +243,21 @@ class BackupSettings(BaseModel):
     )
 
 
+class GitRepositorySettings(BaseModel):
+    """One git repository a GitOps engine applies (named by `pitstop.dev/gitops-repository` on its objects)."""
+
+    url: str = Field(description="HTTP(S) URL or local path of the repository")
+    branch: str = Field("main", description="the branch the engine applies")
+    token_env: str | None = Field(None, description="environment variable of the worker holding the HTTP token")
+
+
+class GitopsSettings(BaseModel):
+    """Git-managed services (docs/gitops.md): promotions of their Deployments are committed to git first."""
+
+    repositories: dict[str, GitRepositorySettings] = Field(default_factory=dict, description="name -> repository")
+    work_dir: Path | None = Field(None, description="where the worker keeps its clones; default <state_dir>/gitops")
+
+
 class SandboxSettings(BaseModel):
     regions: list[str] = Field(default_factory=lambda: list(DEFAULT_REGIONS))
     services: int = 40
@@ -270,6 +285,7 @@ class Settings(BaseSettings):
     chaos: ChaosSettings = Field(default_factory=ChaosSettings)
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
+    gitops: GitopsSettings = Field(default_factory=GitopsSettings)
 
     @field_validator("state_dir", "cache_dir", "runbooks_dir")
     @classmethod

@@ -4,6 +4,6 @@ import importlib.util
 
 pytest_plugins = [
     name
-    for name in ("tests.fixtures.temporal", "tests.fixtures.kube", "tests.fixtures.monitoring")
+    for name in ("tests.fixtures.temporal", "tests.fixtures.kube", "tests.fixtures.monitoring", "tests.fixtures.flux")
     if importlib.util.find_spec(name) is not None
 ]

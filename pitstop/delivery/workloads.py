@@ -20,7 +20,10 @@ CANARY_ROLE = "canary"
 RELEASE_ANNOTATION = "pitstop.dev/release"
 _DROP_METADATA = ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields", "ownerReferences",
                   "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds")
-_DROP_ANNOTATIONS = ("deployment.kubernetes.io/revision", "kubectl.kubernetes.io/last-applied-configuration")
+_DROP_ANNOTATIONS = ("deployment.kubernetes.io/revision", "kubectl.kubernetes.io/last-applied-configuration",
+                     # the candidate is pitstop's, never git's (docs/gitops.md)
+                     "pitstop.dev/gitops-repository", "pitstop.dev/gitops-path")
+_DROP_LABEL_PREFIXES = ("kustomize.toolkit.fluxcd.io/",)
 
 
 def container_index(template: JsonObject, container: str | None) -> int:
@@ -67,7 +70,7 @@ def candidate_deployment(
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in _DROP_ANNOTATIONS}
     if release_id:
         annotations[RELEASE_ANNOTATION] = release_id
-    labels = dict(meta.get("labels") or {})
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if not k.startswith(_DROP_LABEL_PREFIXES)}
     spec = copy.deepcopy(stable.get("spec") or {})
     spec.pop("paused", None)
     template = spec.setdefault("template", {})
