@@ -26,11 +26,11 @@ from typing import Any
 import yaml
 from kubernetes.client import ApiClient
 
-from activities.kube_api import JsonObject, KubeJson, ResourceKind
+from pitstop.activities.kube_api import JsonObject, KubeJson, ResourceKind
 from pitstop.gitops import PATH_ANNOTATION, REPOSITORY_ANNOTATION, carve_out
-from sandbox.fleet import ServiceSpec, fleet_manifests
-from sandbox.flux_binaries import crd_files, ensure_flux_binaries
-from sandbox.temporal_server import free_port
+from pitstop.sandbox.fleet import ServiceSpec, fleet_manifests
+from pitstop.sandbox.flux_binaries import crd_files, ensure_flux_binaries
+from pitstop.sandbox.temporal_server import free_port
 
 FLUX_NAMESPACE = "flux-system"
 FIELD_MANAGER = "pitstop-sandbox-flux"
@@ -272,8 +272,8 @@ def start_gitops(*, kubeconfig: Path, contexts: dict[str, str], api_clients: dic
                  apply_timeout: float = 120.0) -> GitopsSandbox:
     """Seed a repository per region with `services` (gitops_files), start the git server and Flux, create each
     region's sync and wait (bounded) until every region applied its seed commit."""
-    from activities.git_access import GitRemote, GitWorkspace
-    from sandbox.git_server import GitServer
+    from pitstop.activities.git_access import GitRemote, GitWorkspace
+    from pitstop.sandbox.git_server import GitServer
 
     regions = list(contexts)
     git = GitServer(state_dir / "git")

@@ -6,7 +6,7 @@ dependencies the Go module proxy serves and that builds with Debian's Go — see
 (printed at the end of the build); never rebuilt while go.mod/go.sum are unchanged. The controllers' CRDs ship
 in the module sources (`config/crd/bases/`); `crd_files` finds them.
 
-    python -m sandbox.flux_binaries build    # prints the bin dir (and the build time when it built)
+    python -m pitstop.sandbox.flux_binaries build    # prints the bin dir (and the build time when it built)
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from sandbox.binaries import GO_TOOLS_DIR, GoBuildError, GoBuildTarget, Progress, cache_dir, exclusive_lock, go_build
+from pitstop.sandbox.binaries import GO_TOOLS_DIR, GoBuildError, GoBuildTarget, Progress, cache_dir, exclusive_lock, go_build
 
 FLUX_CONTROLLERS_VERSION = "v1.9.6"
 MODULE_DIR = GO_TOOLS_DIR / "flux"

@@ -4,7 +4,7 @@ threaded HTTP server, fetch and push, one bare repository per region (`<root>/<n
 Every request must carry the server's token, as HTTP basic auth (any user name, the token as password: what
 Flux's GitRepository `secretRef` sends) or as `Authorization: Bearer <token>` (what pitstop's git access sends).
 
-    python -m sandbox.git_server --root DIR --token-file FILE [--port P]   # serves until interrupted
+    python -m pitstop.sandbox.git_server --root DIR --token-file FILE [--port P]   # serves until interrupted
 """
 
 from __future__ import annotations

@@ -23,10 +23,10 @@ from typing import TextIO
 
 from pydantic import BaseModel
 
-from sandbox.cluster_watch import RegionSnapshot
-from sandbox.fleet import ServiceSpec, call_edges
-from sandbox.kube_state_metrics import kube_state_samples, restart_samples
-from sandbox.traffic_model import (
+from pitstop.sandbox.cluster_watch import RegionSnapshot
+from pitstop.sandbox.fleet import ServiceSpec, call_edges
+from pitstop.sandbox.kube_state_metrics import kube_state_samples, restart_samples
+from pitstop.sandbox.traffic_model import (
     INGRESS_WORKLOAD,
     diurnal_factor_at,
     pod_usage,

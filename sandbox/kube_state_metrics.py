@@ -29,8 +29,8 @@ from typing import Any
 
 from kubernetes.client import ApiClient
 
-from sandbox.cluster_watch import NodeSummary, OwnerRef, RegionSnapshot, RegionWatcher
-from sandbox.kube_objects import list_objects
+from pitstop.sandbox.cluster_watch import NodeSummary, OwnerRef, RegionSnapshot, RegionWatcher
+from pitstop.sandbox.kube_objects import list_objects
 
 Labels = Sequence[tuple[str, str]]
 

@@ -2,7 +2,7 @@
 its namespace set up the way `pitstop setup` does it, N `pitstop worker` processes and M `pitstop webhook` replicas,
 each replica with its own state directory (intake journal) and port. Everything listens on 127.0.0.1.
 
-    python -m sandbox.production_topology up [--workers 2] [--webhooks 2]   # until Ctrl-C
+    python -m pitstop.sandbox.production_topology up [--workers 2] [--webhooks 2]   # until Ctrl-C
 
 The tests kill -9 single processes of it (a worker, a webhook replica, the Temporal server) and start them again.
 
@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from sandbox.monitoring import wait_http_ready
-from sandbox.temporal_server import PostgresProcess, TemporalServerProcess, ensure_namespace, free_port
+from pitstop.sandbox.monitoring import wait_http_ready
+from pitstop.sandbox.temporal_server import PostgresProcess, TemporalServerProcess, ensure_namespace, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_SECONDS = 60
@@ -97,7 +97,7 @@ class PitstopProcess:
         return self.state_dir / f"{self.name}.log"
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "workers.cli", *self.args]
+        return [sys.executable, "-m", "pitstop.workers.cli", *self.args]
 
     def environment(self) -> dict[str, str]:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -238,7 +238,7 @@ class ProductionTopology:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sandbox.production_topology", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m pitstop.sandbox.production_topology", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["up"])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--webhooks", type=int, default=2)

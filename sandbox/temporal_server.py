@@ -32,7 +32,7 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, Register
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from sandbox.temporal_binaries import ensure_temporal_binaries, temporal_module_dir
+from pitstop.sandbox.temporal_binaries import ensure_temporal_binaries, temporal_module_dir
 
 POSTGRES_MAJOR = 15  # Debian bookworm's; docker-compose.yml runs the same major version
 POSTGRES_BIN = Path(f"/usr/lib/postgresql/{POSTGRES_MAJOR}/bin")

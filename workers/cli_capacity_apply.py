@@ -72,8 +72,8 @@ def write_patches(rec: WorkloadRecommendation, wanted: dict[str, ContainerResour
 
 def read_plan(settings: Settings, region: str, rec: WorkloadRecommendation,
               wanted: dict[str, ContainerResources]) -> LoopPlan:
-    from activities.capacity_loop import loop_plan
-    from activities.kube_api import KubeJson
+    from pitstop.activities.capacity_loop import loop_plan
+    from pitstop.activities.kube_api import KubeJson
 
     from .clients import build_kube_client, region_clusters
 

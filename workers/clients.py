@@ -17,12 +17,12 @@ from kubernetes import config as kube_config
 from kubernetes.client import ApiClient, Configuration
 from temporalio.client import Client
 
-from activities.alertmanager_api import AlertmanagerApi
-from activities.call_observer import chained
-from activities.clients import ActivityClients
-from activities.kube_api import limit_rate, observe_calls
-from activities.metrics import PrometheusProvider
-from activities.traffic_authority import HttpTrafficAuthority
+from pitstop.activities.alertmanager_api import AlertmanagerApi
+from pitstop.activities.call_observer import chained
+from pitstop.activities.clients import ActivityClients
+from pitstop.activities.kube_api import limit_rate, observe_calls
+from pitstop.activities.metrics import PrometheusProvider
+from pitstop.activities.traffic_authority import HttpTrafficAuthority
 from pitstop.config import RegionCluster, Settings
 
 from .metrics import api_call_metrics, meter_of

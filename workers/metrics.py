@@ -29,9 +29,9 @@ from temporalio.client import Client
 from temporalio.common import MetricMeter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from activities.call_observer import ApiCall, CallObserver
+from pitstop.activities.call_observer import ApiCall, CallObserver
 from pitstop.config import Settings
-from workflows.run_metrics import LEASE_WAIT, STEP_DURATION
+from pitstop.workflows.run_metrics import LEASE_WAIT, STEP_DURATION
 
 from .alert_journal import AlertForwarder
 

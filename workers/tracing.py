@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from activities.call_observer import ApiCall, CallObserver
+from pitstop.activities.call_observer import ApiCall, CallObserver
 from pitstop.config import Settings
 
 _LOCK = threading.Lock()

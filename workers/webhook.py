@@ -586,7 +586,7 @@ def _event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def main() -> None:
-    """`python -m workers.webhook`: serve with the Settings from the environment/config file."""
+    """`python -m pitstop.workers.webhook`: serve with the Settings from the environment/config file."""
     from .errors import CliError
     from .tracing import shutdown_tracing
 

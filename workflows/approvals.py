@@ -17,7 +17,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from pitstop.runbook.native_steps import ApprovalArgs, ApprovalResult
     from pitstop.runbook.run_state import ApprovalDecision, ApprovalRequestInfo
-    from workflows.access_checks import may_approve
+    from pitstop.workflows.access_checks import may_approve
 
 
 class ApprovalGate:

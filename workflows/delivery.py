@@ -49,7 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from pitstop.access import Action, Target
     from pitstop.policy.guard import AccessDenial
     from pitstop.runbook.leases import LeaseGrant
-    from workflows.access_checks import may_approve, record_denial, require
+    from pitstop.workflows.access_checks import may_approve, record_denial, require
 
 from . import delivery_phases as phases
 from .delivery_chain import carry, restore

@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from pitstop.delivery.spec import RELEASE_WORKFLOW, WAVES_WORKFLOW, WavesSpec
     from pitstop.access import Action, Target
     from pitstop.policy.guard import AccessDenial
-    from workflows.access_checks import record_denial, require
+    from pitstop.workflows.access_checks import record_denial, require
 
 
 @workflow.defn(name=WAVES_WORKFLOW)

@@ -40,7 +40,7 @@ with workflow.unsafe.imports_passed_through():
     from pitstop.access import Action, Target
     from pitstop.policy.guard import AccessDenial
     from pitstop.runbook.leases import LeaseGrant
-    from workflows.access_checks import may_approve, require
+    from pitstop.workflows.access_checks import may_approve, require
 
 from .activity_policies import ACTIVITY_TIMEOUT, QUICK
 from .incident_context import IncidentContext

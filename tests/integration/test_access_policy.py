@@ -18,7 +18,7 @@ from pitstop.config import Settings
 from pitstop.policy import guard
 from pitstop.policy.guard import ACCESS_DENIED
 from pitstop.runbook.run_state import ApprovalDecision, ControlRequest, Phase
-from workers.access_audit import install_policy
+from pitstop.workers.access_audit import install_policy
 
 from .runbook_harness import engine, start, status, wait_until
 

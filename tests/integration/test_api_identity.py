@@ -34,8 +34,8 @@ from pitstop.policy import guard, parse_policy
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
 from tests.fixtures.pitstop_api import TEST_POLICY, RunningApi, running_api
 from tests.fixtures.worker_reach import TEST_REACH, TEST_WORKER_ENV
-from workers import schedules
-from workers.run_history import fetch_chain, render, timeline
+from pitstop.workers import schedules
+from pitstop.workers.run_history import fetch_chain, render, timeline
 
 from .runbook_harness import TEST_RUNBOOKS, engine, start, wait_until
 
@@ -122,7 +122,7 @@ def actions(o: Objects) -> list[tuple[str, list[str], dict[str, Any], list[str]]
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workers.cli", *args], env=env, cwd=str(REPO),
+    return subprocess.run([sys.executable, "-m", "pitstop.workers.cli", *args], env=env, cwd=str(REPO),
                           capture_output=True, text=True, timeout=60)
 
 

@@ -31,8 +31,8 @@ from pitstop.config import SHIPPED_RUNBOOKS_DIR
 from pitstop.incidents import IncidentPhase, IncidentStatus
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
 from pitstop.traffic_routes import service_route_weights
-from sandbox.kube_objects import list_objects, merge_patch
-from sandbox.production_topology import ProductionTopology
+from pitstop.sandbox.kube_objects import list_objects, merge_patch
+from pitstop.sandbox.production_topology import ProductionTopology
 from tests.fixtures.monitoring import SandboxMonitoring
 from tests.integration.test_webhook_journal import alert, incident_of
 from tests.sandbox.test_delivery_runbooks import image_of, routes_and_scale

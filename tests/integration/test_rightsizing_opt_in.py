@@ -11,8 +11,8 @@ from temporalio.client import Client
 from pitstop.capacity.closed_loop import LOOP_WORKFLOW, LoopInput, LoopOutcome, LoopSettings
 from pitstop.delivery.spec import ContainerResources
 from tests.fixtures.temporal import running_worker
-from workflows.lease import TargetLease
-from workflows.rightsizing import RightsizingLoop
+from pitstop.workflows.lease import TargetLease
+from pitstop.workflows.rightsizing import RightsizingLoop
 
 pytestmark = pytest.mark.integration
 

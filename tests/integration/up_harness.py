@@ -9,10 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-from workers.devserver import DevServerPorts, free_port
-from workers.identity import add_token
+from pitstop.workers.devserver import DevServerPorts, free_port
+from pitstop.workers.identity import add_token
 
-PITSTOP = [sys.executable, "-m", "workers.cli"]
+PITSTOP = [sys.executable, "-m", "pitstop.workers.cli"]
 
 
 def up_env(state_dir: Path, ports: DevServerPorts) -> dict[str, str]:

@@ -35,19 +35,19 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from activities.capacity import collect_region
-from activities.kube_api import KubeJson, deployment_path, label_selector
-from activities.metrics import PrometheusProvider
+from pitstop.activities.capacity import collect_region
+from pitstop.activities.kube_api import KubeJson, deployment_path, label_selector
+from pitstop.activities.metrics import PrometheusProvider
 from pitstop.capacity.closed_loop import LOOP_WORKFLOW, LoopInput, LoopOutcome, LoopSettings, LoopStatus
 from pitstop.config import Settings
 from pitstop.delivery.spec import ContainerResources
 from pitstop.steps.capacity import CollectArgs
 from tests.fixtures.monitoring import SandboxMonitoring
-from workers.cli_capacity_apply import wanted_resources
-from workers.clients import build_activity_clients
-from workflows.delivery import ProgressiveRelease
-from workflows.lease import TargetLease
-from workflows.rightsizing import RightsizingLoop
+from pitstop.workers.cli_capacity_apply import wanted_resources
+from pitstop.workers.clients import build_activity_clients
+from pitstop.workflows.delivery import ProgressiveRelease
+from pitstop.workflows.lease import TargetLease
+from pitstop.workflows.rightsizing import RightsizingLoop
 
 from .step_library_support import WORKER_SA, apply_deploy_rbac, impersonate, product_workers
 
@@ -221,7 +221,7 @@ def cli(sandbox: SandboxMonitoring, tmp_path: Path, *args: str,
         values["temporal"] = {"address": temporal[0], "task_queue": temporal[1]}
     config.write_text(yaml.safe_dump(values))
     env = {**os.environ, "PITSTOP_CONFIG": str(config)}
-    return subprocess.run([sys.executable, "-m", "workers.cli", "capacity", "apply", *args, "--region", REGION,
+    return subprocess.run([sys.executable, "-m", "pitstop.workers.cli", "capacity", "apply", *args, "--region", REGION,
                            "--step", str(STEP)], capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
 
 

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from pitstop.quantities import parse_quantity
-from sandbox.fleet import FLEET_LABEL, ServiceSpec, deployment_manifest
-from sandbox.kube_state_metrics import sanitize_label_name
-from sandbox.kube_objects import list_objects, sandbox_kube, server_side_apply
+from pitstop.sandbox.fleet import FLEET_LABEL, ServiceSpec, deployment_manifest
+from pitstop.sandbox.kube_state_metrics import sanitize_label_name
+from pitstop.sandbox.kube_objects import list_objects, sandbox_kube, server_side_apply
 from tests.fixtures.monitoring import SandboxMonitoring
 
 from .step_library_support import eventually, unique

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from activities.git_access import GitAccessError, GitRemote, GitWorkspace
-from sandbox.git_server import GitServer
+from pitstop.activities.git_access import GitAccessError, GitRemote, GitWorkspace
+from pitstop.sandbox.git_server import GitServer
 
 pytestmark = pytest.mark.sandbox
 

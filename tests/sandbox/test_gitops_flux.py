@@ -21,16 +21,16 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
-from activities.kube_api import KubeJson
+from pitstop.activities.kube_api import KubeJson
 from pitstop.config import Settings
 from pitstop.delivery.inputs import ReleaseInput
 from pitstop.delivery.models import ReleaseOutcome
 from pitstop.delivery.spec import RELEASE_WORKFLOW
 from pitstop.traffic_routes import service_route_weights
-from sandbox.flux import FLUX_NAMESPACE, KUSTOMIZATION, applied_revision, flux_events, kustomization, repository_name, wait_applied
-from workers.clients import build_activity_clients
-from workflows.delivery import ProgressiveRelease
-from workflows.lease import TargetLease
+from pitstop.sandbox.flux import FLUX_NAMESPACE, KUSTOMIZATION, applied_revision, flux_events, kustomization, repository_name, wait_applied
+from pitstop.workers.clients import build_activity_clients
+from pitstop.workflows.delivery import ProgressiveRelease
+from pitstop.workflows.lease import TargetLease
 
 from .step_library_support import product_workers
 from .test_delivery_sandbox import route_weights, spec_for

@@ -35,13 +35,13 @@ from kubernetes.config import new_client_from_config
 
 from pitstop.config import Settings
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
-from sandbox.clusters import SandboxClusters
-from sandbox.monitoring import MonitoringHandle, MonitoringSettings, start_monitoring
+from pitstop.sandbox.clusters import SandboxClusters
+from pitstop.sandbox.monitoring import MonitoringHandle, MonitoringSettings, start_monitoring
 from tests.fixtures.otlp_receiver import OtlpTraceReceiver, ReceivedSpan
 from tests.sandbox.step_library_support import create_deployment, deployment_manifest, unique
-from workers.devserver import DevServer
-from workers.temporal_connection import connect
-from workers.tracing import shutdown_tracing
+from pitstop.workers.devserver import DevServer
+from pitstop.workers.temporal_connection import connect
+from pitstop.workers.tracing import shutdown_tracing
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.integration]
 
@@ -130,8 +130,8 @@ def observed_pitstop(kube_sandbox: SandboxClusters, temporal_server: DevServer, 
     logs.mkdir()
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        for name, command in (("worker", [sys.executable, "-m", "workers.cli", "worker"]),
-                              ("webhook", [sys.executable, "-m", "workers.webhook"])):
+        for name, command in (("worker", [sys.executable, "-m", "pitstop.workers.cli", "worker"]),
+                              ("webhook", [sys.executable, "-m", "pitstop.workers.webhook"])):
             processes.append(subprocess.Popen(command, env=env, cwd=REPO, stdout=(logs / f"{name}.log").open("wb"),
                                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
         _wait_http(f"http://127.0.0.1:{worker_port}/metrics", processes[0], logs / "worker.log")

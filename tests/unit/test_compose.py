@@ -16,9 +16,9 @@ import jsonschema
 import yaml
 
 from pitstop.config import Settings
-from sandbox.production_topology import NAMESPACE, ROLES, PitstopProcess, ProductionTopology, Role, pitstop_processes
-from sandbox.temporal_binaries import TEMPORAL_SERVER_VERSION
-from sandbox.temporal_server import NAMESPACE_RETENTION, POSTGRES_MAJOR, SQL_PLUGIN, schema_commands
+from pitstop.sandbox.production_topology import NAMESPACE, ROLES, PitstopProcess, ProductionTopology, Role, pitstop_processes
+from pitstop.sandbox.temporal_binaries import TEMPORAL_SERVER_VERSION
+from pitstop.sandbox.temporal_server import NAMESPACE_RETENTION, POSTGRES_MAJOR, SQL_PLUGIN, schema_commands
 from tests.fixtures.compose_spec import compose_spec_schema
 
 ROOT = Path(__file__).resolve().parents[2]

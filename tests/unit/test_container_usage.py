@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox.container_usage import limited_usage, oom_interval, throttled_share
+from pitstop.sandbox.container_usage import limited_usage, oom_interval, throttled_share
 
 MIB = 2**20
 

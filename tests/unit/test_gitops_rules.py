@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from pitstop.gitops import FLUX_SSA_ANNOTATION, git_source, promote_in_manifests
-from sandbox.fleet import expand_fleet, load_fleet_spec
-from sandbox.flux import gitops_files
+from pitstop.sandbox.fleet import expand_fleet, load_fleet_spec
+from pitstop.sandbox.flux import gitops_files
 
 
 def _files() -> tuple[str, list[dict]]:

@@ -13,9 +13,9 @@ from pitstop.config import OidcSettings
 from pitstop.identity import CredentialRefused
 from pitstop.identity.tokens import TokenFile, token_hash
 from tests.fixtures.oidc_issuer import AUDIENCE, serving_issuer
-from workers.api import ApiRefused, route
-from workers.api_actions import Operation
-from workers.identity import Authenticator, add_token, load_token_file
+from pitstop.workers.api import ApiRefused, route
+from pitstop.workers.api_actions import Operation
+from pitstop.workers.identity import Authenticator, add_token, load_token_file
 
 NOW = datetime(2026, 12, 5, tzinfo=timezone.utc)
 

@@ -3,8 +3,8 @@ without a limit, node labels sanitised as KSM does, exact values."""
 
 from __future__ import annotations
 
-from sandbox.cluster_watch import NodeSummary, OwnerRef, PodSummary, RegionSnapshot
-from sandbox.kube_state_metrics import kube_state_samples, render_kube_state, sanitize_label_name
+from pitstop.sandbox.cluster_watch import NodeSummary, OwnerRef, PodSummary, RegionSnapshot
+from pitstop.sandbox.kube_state_metrics import kube_state_samples, render_kube_state, sanitize_label_name
 
 
 def snapshot() -> RegionSnapshot:

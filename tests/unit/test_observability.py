@@ -14,10 +14,10 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from activities.call_observer import ApiCall, chained
+from pitstop.activities.call_observer import ApiCall, chained
 from pitstop.config import Settings
-from sandbox.monitoring import PITSTOP_RULES, MonitoringSettings, render_pitstop_rules, render_prometheus_config
-from workers.metrics import BUCKETS, bind_address, scrape_targets
+from pitstop.sandbox.monitoring import PITSTOP_RULES, MonitoringSettings, render_pitstop_rules, render_prometheus_config
+from pitstop.workers.metrics import BUCKETS, bind_address, scrape_targets
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "deploy" / "grafana" / "pitstop.json"
