@@ -38,11 +38,11 @@ system-deps:
 
 # kube-apiserver, controller-manager, scheduler, etcd, kwok: built from Go modules into ~/.cache/pitstop (not the repo).
 k8s-binaries: venv
-	$(PY) -m sandbox.binaries build
+	$(PY) -m pitstop.sandbox.binaries build
 
 # The real Temporal server + its SQL schema tool (production-topology tests), built from Go modules into the same cache.
 temporal-binaries: venv
-	$(PY) -m sandbox.temporal_binaries
+	$(PY) -m pitstop.sandbox.temporal_binaries
 
 # import layering (import-linter) + sizes: no workflow class over 250 lines, no function over 60 (scripts/check_sizes.py)
 lint: venv

@@ -133,7 +133,7 @@ class ChaosActivities:
             out.touch()
             stderr = (Path(work) / "stderr.log").open("wb")
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "chaos.runner", str(given), str(out),
+                sys.executable, "-m", "pitstop.chaos_toolkit.runner", str(given), str(out),
                 env=env, cwd=work, stdout=asyncio.subprocess.DEVNULL, stderr=stderr, start_new_session=True,
             )
             pid_file = pid_dir / f"{process.pid}.pid"

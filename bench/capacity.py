@@ -38,15 +38,15 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from activities.capacity import ClusterObjects, collect_usage, write_report  # noqa: E402
-from activities.metrics import PrometheusProvider  # noqa: E402
+from pitstop.activities.capacity import ClusterObjects, collect_usage, write_report  # noqa: E402
+from pitstop.activities.metrics import PrometheusProvider  # noqa: E402
 from pitstop.capacity import cluster  # noqa: E402
 from pitstop.capacity.collection import RegionCapacity  # noqa: E402
 from pitstop.steps.capacity import CollectArgs, ReportArgs  # noqa: E402
-from sandbox.cluster_contents import TeamQuota, node_manifests, team_namespace_manifests  # noqa: E402
-from sandbox.fleet import ServiceSpec, deployment_manifest, expand_fleet, load_fleet_spec  # noqa: E402
-from sandbox.history import write_history_openmetrics  # noqa: E402
-from sandbox.monitoring import free_loopback_port  # noqa: E402
+from pitstop.sandbox.cluster_contents import TeamQuota, node_manifests, team_namespace_manifests  # noqa: E402
+from pitstop.sandbox.fleet import ServiceSpec, deployment_manifest, expand_fleet, load_fleet_spec  # noqa: E402
+from pitstop.sandbox.history import write_history_openmetrics  # noqa: E402
+from pitstop.sandbox.monitoring import free_loopback_port  # noqa: E402
 
 
 class UsageOnly:

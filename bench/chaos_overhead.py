@@ -32,13 +32,13 @@ from temporalio.client import Client  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
-from activities import activity_methods  # noqa: E402
-from activities.chaos import ChaosActivities  # noqa: E402
-from activities.clients import ActivityClients  # noqa: E402
+from pitstop.activities import activity_methods  # noqa: E402
+from pitstop.activities.chaos import ChaosActivities  # noqa: E402
+from pitstop.activities.clients import ActivityClients  # noqa: E402
 from pitstop.chaos.model import CHAOS_WORKFLOW, ChaosOutcome, ChaosRequest  # noqa: E402
 from pitstop.config import ChaosSettings, SecuritySettings, Settings, regional_task_queue  # noqa: E402
-from workers.devserver import DevServer, DevServerPorts  # noqa: E402
-from workflows import ALL_WORKFLOWS  # noqa: E402
+from pitstop.workers.devserver import DevServer, DevServerPorts  # noqa: E402
+from pitstop.workflows import ALL_WORKFLOWS  # noqa: E402
 
 REGION = "bench"
 

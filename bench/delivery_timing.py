@@ -38,16 +38,16 @@ from pitstop.delivery.models import ReleaseOutcome  # noqa: E402
 from pitstop.delivery.promql import QueryScope, success_rate_query  # noqa: E402
 from pitstop.delivery.inputs import ReleaseInput  # noqa: E402
 from pitstop.delivery.spec import RELEASE_WORKFLOW  # noqa: E402
-from sandbox.binaries import ensure_binaries  # noqa: E402
-from sandbox.clusters import create_sandbox_clusters, delete_sandbox_clusters  # noqa: E402
-from sandbox.faults import BadRelease, clear_fault, inject_fault  # noqa: E402
-from sandbox.fleet import apply_fleet, expand_fleet, load_fleet_spec  # noqa: E402
-from sandbox.monitoring import MonitoringSettings, start_monitoring  # noqa: E402
-from sandbox.simulator import start_simulator_process  # noqa: E402
+from pitstop.sandbox.binaries import ensure_binaries  # noqa: E402
+from pitstop.sandbox.clusters import create_sandbox_clusters, delete_sandbox_clusters  # noqa: E402
+from pitstop.sandbox.faults import BadRelease, clear_fault, inject_fault  # noqa: E402
+from pitstop.sandbox.fleet import apply_fleet, expand_fleet, load_fleet_spec  # noqa: E402
+from pitstop.sandbox.monitoring import MonitoringSettings, start_monitoring  # noqa: E402
+from pitstop.sandbox.simulator import start_simulator_process  # noqa: E402
 from tests.fixtures.monitoring import wait_for_fleet_available  # noqa: E402
 from tests.sandbox.test_delivery_resilience import WeightRecorder  # noqa: E402
 from tests.sandbox.test_delivery_sandbox import product_worker, spec_for  # noqa: E402
-from workers.devserver import DevServer, DevServerPorts  # noqa: E402
+from pitstop.workers.devserver import DevServer, DevServerPorts  # noqa: E402
 
 REGION = "eu-central"
 SERVICES = 12

@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from temporalio.client import Client  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 
-from sandbox.binaries import ensure_binaries  # noqa: E402
-from sandbox.clusters import create_sandbox_clusters, delete_sandbox_clusters  # noqa: E402
-from sandbox.region_outage import fail_region, restore_region  # noqa: E402
+from pitstop.sandbox.binaries import ensure_binaries  # noqa: E402
+from pitstop.sandbox.clusters import create_sandbox_clusters, delete_sandbox_clusters  # noqa: E402
+from pitstop.sandbox.region_outage import fail_region, restore_region  # noqa: E402
 from tests.sandbox.step_library_support import WORKER_SA, impersonate, product_workers  # noqa: E402
 from tests.sandbox.test_failover import (  # noqa: E402
     FAILING,
@@ -45,9 +45,9 @@ from tests.sandbox.test_failover import (  # noqa: E402
     wait_for_request_rates,
     worker_settings,
 )
-from workers.clients import build_activity_clients  # noqa: E402
-from workers.devserver import DevServer, DevServerPorts  # noqa: E402
-from workflows import ALL_WORKFLOWS  # noqa: E402
+from pitstop.workers.clients import build_activity_clients  # noqa: E402
+from pitstop.workers.devserver import DevServer, DevServerPorts  # noqa: E402
+from pitstop.workflows import ALL_WORKFLOWS  # noqa: E402
 
 
 def load() -> str:

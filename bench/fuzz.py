@@ -4,7 +4,7 @@ first failure.
 Families (the cases are split evenly between them):
 - webhook, pure: `decode_body` + `AlertmanagerWebhook` + `notifications_from` over arbitrary bytes, arbitrary
   JSON and mutations of valid v4 payloads;
-- webhook, HTTP: the real receiver process (`python -m workers.webhook` on loopback, Temporal unreachable, so
+- webhook, HTTP: the real receiver process (`python -m pitstop.workers.webhook` on loopback, Temporal unreachable, so
   alerts are journaled): hostile bodies, hostile credentials, hostile framing (and other headers);
 - runbooks: mutations of every shipped runbook, validated as `pitstop runbooks validate` does.
 Prints per family and in total: cases, ok, refused, 5xx, tracebacks, hangs (> 5 s), misattributed runbook

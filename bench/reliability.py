@@ -3,7 +3,7 @@ prints how many converged, the worker's writes counted in the kube-apiserver's o
 compensations) and the load average.
 
 Everything is real: a two-region sandbox (kube-apiserver with its audit log, etcd, controller-manager, scheduler,
-kwok), a Temporal dev server, the product's worker process (`python -m workers.cli worker`, as the
+kwok), a Temporal dev server, the product's worker process (`python -m pitstop.workers.cli worker`, as the
 `pitstop-worker` service account), and for canaries the traffic simulator and Prometheus. The harness and what
 "converged" and "duplicated" mean: `sandbox/kill_trials.py`. CI runs 20 trials of the short runbooks
 (tests/sandbox/test_kill_trials.py); this runs 50 including canaries by default.
@@ -27,12 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from temporalio.client import Client  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 
-from sandbox.binaries import ensure_binaries  # noqa: E402
-from sandbox.clusters import api_client, create_sandbox_clusters, delete_sandbox_clusters  # noqa: E402
-from sandbox.kill_trials import SHORT_KINDS, KillTrialReport, KillTrialSettings, TrialKind, run_kill_trials  # noqa: E402
-from sandbox.monitoring import MonitoringSettings, start_monitoring  # noqa: E402
-from sandbox.simulator import start_simulator_process  # noqa: E402
-from workers.devserver import DevServer, DevServerPorts  # noqa: E402
+from pitstop.sandbox.binaries import ensure_binaries  # noqa: E402
+from pitstop.sandbox.clusters import api_client, create_sandbox_clusters, delete_sandbox_clusters  # noqa: E402
+from pitstop.sandbox.kill_trials import SHORT_KINDS, KillTrialReport, KillTrialSettings, TrialKind, run_kill_trials  # noqa: E402
+from pitstop.sandbox.monitoring import MonitoringSettings, start_monitoring  # noqa: E402
+from pitstop.sandbox.simulator import start_simulator_process  # noqa: E402
+from pitstop.workers.devserver import DevServer, DevServerPorts  # noqa: E402
 
 REGIONS = ["eu-central", "us-east"]
 

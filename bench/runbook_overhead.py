@@ -37,14 +37,14 @@ from temporalio.worker import Replayer, Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from activities.runbook_catalog import RunbookCatalog  # noqa: E402
-from activities.runbook_debug import DebugSteps, EngineSteps  # noqa: E402
+from pitstop.activities.runbook_catalog import RunbookCatalog  # noqa: E402
+from pitstop.activities.runbook_debug import DebugSteps, EngineSteps  # noqa: E402
 from handwritten import HandWritten50  # noqa: E402  (bench/handwritten.py)
 from pitstop.runbook.reach import AuthorReach  # noqa: E402
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest  # noqa: E402
 from pitstop.runbook.run_state import RunStatus  # noqa: E402
-from workers.devserver import DevServer, DevServerPorts  # noqa: E402
-from workflows import ALL_WORKFLOWS  # noqa: E402
+from pitstop.workers.devserver import DevServer, DevServerPorts  # noqa: E402
+from pitstop.workflows import ALL_WORKFLOWS  # noqa: E402
 
 STEPS = 50
 FAN_OUT = 100

@@ -19,8 +19,8 @@ import time
 import uuid
 from pathlib import Path
 
-from sandbox.binaries import ensure_binaries
-from sandbox.clusters import create_sandbox_clusters, delete_sandbox_clusters
+from pitstop.sandbox.binaries import ensure_binaries
+from pitstop.sandbox.clusters import create_sandbox_clusters, delete_sandbox_clusters
 
 REGIONS = ["eu-central", "us-east"]
 

@@ -40,14 +40,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx  # noqa: E402
 
-from sandbox.binaries import ensure_binaries  # noqa: E402
-from sandbox.cluster_contents import TEAM_NAMESPACES, node_manifests  # noqa: E402
-from sandbox.clusters import api_client, create_sandbox_clusters, delete_sandbox_clusters  # noqa: E402
-from sandbox.fleet import FLEET_LABEL, FleetApplyResult, apply_fleet, expand_fleet, load_fleet_spec  # noqa: E402
-from sandbox.history import HistoricalPod, backfill_history  # noqa: E402
-from sandbox.kube_objects import list_objects, server_side_apply  # noqa: E402
-from sandbox.monitoring import MonitoringSettings, start_monitoring  # noqa: E402
-from sandbox.simulator import start_simulator_process  # noqa: E402
+from pitstop.sandbox.binaries import ensure_binaries  # noqa: E402
+from pitstop.sandbox.cluster_contents import TEAM_NAMESPACES, node_manifests  # noqa: E402
+from pitstop.sandbox.clusters import api_client, create_sandbox_clusters, delete_sandbox_clusters  # noqa: E402
+from pitstop.sandbox.fleet import FLEET_LABEL, FleetApplyResult, apply_fleet, expand_fleet, load_fleet_spec  # noqa: E402
+from pitstop.sandbox.history import HistoricalPod, backfill_history  # noqa: E402
+from pitstop.sandbox.kube_objects import list_objects, server_side_apply  # noqa: E402
+from pitstop.sandbox.monitoring import MonitoringSettings, start_monitoring  # noqa: E402
+from pitstop.sandbox.simulator import start_simulator_process  # noqa: E402
 
 
 def rss_mib(pid: int) -> float:

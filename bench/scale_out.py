@@ -23,7 +23,7 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
-from sandbox.production_topology import ProductionTopology
+from pitstop.sandbox.production_topology import ProductionTopology
 
 STEPS = 10
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -26,10 +26,10 @@ import statistics
 import time
 from typing import Any
 
-from sandbox import cluster_watch
-from sandbox.cluster_watch import RegionSnapshot, summarize_deployment, summarize_destination_rule, summarize_pod
-from sandbox.fleet import expand_fleet, fleet_manifests, load_fleet_spec
-from sandbox.simulator import FleetSimulator
+from pitstop.sandbox import cluster_watch
+from pitstop.sandbox.cluster_watch import RegionSnapshot, summarize_deployment, summarize_destination_rule, summarize_pod
+from pitstop.sandbox.fleet import expand_fleet, fleet_manifests, load_fleet_spec
+from pitstop.sandbox.simulator import FleetSimulator
 
 REGION = "eu-central"
 

@@ -1,7 +1,7 @@
 """Benchmark of the Alertmanager webhook receiver on loopback: throughput and latency (p50/p99).
 
 Starts a real Temporal dev server (free ports, temp state), a pitstop worker and the webhook
-(`python -m workers.webhook`) as separate processes, then:
+(`python -m pitstop.workers.webhook`) as separate processes, then:
 1. burst: N notifications over K distinct alerts, C at a time -> throughput (req/s);
 2. open loop: R req/s for D seconds (arrivals do not wait for answers) -> p50/p99/max latency.
 The webhook answers once a new alert is in its intake journal; the background delivery to Temporal is
@@ -36,7 +36,7 @@ import httpx
 
 from bench.http_load import LoadClient, encode_post
 
-from workers.devserver import DEFAULT_SQLITE_PRAGMAS, DevServer, DevServerPorts, free_port
+from pitstop.workers.devserver import DEFAULT_SQLITE_PRAGMAS, DevServer, DevServerPorts, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -153,9 +153,9 @@ async def run_stack(args: argparse.Namespace, *, label: str, sqlite_pragmas: tup
     logs = state / "logs"
     logs.mkdir()
     procs = [
-        subprocess.Popen([sys.executable, "-m", "workers.cli", "worker"], env=env, cwd=ROOT,
+        subprocess.Popen([sys.executable, "-m", "pitstop.workers.cli", "worker"], env=env, cwd=ROOT,
                          stdout=(logs / "worker.log").open("wb"), stderr=subprocess.STDOUT),
-        subprocess.Popen([sys.executable, "-m", "workers.webhook"], env=env, cwd=ROOT,
+        subprocess.Popen([sys.executable, "-m", "pitstop.workers.webhook"], env=env, cwd=ROOT,
                          stdout=(logs / "webhook.log").open("wb"), stderr=subprocess.STDOUT),
     ]
     webhook_pid = procs[1].pid

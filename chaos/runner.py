@@ -1,6 +1,6 @@
 """Child-process entry that runs ONE phase of a chaos experiment with chaoslib (which needs the main thread).
 
-Usage: python -m chaos.runner INPUT_JSON OUTPUT_JSONL
+Usage: python -m pitstop.chaos_toolkit.runner INPUT_JSON OUTPUT_JSONL
 
 INPUT_JSON holds `{"phase": ..., "experiment": {...}, "index": N, "dry_run": bool}` (`pitstop.chaos.model.PhaseInput`
 fields). Every finished activity or probe is appended to OUTPUT_JSONL at once (`{"run": {...}}`), so the

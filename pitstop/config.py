@@ -156,7 +156,7 @@ class SecuritySettings(BaseModel):
                     "call; empty = any host",
     )
     chaos_provider_modules: list[str] = Field(
-        default_factory=lambda: ["chaosk8s.*", "chaosprometheus.*", "chaosistio.*", "chaos.*"],
+        default_factory=lambda: ["chaosk8s.*", "chaosprometheus.*", "chaosistio.*", "pitstop.chaos_toolkit.*"],
         description="glob patterns of the python modules a chaos experiment's `python` providers may name",
     )
     chaos_process_providers: list[str] = Field(

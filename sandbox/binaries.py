@@ -9,8 +9,8 @@ versions plus a digest of the go.mod/go.sum files, so a version bump builds into
 an unchanged one is never rebuilt. `PITSTOP_K8S_BIN_DIR` points at a directory of binaries supplied by
 the user instead (nothing is built then).
 
-    python -m sandbox.binaries build     # prints the bin dir; a go failure prints go's own error
-    python -m sandbox.binaries locate    # prints the bin dir if every binary is present, else fails
+    python -m pitstop.sandbox.binaries build     # prints the bin dir; a go failure prints go's own error
+    python -m pitstop.sandbox.binaries locate    # prints the bin dir if every binary is present, else fails
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def locate_binaries(*, cache_root: Path | None = None) -> KubeBinaries:
     missing = missing_binaries(bin_dir)
     if missing:
         origin = f"${USER_BIN_DIR_ENV}" if user_dir else "the build cache"
-        hint = "" if user_dir else " (run `python -m sandbox.binaries build`)"
+        hint = "" if user_dir else " (run `python -m pitstop.sandbox.binaries build`)"
         raise MissingBinariesError(f"{bin_dir} ({origin}) lacks {', '.join(missing)}{hint}")
     return KubeBinaries(bin_dir=bin_dir)
 
@@ -272,7 +272,7 @@ def _elapsed(started: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sandbox.binaries", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m pitstop.sandbox.binaries", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["build", "locate"])
     args = parser.parse_args(argv)
     try:

@@ -19,14 +19,14 @@ import yaml
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from activities.kube_errors import api_error_detail
+from pitstop.activities.kube_errors import api_error_detail
 from pitstop.quantities import parse_quantity
-from sandbox.faults import FAULTS_CONFIGMAP, FaultRecord, parse_fault_configmap
-from sandbox.fleet import SANDBOX_NAMESPACE, SPEC_ANNOTATION
-from sandbox.istio_destinations import ServiceSummary, summarize_service
-from sandbox.istio_faults import parse_http_fault
-from sandbox.kube_objects import JsonObject, list_objects, watch_events
-from sandbox.traffic_model import HttpRoute
+from pitstop.sandbox.faults import FAULTS_CONFIGMAP, FaultRecord, parse_fault_configmap
+from pitstop.sandbox.fleet import SANDBOX_NAMESPACE, SPEC_ANNOTATION
+from pitstop.sandbox.istio_destinations import ServiceSummary, summarize_service
+from pitstop.sandbox.istio_faults import parse_http_fault
+from pitstop.sandbox.kube_objects import JsonObject, list_objects, watch_events
+from pitstop.sandbox.traffic_model import HttpRoute
 
 log = logging.getLogger(__name__)
 

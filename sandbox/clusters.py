@@ -21,7 +21,7 @@ Clusters are created with
 A cluster created before these options keeps its old settings (kwokctl saves each component's arguments)
 until it is deleted and created again; `clusters_listening_beyond_loopback` names such clusters.
 
-    python -m sandbox.clusters create|delete|status [--regions eu-central,us-east]
+    python -m pitstop.sandbox.clusters create|delete|status [--regions eu-central,us-east]
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from pydantic import BaseModel
 
-from sandbox.audit import AUDIT_LOG_MAX_BACKUPS, AUDIT_LOG_MAX_MB, write_audit_policy
-from sandbox.binaries import KubeBinaries
-from sandbox.cluster_contents import node_is_ready, populate_cluster
+from pitstop.sandbox.audit import AUDIT_LOG_MAX_BACKUPS, AUDIT_LOG_MAX_MB, write_audit_policy
+from pitstop.sandbox.binaries import KubeBinaries
+from pitstop.sandbox.cluster_contents import node_is_ready, populate_cluster
 
 DEFAULT_CLUSTER_PREFIX = "pitstop"
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
@@ -341,14 +341,14 @@ def _probe(*, status: SandboxClusterStatus, kubeconfig: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m sandbox.clusters create|delete|status` for the configured regions and state dir."""
+    """`python -m pitstop.sandbox.clusters create|delete|status` for the configured regions and state dir."""
     import argparse
     import sys
 
     from pitstop.config import load_settings
-    from sandbox.binaries import GoBuildError, MissingBinariesError, ensure_binaries, locate_binaries
+    from pitstop.sandbox.binaries import GoBuildError, MissingBinariesError, ensure_binaries, locate_binaries
 
-    parser = argparse.ArgumentParser(prog="python -m sandbox.clusters", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m pitstop.sandbox.clusters", description=main.__doc__)
     parser.add_argument("command", choices=["create", "delete", "status"])
     parser.add_argument("--regions", help="comma-separated regions (default: the configured sandbox regions)")
     args = parser.parse_args(argv)

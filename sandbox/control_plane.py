@@ -20,7 +20,7 @@ it is down, and a kwokctl run meanwhile (another test session creating a cluster
 `restart_kube_apiserver(..., down_seconds=)` keeps the lock for the whole outage; the separate
 `stop_kube_apiserver` / `start_kube_apiserver` hold it only while each runs.
 
-    python -m sandbox.control_plane restart|stop|start --region eu-central [--down-seconds 5]
+    python -m pitstop.sandbox.control_plane restart|stop|start --region eu-central [--down-seconds 5]
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from sandbox.clusters import SandboxClusters, port_picking_lock
+from pitstop.sandbox.clusters import SandboxClusters, port_picking_lock
 
 KUBE_APISERVER = "kube-apiserver"
 KUBE_CONTROLLER_MANAGER = "kube-controller-manager"
@@ -312,13 +312,13 @@ def _start_and_heal(cluster: KwokCluster, *, timeout: float) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m sandbox.control_plane restart|stop|start --region R` on the configured sandbox."""
+    """`python -m pitstop.sandbox.control_plane restart|stop|start --region R` on the configured sandbox."""
     import argparse
 
     from pitstop.config import load_settings
-    from sandbox.clusters import DEFAULT_CLUSTER_PREFIX, cluster_name, kwok_workdir
+    from pitstop.sandbox.clusters import DEFAULT_CLUSTER_PREFIX, cluster_name, kwok_workdir
 
-    parser = argparse.ArgumentParser(prog="python -m sandbox.control_plane", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m pitstop.sandbox.control_plane", description=main.__doc__)
     parser.add_argument("command", choices=["restart", "stop", "start"])
     parser.add_argument("--region", required=True, help="the sandbox region whose kube-apiserver to act on")
     parser.add_argument("--down-seconds", type=float, default=0.0, help="restart: how long the API server stays down")

@@ -20,7 +20,7 @@ restartCount) and that node as NotReady; without the label they are Ready again.
 `clear_fault` reconcile; pods created later by a crash-looping Deployment (a restart, a scale-up) get
 their label from `keep_fault_labels`, which the simulator runs every 2 s while a region has such a fault.
 
-CLI: `python -m sandbox.faults --kubeconfig F --context eu-central inject bad-release --service ota-update
+CLI: `python -m pitstop.sandbox.faults --kubeconfig F --context eu-central inject bad-release --service ota-update
 --version v3.5.0 --error-ratio 0.4`, `... clear <id>`, `... list`.
 """
 
@@ -40,7 +40,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from sandbox.kube_objects import FIELD_MANAGER, get_object, list_objects, merge_patch, server_side_apply
+from pitstop.sandbox.kube_objects import FIELD_MANAGER, get_object, list_objects, merge_patch, server_side_apply
 
 log = logging.getLogger("pitstop.sandbox.faults")
 

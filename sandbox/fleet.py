@@ -10,7 +10,7 @@
 - `apply_fleet(api_client=..., region=..., services=...)` server-side-applies all of it (idempotent,
   threaded) and creates the `pitstop-sandbox` namespace (faults; global weights live in `sandbox.gslb`).
 
-CLI: `python -m sandbox.fleet --kubeconfig F --contexts eu-central,us-east --services 40`.
+CLI: `python -m pitstop.sandbox.fleet --kubeconfig F --contexts eu-central,us-east --services 40`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from kubernetes.client import ApiClient
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pitstop import bounded_yaml
-from sandbox.kube_objects import JsonObject, server_side_apply
-from sandbox.traffic_model import CallEdge, TrafficProfile
+from pitstop.sandbox.kube_objects import JsonObject, server_side_apply
+from pitstop.sandbox.traffic_model import CallEdge, TrafficProfile
 
 DEFAULT_FLEET_SPEC = Path(__file__).with_name("fleet.yaml")
 SANDBOX_NAMESPACE = "pitstop-sandbox"

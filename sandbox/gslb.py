@@ -15,7 +15,7 @@ HTTP API (loopback only; every `/v1` call needs `Authorization: Bearer <token>`)
 State: `<dir>/weights.json` (written atomically, survives restarts); the bearer token is read from
 `--token-file` (default `<dir>/token`; created 0600 with a random token when absent). Regions named with `--regions` start at 100.
 
-Run: `python -m sandbox.gslb --dir STATE/sandbox/gslb --regions eu-central,us-east --port P`.
+Run: `python -m pitstop.sandbox.gslb --dir STATE/sandbox/gslb --regions eu-central,us-east --port P`.
 """
 
 from __future__ import annotations
@@ -222,7 +222,7 @@ class WeightsFollower:
 
 
 class GslbProcess:
-    """The authority running as a child process (`python -m sandbox.gslb`)."""
+    """The authority running as a child process (`python -m pitstop.sandbox.gslb`)."""
 
     def __init__(self, *, process: subprocess.Popen[bytes], port: int, state_dir: Path, token_file: Path) -> None:
         self.process, self.port, self.state_dir, self.token_file = process, port, state_dir, token_file
@@ -247,7 +247,7 @@ def start_gslb_process(*, state_dir: Path, regions: Sequence[str], port: int | N
     """Start the authority on 127.0.0.1 and wait until it answers `/healthz`."""
     import httpx
 
-    from sandbox.monitoring import free_loopback_port
+    from pitstop.sandbox.monitoring import free_loopback_port
 
     port = port or free_loopback_port()
     token_file = token_file or token_path(state_dir)
@@ -255,7 +255,7 @@ def start_gslb_process(*, state_dir: Path, regions: Sequence[str], port: int | N
     log_path = log_path or state_dir / "gslb.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        [sys.executable, "-m", "sandbox.gslb", "--dir", str(state_dir), "--regions", ",".join(regions),
+        [sys.executable, "-m", "pitstop.sandbox.gslb", "--dir", str(state_dir), "--regions", ",".join(regions),
          "--port", str(port), "--token-file", str(token_file)],
         stdout=log_path.open("ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         cwd=Path(__file__).resolve().parent.parent,

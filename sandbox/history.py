@@ -20,8 +20,8 @@ from typing import TextIO
 
 from pydantic import BaseModel, Field
 
-from sandbox.fleet import ServiceSpec, call_edges
-from sandbox.traffic_model import (
+from pitstop.sandbox.fleet import ServiceSpec, call_edges
+from pitstop.sandbox.traffic_model import (
     INGRESS_WORKLOAD,
     diurnal_factor_at,
     pod_usage,

@@ -27,8 +27,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.istio_faults import HttpFault, fault_shares
-from sandbox.traffic_model import HEADER_COHORT_SHARE, HttpRoute, route_capture_shares
+from pitstop.sandbox.istio_faults import HttpFault, fault_shares
+from pitstop.sandbox.traffic_model import HEADER_COHORT_SHARE, HttpRoute, route_capture_shares
 
 CLUSTER_DOMAIN = "cluster.local"
 UNKNOWN = "unknown"

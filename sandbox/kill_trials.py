@@ -10,7 +10,7 @@ wait, a compensation, between workflow tasks). Kills land among the starts, so a
 while no worker is up. A trial is *in flight* when its run was still open right after a kill (checked with the
 worker dead, so nothing can have closed it in between).
 
-The worker is the product's entry point (`python -m workers.cli worker`, settings from a config file) with a
+The worker is the product's entry point (`python -m pitstop.workers.cli worker`, settings from a config file) with a
 kubeconfig holding a token of the `pitstop-worker` service account (deploy/rbac.yaml applied), so the audit log
 (`sandbox.audit`) attributes its writes to that user and keeps their bodies, which carry the step's
 idempotency key.
@@ -51,13 +51,13 @@ from pydantic import BaseModel, Field
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.client import Client, WorkflowHandle
 
-from activities.kube_api import KubeJson, deployment_path
-from activities.traffic import ISTIO_GROUP_VERSION
+from pitstop.activities.kube_api import KubeJson, deployment_path
+from pitstop.activities.traffic import ISTIO_GROUP_VERSION
 from pitstop.rollout import rollout_progress
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
 from pitstop.runbook.run_state import ControlRequest, RunStatus
 from pitstop.traffic_routes import service_route_weights
-from sandbox.audit import (
+from pitstop.sandbox.audit import (
     RESTART_KEY_ANNOTATION,
     WORKER_USER,
     AuditEvent,
@@ -67,8 +67,8 @@ from sandbox.audit import (
     worker_writes,
     write_counts,
 )
-from sandbox.clusters import SandboxClusters
-from sandbox.fleet import EntryTraffic, ServiceSpec, apply_fleet
+from pitstop.sandbox.clusters import SandboxClusters
+from pitstop.sandbox.fleet import EntryTraffic, ServiceSpec, apply_fleet
 
 NAMESPACE = "kill-trials"
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,7 +172,7 @@ class KillTrialReport(BaseModel):
 
 
 class WorkerProcess:
-    """`python -m workers.cli worker` with its own config file; killed with SIGKILL, started again."""
+    """`python -m pitstop.workers.cli worker` with its own config file; killed with SIGKILL, started again."""
 
     def __init__(self, *, config_file: Path, log: Path) -> None:
         self.config_file, self.log = config_file, log
@@ -185,7 +185,7 @@ class WorkerProcess:
         self._ready_lines = self._count_ready()
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "workers.cli", "worker"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "pitstop.workers.cli", "worker"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
             )
 
     async def ready(self, timeout: float = 60) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from kubernetes.client import ApiClient
 
-from activities.kube_api import JsonObject, KubeJson, ResourceKind
+from pitstop.activities.kube_api import JsonObject, KubeJson, ResourceKind
 
 FIELD_MANAGER = "pitstop-sandbox"
 LIST_TIMEOUT_SECONDS = 60.0

@@ -17,7 +17,7 @@
 Prometheus and Alertmanager listen on the ports of `settings.prometheus.url` / `settings.alertmanager.url`,
 so the worker finds them where its configuration says.
 
-    python -m sandbox.lifecycle up|status|delete
+    python -m pitstop.sandbox.lifecycle up|status|delete
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from kubernetes.client import ApiClient
 from pydantic import BaseModel
 
 from pitstop.config import Settings, load_settings
-from sandbox.binaries import ensure_binaries, locate_binaries
-from sandbox.clusters import (
+from pitstop.sandbox.binaries import ensure_binaries, locate_binaries
+from pitstop.sandbox.clusters import (
     SandboxClusters,
     api_client,
     clusters_listening_beyond_loopback,
@@ -47,13 +47,13 @@ from sandbox.clusters import (
     sandbox_cluster_status,
     sandbox_dir,
 )
-from sandbox.fleet import FLEET_LABEL, SANDBOX_NAMESPACE, apply_fleet, expand_fleet, load_fleet_spec
-from sandbox.gslb import GslbProcess, start_gslb_process
-from sandbox.history import HistoricalPod, backfill_history
-from sandbox.kube_objects import get_object, list_objects
-from sandbox.monitoring import AlertRuleSettings, MonitoringHandle, MonitoringSettings, free_loopback_port, start_monitoring
-from sandbox.simulator import SimulatorProcess, start_simulator_process
-from workers.clients import traffic_authority_token_file
+from pitstop.sandbox.fleet import FLEET_LABEL, SANDBOX_NAMESPACE, apply_fleet, expand_fleet, load_fleet_spec
+from pitstop.sandbox.gslb import GslbProcess, start_gslb_process
+from pitstop.sandbox.history import HistoricalPod, backfill_history
+from pitstop.sandbox.kube_objects import get_object, list_objects
+from pitstop.sandbox.monitoring import AlertRuleSettings, MonitoringHandle, MonitoringSettings, free_loopback_port, start_monitoring
+from pitstop.sandbox.simulator import SimulatorProcess, start_simulator_process
+from pitstop.workers.clients import traffic_authority_token_file
 
 Progress = Callable[[str], None]
 
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     """`up` runs until Ctrl-C (then stops the simulator and monitoring; clusters keep running)."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m sandbox.lifecycle", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m pitstop.sandbox.lifecycle", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["up", "status", "delete"])
     args = parser.parse_args(argv)
     settings = load_settings()

@@ -2,7 +2,7 @@
 its namespace set up the way `pitstop setup` does it, N `pitstop worker` processes and M `pitstop webhook` replicas,
 each replica with its own state directory (intake journal) and port. Everything listens on 127.0.0.1.
 
-    python -m sandbox.production_topology up [--workers 2] [--webhooks 2]   # until Ctrl-C
+    python -m pitstop.sandbox.production_topology up [--workers 2] [--webhooks 2]   # until Ctrl-C
 
 The tests kill -9 single processes of it (a worker, a webhook replica, the Temporal server) and start them again.
 """
@@ -21,8 +21,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sandbox.monitoring import wait_http_ready
-from sandbox.temporal_server import PostgresProcess, TemporalServerProcess, ensure_namespace, free_port
+from pitstop.sandbox.monitoring import wait_http_ready
+from pitstop.sandbox.temporal_server import PostgresProcess, TemporalServerProcess, ensure_namespace, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_SECONDS = 60
@@ -47,7 +47,7 @@ class PitstopProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         env = {**self.env, "PITSTOP_STATE_DIR": str(self.state_dir), "PYTHONPATH": os.environ.get("PYTHONPATH", str(ROOT))}
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "workers.cli", *self.args], env=env, cwd=ROOT,
+            self.process = subprocess.Popen([sys.executable, "-m", "pitstop.workers.cli", *self.args], env=env, cwd=ROOT,
                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         if self.ready_url:
             wait_http_ready(self.ready_url, self.process, self.log_path, READY_TIMEOUT_SECONDS)
@@ -121,7 +121,7 @@ class ProductionTopology:
         namespace yet (it refreshes every few seconds)."""
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
         while True:
-            setup = subprocess.run([sys.executable, "-m", "workers.cli", "setup"], env=self.env(), cwd=ROOT,
+            setup = subprocess.run([sys.executable, "-m", "pitstop.workers.cli", "setup"], env=self.env(), cwd=ROOT,
                                    capture_output=True, text=True, timeout=120, check=False)
             if setup.returncode == 0:
                 return
@@ -158,7 +158,7 @@ class ProductionTopology:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sandbox.production_topology", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m pitstop.sandbox.production_topology", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["up"])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--webhooks", type=int, default=2)

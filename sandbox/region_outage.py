@@ -8,7 +8,7 @@ the API server again (with the controllers and kwok healed by `sandbox.control_p
 Global traffic weights are not touched: they live in the global traffic authority (`sandbox.gslb`), which is
 what a failover changes.
 
-    python -m sandbox.region_outage fail|restore REGION [--simulator-url URL]
+    python -m pitstop.sandbox.region_outage fail|restore REGION [--simulator-url URL]
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from collections.abc import Sequence
 import httpx
 from kubernetes.client import ApiClient
 
-from sandbox.clusters import SandboxClusters
-from sandbox.control_plane import KwokCluster, start_kube_apiserver, stop_kube_apiserver
-from sandbox.faults import RegionOutage, clear_fault, inject_fault, list_faults
+from pitstop.sandbox.clusters import SandboxClusters
+from pitstop.sandbox.control_plane import KwokCluster, start_kube_apiserver, stop_kube_apiserver
+from pitstop.sandbox.faults import RegionOutage, clear_fault, inject_fault, list_faults
 
 SIMULATOR_WAIT_SECONDS = 15.0
 
@@ -64,10 +64,10 @@ def restore_region(*, clusters: SandboxClusters, region: str, api_client: ApiCli
 
 def main(argv: Sequence[str] | None = None) -> int:
     from pitstop.config import load_settings
-    from sandbox.clusters import DEFAULT_CLUSTER_PREFIX, cluster_name, kubeconfig_path, kwok_workdir
-    from sandbox.clusters import api_client as region_api_client
+    from pitstop.sandbox.clusters import DEFAULT_CLUSTER_PREFIX, cluster_name, kubeconfig_path, kwok_workdir
+    from pitstop.sandbox.clusters import api_client as region_api_client
 
-    parser = argparse.ArgumentParser(prog="python -m sandbox.region_outage",
+    parser = argparse.ArgumentParser(prog="python -m pitstop.sandbox.region_outage",
                                      description="fail a sandbox region hard (API server down, traffic 503), or restore it")
     parser.add_argument("command", choices=["fail", "restore"])
     parser.add_argument("region")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sandbox.clusters import (
+from pitstop.sandbox.clusters import (
     DEFAULT_CLUSTER_PREFIX,
     SandboxClusters,
     create_sandbox_clusters,

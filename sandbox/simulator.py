@@ -19,7 +19,7 @@ A region with a `region-outage` fault answers every request with 503 and its syn
 in force while the region's kube-apiserver is stopped (the watcher keeps its last view), as in a hard outage.
 Without `--traffic-authority` every region has weight 100.
 
-Run: `python -m sandbox.simulator --kubeconfig F --contexts eu-central,us-east --port P
+Run: `python -m pitstop.sandbox.simulator --kubeconfig F --contexts eu-central,us-east --port P
 [--traffic-authority URL --traffic-token-file F]`.
 """
 
@@ -41,12 +41,12 @@ from urllib.parse import parse_qs, urlparse
 
 from kubernetes.client import ApiClient
 
-from sandbox.cluster_watch import DeploymentSummary, RegionSnapshot, RegionWatcher
-from sandbox.faults import BadRelease, CrashLoop, RegionOutage, SaturatedService, keep_fault_labels
-from sandbox.gslb import WeightsFollower
-from sandbox.istio_destinations import Endpoint, Owner, RouteContext, RouteSplit, Target, route_split
-from sandbox.istio_faults import HttpFault, RequestBatch, apply_faults
-from sandbox.traffic_model import (
+from pitstop.sandbox.cluster_watch import DeploymentSummary, RegionSnapshot, RegionWatcher
+from pitstop.sandbox.faults import BadRelease, CrashLoop, RegionOutage, SaturatedService, keep_fault_labels
+from pitstop.sandbox.gslb import WeightsFollower
+from pitstop.sandbox.istio_destinations import Endpoint, Owner, RouteContext, RouteSplit, Target, route_split
+from pitstop.sandbox.istio_faults import HttpFault, RequestBatch, apply_faults
+from pitstop.sandbox.traffic_model import (
     INGRESS_WORKLOAD,
     LATENCY_BUCKETS_MS,
     CallEdge,
@@ -540,7 +540,7 @@ if __name__ == "__main__":
 
 
 class SimulatorProcess:
-    """A simulator running as a child process (`python -m sandbox.simulator`)."""
+    """A simulator running as a child process (`python -m pitstop.sandbox.simulator`)."""
 
     def __init__(self, *, process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
         self.process = process
@@ -583,12 +583,12 @@ def start_simulator_process(
     `traffic_authority`: (URL, token file) of the global traffic authority whose weights it obeys."""
     import httpx
 
-    from sandbox.monitoring import free_loopback_port
+    from pitstop.sandbox.monitoring import free_loopback_port
 
     port = port or free_loopback_port()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        [sys.executable, "-m", "sandbox.simulator", "--kubeconfig", str(kubeconfig),
+        [sys.executable, "-m", "pitstop.sandbox.simulator", "--kubeconfig", str(kubeconfig),
          "--contexts", ",".join(contexts), "--port", str(port), "--tick-seconds", str(tick_seconds),
          *(["--traffic-authority", traffic_authority[0], "--traffic-token-file", str(traffic_authority[1])]
            if traffic_authority else [])],

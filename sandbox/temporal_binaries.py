@@ -6,7 +6,7 @@ binaries (cold: about 6 minutes of 2 cores; never rebuilt while go.mod/go.sum ar
 than Debian's: the build sets GOTOOLCHAIN, and the go command fetches that toolchain from the module proxy. The
 server's config templates and SQL schemas ship in the module source; `temporal_module_dir` finds them.
 
-    python -m sandbox.temporal_binaries build    # prints the bin dir
+    python -m pitstop.sandbox.temporal_binaries build    # prints the bin dir
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sandbox.binaries import GO_TOOLS_DIR, GoBuildError, GoBuildTarget, Progress, cache_dir, exclusive_lock, go_build
+from pitstop.sandbox.binaries import GO_TOOLS_DIR, GoBuildError, GoBuildTarget, Progress, cache_dir, exclusive_lock, go_build
 
 TEMPORAL_SERVER_VERSION = "v1.32.2"
 TEMPORAL_GOTOOLCHAIN = "go1.27.3"

@@ -32,7 +32,7 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, Register
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from sandbox.temporal_binaries import ensure_temporal_binaries, temporal_module_dir
+from pitstop.sandbox.temporal_binaries import ensure_temporal_binaries, temporal_module_dir
 
 POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
 DB_USER = "temporal"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from sandbox.istio_faults import HttpFault
+    from pitstop.sandbox.istio_faults import HttpFault
 
 SECONDS_PER_HOUR = 3600.0
 SECONDS_PER_DAY = 86400.0

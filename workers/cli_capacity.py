@@ -46,9 +46,9 @@ def load_prices(path: Path | None) -> dict[str, float]:
 
 
 def collect_all(settings: Settings, regions: list[str], template: dict[str, Any]) -> list[RegionCapacity]:
-    from activities.capacity import collect_region
-    from activities.kube_api import KubeJson
-    from activities.metrics import MetricsQueryError, MetricsUnavailable
+    from pitstop.activities.capacity import collect_region
+    from pitstop.activities.kube_api import KubeJson
+    from pitstop.activities.metrics import MetricsQueryError, MetricsUnavailable
 
     from .clients import build_kube_client, build_metrics_provider, region_clusters
 
@@ -87,7 +87,7 @@ def register(app: typer.Typer) -> None:
         step_seconds: Annotated[int, typer.Option("--step", help="Seconds between usage samples.")] = 300,
     ) -> None:
         """Read usage history, nodes and quotas; write the capacity report (HTML, Markdown, JSON) to --out."""
-        from activities.capacity import write_report
+        from pitstop.activities.capacity import write_report
 
         settings = load_settings()
         try:

@@ -57,7 +57,7 @@ def load_experiment(path: Path) -> dict[str, Any]:
 
 def validation_problems(experiment: dict[str, Any], settings: Settings) -> list[str]:
     """chaoslib's verdict (`ensure_experiment_is_valid`, with this process' environment) and the allowlists."""
-    from chaos.runner import run_phase
+    from pitstop.chaos_toolkit.runner import run_phase
 
     security = settings.security
     problems = provider_refusals(experiment, modules=security.chaos_provider_modules,

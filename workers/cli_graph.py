@@ -25,8 +25,8 @@ from .graph_cache import CachedGraph, cache_path, load_fresh, store
 
 def cached_or_discovered(settings: Settings, args: DiscoverArgs, *, refresh: bool, max_age: timedelta) -> CachedGraph:
     """The cached graph while fresh, else one read from Prometheus now (and cached unless empty)."""
-    from activities.dependency_graph import discover_graph
-    from activities.metrics import MetricsQueryError, MetricsUnavailable
+    from pitstop.activities.dependency_graph import discover_graph
+    from pitstop.activities.metrics import MetricsQueryError, MetricsUnavailable
 
     from .clients import build_metrics_provider
 

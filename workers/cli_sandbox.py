@@ -50,7 +50,7 @@ ServicesOption = Annotated[Optional[int], typer.Option("--services", help="Numbe
 def sandbox_up(regions: RegionsOption = None, services: ServicesOption = None) -> None:
     """Build the binaries if needed, start clusters, apply the fleet, backfill history, run the simulator,
     Prometheus and Alertmanager until Ctrl-C (clusters keep running; `pitstop sandbox down` deletes them)."""
-    from sandbox.lifecycle import ensure_sandbox
+    from pitstop.sandbox.lifecycle import ensure_sandbox
 
     from .webhook import webhook_token
 
@@ -75,7 +75,7 @@ def sandbox_up(regions: RegionsOption = None, services: ServicesOption = None) -
 @sandbox_app.command("down")
 def sandbox_down(regions: RegionsOption = None) -> None:
     """Delete the sandbox's clusters and monitoring data."""
-    from sandbox.lifecycle import delete_sandbox
+    from pitstop.sandbox.lifecycle import delete_sandbox
 
     delete_sandbox(_settings(regions, None))
     print("[sandbox] deleted")
@@ -87,7 +87,7 @@ def sandbox_status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Show each region's cluster: API server, nodes ready."""
-    from sandbox.clusters import sandbox_cluster_status
+    from pitstop.sandbox.clusters import sandbox_cluster_status
 
     settings = _settings(regions, None)
     statuses = sandbox_cluster_status(regions=settings.sandbox.regions, state_dir=settings.state_dir)
@@ -104,8 +104,8 @@ def sandbox_status(
 def scratch_create() -> None:
     """Create (or start again) the scratch cluster and print its kubeconfig; the worker then offers it as restore
     target `scratch` (restart a running worker to pick it up)."""
-    from sandbox.binaries import ensure_binaries
-    from sandbox.scratch_cluster import create_scratch_cluster, scratch_kubeconfig
+    from pitstop.sandbox.binaries import ensure_binaries
+    from pitstop.sandbox.scratch_cluster import create_scratch_cluster, scratch_kubeconfig
 
     settings = _settings(None, None)
     print("[sandbox] creating the scratch cluster (about a minute the first time)", flush=True)
@@ -116,8 +116,8 @@ def scratch_create() -> None:
 @scratch_app.command("delete")
 def scratch_delete() -> None:
     """Delete the scratch cluster (processes and data)."""
-    from sandbox.binaries import locate_binaries
-    from sandbox.scratch_cluster import delete_scratch_cluster
+    from pitstop.sandbox.binaries import locate_binaries
+    from pitstop.sandbox.scratch_cluster import delete_scratch_cluster
 
     delete_scratch_cluster(state_dir=_settings(None, None).state_dir, bin_dir=locate_binaries().bin_dir)
     print("[sandbox] scratch cluster deleted")
@@ -126,7 +126,7 @@ def scratch_delete() -> None:
 def _fault_client(region: str) -> object:
     from kubernetes.config import new_client_from_config
 
-    from sandbox.clusters import kubeconfig_path
+    from pitstop.sandbox.clusters import kubeconfig_path
 
     settings = _settings(None, None)
     kubeconfig = kubeconfig_path(settings.state_dir)
@@ -147,7 +147,7 @@ def fault_inject(
     """Inject a live fault; the simulator (and so Prometheus and Alertmanager) sees it within seconds."""
     from pydantic import TypeAdapter, ValidationError
 
-    from sandbox.faults import Fault, inject_fault
+    from pitstop.sandbox.faults import Fault, inject_fault
 
     fields: dict[str, str | float | None] = {"kind": kind, "service": service, "version": version, "node": node}
     if kind == "bad-release":
@@ -167,7 +167,7 @@ def fault_clear(
     region: Annotated[str, typer.Option(help="Region of the fault.")] = "eu-central",
 ) -> None:
     """Clear one fault."""
-    from sandbox.faults import clear_fault
+    from pitstop.sandbox.faults import clear_fault
 
     if not clear_fault(api_client=_fault_client(region), fault_id=fault_id):  # type: ignore[arg-type]
         raise CliError(f"no active fault {fault_id!r} in {region}", exit_code=4)
@@ -177,7 +177,7 @@ def fault_clear(
 @fault_app.command("list")
 def fault_list(region: Annotated[str, typer.Option(help="Region to list.")] = "eu-central") -> None:
     """List active faults in a region."""
-    from sandbox.faults import list_faults
+    from pitstop.sandbox.faults import list_faults
 
     for record in list_faults(api_client=_fault_client(region)):  # type: ignore[arg-type]
         print(record.model_dump_json())

@@ -197,7 +197,7 @@ def apply_on_up(settings: Settings, env: dict[str, str]) -> None:
     if not path.exists():
         print(f"[up] schedules: {path} does not exist; no schedules applied", flush=True)
         return
-    command = [sys.executable, "-m", "workers.cli", "schedules", "apply", "--file", str(path)]
+    command = [sys.executable, "-m", "pitstop.workers.cli", "schedules", "apply", "--file", str(path)]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     print(f"[up] schedules from {path}{'' if result.returncode == 0 else ' (NOT all applied)'}:", flush=True)
     for line in (result.stdout + result.stderr).strip().splitlines():

@@ -17,11 +17,11 @@ from kubernetes import config as kube_config
 from kubernetes.client import ApiClient, Configuration
 from temporalio.client import Client
 
-from activities.alertmanager_api import AlertmanagerApi
-from activities.clients import ActivityClients
-from activities.kube_api import limit_rate
-from activities.metrics import PrometheusProvider
-from activities.traffic_authority import HttpTrafficAuthority
+from pitstop.activities.alertmanager_api import AlertmanagerApi
+from pitstop.activities.clients import ActivityClients
+from pitstop.activities.kube_api import limit_rate
+from pitstop.activities.metrics import PrometheusProvider
+from pitstop.activities.traffic_authority import HttpTrafficAuthority
 from pitstop.config import RegionCluster, Settings
 
 

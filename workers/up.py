@@ -84,7 +84,7 @@ def start_demo_release(settings: Settings, env: dict[str, str]) -> None:
     service, namespace = DEMO_SERVICE
     tag = time.strftime("%Y%m%d-%H%M%S")
     command = [
-        sys.executable, "-m", "workers.cli", "run", "canary", "--detach",
+        sys.executable, "-m", "pitstop.workers.cli", "run", "canary", "--detach",
         "-i", f"service={service}", "-i", f"namespace={namespace}", "-i", "region=eu-central",
         "-i", f"image=registry.pitstop.dev/{namespace}/{service}:demo-{tag}",
         "-i", "interval=10s", "-i", "steps=[10,25,50,100]", "-i", "warm_window=30s",
@@ -110,7 +110,7 @@ def run_up(settings: Settings, *, temporal_address: str | None, with_sandbox: bo
         server, temporal_address = _start_temporal(settings, temporal_address)
         _check_namespace(settings, temporal_address)
         if with_sandbox and not settings.kubernetes.regions:
-            from sandbox.lifecycle import ensure_sandbox  # the local fleet sandbox (kube API + kwok, Prometheus)
+            from pitstop.sandbox.lifecycle import ensure_sandbox  # the local fleet sandbox (kube API + kwok, Prometheus)
 
             from .webhook import webhook_token
 
@@ -198,8 +198,8 @@ def _start_children(settings: Settings, temporal_address: str) -> list[Supervise
     env = child_env(settings, temporal_address)
     python = sys.executable
     children = [
-        SupervisedProcess("worker", [python, "-m", "workers.cli", "worker"], env, logs / "worker.log"),
-        SupervisedProcess("webhook", [python, "-m", "workers.webhook"], env, logs / "webhook.log"),
+        SupervisedProcess("worker", [python, "-m", "pitstop.workers.cli", "worker"], env, logs / "worker.log"),
+        SupervisedProcess("webhook", [python, "-m", "pitstop.workers.webhook"], env, logs / "webhook.log"),
     ]
     for child in children:
         child.start()

@@ -543,7 +543,7 @@ def _event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def main() -> None:
-    """`python -m workers.webhook`: serve with the Settings from the environment/config file."""
+    """`python -m pitstop.workers.webhook`: serve with the Settings from the environment/config file."""
     from .errors import CliError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

@@ -18,9 +18,9 @@ from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
-from activities import ActivitySet, build_activities
+from pitstop.activities import ActivitySet, build_activities
 from pitstop.config import Settings, regional_task_queue
-from workflows import ALL_WORKFLOWS
+from pitstop.workflows import ALL_WORKFLOWS
 
 from .clients import build_activity_clients
 

@@ -16,7 +16,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from pitstop.alerts import Alert
     from pitstop.incidents import ApprovalDecision, IncidentPhase, IncidentStart, IncidentStatus, TimelineEntry
-    from workflows.lease import LeaseHolderSide
+    from pitstop.workflows.lease import LeaseHolderSide
 
 class IncidentContext:
     """One incident run's state (what the phases read and write)."""

@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from pitstop.runbook.leases import LeaseHolder, lease_id
     from pitstop.runbook.step_types import StepInvocation
     from pitstop.steps.kubernetes import DeploymentArgs, LastRolloutResult
-    from workflows.lease import LeaseOutcome  # passed through like `LeaseHolderSide` (IncidentContext): one enum
+    from pitstop.workflows.lease import LeaseOutcome  # passed through like `LeaseHolderSide` (IncidentContext): one enum
 
 from .incident_action import act, verify, verify_other
 from .activity_policies import ACTIVITY_TIMEOUT, BEST_EFFORT, QUICK, SLOW_ACTIVITY_TIMEOUT

@@ -42,12 +42,12 @@ with workflow.unsafe.imports_passed_through():
     from pitstop.runbook.run_state import ApprovalDecision, ControlRequest, Phase, RunStatus
     from pitstop.schedules.skips import skips_run
     # the parts hold no module state; passing them through saves re-importing them in every run's sandbox
-    from workflows.runbook_fan_out import FOR_EACH_CONTINUE_AS_NEW_PATCH
-    from workflows.runbook_lifecycle import acquire_lease, check_error_budget, finish
-    from workflows.runbook_loading import load_runbook
-    from workflows.runbook_state import RunState
-    from workflows.runbook_steps import StepScheduler
-    from workflows.step_calls import STEP_TYPES, StepFailed, failure_text
+    from pitstop.workflows.runbook_fan_out import FOR_EACH_CONTINUE_AS_NEW_PATCH
+    from pitstop.workflows.runbook_lifecycle import acquire_lease, check_error_budget, finish
+    from pitstop.workflows.runbook_loading import load_runbook
+    from pitstop.workflows.runbook_state import RunState
+    from pitstop.workflows.runbook_steps import StepScheduler
+    from pitstop.workflows.step_calls import STEP_TYPES, StepFailed, failure_text
 
 
 SCHEDULED_SKIP_PATCH = "scheduled-run-skips-busy-target"  # a scheduled run refused the lease ends skipped

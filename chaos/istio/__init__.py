@@ -20,7 +20,7 @@ from chaosk8s import create_k8s_api_client, get_config_path
 from kubernetes.client import ApiClient
 from kubernetes.config import new_client_from_config
 
-from activities.kube_api import KubeJson
+from pitstop.activities.kube_api import KubeJson
 
 __all__ = ["api_client", "istio_client"]
 

@@ -21,7 +21,7 @@ import asyncio
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
-from activities.metrics import MetricsQueryError, MetricsUnavailable, PrometheusProvider
+from pitstop.activities.metrics import MetricsQueryError, MetricsUnavailable, PrometheusProvider
 
 __all__ = ["query_value"]
 

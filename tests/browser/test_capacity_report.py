@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from activities.capacity import write_report
+from pitstop.activities.capacity import write_report
 from pitstop.capacity import cluster
 from pitstop.capacity.collection import region_capacity
 from pitstop.capacity.forecast import ForecastSettings

@@ -12,9 +12,9 @@ from temporalio.client import Client
 from pitstop.config import Settings
 from tests.integration.runbook_harness import engine, start
 from tests.integration.test_webhook import webhook_server
-from workers.devserver import DevServer, DevServerPorts, free_port
-from workers.payload_codec import rotate_key_ring
-from workers.temporal_connection import connect
+from pitstop.workers.devserver import DevServer, DevServerPorts, free_port
+from pitstop.workers.payload_codec import rotate_key_ring
+from pitstop.workers.temporal_connection import connect
 
 pytestmark = pytest.mark.browser
 

@@ -28,14 +28,14 @@ from pitstop.runbook.catalog import start_form_json, start_form_request
 from pitstop.runbook.request import RunbookOutcome
 from pitstop.runbook.validation import load_runbook_file
 from tests.fixtures.worker_reach import DEFAULT_REACH
-from workers.devserver import DevServerPorts, free_port
+from pitstop.workers.devserver import DevServerPorts, free_port
 
 pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
-PITSTOP = [sys.executable, "-m", "workers.cli"]
+PITSTOP = [sys.executable, "-m", "pitstop.workers.cli"]
 SCHEDULE_ID = "nightly-scale-check"
 SCHEDULES = f"""\
 schedules:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from workers.devserver import free_port
+from pitstop.workers.devserver import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 HANG_SECONDS = 5.0  # a generous bound: hang detection, not a speed criterion
@@ -96,7 +96,7 @@ def basic_password(token: str) -> str:
 
 
 class WebhookProcess:
-    """`python -m workers.webhook` on a free loopback port, its Temporal address a closed port (the client
+    """`python -m pitstop.workers.webhook` on a free loopback port, its Temporal address a closed port (the client
     connects lazily; alerts are journaled and wait): everything up to the journal runs for real. Bearer token
     `token`, basic auth `fuzz`/`basic_password(token)`; the rate limit is raised far above the fuzz's pace so
     every case reaches the code it fuzzes (tests/integration/test_webhook.py tests the limit)."""
@@ -116,7 +116,7 @@ class WebhookProcess:
                "PITSTOP_WEBHOOK__RATE_LIMIT__BURST": "100000",
                "PITSTOP_TEMPORAL__ADDRESS": f"127.0.0.1:{free_port()}"}
         self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen([sys.executable, "-m", "workers.webhook"], cwd=ROOT, env=env,
+        self.process = subprocess.Popen([sys.executable, "-m", "pitstop.workers.webhook"], cwd=ROOT, env=env,
                                         stdout=self._log, stderr=subprocess.STDOUT)
         self._wait_ready(30.0)
 

@@ -3,7 +3,7 @@
 Pure tier: `decode_body` + `AlertmanagerWebhook` + `notifications_from` over arbitrary bytes, arbitrary JSON
 and mutations of a valid v4 payload: a parsed value or the module's own refusal (BodyNotJson -> 400,
 ValidationError -> 422), never another exception. HTTP tier: the real receiver process (`python -m
-workers.webhook` on loopback, tests/fuzz/harness.py) gets hostile bodies, credentials and framing: never
+pitstop.workers.webhook` on loopback, tests/fuzz/harness.py) gets hostile bodies, credentials and framing: never
 a 5xx, never a logged traceback, and it keeps serving. Cases per test: tests/fuzz/profiles.py.
 """
 

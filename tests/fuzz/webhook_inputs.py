@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from pitstop.alerts import AlertmanagerWebhook, AlertNotification, BodyNotJson, decode_body, notifications_from
 from pitstop.webhook_auth import sign
-from workers.webhook import ALERT_PATHS
+from pitstop.workers.webhook import ALERT_PATHS
 
 from .harness import (
     HANG_SECONDS, Hang, Outcome, WebhookProcess, basic_password, escaped, paths_in, raw_request, within,

@@ -12,19 +12,19 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 
-from activities import activity_methods
-from activities.chaos import ChaosActivities
-from activities.clients import ActivityClients
-from activities.delivery import ReleaseAnalysisActivities
-from activities.leases import LeaseActivities
+from pitstop.activities import activity_methods
+from pitstop.activities.chaos import ChaosActivities
+from pitstop.activities.clients import ActivityClients
+from pitstop.activities.delivery import ReleaseAnalysisActivities
+from pitstop.activities.leases import LeaseActivities
 from pitstop.chaos.model import CHAOS_WORKFLOW, ChaosOutcome, ChaosRequest
 from pitstop.config import Settings, regional_task_queue
 from tests.fixtures.temporal import running_worker
-from workflows import ALL_WORKFLOWS
+from pitstop.workflows import ALL_WORKFLOWS
 
 REGION = "eu-central"
 PROVIDERS = "tests.integration.chaos_providers"
-TEST_CHAOS_MODULES = ["chaosk8s.*", "chaosprometheus.*", "chaos.*", "tests.integration.chaos_providers"]
+TEST_CHAOS_MODULES = ["chaosk8s.*", "chaosprometheus.*", "pitstop.chaos_toolkit.*", "tests.integration.chaos_providers"]
 
 
 def chaos_settings(base: Settings, **overrides: Any) -> Settings:
@@ -42,8 +42,8 @@ async def chaos_engine(
     shared = [*activity_methods(LeaseActivities(client, check_seconds=1.0)),
               *activity_methods(ReleaseAnalysisActivities(clients))]
     if runbooks_dir is not None:
-        from activities.runbook_catalog import RunbookCatalog
-        from activities.runbook_debug import EngineSteps
+        from pitstop.activities.runbook_catalog import RunbookCatalog
+        from pitstop.activities.runbook_debug import EngineSteps
 
         shared += [*RunbookCatalog(runbooks_dir, reach=clients.reach()).activities(), *EngineSteps().activities()]
     regional = activity_methods(ChaosActivities(clients, REGION))

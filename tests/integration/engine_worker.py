@@ -15,7 +15,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from tests.integration.runbook_harness import engine_activities
-from workflows import ALL_WORKFLOWS
+from pitstop.workflows import ALL_WORKFLOWS
 
 
 async def main(address: str, task_queue: str) -> None:

@@ -13,17 +13,17 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 
-from activities.clients import ActivityClients
-from activities.leases import LeaseActivities
-from activities.notify import NotifyActivities
-from activities.runbook_catalog import RunbookCatalog
-from activities.runbook_debug import DebugSteps, EngineSteps
+from pitstop.activities.clients import ActivityClients
+from pitstop.activities.leases import LeaseActivities
+from pitstop.activities.notify import NotifyActivities
+from pitstop.activities.runbook_catalog import RunbookCatalog
+from pitstop.activities.runbook_debug import DebugSteps, EngineSteps
 from pitstop.config import Settings
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
 from pitstop.runbook.run_state import RunStatus
 from tests.fixtures.temporal import running_worker
 from tests.fixtures.worker_reach import TEST_REACH, TEST_SECURITY_SETTINGS
-from workflows import ALL_WORKFLOWS
+from pitstop.workflows import ALL_WORKFLOWS
 
 TEST_RUNBOOKS = Path(__file__).resolve().parents[1] / "data" / "runbooks"
 

@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowFailureError
 
-from activities.clients import ActivityClients
+from pitstop.activities.clients import ActivityClients
 from pitstop.chaos.model import ChaosRequest, ChaosStatus
 from pitstop.config import Settings
 
@@ -139,7 +139,7 @@ async def test_an_invalid_experiment_is_refused_with_chaoslibs_message(
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workers.cli", *args], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "pitstop.workers.cli", *args], env=env, capture_output=True, text=True, timeout=120)
 
 
 async def test_the_cli_validates_runs_reports_and_shows_history(

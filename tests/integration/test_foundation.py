@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from workers.devserver import DevServerPorts, port_is_open
+from pitstop.workers.devserver import DevServerPorts, port_is_open
 
 from .up_harness import pitstop, start_up, stop_up, up_env
 

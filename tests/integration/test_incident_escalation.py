@@ -120,11 +120,11 @@ def use_catalog(stack: Stack) -> None:
 
 
 async def approve_cli(stack: Stack, *args: str) -> tuple[int, str, str]:
-    """`python -m workers.cli incident approve ...` against the test server and task queue."""
+    """`python -m pitstop.workers.cli incident approve ...` against the test server and task queue."""
     env = {**os.environ, "PITSTOP_TEMPORAL__ADDRESS": stack.settings.temporal.address,
            "PITSTOP_TEMPORAL__TASK_QUEUE": stack.settings.temporal.task_queue, "PITSTOP_CONFIG": "/nonexistent"}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "workers.cli", "incident", "approve", *args, env=env, cwd=str(REPO),
+        sys.executable, "-m", "pitstop.workers.cli", "incident", "approve", *args, env=env, cwd=str(REPO),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await proc.communicate()
     assert proc.returncode is not None
@@ -242,7 +242,7 @@ async def test_an_alert_gone_from_alertmanager_without_a_resolved_notification_c
     import httpx
     import yaml
 
-    from sandbox.monitoring import MonitoringSettings, start_monitoring
+    from pitstop.sandbox.monitoring import MonitoringSettings, start_monitoring
 
     catalog = stack.settings.runbooks_dir / "remediation-catalog.yaml"
     data = yaml.safe_load(catalog.read_text())

@@ -21,10 +21,10 @@ from temporalio.service import RPCError
 from pitstop.config import Settings
 from tests.integration.runbook_harness import engine, start
 from tests.integration.test_webhook import TOKEN, alert_payload, auth, webhook_server
-from workers.devserver import DevServer
-from workers.payload_codec import ENCODING, KEY_ID_METADATA, rotate_key_ring
-from workers.run_history import fetch_chain, timeline
-from workers.temporal_connection import connect
+from pitstop.workers.devserver import DevServer
+from pitstop.workers.payload_codec import ENCODING, KEY_ID_METADATA, rotate_key_ring
+from pitstop.workers.run_history import fetch_chain, timeline
+from pitstop.workers.temporal_connection import connect
 
 MARKER = "vin-WP0ZZZ99ZTS392124"
 

@@ -20,7 +20,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
-from sandbox.production_topology import ProductionTopology
+from pitstop.sandbox.production_topology import ProductionTopology
 from tests.integration.test_webhook_journal import alert, incident_of
 
 pytestmark = pytest.mark.integration

@@ -192,7 +192,7 @@ async def test_approval_survives_worker_kill_9(temporal_client: Client, task_que
         worker = _worker(address, task_queue, log)
         approve = await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "workers.cli", "approve", handle.id, "--step", "ok", "--as", "alice", "-m", "after the crash"],
+            [sys.executable, "-m", "pitstop.workers.cli", "approve", handle.id, "--step", "ok", "--as", "alice", "-m", "after the crash"],
             env=_cli_env(address, task_queue, tmp_path), capture_output=True, text=True, timeout=90,
         )
         assert approve.returncode == 0, approve.stdout + approve.stderr + log.read_text()

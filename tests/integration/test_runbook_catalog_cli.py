@@ -36,7 +36,7 @@ schedules:
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workers.cli", *args], env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "pitstop.workers.cli", *args], env=env, capture_output=True, text=True, timeout=60)
 
 
 def runbooks_with_a_schedule(tmp_path: Path) -> Path:

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workers.cli", *args], env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "pitstop.workers.cli", *args], env=env, capture_output=True, text=True, timeout=60)
 
 
 def _env(temporal_client: Client, task_queue: str, tmp_path) -> dict[str, str]:  # type: ignore[no-untyped-def]

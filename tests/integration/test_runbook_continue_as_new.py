@@ -13,7 +13,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
 
-from workers.run_history import render, timeline
+from pitstop.workers.run_history import render, timeline
 
 from .runbook_harness import engine, start, status
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 async def chain(client: Client, workflow_id: str) -> list[WorkflowHistory]:
     """Every run of a continue-as-new chain, oldest first (what `pitstop history` reads)."""
-    from workers.run_history import fetch_chain
+    from pitstop.workers.run_history import fetch_chain
 
     return await fetch_chain(client, workflow_id)
 

@@ -72,7 +72,7 @@ async def test_for_each_splits_across_runs_each_item_once_outputs_in_order(
                    PITSTOP_TEMPORAL__TASK_QUEUE=task_queue, PITSTOP_RUNBOOKS_DIR=str(TEST_RUNBOOKS),
                    PITSTOP_CONFIG=str(tmp_path / "absent.yaml"), PITSTOP_STATE_DIR=str(tmp_path))
         shown = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "workers.cli", "status", handle.id],
+            subprocess.run, [sys.executable, "-m", "pitstop.workers.cli", "status", handle.id],
             env=env, capture_output=True, text=True, timeout=60,
         )
     assert outcome.status == "succeeded", outcome.error

@@ -17,13 +17,13 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
-from activities import build_activities
-from activities.clients import ActivityClients
+from pitstop.activities import build_activities
+from pitstop.activities.clients import ActivityClients
 from pitstop.config import Settings
 from pitstop.redaction import MASK
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
 from tests.fixtures.temporal import running_worker
-from workflows import ALL_WORKFLOWS
+from pitstop.workflows import ALL_WORKFLOWS
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ from temporalio.client import (
     ScheduleState, WorkflowExecutionStatus, WorkflowHandle,
 )
 
-from activities.delivery import ReleaseAnalysisActivities
+from pitstop.activities.delivery import ReleaseAnalysisActivities
 from pitstop.config import Settings
 from pitstop.runbook.request import RunbookOutcome
 from pitstop.runbook.run_state import ControlRequest
@@ -33,9 +33,9 @@ from pitstop.runbook.validation import validate_catalog
 from pitstop.schedules.model import ScheduleEntry
 from pitstop.schedules.validation import parse_schedules
 from tests.fixtures.worker_reach import TEST_REACH, TEST_WORKER_ENV
-from workers import schedules
-from workers.clients import build_activity_clients
-from workers.run_history import fetch_chain, render, timeline
+from pitstop.workers import schedules
+from pitstop.workers.clients import build_activity_clients
+from pitstop.workers.run_history import fetch_chain, render, timeline
 
 from .runbook_harness import TEST_RUNBOOKS, engine, start, step_state, wait_until
 
@@ -215,7 +215,7 @@ async def test_cli_validate_diff_apply_list_pause_trigger_delete(
                **TEST_WORKER_ENV)
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "workers.cli", "schedules", *args], env=env,
+        return subprocess.run([sys.executable, "-m", "pitstop.workers.cli", "schedules", *args], env=env,
                               capture_output=True, text=True, timeout=60)
 
     async def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -272,7 +272,7 @@ def write_request_history(path: Path, *, namespace: str, region: str, rps: dict[
 def prometheus_with_history(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
     """A real Prometheus whose TSDB holds 20 minutes of requests (backfilled with promtool): service `burnt-*`
     fails 20 % of them, `healthy-*` none (no 5xx series at all, as Istio exports it). Yields (url, burnt, healthy)."""
-    from sandbox.monitoring import MonitoringSettings, start_monitoring
+    from pitstop.sandbox.monitoring import MonitoringSettings, start_monitoring
 
     burnt, healthy = f"burnt-{uuid.uuid4().hex[:6]}", f"healthy-{uuid.uuid4().hex[:6]}"
     state = tmp_path / "monitoring"

@@ -14,9 +14,9 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.clients import ActivityClients
-from activities.http import HttpActivities
-from activities.notify import NotifyActivities
+from pitstop.activities.clients import ActivityClients
+from pitstop.activities.http import HttpActivities
+from pitstop.activities.notify import NotifyActivities
 from pitstop.config import Settings
 from pitstop.redaction import MASK
 from pitstop.runbook.step_types import StepInvocation

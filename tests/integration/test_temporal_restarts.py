@@ -27,7 +27,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from pitstop.incidents import ALERT_SIGNAL, IncidentPhase, IncidentStatus
 from pitstop.runbook.request import RunbookOutcome
-from workers.devserver import DevServerPorts, free_port, port_is_open
+from pitstop.workers.devserver import DevServerPorts, free_port, port_is_open
 
 from tests.fixtures.worker_reach import TEST_WORKER_ENV
 

@@ -20,9 +20,9 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from pitstop.config import Settings
-from workers.devserver import SEARCH_ATTRIBUTES, DevServer, DevServerPorts, free_port
-from workers.errors import EXIT_USAGE, CliError
-from workers.temporal_setup import ensure_ready, registered_search_attributes
+from pitstop.workers.devserver import SEARCH_ATTRIBUTES, DevServer, DevServerPorts, free_port
+from pitstop.workers.errors import EXIT_USAGE, CliError
+from pitstop.workers.temporal_setup import ensure_ready, registered_search_attributes
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +49,7 @@ def _env(server: DevServer, state: Path) -> dict[str, str]:
 
 
 def _pitstop(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workers.cli", *args], env=env, cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pitstop.workers.cli", *args], env=env, cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -103,7 +103,7 @@ async def test_refuse_then_setup_idempotently_then_everything_works(bare_tempora
     # the webhook starts anyway, journals the alert, forwards nothing and says why
     port = free_port()
     log_path = tmp_path / "webhook.log"
-    webhook = subprocess.Popen([sys.executable, "-m", "workers.webhook"],
+    webhook = subprocess.Popen([sys.executable, "-m", "pitstop.workers.webhook"],
                                env={**env, "PITSTOP_WEBHOOK__LISTEN": f"127.0.0.1:{port}"}, cwd=ROOT,
                                stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
     worker: subprocess.Popen[bytes] | None = None
@@ -142,7 +142,7 @@ async def test_refuse_then_setup_idempotently_then_everything_works(bare_tempora
         assert (await client.get_workflow_handle(INCIDENT).describe()).id == INCIDENT
 
         # a worker starts and a run completes
-        worker = subprocess.Popen([sys.executable, "-m", "workers.cli", "worker"], env=env, cwd=ROOT,
+        worker = subprocess.Popen([sys.executable, "-m", "pitstop.workers.cli", "worker"], env=env, cwd=ROOT,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         run = _pitstop(env, "run", "hello", "-i", "name=setup", timeout=120)
         assert run.returncode == 0, run.stdout + run.stderr

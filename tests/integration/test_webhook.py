@@ -32,18 +32,18 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
 
-from activities import activity_methods, build_activities
-from activities.clients import ActivityClients
-from activities.incidents import IncidentActivities
+from pitstop.activities import activity_methods, build_activities
+from pitstop.activities.clients import ActivityClients
+from pitstop.activities.incidents import IncidentActivities
 from pitstop.config import Settings, WebhookBasicAuth, WebhookRateLimit
 from pitstop.incidents import BudgetState, IncidentPhase, IncidentStatus, postmortem_markdown
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
 from pitstop.webhook_auth import sign
 from tests.fixtures.temporal import running_worker
-from workers.webhook import serve
-from workflows import ALL_WORKFLOWS
-from workflows.incident import IncidentWorkflow
-from workflows.remediation_budget import RemediationBudget
+from pitstop.workers.webhook import serve
+from pitstop.workflows import ALL_WORKFLOWS
+from pitstop.workflows.incident import IncidentWorkflow
+from pitstop.workflows.remediation_budget import RemediationBudget
 
 pytestmark = pytest.mark.integration
 

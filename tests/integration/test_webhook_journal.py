@@ -20,7 +20,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from workers.devserver import DevServer, DevServerPorts, free_port
+from pitstop.workers.devserver import DevServer, DevServerPorts, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,7 @@ def incident_of(fingerprint: str) -> str:
 
 
 class Webhook:
-    """`python -m workers.webhook` as its own process, like `pitstop up` runs it."""
+    """`python -m pitstop.workers.webhook` as its own process, like `pitstop up` runs it."""
 
     def __init__(self, *, temporal: DevServer, state_dir: Path, port: int) -> None:
         env = {**os.environ, "PITSTOP_TEMPORAL__ADDRESS": temporal.address, "PITSTOP_WEBHOOK__TOKEN": TOKEN,
@@ -54,7 +54,7 @@ class Webhook:
                "PITSTOP_CONFIG": "/nonexistent", "PITSTOP_TEMPORAL__TASK_QUEUE": "journal-test"}
         self.log = state_dir / f"webhook-{time.monotonic_ns()}.log"
         state_dir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen([sys.executable, "-m", "workers.webhook"], env=env, cwd=ROOT,
+        self.process = subprocess.Popen([sys.executable, "-m", "pitstop.workers.webhook"], env=env, cwd=ROOT,
                                         stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -173,7 +173,7 @@ async def test_a_second_webhook_on_the_same_state_dir_is_refused(tmp_path: Path)
         env = {**os.environ, "PITSTOP_TEMPORAL__ADDRESS": temporal.address, "PITSTOP_WEBHOOK__TOKEN": TOKEN,
                "PITSTOP_WEBHOOK__LISTEN": f"127.0.0.1:{free_port()}", "PITSTOP_STATE_DIR": str(state),
                "PITSTOP_CONFIG": "/nonexistent"}
-        second = subprocess.run([sys.executable, "-m", "workers.webhook"], env=env, cwd=ROOT, capture_output=True,
+        second = subprocess.run([sys.executable, "-m", "pitstop.workers.webhook"], env=env, cwd=ROOT, capture_output=True,
                                 text=True, timeout=60)
         assert second.returncode == 2
         assert f"another pitstop webhook is using the alert journal {state / 'webhook-journal.db'}" in second.stderr

@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from workers.devserver import DevServerPorts
+from pitstop.workers.devserver import DevServerPorts
 
-PITSTOP = [sys.executable, "-m", "workers.cli"]
+PITSTOP = [sys.executable, "-m", "pitstop.workers.cli"]
 
 
 def up_env(state_dir: Path, ports: DevServerPorts) -> dict[str, str]:

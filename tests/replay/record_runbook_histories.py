@@ -22,15 +22,15 @@ from pathlib import Path
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from activities.delivery import ReleaseAnalysisActivities
+from pitstop.activities.delivery import ReleaseAnalysisActivities
 from pitstop.config import Settings
 from pitstop.delivery.budget import ErrorBudgetCheck
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
 from pitstop.runbook.run_state import ApprovalDecision, ControlRequest
 from tests.integration.runbook_harness import engine, start, step_state, wait_until
-from workers.clients import build_activity_clients
-from workers.devserver import DevServer, DevServerPorts
-from workers.run_history import fetch_chain
+from pitstop.workers.clients import build_activity_clients
+from pitstop.workers.devserver import DevServer, DevServerPorts
+from pitstop.workers.run_history import fetch_chain
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 

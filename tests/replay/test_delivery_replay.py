@@ -23,8 +23,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from pitstop.delivery.inputs import ReleaseInput
-from workflows import ProgressiveRelease, RegionWaves
-from workflows.delivery_chain import CONTINUE_AS_NEW_PATCH
+from pitstop.workflows import ProgressiveRelease, RegionWaves
+from pitstop.workflows.delivery_chain import CONTINUE_AS_NEW_PATCH
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 FILES = sorted(HISTORIES.glob("release-*.json"))

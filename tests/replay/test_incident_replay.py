@@ -11,8 +11,8 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from workflows.incident import IncidentWorkflow
-from workflows.remediation_budget import RemediationBudget
+from pitstop.workflows.incident import IncidentWorkflow
+from pitstop.workflows.remediation_budget import RemediationBudget
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 FILES = sorted(HISTORIES.glob("incident-*.json"))

@@ -12,8 +12,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from pitstop.runbook.request import RunbookRequest
-from workflows import RunbookWorkflow
-from workflows.runbook import FOR_EACH_CONTINUE_AS_NEW_PATCH
+from pitstop.workflows import RunbookWorkflow
+from pitstop.workflows.runbook import FOR_EACH_CONTINUE_AS_NEW_PATCH
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 SPLIT = ["runbook-fanout-split-first", "runbook-fanout-split-second", "runbook-fanout-split-last"]

@@ -11,7 +11,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from workflows import RunbookWorkflow, TargetLease
+from pitstop.workflows import RunbookWorkflow, TargetLease
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 FILES = sorted([*HISTORIES.glob("runbook-*.json"), *HISTORIES.glob("lease-*.json")])

@@ -11,8 +11,8 @@ from typing import Any
 
 from temporalio.client import WorkflowHistory
 
-from workflows.runbook import SCHEDULED_SKIP_PATCH
-from workflows.runbook_lifecycle import ERROR_BUDGET_PATCH
+from pitstop.workflows.runbook import SCHEDULED_SKIP_PATCH
+from pitstop.workflows.runbook_lifecycle import ERROR_BUDGET_PATCH
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 

@@ -14,17 +14,17 @@ from typing import Any
 
 from temporalio.client import Client
 
-from activities import build_activities
-from activities.clients import ActivityClients
-from activities.kube_api import KubeJson, deployment_path
+from pitstop.activities import build_activities
+from pitstop.activities.clients import ActivityClients
+from pitstop.activities.kube_api import KubeJson, deployment_path
 from pitstop.config import Settings, regional_task_queue
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
-from sandbox.clusters import SandboxClusters
+from pitstop.sandbox.clusters import SandboxClusters
 from tests.fixtures.kube_fault_proxy import KubeFaultProxy, LoggedRequest, proxy_kubeconfig
 from tests.fixtures.temporal import running_worker
 from tests.integration.runbook_harness import engine_activities
-from workers.clients import build_activity_clients
-from workflows import ALL_WORKFLOWS
+from pitstop.workers.clients import build_activity_clients
+from pitstop.workflows import ALL_WORKFLOWS
 
 from .step_library_support import NAMESPACE, REGION, create_deployment, deployment_manifest, unique
 

@@ -17,13 +17,13 @@ from kubernetes.client import ApiClient
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
-from activities import build_activities
-from activities.clients import ActivityClients
-from activities.kube_api import KubeJson
+from pitstop.activities import build_activities
+from pitstop.activities.clients import ActivityClients
+from pitstop.activities.kube_api import KubeJson
 from pitstop.config import Settings
-from sandbox.clusters import SandboxClusters
-from workers.clients import build_activity_clients
-from workers.worker import build_workers
+from pitstop.sandbox.clusters import SandboxClusters
+from pitstop.workers.clients import build_activity_clients
+from pitstop.workers.worker import build_workers
 
 NAMESPACE = "team-platform"
 REGION = "eu-central"

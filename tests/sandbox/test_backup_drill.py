@@ -18,22 +18,22 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.backup import BackupExportActivities, BackupRestoreActivities
-from activities.clients import ActivityClients
-from activities.kube_api import KubeJson
+from pitstop.activities.backup import BackupExportActivities, BackupRestoreActivities
+from pitstop.activities.clients import ActivityClients
+from pitstop.activities.kube_api import KubeJson
 from pitstop.backup import object_ref
 from pitstop.config import Settings
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
 from pitstop.runbook.step_types import StepInvocation
 from pitstop.steps.backup import Backup, ExportArgs, VerifyArgs, VerifyResult
-from sandbox.binaries import KubeBinaries
-from sandbox.clusters import SandboxClusters
-from sandbox.fleet import SANDBOX_NAMESPACE, apply_fleet, expand_fleet, load_fleet_spec
-from sandbox.kube_objects import get_object
-from sandbox.orphans import owned_cluster_prefix
-from sandbox.scratch_cluster import SCRATCH, create_scratch_cluster, delete_scratch_cluster, scratch_kubeconfig
+from pitstop.sandbox.binaries import KubeBinaries
+from pitstop.sandbox.clusters import SandboxClusters
+from pitstop.sandbox.fleet import SANDBOX_NAMESPACE, apply_fleet, expand_fleet, load_fleet_spec
+from pitstop.sandbox.kube_objects import get_object
+from pitstop.sandbox.orphans import owned_cluster_prefix
+from pitstop.sandbox.scratch_cluster import SCRATCH, create_scratch_cluster, delete_scratch_cluster, scratch_kubeconfig
 from tests.fixtures.monitoring import SANDBOX_TEST_SERVICES
-from workflows import ALL_WORKFLOWS
+from pitstop.workflows import ALL_WORKFLOWS
 
 from .step_library_support import REGION, WORKER_SA, apply_deploy_rbac, impersonate, product_workers, sandbox_activity_clients
 

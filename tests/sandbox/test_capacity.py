@@ -24,18 +24,18 @@ import pytest
 import yaml
 from temporalio.client import Client
 
-from activities.capacity import collect_region
-from activities.clients import ActivityClients
-from activities.kube_api import KubeJson
-from activities.metrics import PrometheusProvider
+from pitstop.activities.capacity import collect_region
+from pitstop.activities.clients import ActivityClients
+from pitstop.activities.kube_api import KubeJson
+from pitstop.activities.metrics import PrometheusProvider
 from pitstop.capacity.strategies import Status
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
 from pitstop.steps.capacity import CollectArgs, CollectResult, ReportResult
-from sandbox.cluster_contents import INSTANCE_TYPES, NODES_PER_INSTANCE_TYPE, REGION_PRICE_FACTOR
-from sandbox.clusters import SandboxClusters
+from pitstop.sandbox.cluster_contents import INSTANCE_TYPES, NODES_PER_INSTANCE_TYPE, REGION_PRICE_FACTOR
+from pitstop.sandbox.clusters import SandboxClusters
 from tests.fixtures.monitoring import SandboxMonitoring
-from workers.run_history import fetch_chain, timeline
-from workflows import ALL_WORKFLOWS
+from pitstop.workers.run_history import fetch_chain, timeline
+from pitstop.workflows import ALL_WORKFLOWS
 
 from .step_library_support import WORKER_SA, apply_deploy_rbac, impersonating, product_workers
 
@@ -171,7 +171,7 @@ def test_cli_writes_the_report_locally(kube_sandbox: SandboxClusters, sandbox_mo
                                "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
                                    "type": "Utilization", "averageUtilization": 80}}}]}})
     try:
-        done = subprocess.run([sys.executable, "-m", "workers.cli", "capacity", "report", "--region", "us-east",
+        done = subprocess.run([sys.executable, "-m", "pitstop.workers.cli", "capacity", "report", "--region", "us-east",
                                "--step", str(STEP), "--policy", str(policy), "--out", str(out)],
                               capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
     finally:

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from chaos.istio.fault import actions
-from sandbox.kube_objects import get_object, merge_patch
+from pitstop.chaos_toolkit.istio.fault import actions
+from pitstop.sandbox.kube_objects import get_object, merge_patch
 from tests.fixtures.monitoring import SandboxMonitoring
 
 pytestmark = pytest.mark.sandbox
@@ -222,7 +222,7 @@ def test_catalog_pod_kill_experiment_holds(sandbox_monitoring: SandboxMonitoring
 
 def test_catalog_node_not_ready_experiment_fails_a_node_and_brings_it_back(
         sandbox_monitoring: SandboxMonitoring, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from sandbox.kube_objects import list_objects
+    from pitstop.sandbox.kube_objects import list_objects
 
     nodes, _ = list_objects(sandbox_monitoring.api_clients[REGION], kind="Node", label_selector="type=kwok")
     node = sorted(n["metadata"]["name"] for n in nodes)[-1]

@@ -26,13 +26,13 @@ import pytest
 import yaml
 from temporalio.client import Client, WorkflowFailureError
 
-from activities.clients import ActivityClients
-from activities.kube_api import KubeJson
+from pitstop.activities.clients import ActivityClients
+from pitstop.activities.kube_api import KubeJson
 from pitstop.chaos.model import ChaosRequest, ChaosStatus, ChaosTarget, SloGuard
 from pitstop.config import SHIPPED_RUNBOOKS_DIR
 from pitstop.delivery.spec import ErrorBudgetGate
-from sandbox.clusters import SandboxClusters
-from sandbox.kill_trials import WorkerProcess, prepare_clusters, worker_config
+from pitstop.sandbox.clusters import SandboxClusters
+from pitstop.sandbox.kill_trials import WorkerProcess, prepare_clusters, worker_config
 from tests.fixtures.monitoring import SandboxMonitoring
 from tests.integration.chaos_harness import TEST_CHAOS_MODULES, call, calls, chaos_engine, chaos_settings, start_chaos
 from tests.integration.runbook_harness import start
@@ -289,7 +289,7 @@ async def test_an_istio_delay_trips_the_dead_man_switch_and_the_route_is_restore
     """The catalog's dependency-latency experiment, unchanged, through pitstop: its Istio delay (chaos.istio) raises
     geo-service's p95 in the sandbox's Prometheus, the dead-man switch (p95 above 600 ms) aborts the method, and the
     rollback restores the VirtualService exactly as it was."""
-    from sandbox.kube_objects import get_object
+    from pitstop.sandbox.kube_objects import get_object
 
     experiment = json.loads((ROOT / "chaos" / "experiments" / "dependency-latency.json").read_text())
     namespace = "team-telematics"

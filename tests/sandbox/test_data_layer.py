@@ -16,15 +16,15 @@ from kubernetes.config import new_client_from_config
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
-from activities.clients import ActivityClients
-from activities.data_layer import DataLayerActivities
-from activities.kube_api import KubeJson
+from pitstop.activities.clients import ActivityClients
+from pitstop.activities.data_layer import DataLayerActivities
+from pitstop.activities.kube_api import KubeJson
 from pitstop.config import Settings
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
 from pitstop.runbook.step_types import StepInvocation
 from pitstop.steps.data import SwitchPrimaryArgs, SwitchPrimaryResult
-from sandbox.clusters import SandboxClusters
-from workflows import ALL_WORKFLOWS
+from pitstop.sandbox.clusters import SandboxClusters
+from pitstop.workflows import ALL_WORKFLOWS
 
 from .step_library_support import WORKER_SA, apply_deploy_rbac, impersonating, product_workers
 

@@ -34,10 +34,10 @@ from pitstop.delivery.inputs import ReleaseInput
 from pitstop.delivery.spec import RELEASE_WORKFLOW, WAVES_WORKFLOW, WavesSpec
 from pitstop.runbook.leases import LeaseState, lease_id
 from pitstop.traffic_routes import service_route_weights
-from sandbox.faults import BadRelease, clear_fault, inject_fault
-from workers.run_history import fetch_chain
-from workflows.delivery import ProgressiveRelease
-from workflows.delivery_waves import RegionWaves
+from pitstop.sandbox.faults import BadRelease, clear_fault, inject_fault
+from pitstop.workers.run_history import fetch_chain
+from pitstop.workflows.delivery import ProgressiveRelease
+from pitstop.workflows.delivery_waves import RegionWaves
 
 from .test_delivery_sandbox import cluster_state, live_weights, product_worker, service_named, spec_for, stable_version
 

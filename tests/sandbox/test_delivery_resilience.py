@@ -4,7 +4,7 @@ traffic simulator following the live VirtualService, real Prometheus, real Tempo
 - Prometheus stops mid-release: analysis becomes inconclusive, the release holds (never 100 % on the new
   version) and is rolled back at the progress deadline with the routes restored. The Prometheus stopped is a
   dedicated one started for the test (scraping the same simulator), not the session's.
-- The worker process (`python -m workers.cli worker`) is killed -9 mid-release: nothing moves while no worker
+- The worker process (`python -m pitstop.workers.cli worker`) is killed -9 mid-release: nothing moves while no worker
   runs; a new worker resumes at the right step with the right weights and no step is repeated.
 - The Temporal dev server itself is killed -9 between analysis runs (a dedicated one, not the session's) and
   restarted on the same SQLite file and ports: the running worker reconnects, the release resumes at the right
@@ -33,8 +33,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from pitstop.delivery.models import ReleasePhase, ReleaseOutcome, ReleaseStatus
 from pitstop.delivery.inputs import ReleaseInput
 from pitstop.delivery.spec import RELEASE_WORKFLOW
-from sandbox.monitoring import MonitoringSettings, start_monitoring
-from workers.devserver import DevServer, DevServerPorts
+from pitstop.sandbox.monitoring import MonitoringSettings, start_monitoring
+from pitstop.workers.devserver import DevServer, DevServerPorts
 
 from .test_delivery_sandbox import (
     INTERVAL,
@@ -150,7 +150,7 @@ def worker_env(temporal_server: Any, sandbox: Any, task_queue: str, tmp_path: Pa
 
 
 async def start_worker_process(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen([sys.executable, "-m", "workers.cli", "worker"], env=env, cwd=REPO,
+    process = subprocess.Popen([sys.executable, "-m", "pitstop.workers.cli", "worker"], env=env, cwd=REPO,
                                stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 60
     while "pitstop worker ready" not in log.read_text().split("pitstop worker stopped")[-1]:

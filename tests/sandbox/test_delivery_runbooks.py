@@ -23,13 +23,13 @@ from temporalio.exceptions import ApplicationError
 
 from kubernetes.client.exceptions import ApiException
 
-from activities.kube_api import KubeJson
+from pitstop.activities.kube_api import KubeJson
 from pitstop.delivery.models import ReleasePhase, ReleaseStatus, WavesStatus
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
 from pitstop.runbook.run_state import RunStatus
 from pitstop.traffic_routes import service_route_weights
-from sandbox.faults import BadRelease, clear_fault, inject_fault
-from workflows import ALL_WORKFLOWS
+from pitstop.sandbox.faults import BadRelease, clear_fault, inject_fault
+from pitstop.workflows import ALL_WORKFLOWS
 
 from .test_delivery_sandbox import product_worker, service_named
 
@@ -121,7 +121,7 @@ def cli_env(temporal_server: Any, task_queue: str, tmp_path: Path) -> dict[str, 
 
 async def pitstop(env: dict[str, str], *args: str, timeout: float = 240) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "workers.cli", *args, env=env, stdout=asyncio.subprocess.PIPE,
+        sys.executable, "-m", "pitstop.workers.cli", *args, env=env, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2])
     out, _ = await asyncio.wait_for(process.communicate(), timeout)
     return process.returncode or 0, out.decode()

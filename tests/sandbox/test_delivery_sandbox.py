@@ -27,18 +27,18 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from activities.kube_api import KubeJson
+from pitstop.activities.kube_api import KubeJson
 from pitstop.config import Settings
 from pitstop.delivery.models import ApproveRequest, ReleasePhase, ReleaseOutcome, ReleaseStatus, RollbackRequest, WavesOutcome
 from pitstop.delivery.promql import QueryScope, success_rate_query
 from pitstop.delivery.inputs import ReleaseInput
 from pitstop.delivery.spec import RELEASE_WORKFLOW, WAVES_WORKFLOW, ReleaseSpec, WavesSpec
 from pitstop.traffic_routes import service_route_weights
-from sandbox.faults import BadRelease, clear_fault, inject_fault
-from workers.clients import build_activity_clients
-from workflows.delivery import ProgressiveRelease
-from workflows.delivery_waves import RegionWaves
-from workflows.lease import TargetLease
+from pitstop.sandbox.faults import BadRelease, clear_fault, inject_fault
+from pitstop.workers.clients import build_activity_clients
+from pitstop.workflows.delivery import ProgressiveRelease
+from pitstop.workflows.delivery_waves import RegionWaves
+from pitstop.workflows.lease import TargetLease
 
 from .step_library_support import impersonate, product_workers
 
@@ -125,7 +125,7 @@ async def route_weights(handle: WorkflowHandle[Any, Any]) -> list[int | None]:
 
 async def cli(temporal_server: Any, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PITSTOP_TEMPORAL__ADDRESS": temporal_server.address, "PITSTOP_IDENTITY": "test"}
-    return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "workers.cli", *args], env=env,
+    return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "pitstop.workers.cli", *args], env=env,
                                    capture_output=True, text=True, timeout=60)
 
 

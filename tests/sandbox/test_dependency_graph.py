@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from activities.clients import ActivityClients
-from activities.dependency_graph import DependencyGraphActivities
-from activities.metrics import PrometheusProvider
+from pitstop.activities.clients import ActivityClients
+from pitstop.activities.dependency_graph import DependencyGraphActivities
+from pitstop.activities.metrics import PrometheusProvider
 from pitstop.config import Settings
 from pitstop.dependency_graph import DependencyGraph, ServiceRef
 from pitstop.runbook.step_types import StepInvocation
 from pitstop.steps.graph import DiscoverArgs, GraphDiscovery
-from sandbox.fleet import ServiceSpec, call_edges
+from pitstop.sandbox.fleet import ServiceSpec, call_edges
 from tests.fixtures.monitoring import SandboxMonitoring
 
 pytestmark = pytest.mark.sandbox
@@ -102,7 +102,7 @@ async def test_discovered_graph_matches_the_fleets_call_edges(sandbox_monitoring
 def pitstop(*args: str, prometheus_url: str, state_dir: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PITSTOP_PROMETHEUS__URL": prometheus_url, "PITSTOP_STATE_DIR": str(state_dir),
            "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "workers.cli", "graph", *args], env=env, cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "pitstop.workers.cli", "graph", *args], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=60)
 
 

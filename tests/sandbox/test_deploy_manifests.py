@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sandbox.clusters import SandboxClusters
+from pitstop.sandbox.clusters import SandboxClusters
 
 from .step_library_support import apply_deploy_rbac
 

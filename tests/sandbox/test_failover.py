@@ -34,8 +34,8 @@ from kubernetes.config import new_client_from_config
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.service import RPCError
 
-from activities.kube_api import KubeJson
-from activities.traffic_authority import HttpTrafficAuthority
+from pitstop.activities.kube_api import KubeJson
+from pitstop.activities.traffic_authority import HttpTrafficAuthority
 from pitstop.config import SHIPPED_RUNBOOKS_DIR, Settings
 from pitstop.dr import DrillRecord
 from pitstop.runbook.leases import LEASE_WORKFLOW, LeaseHolder, LeaseState, lease_id
@@ -43,20 +43,20 @@ from pitstop.runbook.reach import AuthorReach
 from pitstop.runbook.validation import validate_catalog
 from pitstop.schedules.validation import parse_schedules
 from pitstop.runbook.request import RunbookOutcome
-from sandbox.binaries import KubeBinaries
-from sandbox.clusters import SandboxClusters, create_sandbox_clusters, delete_sandbox_clusters
-from sandbox.faults import RegionOutage, clear_all_faults, inject_fault
-from sandbox.fleet import FLEET_LABEL, ServiceSpec, apply_fleet, expand_fleet, load_fleet_spec
-from sandbox.gslb import GslbProcess, start_gslb_process
-from sandbox.monitoring import AlertRuleSettings, MonitoringHandle, MonitoringSettings, start_monitoring
-from sandbox.orphans import owned_cluster_prefix
-from sandbox.region_outage import fail_region, restore_region
-from sandbox.simulator import SimulatorProcess, start_simulator_process
+from pitstop.sandbox.binaries import KubeBinaries
+from pitstop.sandbox.clusters import SandboxClusters, create_sandbox_clusters, delete_sandbox_clusters
+from pitstop.sandbox.faults import RegionOutage, clear_all_faults, inject_fault
+from pitstop.sandbox.fleet import FLEET_LABEL, ServiceSpec, apply_fleet, expand_fleet, load_fleet_spec
+from pitstop.sandbox.gslb import GslbProcess, start_gslb_process
+from pitstop.sandbox.monitoring import AlertRuleSettings, MonitoringHandle, MonitoringSettings, start_monitoring
+from pitstop.sandbox.orphans import owned_cluster_prefix
+from pitstop.sandbox.region_outage import fail_region, restore_region
+from pitstop.sandbox.simulator import SimulatorProcess, start_simulator_process
 from tests.fixtures.monitoring import wait_for_fleet_available
-from workers import schedules
-from workers.cli_dr import drill_records
-from workers.clients import build_activity_clients
-from workflows import ALL_WORKFLOWS
+from pitstop.workers import schedules
+from pitstop.workers.cli_dr import drill_records
+from pitstop.workers.clients import build_activity_clients
+from pitstop.workflows import ALL_WORKFLOWS
 
 from .step_library_support import WORKER_SA, apply_deploy_rbac, impersonate, product_workers
 from .test_delivery_runbooks import failure_of, start_runbook

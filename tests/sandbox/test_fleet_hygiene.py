@@ -17,17 +17,17 @@ from kubernetes.client import ApiClient
 from kubernetes.config import new_client_from_config
 from temporalio.client import Client
 
-from activities.clients import ActivityClients
-from activities.kube_api import KubeJson
+from pitstop.activities.clients import ActivityClients
+from pitstop.activities.kube_api import KubeJson
 from pitstop.config import Settings
 from pitstop.runbook.request import RUNBOOK_WORKFLOW, RunbookOutcome, RunbookRequest
 from pitstop.steps.hygiene import Check, Finding, HygieneReport
-from sandbox.clusters import SandboxClusters
-from sandbox.fleet import SANDBOX_NAMESPACE, ServiceSpec, apply_fleet, expand_fleet, load_fleet_spec
-from sandbox.kube_objects import get_object
+from pitstop.sandbox.clusters import SandboxClusters
+from pitstop.sandbox.fleet import SANDBOX_NAMESPACE, ServiceSpec, apply_fleet, expand_fleet, load_fleet_spec
+from pitstop.sandbox.kube_objects import get_object
 from tests.fixtures.monitoring import SANDBOX_TEST_SERVICES, AlertWebhookReceiver
-from workers.run_history import fetch_chain, timeline
-from workflows import ALL_WORKFLOWS
+from pitstop.workers.run_history import fetch_chain, timeline
+from pitstop.workflows import ALL_WORKFLOWS
 
 from .step_library_support import WORKER_SA, apply_deploy_rbac, impersonating, product_workers
 

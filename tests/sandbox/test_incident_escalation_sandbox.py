@@ -44,18 +44,18 @@ import yaml
 from kubernetes.client import ApiClient
 from temporalio.client import Client
 
-from activities import build_activities
+from pitstop.activities import build_activities
 from pitstop.config import Settings
 from pitstop.incidents import IncidentPhase, IncidentStatus, postmortem_markdown
 from pitstop.remediation import CATALOG_FILE
-from sandbox.faults import CrashLoop, clear_fault, inject_fault, reconcile_fault_labels
-from sandbox.fleet import ServiceSpec
-from sandbox.kube_objects import get_object, list_objects, sandbox_kube
+from pitstop.sandbox.faults import CrashLoop, clear_fault, inject_fault, reconcile_fault_labels
+from pitstop.sandbox.fleet import ServiceSpec
+from pitstop.sandbox.kube_objects import get_object, list_objects, sandbox_kube
 from tests.fixtures.monitoring import AlertWebhookReceiver, ReceivedWebhook, SandboxMonitoring
 from tests.fixtures.worker_reach import TEST_SECURITY_SETTINGS
-from workers.clients import build_activity_clients
-from workers.webhook import serve
-from workers.worker import build_workers
+from pitstop.workers.clients import build_activity_clients
+from pitstop.workers.webhook import serve
+from pitstop.workers.worker import build_workers
 
 pytestmark = pytest.mark.sandbox
 

@@ -19,15 +19,15 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from activities import build_activities
+from pitstop.activities import build_activities
 from pitstop.config import Settings
 from pitstop.incidents import IncidentPhase, IncidentStatus, postmortem_markdown
-from sandbox.faults import CrashLoop, clear_fault, inject_fault
-from sandbox.kube_objects import get_object, merge_patch
-from sandbox.monitoring import AlertRuleSettings, MonitoringSettings, start_monitoring
-from workers.clients import build_activity_clients
-from workers.webhook import serve
-from workers.worker import build_workers
+from pitstop.sandbox.faults import CrashLoop, clear_fault, inject_fault
+from pitstop.sandbox.kube_objects import get_object, merge_patch
+from pitstop.sandbox.monitoring import AlertRuleSettings, MonitoringSettings, start_monitoring
+from pitstop.workers.clients import build_activity_clients
+from pitstop.workers.webhook import serve
+from pitstop.workers.worker import build_workers
 
 pytestmark = pytest.mark.sandbox
 

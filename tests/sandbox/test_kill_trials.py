@@ -16,9 +16,9 @@ import pytest
 from kubernetes.client import ApiClient
 from temporalio.client import Client
 
-from sandbox.audit import audit_log_path, read_events
-from sandbox.clusters import SandboxClusters, api_client
-from sandbox.kill_trials import SHORT_KINDS, KillTrialSettings, TrialKind, run_kill_trials
+from pitstop.sandbox.audit import audit_log_path, read_events
+from pitstop.sandbox.clusters import SandboxClusters, api_client
+from pitstop.sandbox.kill_trials import SHORT_KINDS, KillTrialSettings, TrialKind, run_kill_trials
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.integration]
 

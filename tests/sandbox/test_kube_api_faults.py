@@ -17,7 +17,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from pitstop.runbook.model import RetrySpec
-from sandbox.clusters import SandboxClusters
+from pitstop.sandbox.clusters import SandboxClusters
 from tests.fixtures.kube_fault_proxy import Fault, KubeFaultProxy, fault_proxy
 
 from .kube_api_fault_support import BURST, QPS, Stack, running_stack, scale_runbook

@@ -20,11 +20,11 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
-from activities.kube_api import deployment_path
+from pitstop.activities.kube_api import deployment_path
 from pitstop.rollout import rollout_progress
-from sandbox.binaries import KubeBinaries
-from sandbox.clusters import SandboxClusters
-from sandbox.control_plane import KUBE_APISERVER, KWOK_CONTROLLER, LEADER_ELECTED, KwokCluster, component_pid, restart_kube_apiserver
+from pitstop.sandbox.binaries import KubeBinaries
+from pitstop.sandbox.clusters import SandboxClusters
+from pitstop.sandbox.control_plane import KUBE_APISERVER, KWOK_CONTROLLER, LEADER_ELECTED, KwokCluster, component_pid, restart_kube_apiserver
 from tests.fixtures.kube import owned_sandbox_clusters
 from tests.fixtures.kube_fault_proxy import Fault, KubeFaultProxy, fault_proxy
 

@@ -12,8 +12,8 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from tests.sandbox.step_library_support import deployment_manifest, eventually, unique
-from sandbox.cluster_contents import HOURLY_PRICE_LABEL, INSTANCE_TYPE_LABEL, REGION_LABEL
-from sandbox.clusters import SandboxClusters, api_client
+from pitstop.sandbox.cluster_contents import HOURLY_PRICE_LABEL, INSTANCE_TYPE_LABEL, REGION_LABEL
+from pitstop.sandbox.clusters import SandboxClusters, api_client
 
 pytestmark = pytest.mark.sandbox
 

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 
 from pitstop.config import Settings, load_settings
-from sandbox.binaries import KubeBinaries
-from sandbox.lifecycle import delete_sandbox
-from sandbox.monitoring import free_loopback_port
+from pitstop.sandbox.binaries import KubeBinaries
+from pitstop.sandbox.lifecycle import delete_sandbox
+from pitstop.sandbox.monitoring import free_loopback_port
 from tests.integration.up_harness import PITSTOP, descendant_pids, running_processes, stop_up, up_env
-from workers.devserver import DevServerPorts
+from pitstop.workers.devserver import DevServerPorts
 
 pytestmark = pytest.mark.sandbox
 

@@ -25,17 +25,17 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 from temporalio.client import Client, WorkflowFailureError
 
-from activities.kube_api import KubeJson, deployment_path
-from activities.kubernetes import RESTARTED_AT_ANNOTATION
+from pitstop.activities.kube_api import KubeJson, deployment_path
+from pitstop.activities.kubernetes import RESTARTED_AT_ANNOTATION
 from pitstop.delivery.promql import error_ratio_query
 from pitstop.traffic_routes import service_route_weights
 from pitstop.delivery.spec import AnalysisSpec, ErrorBudgetGate
 from pitstop.rollout import rollout_progress
 from pitstop.runbook.request import RunbookOutcome
-from sandbox.faults import BadRelease, clear_fault, inject_fault
-from sandbox.fleet import EntryTraffic, ServiceSpec, apply_fleet, fleet_manifests
-from sandbox.kube_objects import kind_of
-from workflows import ALL_WORKFLOWS
+from pitstop.sandbox.faults import BadRelease, clear_fault, inject_fault
+from pitstop.sandbox.fleet import EntryTraffic, ServiceSpec, apply_fleet, fleet_manifests
+from pitstop.sandbox.kube_objects import kind_of
+from pitstop.workflows import ALL_WORKFLOWS
 
 from .step_library_support import (
     NAMESPACE,

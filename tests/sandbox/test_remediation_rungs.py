@@ -34,16 +34,16 @@ from kubernetes.client import ApiClient
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities import build_activities
+from pitstop.activities import build_activities
 from pitstop.config import SHIPPED_RUNBOOKS_DIR, Settings
 from pitstop.incidents import ApprovalDecision, IncidentPhase, IncidentStatus
 from pitstop.remediation import Rule, load_catalog
-from sandbox.faults import NodeNotReady, clear_fault, inject_fault
-from sandbox.kube_objects import get_object, list_objects, merge_patch
-from workers.clients import build_activity_clients
-from workers.devserver import DevServer
-from workers.webhook import serve
-from workers.worker import build_workers
+from pitstop.sandbox.faults import NodeNotReady, clear_fault, inject_fault
+from pitstop.sandbox.kube_objects import get_object, list_objects, merge_patch
+from pitstop.workers.clients import build_activity_clients
+from pitstop.workers.devserver import DevServer
+from pitstop.workers.webhook import serve
+from pitstop.workers.worker import build_workers
 
 from tests.fixtures.monitoring import SandboxMonitoring
 

@@ -15,8 +15,8 @@ import pytest
 from kubernetes import client as k8s
 
 from tests.sandbox.step_library_support import eventually
-from sandbox.clusters import SandboxClusters, api_client
-from sandbox.faults import (
+from pitstop.sandbox.clusters import SandboxClusters, api_client
+from pitstop.sandbox.faults import (
     FAULT_LABEL,
     CrashLoop,
     NodeNotReady,

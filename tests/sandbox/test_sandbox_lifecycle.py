@@ -12,10 +12,10 @@ import pytest
 from kubernetes import client as k8s
 
 from pitstop.config import load_settings, Settings
-from sandbox.binaries import KubeBinaries
-from sandbox.clusters import api_client
-from sandbox.lifecycle import RunningSandbox, delete_sandbox, ensure_sandbox
-from sandbox.monitoring import free_loopback_port
+from pitstop.sandbox.binaries import KubeBinaries
+from pitstop.sandbox.clusters import api_client
+from pitstop.sandbox.lifecycle import RunningSandbox, delete_sandbox, ensure_sandbox
+from pitstop.sandbox.monitoring import free_loopback_port
 
 pytestmark = pytest.mark.sandbox
 

@@ -10,18 +10,18 @@ from typing import Any
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.clients import ActivityClients
-from activities.delivery import ReleaseClusterActivities
-from activities.istio import IstioActivities
-from activities.kube_api import KubeJson
-from activities.traffic import ISTIO_GROUP_VERSION, IstioRouter, RouteTarget
+from pitstop.activities.clients import ActivityClients
+from pitstop.activities.delivery import ReleaseClusterActivities
+from pitstop.activities.istio import IstioActivities
+from pitstop.activities.kube_api import KubeJson
+from pitstop.activities.traffic import ISTIO_GROUP_VERSION, IstioRouter, RouteTarget
 from pitstop.delivery.models import RestoreInput, RoutesInput, TargetInput
 from pitstop.delivery.routing import RouteState, desired_http
 from pitstop.delivery.spec import ReleaseTarget
 from pitstop.runbook.step_types import StepInvocation
 from pitstop.steps.istio import HeaderMatch, RouteArgs, SetHeaderRouteArgs, SetMirrorArgs, SetWeightsArgs
 from pitstop.traffic_routes import route_weights
-from sandbox.clusters import SandboxClusters
+from pitstop.sandbox.clusters import SandboxClusters
 
 from .step_library_support import (
     NAMESPACE,

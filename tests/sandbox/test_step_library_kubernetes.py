@@ -15,9 +15,9 @@ from kubernetes.client.exceptions import ApiException
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import ActivityEnvironment
 
-from activities.clients import ActivityClients
-from activities.kube_api import KubeJson, deployment_path
-from activities.kubernetes import RESTART_KEY_ANNOTATION, RESTARTED_AT_ANNOTATION, KubernetesActivities
+from pitstop.activities.clients import ActivityClients
+from pitstop.activities.kube_api import KubeJson, deployment_path
+from pitstop.activities.kubernetes import RESTART_KEY_ANNOTATION, RESTARTED_AT_ANNOTATION, KubernetesActivities
 from pitstop.runbook.step_types import StepInvocation
 from pitstop.steps.kubernetes import (
     DeploymentArgs,
@@ -32,7 +32,7 @@ from pitstop.steps.kubernetes import (
     WaitForRolloutArgs,
 )
 from pitstop.undo_values import UNDO_VALUES_ANNOTATION
-from sandbox.clusters import SandboxClusters
+from pitstop.sandbox.clusters import SandboxClusters
 
 from .step_library_support import (
     NAMESPACE,

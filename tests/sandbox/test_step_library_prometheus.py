@@ -18,10 +18,10 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.clients import ActivityClients
-from activities.incidents import IncidentActivities
-from activities.metrics import PrometheusProvider
-from activities.prometheus import PrometheusActivities
+from pitstop.activities.clients import ActivityClients
+from pitstop.activities.incidents import IncidentActivities
+from pitstop.activities.metrics import PrometheusProvider
+from pitstop.activities.prometheus import PrometheusActivities
 from pitstop.analysis import Verdict
 from pitstop.config import Settings
 from pitstop.incidents import MetricSnapshotRequest

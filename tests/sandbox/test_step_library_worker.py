@@ -10,14 +10,14 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from activities import build_activities
-from activities.clients import ActivityClients
-from activities.kube_api import KubeJson, deployment_path
+from pitstop.activities import build_activities
+from pitstop.activities.clients import ActivityClients
+from pitstop.activities.kube_api import KubeJson, deployment_path
 from pitstop.config import regional_task_queue
 from pitstop.runbook.step_types import StepInvocation
 from pitstop.steps.kubernetes import DeploymentArgs, ScaleArgs, SetImageArgs, WaitForRolloutArgs
 from pitstop.steps.prometheus import ThresholdArgs
-from sandbox.clusters import SandboxClusters
+from pitstop.sandbox.clusters import SandboxClusters
 from tests.fixtures.temporal import running_worker
 
 from .step_library_support import NAMESPACE, REGION, closed_after, create_deployment, deployment_manifest, sandbox_activity_clients, unique

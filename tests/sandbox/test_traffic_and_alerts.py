@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from sandbox.faults import BadRelease, CrashLoop, RegionOutage, SaturatedService, clear_all_faults, inject_fault
-from activities.traffic_authority import HttpTrafficAuthority
-from sandbox.kube_objects import merge_patch
+from pitstop.sandbox.faults import BadRelease, CrashLoop, RegionOutage, SaturatedService, clear_all_faults, inject_fault
+from pitstop.activities.traffic_authority import HttpTrafficAuthority
+from pitstop.sandbox.kube_objects import merge_patch
 from tests.fixtures.monitoring import WEBHOOK_TOKEN, SandboxMonitoring
 
 pytestmark = pytest.mark.sandbox

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 
-from activities import build_activities
-from activities.clients import ActivityClients
-from activities.kube_api import KubeJson, deployment_path
+from pitstop.activities import build_activities
+from pitstop.activities.clients import ActivityClients
+from pitstop.activities.kube_api import KubeJson, deployment_path
 from pitstop.config import regional_task_queue
-from sandbox.clusters import SandboxClusters
+from pitstop.sandbox.clusters import SandboxClusters
 from tests.fixtures.temporal import running_worker
 from tests.integration.runbook_harness import engine, start, status, step_state
 

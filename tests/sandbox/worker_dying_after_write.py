@@ -22,11 +22,11 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
-from activities.kubernetes import KubernetesActivities
+from pitstop.activities.kubernetes import KubernetesActivities
 from pitstop.config import Settings
 from pitstop.runbook.step_types import StepInvocation
 from pitstop.steps.kubernetes import ScaleArgs, ScaleResult, SetImageArgs, SetImageResult
-from workers.clients import build_activity_clients
+from pitstop.workers.clients import build_activity_clients
 
 EXIT_CODE = 86
 

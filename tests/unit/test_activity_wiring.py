@@ -10,10 +10,10 @@ import yaml
 from temporalio import activity
 
 import pitstop.steps  # noqa: F401
-from activities import build_activities
+from pitstop.activities import build_activities
 from pitstop.config import Settings
 from pitstop.runbook.step_types import STEP_TYPES
-from workers.clients import ClusterConfigError, build_activity_clients, region_clusters, sandbox_kubeconfig
+from pitstop.workers.clients import ClusterConfigError, build_activity_clients, region_clusters, sandbox_kubeconfig
 
 LIBRARY = ("kubernetes.", "istio.", "prometheus.", "http.", "notify.", "graph.")
 

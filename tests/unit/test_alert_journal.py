@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from pitstop.alerts import Alert, AlertNotification
-from workers import alert_journal
-from workers.alert_journal import AlertForwarder, AlertJournal, JournalEntry, JournalFull, JournalInUse
+from pitstop.workers import alert_journal
+from pitstop.workers.alert_journal import AlertForwarder, AlertJournal, JournalEntry, JournalFull, JournalInUse
 
 
 def note(fingerprint: str, status: str = "firing") -> AlertNotification:

@@ -11,8 +11,8 @@ from kubernetes.client.exceptions import ApiException
 from temporalio.exceptions import ApplicationError
 from urllib3._collections import HTTPHeaderDict
 
-from activities.kube_api import ApiUnreachable
-from activities.kube_errors import translate_api_error
+from pitstop.activities.kube_api import ApiUnreachable
+from pitstop.activities.kube_errors import translate_api_error
 from pitstop.api_backoff import (
     API_UNAVAILABLE_ERROR,
     BACKOFF_MAX_SECONDS,

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from activities.capacity import chunks, usage_queries
+from pitstop.activities.capacity import chunks, usage_queries
 from pitstop.capacity import cluster
 from pitstop.capacity.collection import region_capacity
 from pitstop.capacity.forecast import ForecastSettings
@@ -107,7 +107,7 @@ def test_a_whole_report_from_a_synthetic_region() -> None:
 
 
 def test_range_answers_keep_labels_and_drop_nan_points() -> None:
-    from activities.metrics import _matrix_series
+    from pitstop.activities.metrics import _matrix_series
 
     data = {"resultType": "matrix", "result": [
         {"metric": {"pod": "a-1-x", "container": "a"}, "values": [[1, "0.5"], [2, "NaN"], [3, "bad"], [4, "1e-3"]]},

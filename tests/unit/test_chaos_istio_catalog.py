@@ -1,4 +1,4 @@
-"""chaos.istio's patch logic (pure) and the experiment catalog's validity under chaoslib."""
+"""pitstop.chaos_toolkit.istio's patch logic (pure) and the experiment catalog's validity under chaoslib."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from chaoslib.experiment import ensure_experiment_is_valid
 from chaoslib.loader import load_experiment
 
-from chaos.istio.fault import actions, probes
-from chaos.istio.fault.actions import PREVIOUS_FAULTS_ANNOTATION, _with_fault
+from pitstop.chaos_toolkit.istio.fault import actions, probes
+from pitstop.chaos_toolkit.istio.fault.actions import PREVIOUS_FAULTS_ANNOTATION, _with_fault
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "chaos" / "experiments"
 HOST = "geo-service.team-telematics.svc.cluster.local"

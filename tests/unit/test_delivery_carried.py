@@ -13,7 +13,7 @@ from pitstop.delivery.decisions import AnalysisPolicy, AnalysisState
 from pitstop.delivery.models import DeploymentSnapshot, MeasurementRecord, ReleasePhase, ReleaseSnapshot, ReleaseStatus
 from pitstop.delivery.inputs import ReleaseInput
 from pitstop.delivery.spec import ReleaseSpec
-from workflows.delivery_analysis import AnalysisLoop
+from pitstop.workflows.delivery_analysis import AnalysisLoop
 
 SPEC = ReleaseSpec.model_validate({"service": "geo", "namespace": "team-geo", "image": "r/geo:v2", "steps": [10, 50, 100]})
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import yaml
 from temporalio import activity
 
-from activities import build_activities
+from pitstop.activities import build_activities
 from pitstop.config import Settings
-from workers.clients import build_activity_clients
+from pitstop.workers.clients import build_activity_clients
 
 from .test_activity_wiring import write_kubeconfig
 

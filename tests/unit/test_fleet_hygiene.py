@@ -12,7 +12,7 @@ from pitstop.hygiene.checks import findings, image_tag
 from pitstop.hygiene.inventory import RegionInventory, region_inventory, virtual_service_facts
 from pitstop.hygiene.report import hygiene_report
 from pitstop.steps.hygiene import Check, Finding
-from sandbox.fleet import expand_fleet, fleet_manifests, load_fleet_spec
+from pitstop.sandbox.fleet import expand_fleet, fleet_manifests, load_fleet_spec
 
 NS = "team-ota"
 

@@ -10,13 +10,13 @@ import pytest
 from pydantic import ValidationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.clients import ActivityClients
-from activities.dependency_graph import DependencyGraphActivities
+from pitstop.activities.clients import ActivityClients
+from pitstop.activities.dependency_graph import DependencyGraphActivities
 from pitstop.config import Settings
 from pitstop.dependency_graph import ServiceRef, build_graph, discovery_query
 from pitstop.runbook.step_types import StepInvocation
 from pitstop.steps.graph import DiscoverArgs, GraphDiscovery, OrderArgs
-from workers.graph_cache import CachedGraph, cache_path, load_fresh, store
+from pitstop.workers.graph_cache import CachedGraph, cache_path, load_fresh, store
 
 NOW = datetime(2026, 12, 10, 12, 0, tzinfo=timezone.utc)
 URL = "http://prometheus:9090"

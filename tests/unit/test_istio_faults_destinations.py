@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox.cluster_watch import pod_workload, summarize_http_route, summarize_virtual_service
-from sandbox.istio_destinations import (
+from pitstop.sandbox.cluster_watch import pod_workload, summarize_http_route, summarize_virtual_service
+from pitstop.sandbox.istio_destinations import (
     Endpoint,
     Owner,
     RouteContext,
@@ -14,7 +14,7 @@ from sandbox.istio_destinations import (
     route_split,
     summarize_service,
 )
-from sandbox.istio_faults import (
+from pitstop.sandbox.istio_faults import (
     HttpFault,
     RequestBatch,
     apply_fault,
@@ -23,7 +23,7 @@ from sandbox.istio_faults import (
     parse_duration_ms,
     parse_http_fault,
 )
-from sandbox.traffic_model import HttpRoute
+from pitstop.sandbox.traffic_model import HttpRoute
 
 BATCH = RequestBatch({"200": 99.0, "500": 1.0}, {"200": (20.0, 0.6), "500": (10.0, 0.6)})
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from temporalio.api.common.v1 import Payload
 
-from workers.payload_codec import ENCODING, KEY_ID_METADATA, EncryptionCodec, KeyRing, KeyRingError, rotate_key_ring
+from pitstop.workers.payload_codec import ENCODING, KEY_ID_METADATA, EncryptionCodec, KeyRing, KeyRingError, rotate_key_ring
 
 PLAIN = Payload(metadata={"encoding": b"json/plain"}, data=b'{"service": "trip-service", "token": "s3cret"}')
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.runbook_debug import confined_record_file
+from pitstop.activities.runbook_debug import confined_record_file
 from pitstop.config import Settings
 from pitstop.redaction import MASK, redact_text
 from pitstop.remediation import parse_catalog, reach_problems

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pitstop.undo_values import UNDO_VALUES_ANNOTATION, entry_key, with_previous
-from sandbox.audit import (
+from pitstop.sandbox.audit import (
     AUDIT_POLICY,
     RESTART_KEY_ANNOTATION,
     WORKER_USER,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sandbox.clusters import (
+from pitstop.sandbox.clusters import (
     KWOK_CONFIG_FILES,
     clusters_listening_beyond_loopback,
     kwok_workdir,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.control_plane import (
+from pitstop.sandbox.control_plane import (
     KUBE_APISERVER,
     KUBE_CONTROLLER_MANAGER,
     KWOK_CONTROLLER,

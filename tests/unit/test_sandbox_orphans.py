@@ -1,7 +1,7 @@
 """Which sandbox cluster processes are orphans (pure selection; stopping them is exercised by every sandbox
 test session start, in tests/fixtures/kube.py)."""
 
-from sandbox.orphans import ClusterProcess, orphaned_cluster_processes, owned_cluster_prefix
+from pitstop.sandbox.orphans import ClusterProcess, orphaned_cluster_processes, owned_cluster_prefix
 
 
 def cmd(binary: str, cluster: str) -> str:

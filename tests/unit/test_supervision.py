@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.supervision import RestartPolicy, describe_exit, next_restart
+from pitstop.workers.supervision import RestartPolicy, describe_exit, next_restart
 
 POLICY = RestartPolicy(first_delay_seconds=1.0, max_delay_seconds=10.0, healthy_after_seconds=60.0,
                        max_consecutive_restarts=5)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from workers.devserver import SEARCH_ATTRIBUTES
-from workers.temporal_setup import cloud_hint, not_ready_message, search_attribute_gap
+from pitstop.workers.devserver import SEARCH_ATTRIBUTES
+from pitstop.workers.temporal_setup import cloud_hint, not_ready_message, search_attribute_gap
 
 
 def test_a_namespace_with_every_attribute_is_ready_whatever_else_it_has() -> None:

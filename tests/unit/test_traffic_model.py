@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from sandbox.cluster_watch import summarize_virtual_service
-from sandbox.fleet import call_edges, expand_fleet, fleet_manifests, load_fleet_spec
-from sandbox.traffic_model import (
+from pitstop.sandbox.cluster_watch import summarize_virtual_service
+from pitstop.sandbox.fleet import call_edges, expand_fleet, fleet_manifests, load_fleet_spec
+from pitstop.sandbox.traffic_model import (
     HEADER_COHORT_SHARE,
     INGRESS_WORKLOAD,
     HttpRoute,

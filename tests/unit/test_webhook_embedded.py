@@ -11,7 +11,7 @@ from typing import Any, cast
 from temporalio.client import Client
 
 from pitstop.config import Settings
-from workers.webhook import serve
+from pitstop.workers.webhook import serve
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

@@ -28,9 +28,9 @@ from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 from kubernetes.client.exceptions import ApiException
 
-from activities.kube_errors import api_error_detail, retry_on_conflict
-from chaos.istio import istio_client
-from chaos.istio.fault.probes import DEFAULT_VERSION, virtual_service_path
+from pitstop.activities.kube_errors import api_error_detail, retry_on_conflict
+from pitstop.chaos_toolkit.istio import istio_client
+from pitstop.chaos_toolkit.istio.fault.probes import DEFAULT_VERSION, virtual_service_path
 
 __all__ = [
     "set_fault",

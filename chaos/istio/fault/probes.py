@@ -8,8 +8,8 @@ from typing import Any
 from chaoslib.types import Configuration, Secrets
 from kubernetes.client.exceptions import ApiException
 
-from activities.kube_api import ResourceKind
-from chaos.istio import istio_client
+from pitstop.activities.kube_api import ResourceKind
+from pitstop.chaos_toolkit.istio import istio_client
 
 __all__ = ["get_virtual_service"]
 
