@@ -237,9 +237,16 @@ def find(text: str) -> list[str]:
 
 
 def whole(text: str) -> str | None:
-    """The inner expression when the whole string is exactly one `${{ ... }}`."""
-    match = _EXPR.fullmatch(text.strip())
-    return match.group(1) if match else None
+    """The inner expression when the whole string is exactly one `${{ ... }}`.
+
+    `"${{ a }} and ${{ b }}"` is two expressions in a text, not one whose inner text is `a }} and ${{ b`
+    (a full match of the pattern alone would stretch its lazy group across both).
+    """
+    stripped = text.strip()
+    matches = list(_EXPR.finditer(stripped))
+    if len(matches) == 1 and matches[0].span() == (0, len(stripped)):
+        return matches[0].group(1)
+    return None
 
 
 def refs(node: Node) -> list[Ref]:

@@ -76,3 +76,12 @@ def test_refs_and_conditions() -> None:
 def test_comparing_incompatible_types_is_an_expression_error() -> None:
     with pytest.raises(ex.ExpressionError, match="cannot compare"):
         ex.evaluate(ex.parse("inputs.who < 3"), CTX)
+
+
+def test_two_expressions_in_one_text_are_each_rendered() -> None:
+    """A string holding two `${{ }}` is a text with two expressions, not one expression spanning both."""
+    context = {"inputs": {"service": "trip", "region": "eu"}}
+    assert ex.whole("${{ inputs.service }} in ${{ inputs.region }}") is None
+    assert ex.render("${{ inputs.service }} in ${{ inputs.region }}", context) == "trip in eu"
+    assert ex.render("${{ inputs.service }}${{ inputs.region }}", context) == "tripeu"
+    assert ex.whole(" ${{ inputs.service }} ") == " inputs.service "
