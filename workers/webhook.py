@@ -512,6 +512,15 @@ def access_policy(settings: Settings) -> AccessPolicy | None:
         raise CliError(f"the access policy is invalid: {exc}", exit_code=EXIT_USAGE) from None
 
 
+def alert_webhook(settings: Settings, client: Client) -> AlertWebhook:
+    """The receiver, configured from `settings.webhook` (credentials, journal, rate limits, signature window)."""
+    limit = settings.webhook.rate_limit
+    return AlertWebhook(client=client, credentials=webhook_credentials(settings), task_queue=settings.temporal.task_queue,
+                        max_body_bytes=settings.webhook.max_body_bytes, journal=AlertJournal(journal_path(settings)),
+                        rate_limits=ClientRateLimits(per_second=limit.per_second, burst=limit.burst),
+                        signature_window_seconds=settings.webhook.signature_window_seconds)
+
+
 async def serve(settings: Settings, *, client: Client | None = None, ready: asyncio.Event | None = None,
                 stop: asyncio.Event | None = None, port: int | None = None,
                 policy: AccessPolicy | None = None) -> None:
@@ -524,18 +533,13 @@ async def serve(settings: Settings, *, client: Client | None = None, ready: asyn
         from .temporal_connection import connect
 
         client = await connect(settings, lazy=True, runtime=webhook_metrics_runtime(settings))  # alerts are journaled even while Temporal is down
-    limit = settings.webhook.rate_limit
-    app = AlertWebhook(client=client, credentials=webhook_credentials(settings), task_queue=settings.temporal.task_queue,
-                       max_body_bytes=settings.webhook.max_body_bytes, journal=AlertJournal(journal_path(settings)),
-                       rate_limits=ClientRateLimits(per_second=limit.per_second, burst=limit.burst),
-                       signature_window_seconds=settings.webhook.signature_window_seconds)
+    app = alert_webhook(settings, client)
     host, listen_port = parse_listen(settings.webhook.listen)
     meter = meter_of(client)  # pitstop's metrics (workers/metrics.py), on the client's runtime
     asgi = with_operator_api(with_codec_endpoint(app, settings), settings, client,
                              policy if policy is not None else access_policy(settings))
     config = uvicorn.Config(WebhookMetrics(asgi, meter), host=host, port=port if port is not None else listen_port,
-                            log_level="warning",
-                            access_log=False, lifespan="on", limit_concurrency=2000, backlog=4096,
+                            log_level="warning", access_log=False, lifespan="on", limit_concurrency=2000, backlog=4096,
                             timeout_keep_alive=30)
 
     class HostSignalsServer(uvicorn.Server):
