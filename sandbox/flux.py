@@ -129,6 +129,7 @@ def start_controllers(*, kubeconfig: Path, context: str, state_dir: Path) -> Flu
     health: dict[str, str] = {}
     logs: dict[str, Path] = {}
     storage_port = free_port()
+    (state_dir / "storage").mkdir(exist_ok=True)  # source-controller refuses a storage path that does not exist yet
     for name in ("source-controller", "kustomize-controller"):
         health_port = free_port()
         args = [str(bin_dir / name), "--watch-all-namespaces", "--enable-leader-election=false", "--log-level=info",
