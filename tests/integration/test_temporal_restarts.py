@@ -150,6 +150,9 @@ async def test_runs_in_flight_survive_a_kill_9_of_the_temporal_server_under_up(t
         assert len(child_pids(up.pid, command_contains="server start-dev")) == 1
         assert not record.exists(), "the step ended before Temporal came back: the test proves nothing"
 
+        # the worker under `up` enforces its policy file (up_harness: only `alice`), audited in the run's history
+        refused = pitstop(env, "approve", "restart-approval", "--step", "ok", "--as", "mallory")
+        assert refused.returncode == 2 and "mallory (no groups) may not approve" in refused.stderr, refused.stderr
         approved = pitstop(env, "approve", "restart-approval", "--step", "ok", "--as", "alice")
         assert approved.returncode == 0, approved.stdout + approved.stderr
         step_outcome = await asyncio.wait_for(step.result(), timeout=120)
