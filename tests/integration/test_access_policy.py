@@ -1,6 +1,7 @@
 """The access policy re-checked by a runbook's update validators on real Temporal: an identity outside the
 policy is refused (pause, approve) with who/what/why in the error and, through the worker's `access_denied`
-signal, in the run's history; an allowed identity passes and the run completes."""
+signal, in the run's history; an allowed identity passes and the run completes. The same for an incident's
+approval (recorded in the incident's timeline), with the webhook stack of test_webhook."""
 
 from __future__ import annotations
 
@@ -15,12 +16,16 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
 from pitstop.config import Settings
+from pitstop.incidents import ApprovalDecision as IncidentDecision
+from pitstop.incidents import IncidentPhase, IncidentStatus
 from pitstop.policy import guard
 from pitstop.policy.guard import ACCESS_DENIED
 from pitstop.runbook.run_state import ApprovalDecision, ControlRequest, Phase
 from workers.access_audit import install_policy
 
 from .runbook_harness import engine, start, status, wait_until
+from .test_incident_escalation import use_catalog
+from .test_webhook import Stack, alert_payload, fp, post, stack, wait_for_phase  # noqa: F401 - `stack` is a fixture
 
 pytestmark = pytest.mark.integration
 
@@ -105,3 +110,58 @@ def _payload_text(payload: dict[str, str]) -> str:
     import base64
 
     return base64.b64decode(payload["data"]).decode()
+
+
+INCIDENT_POLICY = """
+groups:
+  sre-oncall: {}
+rules:
+  - id: oncall-decides-shop-incidents
+    subjects: [group:sre-oncall]
+    actions: [incident.approve]
+    runbooks: [incident]
+    targets: {namespace: shop}
+"""
+
+
+async def test_incident_approval_outside_the_policy_is_refused_and_in_the_timeline(
+    stack: Stack, tmp_path: Path,  # noqa: F811 - the fixture imported from test_webhook
+) -> None:
+    """`bob` is in the catalog rule's approvers but the policy lets only the on-call group decide shop's incidents."""
+    use_catalog(stack)
+    policy_file = tmp_path / "incident-policy.yaml"
+    policy_file.write_text(INCIDENT_POLICY)
+    settings = stack.settings.model_copy(update={"security": stack.settings.security.model_copy(
+        update={"policy_file": policy_file})})
+    recorder = install_policy(settings, stack.client)
+    assert recorder is not None
+    recording = asyncio.create_task(recorder.run())
+    try:
+        fingerprint = fp()
+        labels = {"severity": "critical", "service": "payments", "namespace": "shop", "region": "eu"}
+        response = await post(stack, alert_payload(fingerprint=fingerprint, **labels))
+        incident = response.json()["incidents"][0]["incident"]
+        await wait_for_phase(stack, incident, {IncidentPhase.WAITING_FOR_APPROVAL})
+        handle = stack.client.get_workflow_handle(incident, result_type=IncidentStatus)
+
+        reason = await refused(handle.execute_update("approve", IncidentDecision(approved=True, identity="bob")))
+        assert reason == ("bob (no groups) may not incident.approve on runbook 'incident' "
+                          "(namespace=shop, service=payments, region=eu): no rule allows it (default deny)")
+        for _ in range(100):  # the worker signals the refusal to the incident: bounded wait for its timeline entry
+            current = await handle.query("status", result_type=IncidentStatus)
+            if any(e.kind == "access-denied" for e in current.timeline):
+                break
+            await asyncio.sleep(0.1)
+        assert [e.message for e in current.timeline if e.kind == "access-denied"] == [reason]
+        assert current.phase == IncidentPhase.WAITING_FOR_APPROVAL and current.actions == []
+
+        verb = await handle.execute_update(
+            "approve", IncidentDecision(approved=True, identity="alice", groups=["sre-oncall"]), result_type=str)
+        assert verb == "approved"
+        acting = await wait_for_phase(stack, incident, {IncidentPhase.VERIFYING})
+        assert [a.status for a in acting.actions] == ["succeeded"]
+        await post(stack, alert_payload(fingerprint=fingerprint, status="resolved", **labels))
+        assert (await asyncio.wait_for(handle.result(), timeout=60)).phase == IncidentPhase.RECOVERED
+    finally:
+        recording.cancel()
+        guard.install(None)
