@@ -4,7 +4,11 @@ every group the shipped runbooks and the remediation catalog name as approvers."
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import jsonschema
 import yaml
@@ -56,13 +60,10 @@ def test_shipped_policy_decisions() -> None:
     assert not allowed({"sre-lead"}, Action.ABORT, "restart-service", namespace="kube-system")
 
 
-def test_cli_check_and_explain(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import subprocess
-    import sys
-
+def test_cli_check_and_explain(tmp_path: Path) -> None:
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "workers.cli", "policy", *args], capture_output=True, text=True,
-                              timeout=60, env={**__import__("os").environ, "PITSTOP_CONFIG": str(tmp_path / "none.yaml")})
+                              timeout=60, env={**os.environ, "PITSTOP_CONFIG": str(tmp_path / "none.yaml")})
 
     ok = cli("check", str(POLICY_FILE))
     assert ok.returncode == 0 and "valid, 9 rule(s)" in ok.stdout, ok.stderr
