@@ -9,6 +9,10 @@ is slow; both answer the same requests first and every answer is checked to be i
 candidates examined per indexed decision, and the time to validate + compile the file.
 
     .venv/bin/python -m bench.policy [--rules 10000] [--requests 20000] [--scan-requests 1000] [--rounds 5]
+
+Measured 2026-12-05 on the shared 2-core machine (load average 10.23 11.48 7.03), defaults: indexed 48,097
+decisions/s, p50 9.2 µs, p99 40.9 µs; scan 307 decisions/s, p50 1,857 µs, p99 13,994 µs; 0.5 candidates per
+indexed decision (max 4); validate + compile 1.2 s.
 """
 
 from __future__ import annotations

@@ -129,7 +129,7 @@ class Policy(_Strict):
         None, description="alerts whose severity ranks above this need a human approval before each action"
     )
     approval_timeout: Duration = Field(900.0, description="no decision by then: escalate")
-    approvers: list[str] = Field(default_factory=list, description="identities allowed to approve; empty = anyone")
+    approvers: list[str] = Field(default_factory=list, description="who may approve: `group:NAME` (a group of the access policy), `user:NAME` or a user name; empty = anyone the access policy allows")
     max_actions_per_hour: int = Field(3, ge=0, le=1000, description="circuit breaker per service")
     on_lease_busy: LeaseBusy = Field("wait", description="another run holds the service: wait, or escalate at once")
     lease_wait_timeout: Duration = Field(600.0, description="policy wait: escalate after this long")

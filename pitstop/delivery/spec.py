@@ -187,7 +187,7 @@ class ReleaseSpec(_Strict):
     progress_deadline: Duration = Field(600.0, gt=0, description="roll back after this long without progress")
     warm_window: Duration = Field(300.0, ge=0, description="old version kept warm after promotion (instant rollback)")
     approval: bool = Field(False, description="wait for a manual promote before promotion")
-    approvers: list[str] = Field(default_factory=list, description="identities allowed to promote; empty = anyone")
+    approvers: list[str] = Field(default_factory=list, description="who may promote: `group:NAME` (a group of the access policy), `user:NAME` or a user name; empty = anyone the access policy allows")
     error_budget: ErrorBudgetGate | None = None
     replicas: int | None = Field(None, ge=1, description="candidate replicas during analysis; default 1 (canary)")
     resources: dict[KubeLabelName, ContainerResources] = Field(

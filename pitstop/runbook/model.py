@@ -155,7 +155,7 @@ class Runbook(_Strict):
     mutating: bool | None = Field(
         None, description="takes the target's lease; default: true when any step type is mutating"
     )
-    approvers: list[str] = Field(default_factory=list, description="identities allowed to approve by default")
+    approvers: list[str] = Field(default_factory=list, description="who may approve by default: `group:NAME` (a group of the access policy), `user:NAME` or a user name")
     max_parallel: int = Field(10, ge=1, le=1000, description="steps running at once")
     steps: list[Step] = Field(min_length=1)
 

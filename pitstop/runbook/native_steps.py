@@ -56,13 +56,13 @@ class EscalationNotify(StepArgs):
 class ApprovalArgs(StepArgs):
     message: str = Field("", description="what the approver is asked")
     approvers: list[str] = Field(
-        default_factory=list, description="identities allowed to decide; empty = the runbook's `approvers`"
+        default_factory=list, description="who may decide: `group:NAME` (a group of the access policy), `user:NAME` or a user name; empty = the runbook's `approvers`"
     )
     timeout: Duration | None = Field(None, description="deadline for a decision; none = wait forever")
     on_timeout: Literal["reject", "approve", "escalate"] = Field(
         "reject", description="at the deadline: decide by default, or escalate to `escalate_to`"
     )
-    escalate_to: list[str] = Field(default_factory=list, description="identities added at the deadline")
+    escalate_to: list[str] = Field(default_factory=list, description="approvers added at the deadline (`group:NAME` (a group of the access policy), `user:NAME` or a user name)")
     escalation_timeout: Duration | None = Field(None, description="second deadline after escalating (then reject)")
     notify: EscalationNotify | None = Field(
         None, description="on escalation, notify this webhook / Slack endpoint (run id, step, message, approvers)"

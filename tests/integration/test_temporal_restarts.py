@@ -28,6 +28,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from pitstop.incidents import ALERT_SIGNAL, IncidentPhase, IncidentStatus
 from pitstop.runbook.request import RunbookOutcome
 from pitstop.workers.devserver import DevServerPorts, free_port, port_is_open
+from pitstop.workers.identity import add_token
 
 from tests.fixtures.worker_reach import TEST_WORKER_ENV
 
@@ -150,7 +151,11 @@ async def test_runs_in_flight_survive_a_kill_9_of_the_temporal_server_under_up(t
         assert len(child_pids(up.pid, command_contains="server start-dev")) == 1
         assert not record.exists(), "the step ended before Temporal came back: the test proves nothing"
 
-        approved = pitstop(env, "approve", "restart-approval", "--step", "ok", "--as", "alice")
+        # `up` enforces its policy file (up_harness: only `alice`); mallory has a valid token, but no rule
+        mallory = add_token(Path(env["PITSTOP_STATE_DIR"]) / "api-tokens.yaml", "mallory", groups=[])
+        refused = pitstop({**env, "PITSTOP_IDENTITY__TOKEN": mallory}, "approve", "restart-approval", "--step", "ok")
+        assert refused.returncode == 2 and "mallory (no groups) may not approve" in refused.stderr, refused.stderr
+        approved = pitstop(env, "approve", "restart-approval", "--step", "ok")
         assert approved.returncode == 0, approved.stdout + approved.stderr
         step_outcome = await asyncio.wait_for(step.result(), timeout=120)
         approval_outcome = await asyncio.wait_for(approval.result(), timeout=60)

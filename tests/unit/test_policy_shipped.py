@@ -4,12 +4,16 @@ every group the shipped runbooks and the remediation catalog name as approvers."
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import jsonschema
 import yaml
 
-from pitstop.access import AccessRequest, Action, Identity, Target
+from pitstop.access import AccessPolicy, AccessRequest, Action, Identity, Target
 from pitstop.config import SHIPPED_RUNBOOKS_DIR
 from pitstop.policy import load_policy
 from pitstop.policy.schema import SCHEMA_FILE_NAME, policy_json_schema_text
@@ -40,7 +44,7 @@ def test_groups_named_by_shipped_runbooks_and_catalog_are_declared() -> None:
 
 
 def test_shipped_policy_decisions() -> None:
-    policy = load_policy(POLICY_FILE)
+    policy: AccessPolicy = load_policy(POLICY_FILE)  # what the API and validators program against (mypy checks it)
 
     def allowed(groups: set[str], action: Action, runbook: str, namespace: str | None = "shop") -> bool:
         identity = Identity(subject="someone", groups=frozenset(groups), method="token-file")
@@ -54,3 +58,20 @@ def test_shipped_policy_decisions() -> None:
     assert not allowed({"developers"}, Action.ABORT, "restart-service")
     assert not allowed(set(), Action.START, "hello")
     assert not allowed({"sre-lead"}, Action.ABORT, "restart-service", namespace="kube-system")
+
+
+def test_cli_check_and_explain(tmp_path: Path) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pitstop.workers.cli", "policy", *args], capture_output=True, text=True,
+                              timeout=60, env={**os.environ, "PITSTOP_CONFIG": str(tmp_path / "none.yaml")})
+
+    ok = cli("check", str(POLICY_FILE))
+    assert ok.returncode == 0 and "valid, 9 rule(s)" in ok.stdout, ok.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - {id: x, subjects: [group:ghost], actions: [approve]}\n")
+    refused = cli("check", str(bad))
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == f"pitstop: error: {bad}: rules[0] (x).subjects[0]: group 'ghost' is not declared under `groups`"
+    denied = cli("explain", "--user", "lee", "--group", "sre-lead", "--action", "abort", "--runbook", "hello",
+                 "--namespace", "kube-system", "--file", str(POLICY_FILE))
+    assert denied.returncode == 1 and "denied by rule no-control-plane-namespaces" in denied.stdout
