@@ -148,7 +148,9 @@ async def test_incident_approval_outside_the_policy_is_refused_and_in_the_timeli
     recording = asyncio.create_task(recorder.run())
     try:
         fingerprint = fp()
-        labels: dict[str, Any] = {"severity": "critical", "service": "payments", "namespace": "shop", "region": "eu"}
+        # a service of its own: the target's remediation budget workflow outlives the test, on this test's task queue
+        labels: dict[str, Any] = {"severity": "critical", "service": "payments-policy", "namespace": "shop",
+                                  "region": "eu"}
         response = await post(stack, alert_payload(fingerprint=fingerprint, **labels))
         incident = response.json()["incidents"][0]["incident"]
         await wait_for_phase(stack, incident, {IncidentPhase.WAITING_FOR_APPROVAL})
@@ -156,7 +158,7 @@ async def test_incident_approval_outside_the_policy_is_refused_and_in_the_timeli
 
         reason = await refused(handle.execute_update("approve", IncidentDecision(approved=True, identity="bob")))
         assert reason == ("bob (no groups) may not incident.approve on runbook 'incident' "
-                          "(namespace=shop, service=payments, region=eu): no rule allows it (default deny)")
+                          "(namespace=shop, service=payments-policy, region=eu): no rule allows it (default deny)")
         for _ in range(100):  # the worker signals the refusal to the incident: bounded wait for its timeline entry
             current = await handle.query("status", result_type=IncidentStatus)
             if any(e.kind == "access-denied" for e in current.timeline):

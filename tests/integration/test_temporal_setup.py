@@ -22,6 +22,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from pitstop.config import Settings
 from pitstop.workers.devserver import SEARCH_ATTRIBUTES, DevServer, DevServerPorts, free_port
 from pitstop.workers.errors import EXIT_USAGE, CliError
+from pitstop.workers.identity import add_token
 from pitstop.workers.temporal_setup import ensure_ready, registered_search_attributes
 
 pytestmark = pytest.mark.integration
@@ -40,6 +41,9 @@ def bare_temporal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServe
     server.start()
     yield server
     server.stop()
+
+
+TEST_POLICY = Path(__file__).resolve().parents[1] / "data" / "policy-tests.yaml"  # its operator: alice
 
 
 def _env(server: DevServer, state: Path) -> dict[str, str]:
@@ -104,7 +108,8 @@ async def test_refuse_then_setup_idempotently_then_everything_works(bare_tempora
     port = free_port()
     log_path = tmp_path / "webhook.log"
     webhook = subprocess.Popen([sys.executable, "-m", "pitstop.workers.webhook"],
-                               env={**env, "PITSTOP_WEBHOOK__LISTEN": f"127.0.0.1:{port}"}, cwd=ROOT,
+                               env={**env, "PITSTOP_WEBHOOK__LISTEN": f"127.0.0.1:{port}",
+                                    "PITSTOP_SECURITY__POLICY_FILE": str(TEST_POLICY)}, cwd=ROOT,
                                stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
     worker: subprocess.Popen[bytes] | None = None
     try:
@@ -144,7 +149,10 @@ async def test_refuse_then_setup_idempotently_then_everything_works(bare_tempora
         # a worker starts and a run completes
         worker = subprocess.Popen([sys.executable, "-m", "pitstop.workers.cli", "worker"], env=env, cwd=ROOT,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        run = _pitstop(env, "run", "hello", "-i", "name=setup", timeout=120)
+        # ... started through the webhook's pitstop API as a verified user (docs/security.md)
+        alice = {"PITSTOP_IDENTITY__API_URL": url,
+                 "PITSTOP_IDENTITY__TOKEN": add_token(tmp_path / "api-tokens.yaml", "alice", groups=[])}
+        run = _pitstop({**env, **alice}, "run", "hello", "-i", "name=setup", timeout=120)
         assert run.returncode == 0, run.stdout + run.stderr
         assert "succeeded" in run.stdout, run.stdout
     finally:

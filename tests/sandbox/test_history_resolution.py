@@ -1,7 +1,8 @@
 """The session's backfilled history has a real scrape resolution (`sandbox.history`, usage every 30 s): a rate over
 2 minutes across a day in the past gives a point per step for every fleet pod (at 5-minute samples it gave none or
 one), a day holds 2880 CPU and memory samples per pod, and the kube-state-metrics series are in the history too
-(a week ago, every fleet pod has its owner and its requests)."""
+(a week ago, every fleet pod has its owner and its requests). "Every fleet pod" is every pod the history was
+generated for: by the time these tests run, others may have replaced pods by rollouts and scale-outs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 
 import pytest
 
-from tests.fixtures.monitoring import SandboxMonitoring, live_pods
+from tests.fixtures.monitoring import SandboxMonitoring
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.integration]
 
@@ -17,7 +18,7 @@ pytestmark = [pytest.mark.sandbox, pytest.mark.integration]
 def test_a_short_rate_over_a_past_day_has_a_point_per_step(sandbox_monitoring: SandboxMonitoring) -> None:
     sandbox = sandbox_monitoring
     assert sandbox.history.step_seconds <= 30
-    pods = {(region, p.namespace, p.pod) for region, api in sandbox.api_clients.items() for p in live_pods(api)}
+    pods = sandbox.history_pod_keys()  # live pods may be newer: other tests roll and scale the fleet
     day_end = time.time() - 2 * 86400
     rows = sandbox.query("rate(container_cpu_usage_seconds_total[2m])", start=day_end - 86400, end=day_end, step=60)
     points = {(r["metric"]["region"], r["metric"]["namespace"], r["metric"]["pod"]): len(r["values"]) for r in rows}
@@ -35,7 +36,7 @@ def test_a_short_rate_over_a_past_day_has_a_point_per_step(sandbox_monitoring: S
 def test_kube_state_metrics_are_in_the_history(sandbox_monitoring: SandboxMonitoring) -> None:
     sandbox = sandbox_monitoring
     week_ago = time.time() - 7 * 86400
-    pods = {(region, p.namespace, p.pod) for region, api in sandbox.api_clients.items() for p in live_pods(api)}
+    pods = sandbox.history_pod_keys()  # live pods may be newer: other tests roll and scale the fleet
     for query in ('kube_pod_owner{owner_kind="ReplicaSet"}', 'kube_pod_container_resource_requests{resource="cpu"}',
                   'kube_pod_container_resource_limits{resource="memory"}', "kube_pod_container_status_restarts_total"):
         rows = sandbox.query(query, time=week_ago)
