@@ -77,7 +77,7 @@ def route(method: str, raw_path: str) -> Operation | str | None:
         return None  # e.g. /api/v1/alerts: the webhook's
     if method != "POST":
         _refuse_method("POST")
-    if len(parts) == 1:
+    if len(parts) == 1 and parts[0] in COLLECTION_OPS:
         return Operation(parts[0], None, COLLECTION_OPS[parts[0]])
     if len(parts) == 3 and parts[1] and (parts[0], parts[2]) in ACTIONS and parts[2] not in ("start", "apply"):
         return Operation(parts[0], parts[1], parts[2])

@@ -43,6 +43,7 @@ from pitstop.config import Settings
 from pitstop.delivery.spec import ContainerResources
 from pitstop.steps.capacity import CollectArgs
 from tests.fixtures.monitoring import SandboxMonitoring
+from tests.fixtures.pitstop_api import running_api
 from pitstop.workers.cli_capacity_apply import wanted_resources
 from pitstop.workers.clients import build_activity_clients
 from pitstop.workflows.delivery import ProgressiveRelease
