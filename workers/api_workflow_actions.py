@@ -20,7 +20,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -45,6 +45,7 @@ class ChaosStartBody(BaseModel):
 class SchedulesApplyBody(BaseModel):
     file: str = Field(DEFAULT_SCHEDULES_FILE, description="the file's name, for the problems' file:line")
     text: str = Field(description="the schedules file's content")
+    _deletes: frozenset[str] = PrivateAttr(default=frozenset())  # the deletions the policy was asked about
 
 
 def _ask(identity: Identity, action: Action, runbook: str, targets: list[Target]) -> list[AccessRequest]:
@@ -147,6 +148,7 @@ async def schedules_apply_requests(client: Client, settings: Settings, identity:
     entries = checked_schedules(settings, body)
     changes = await plan(client, entries, task_queue=settings.temporal.task_queue)
     deleted = {c.id for c in changes if c.kind == "delete"}
+    body._deletes = frozenset(deleted)
     asked = [(e.runbook, target_from(e.inputs)) for e in entries]
     for existing in await current_schedules(client, []):
         if existing.id in deleted:
@@ -161,9 +163,14 @@ async def schedules_apply_requests(client: Client, settings: Settings, identity:
 
 async def apply_schedules(client: Client, settings: Settings, identity: Identity,
                           body: SchedulesApplyBody) -> dict[str, Any]:
-    from .schedules import apply
+    from .schedules import apply, plan
 
-    changes = await apply(client, checked_schedules(settings, body), task_queue=settings.temporal.task_queue,
-                          applied_by=identity.subject)
+    entries = checked_schedules(settings, body)
+    unasked = sorted(c.id for c in await plan(client, entries, task_queue=settings.temporal.task_queue)
+                     if c.kind == "delete" and c.id not in body._deletes)
+    if unasked:  # created by someone else since the policy was asked: it was not asked about deleting them
+        raise ActionFailed(409, f"schedules appeared while applying ({', '.join(unasked)}); nothing was applied, "
+                                "apply again")
+    changes = await apply(client, entries, task_queue=settings.temporal.task_queue, applied_by=identity.subject)
     return {"changes": [c.model_dump(mode="json") for c in changes], "applied_by": identity.subject}
 
