@@ -1,7 +1,8 @@
 """The authenticated pitstop API, served by the webhook process beside `/alerts` (workers/webhook.py).
 
 Every operator action goes through here (the CLI's `run`, `approve`, `pause`, `resume`, `abort`, `release
-promote|rollback|abort`, `incident approve`, `schedules pause|unpause|trigger|delete` call it):
+promote|rollback|abort`, `incident approve`, `schedules apply|pause|unpause|trigger|delete`, `chaos run|abort`,
+`capacity apply --apply` call it):
 
     POST /api/v1/runs                          {"runbook", "inputs", "dry_run", "id"}      start
     POST /api/v1/runs/<id>/approve             {"step", "approved", "comment"}            approve / reject
@@ -10,13 +11,19 @@ promote|rollback|abort`, `incident approve`, `schedules pause|unpause|trigger|de
     POST /api/v1/releases/<id>/rollback|abort  {"reason"}
     POST /api/v1/incidents/<id>/approve        {"approved", "comment"}
     POST /api/v1/schedules/<id>/pause|unpause|trigger|delete  {"reason"}
+    POST /api/v1/schedules                     {"file", "text"}                           apply a schedules file
+    POST /api/v1/chaos                         {"request", "id"}                          start a chaos run
+    POST /api/v1/chaos/<id>/abort              {"reason"}
+    POST /api/v1/rightsizing                   LoopInput                                  start a rightsizing loop
     GET  /api/v1/whoami                        the verified identity
 
 (ids are percent-encoded path segments). Each request: (1) the bearer credential is verified
 (workers/identity.py: an OIDC ID token or a token from the local token file) from the headers, before the body
 is read — 401 otherwise; (2) the policy (`pitstop.access.AccessPolicy`) is asked about the action, the runbook
 and the target as Temporal records them — 403 with the reason otherwise; (3) only then pitstop calls Temporal,
-putting the verified subject into the update or signal. Without a policy every action is refused (fail closed).
+putting the verified subject into the update, signal or start input (workers/api_workflow_actions.py: chaos,
+rightsizing, the schedules file). An action that touches several targets or schedules asks the policy once for
+each, and every answer must allow it. Without a policy every action is refused (fail closed).
 
 Audit: every decision is one structured JSON line on the logger `pitstop.api.audit` —
 `{"event": "access.denied"|"access.allowed", "subject", "method", "groups", "action", "runbook", "target",
@@ -36,14 +43,14 @@ from pydantic import BaseModel, ValidationError
 from pitstop.access import AccessDecision, AccessPolicy, AccessRequest, Identity
 from pitstop.identity import CredentialRefused
 
-from .api_actions import ACTIONS, ActionFailed, ApiActions, Operation, body_model
+from .api_actions import ACTIONS, COLLECTION_OPS, ActionFailed, ApiActions, Operation, body_model
 from .identity import Authenticator
 
 audit_log = logging.getLogger("pitstop.api.audit")
 log = logging.getLogger("pitstop.api")
 
 PREFIX = "/api/v1/"
-KINDS = ("runs", "releases", "incidents", "schedules")
+KINDS = ("runs", "releases", "incidents", "schedules", "chaos", "rightsizing")
 MAX_BODY_BYTES = 256 * 1024
 
 Scope = dict[str, Any]
@@ -70,9 +77,9 @@ def route(method: str, raw_path: str) -> Operation | str | None:
         return None  # e.g. /api/v1/alerts: the webhook's
     if method != "POST":
         _refuse_method("POST")
-    if parts == ["runs"]:
-        return Operation("runs", None, "start")
-    if len(parts) == 3 and parts[1] and (parts[0], parts[2]) in ACTIONS and parts[2] != "start":
+    if len(parts) == 1 and parts[0] in COLLECTION_OPS:
+        return Operation(parts[0], None, COLLECTION_OPS[parts[0]])
+    if len(parts) == 3 and parts[1] and (parts[0], parts[2]) in ACTIONS and parts[2] not in ("start", "apply"):
         return Operation(parts[0], parts[1], parts[2])
     raise ApiRefused(404, f"no such action {raw_path!r}; see `pitstop --help` or docs/security.md")
 
@@ -98,7 +105,8 @@ def audit(event: str, *, identity: Identity | None, request: AccessRequest | Non
 
 
 class OperatorApi:
-    """ASGI: `/api/v1/<runs|releases|incidents|schedules>/...` and `/api/v1/whoami` here, the rest to `app`."""
+    """ASGI: `/api/v1/<runs|releases|incidents|schedules|chaos|rightsizing>/...` and `/api/v1/whoami` here, the
+    rest to `app`."""
 
     def __init__(self, app: ASGIApp, *, authenticator: Authenticator, policy: AccessPolicy | None,
                  actions: ApiActions) -> None:
@@ -145,16 +153,18 @@ class OperatorApi:
             return 200, {"subject": identity.subject, "groups": sorted(identity.groups), "method": identity.method}
         body = await _parse_body(receive, body_model(op))
         try:
-            request = await self.actions.access_request(identity, op, body)
+            requests = await self.actions.access_requests(identity, op, body)
         except ActionFailed as exc:
             raise ApiRefused(exc.status, exc.message) from None
-        decision = self._decide(request)
-        if not decision.allowed:
-            audit("access.denied", identity=identity, request=request, operation=op, reason=decision.reason,
+        decisions = [(request, self._decide(request)) for request in requests]
+        for request, decision in decisions:  # the first refusal is audited and answered; nothing is done
+            if not decision.allowed:
+                audit("access.denied", identity=identity, request=request, operation=op, reason=decision.reason,
+                      rule=decision.rule, remote=remote)
+                raise ApiRefused(403, f"refused by the access policy: {decision.reason}")
+        for request, decision in decisions:
+            audit("access.allowed", identity=identity, request=request, operation=op, reason=decision.reason,
                   rule=decision.rule, remote=remote)
-            raise ApiRefused(403, f"refused by the access policy: {decision.reason}")
-        audit("access.allowed", identity=identity, request=request, operation=op, reason=decision.reason,
-              rule=decision.rule, remote=remote)
         try:
             return 200, {**await self.actions.perform(identity, op, body), "identity": identity.subject}
         except ActionFailed as exc:

@@ -64,9 +64,9 @@ class ReasonBody(BaseModel):
 class Operation:
     """One routed request: what kind of object, which one (None for a start), what to do."""
 
-    kind: str  # runs | releases | incidents | schedules
+    kind: str  # runs | releases | incidents | schedules | chaos | rightsizing
     object_id: str | None
-    op: str  # start | approve | pause | resume | abort | promote | rollback | trigger | unpause | delete
+    op: str  # start | apply | approve | pause | resume | abort | promote | rollback | trigger | unpause | delete
 
 
 ACTIONS: dict[tuple[str, str], Action] = {
@@ -74,17 +74,27 @@ ACTIONS: dict[tuple[str, str], Action] = {
     ("runs", "resume"): Action.RESUME, ("runs", "abort"): Action.ABORT,
     ("releases", "promote"): Action.RELEASE_PROMOTE, ("releases", "rollback"): Action.RELEASE_ROLLBACK,
     ("releases", "abort"): Action.ABORT, ("incidents", "approve"): Action.INCIDENT_APPROVE,
-    **{("schedules", op): Action.SCHEDULE_CHANGE for op in ("pause", "unpause", "trigger", "delete")},
+    **{("schedules", op): Action.SCHEDULE_CHANGE for op in ("pause", "unpause", "trigger", "delete", "apply")},
+    ("chaos", "start"): Action.START, ("chaos", "abort"): Action.ABORT, ("rightsizing", "start"): Action.START,
 }
+# what `POST /api/v1/<kind>` (no object id) does
+COLLECTION_OPS = {"runs": "start", "chaos": "start", "rightsizing": "start", "schedules": "apply"}
 
 
 def body_model(operation: Operation) -> type[BaseModel]:
-    if operation.op == "start":
-        return StartBody
+    from pitstop.capacity.closed_loop import LoopInput
+
+    from .api_workflow_actions import ChaosStartBody, SchedulesApplyBody
+
+    if operation.object_id is None:
+        bodies: dict[str, type[BaseModel]] = {"runs": StartBody, "chaos": ChaosStartBody, "rightsizing": LoopInput,
+                                              "schedules": SchedulesApplyBody}
+        return bodies[operation.kind]
     return ApproveBody if operation.op == "approve" else ReasonBody
 
 
-def _target(values: dict[str, Any]) -> Target:
+def target_from(values: dict[str, Any]) -> Target:
+    """The policy's target from a run's inputs or a status' fields (`namespace`, `service`, `region`)."""
     return Target(**{k: (str(values[k]) if values.get(k) else None) for k in ("namespace", "service", "region")})
 
 
@@ -96,6 +106,20 @@ class ApiActions:
         self.client = client
         self.settings = settings
         self.start_claim_key = start_claim_key
+
+    async def access_requests(self, identity: Identity, operation: Operation, body: BaseModel) -> list[AccessRequest]:
+        """The policy questions the action raises (every one must be allowed)."""
+        from . import api_workflow_actions as more
+
+        if operation.kind == "chaos" and operation.object_id is None:
+            return more.chaos_start_requests(identity, body)  # type: ignore[arg-type]
+        if operation.kind == "chaos":
+            return await more.chaos_abort_requests(self.client, identity, str(operation.object_id))
+        if operation.kind == "rightsizing":
+            return more.loop_start_requests(identity, body)  # type: ignore[arg-type]
+        if operation.kind == "schedules" and operation.object_id is None:
+            return await more.schedules_apply_requests(self.client, self.settings, identity, body)  # type: ignore[arg-type]
+        return [await self.access_request(identity, operation, body)]
 
     async def access_request(self, identity: Identity, operation: Operation, body: BaseModel) -> AccessRequest:
         action = ACTIONS[(operation.kind, operation.op)]
@@ -116,7 +140,7 @@ class ApiActions:
     async def perform(self, identity: Identity, operation: Operation, body: BaseModel) -> dict[str, Any]:
         handlers: dict[str, Callable[[Identity, Operation, Any], Awaitable[dict[str, Any]]]] = {
             "runs": self._run_action, "releases": self._release_action, "incidents": self._incident_action,
-            "schedules": self._schedule_action,
+            "schedules": self._schedule_action, "chaos": self._workflow_action, "rightsizing": self._workflow_action,
         }
         try:
             return await handlers[operation.kind](identity, operation, body)
@@ -215,7 +239,7 @@ class ApiActions:
             status = await self.client.get_workflow_handle(incident_id).query("status", result_type=IncidentStatus)
         except RPCError as exc:
             raise _rpc_failure(exc, Operation("incidents", incident_id, "status")) from None
-        return _target(status.target.model_dump()) if status.target else Target()
+        return target_from(status.target.model_dump()) if status.target else Target()
 
     async def _incident_action(self, identity: Identity, operation: Operation, body: Any) -> dict[str, Any]:
         decision = IncidentDecision(approved=body.approved, identity=identity.subject, comment=body.comment,
@@ -232,12 +256,25 @@ class ApiActions:
             raise ActionFailed(404, f"no schedule with id {schedule_id!r}")
         declared = declared_on(self.client, description) or {}
         inputs = declared.get("inputs") if isinstance(declared.get("inputs"), dict) else {}
-        return str(declared.get("runbook") or schedule_id), _target(inputs or {})
+        return str(declared.get("runbook") or schedule_id), target_from(inputs or {})
+
+    async def _workflow_action(self, identity: Identity, operation: Operation, body: Any) -> dict[str, Any]:
+        from . import api_workflow_actions as more
+
+        if operation.kind == "rightsizing":
+            return await more.start_loop(self.client, self.settings, identity, body)
+        if operation.object_id is None:
+            return await more.start_chaos(self.client, self.settings, identity, body)
+        return await more.abort_chaos(self.client, identity, operation.object_id, body.reason)
 
     async def _schedule_action(self, identity: Identity, operation: Operation, body: Any) -> dict[str, Any]:
         from .errors import CliError
         from .schedules import managed_handle
 
+        if operation.object_id is None:
+            from .api_workflow_actions import apply_schedules
+
+            return await apply_schedules(self.client, self.settings, identity, body)
         try:
             handle = await managed_handle(self.client, str(operation.object_id))
         except CliError as exc:

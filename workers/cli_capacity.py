@@ -23,6 +23,7 @@ from pitstop.config import Settings
 from pitstop.capacity.collection import RegionCapacity
 from pitstop.steps.capacity import CollectArgs, ReportArgs
 
+from .api_client import TokenFileOption
 from .errors import EXIT_FAILED, EXIT_UNAVAILABLE, EXIT_USAGE, CliError
 
 capacity_app = typer.Typer(help="Rightsizing, node plans, forecasts and cost; `apply`: the closed loop. See docs/capacity.md.",
@@ -86,8 +87,10 @@ def apply_cmd(
     patches: Annotated[Optional[Path], typer.Option("--patches", help="Write kustomize patches (one per Deployment + kustomization.yaml) to this directory instead; changes nothing.")] = None,
     kustomize_resource: Annotated[Optional[list[str]], typer.Option("--kustomize-resource", help="What the written kustomization.yaml patches (repeatable; default ../base).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Also print the plan as JSON.")] = False,
+    token_file: TokenFileOption = None,
 ) -> None:
-    """Rightsize one service: show the change (default), write kustomize patches, or apply it safely (--apply)."""
+    """Rightsize one service: show the change (default), write kustomize patches, or apply it safely (--apply,
+    started through the pitstop API as the identity your credential proves)."""
     from .cli_capacity_apply import apply_command, collect_one, recommendation_for
     from .cli_settings import load_settings
 
@@ -99,7 +102,7 @@ def apply_cmd(
     template = dict(strategy=strategy, history_hours=history_hours, step_seconds=step_seconds, policy=chosen_policy)
     rec = recommendation_for(collect_one(settings, region, namespace, template), service, namespace)
     apply_command(settings, chosen_policy, rec, region=region, apply=not dry_run, wait=wait, patches=patches,
-                  kustomize_resources=list(kustomize_resource or ["../base"]), as_json=as_json)
+                  kustomize_resources=list(kustomize_resource or ["../base"]), as_json=as_json, token_file=token_file)
 
 
 

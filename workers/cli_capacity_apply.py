@@ -4,8 +4,9 @@ patches (`--patches DIR`), or applied through the closed loop (`--apply`, workfl
 Dry run by default, like `terraform plan`: without `--apply` nothing in a cluster changes; the command prints the
 recommendation with its evidence, the lines that would change on the Deployment (read from the cluster now), and
 whether the service's team opted in (`closed_loop.enabled` in the capacity policy file). `--apply` starts the
-loop (canary with the new resources through the delivery engine, watched, then rolled out or reverted) and
-refuses for a team that has not opted in. `--patches DIR` writes the GitOps alternative and changes nothing.
+loop (canary with the new resources through the delivery engine, watched, then rolled out or reverted) through
+the pitstop API (the policy must allow `start` of runbook `RightsizingLoop` on the service) and refuses for a team
+that has not opted in. `--patches DIR` writes the GitOps alternative and changes nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pitstop.capacity.closed_loop import LOOP_WORKFLOW, LoopInput, LoopOutcome, LoopPlan, LoopPlanInput, recommended_resources
+from pitstop.capacity.closed_loop import LoopInput, LoopOutcome, LoopPlan, LoopPlanInput, recommended_resources
 from pitstop.capacity.kustomize import DeploymentPatch, kustomize_files
 from pitstop.capacity.policy import CapacityPolicy
 from pitstop.capacity.workloads import WorkloadRecommendation
@@ -25,10 +26,6 @@ from pitstop.config import Settings
 from pitstop.delivery.spec import ContainerResources
 
 from .errors import EXIT_FAILED, EXIT_USAGE, CliError
-
-
-def loop_workflow_id(region: str, namespace: str, service: str) -> str:
-    return f"rightsizing/{region}/{namespace}/{service}"
 
 
 def recommendation_for(workloads: list[WorkloadRecommendation], service: str, namespace: str | None) -> WorkloadRecommendation:
@@ -87,32 +84,26 @@ def read_plan(settings: Settings, region: str, rec: WorkloadRecommendation,
         api_client.close()
 
 
-def start_loop(settings: Settings, request: LoopInput, *, wait: bool) -> tuple[str, LoopOutcome | None]:
-    from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-    from temporalio.exceptions import WorkflowAlreadyStartedError
-
+def start_loop(settings: Settings, request: LoopInput, *, wait: bool,
+               token_file: Path | None = None) -> tuple[str, str, LoopOutcome | None]:
+    """Start the loop through the pitstop API (policy: `start` of runbook `RightsizingLoop` on the service);
+    (workflow id, the verified identity it was started as, its outcome when `wait`)."""
+    from .api_client import call_api
     from .temporal_connection import connect
 
-    workflow_id = loop_workflow_id(request.region, request.namespace, request.service)
+    answer = call_api(settings, token_file, "POST", ["rightsizing"], request.model_dump(mode="json"))
+    workflow_id = str(answer["workflow_id"])
 
-    async def go() -> LoopOutcome | None:
-        client = await connect(settings)
-        try:
-            handle = await client.start_workflow(
-                LOOP_WORKFLOW, request, id=workflow_id, task_queue=settings.temporal.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                result_type=LoopOutcome)
-        except WorkflowAlreadyStartedError:
-            raise CliError(f"a rightsizing loop for {request.service} in {request.region} is already running "
-                           f"({workflow_id})", exit_code=EXIT_FAILED) from None
-        return await handle.result() if wait else None
+    async def go() -> LoopOutcome:
+        client = await connect(settings)  # reading the outcome needs no API
+        return await client.get_workflow_handle(workflow_id, result_type=LoopOutcome).result()
 
-    return workflow_id, asyncio.run(go())
+    return workflow_id, str(answer.get("started_by")), asyncio.run(go()) if wait else None
 
 
 def apply_command(settings: Settings, policy: CapacityPolicy, rec: WorkloadRecommendation, *, region: str,
                   apply: bool, wait: bool, patches: Path | None, kustomize_resources: list[str],
-                  as_json: bool) -> None:
+                  as_json: bool, token_file: Path | None = None) -> None:
     wanted = wanted_resources(rec)
     loop = policy.loop_settings(rec.team)
     print(f"{region} {rec.namespace}/{rec.workload} (team {rec.team}, closed loop "
@@ -140,8 +131,8 @@ def apply_command(settings: Settings, policy: CapacityPolicy, rec: WorkloadRecom
                        "enabled: true in the capacity policy file (--policy)", exit_code=EXIT_USAGE)
     request = LoopInput(service=rec.workload, namespace=rec.namespace, region=region, team=rec.team, resources=wanted,
                         settings=loop, evidence="; ".join(line.strip() for line in evidence_lines(rec)))
-    workflow_id, outcome = start_loop(settings, request, wait=wait)
-    print(f"started {workflow_id} (pitstop release status {workflow_id}/release)")
+    workflow_id, started_by, outcome = start_loop(settings, request, wait=wait, token_file=token_file)
+    print(f"started {workflow_id} as {started_by} (pitstop release status {workflow_id}/release)")
     if outcome is not None:
         print(outcome.summary)
         sys.stdout.flush()

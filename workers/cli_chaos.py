@@ -2,10 +2,11 @@
 
 - `validate FILE`: chaoslib's validation plus the worker's allowlists (provider modules, process providers,
   secrets only as references), nothing runs;
-- `run FILE --target REGION/NAMESPACE/SERVICE [...]`: start a `ChaosExperiment` run, wait for it, print its
-  summary (`--journal-path` writes the journal `chaos run --journal-path` would write); exit 1 unless it completed
-  without deviation and every rollback succeeded;
-- `abort RUN`: stop the method and roll back;
+- `run FILE --target REGION/NAMESPACE/SERVICE [...]`: start a `ChaosExperiment` run through the pitstop API
+  (workers/api_workflow_actions.py), wait for it, print its summary (`--journal-path` writes the journal
+  `chaos run --journal-path` would write); exit 1 unless it completed without deviation and every rollback
+  succeeded;
+- `abort RUN`: stop the method and roll back (through the pitstop API);
 - `status RUN`: the live phase, runs so far and the dead-man switch's checks;
 - `journal RUN`: the journal of a finished run (JSON);
 - `report [--service NS/NAME]`: the resilience score per service and experiment over the recent runs (oldest
@@ -35,6 +36,7 @@ from pitstop.config import Settings
 from pitstop.delivery.spec import ErrorBudgetGate
 from pitstop.failures import failure_text
 
+from .api_client import TokenFileOption, call_api
 from .errors import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_USAGE, CliError
 
 chaos_app = typer.Typer(help="Chaos experiments (Chaos Toolkit format, unchanged) with guaranteed rollbacks.",
@@ -129,8 +131,11 @@ def run(
     max_pod_share: Annotated[float, typer.Option(help="Largest share of a target's pods the method may act on.")] = 0.5,
     journal_path: Annotated[Optional[Path], typer.Option(help="Write the run's journal here.")] = None,
     wait: Annotated[bool, typer.Option(help="Wait for the run to end.")] = True,
+    token_file: TokenFileOption = None,
 ) -> None:
-    """Run an experiment as a durable run: gates, phases, guaranteed rollbacks; prints the journal's summary."""
+    """Run an experiment as a durable run: gates, phases, guaranteed rollbacks; prints the journal's summary.
+    Started through the pitstop API: the policy must allow `start` of runbook `ChaosExperiment` on every --target
+    (on --region alone without one) for the identity your credential proves."""
     experiment = load_experiment(file)
     problems = validation_problems(experiment, _settings())
     if problems:
@@ -150,40 +155,43 @@ def run(
         raise CliError("give --target REGION/NAMESPACE/SERVICE or --region", exit_code=EXIT_USAGE)
     slug = re.sub(r"[^a-z0-9]+", "-", str(experiment.get("title", "experiment")).lower()).strip("-")[:40]
     run_id = f"chaos-{slug}-{uuid.uuid4().hex[:8]}"
+    answer = call_api(_settings(), token_file, "POST", ["chaos"], {"request": request.model_dump(mode="json"), "id": run_id})
+    if not wait:
+        print(f"started {run_id} as {answer.get('started_by')}", flush=True)
+        return
+    outcome = wait_for_outcome(run_id)
+    if journal_path is not None:
+        journal_path.write_text(json.dumps(outcome.journal, indent=2, default=str), encoding="utf-8")
+    if not outcome.ok:
+        raise typer.Exit(EXIT_FAILED)
 
-    async def go(client: Client) -> tuple[str, ChaosOutcome | None]:
-        settings = _settings()
-        handle = await client.start_workflow(CHAOS_WORKFLOW, request, id=run_id, task_queue=settings.temporal.task_queue,
-                                             result_type=ChaosOutcome, static_summary=f"chaos {experiment.get('title')}")
-        if not wait:
-            return f"started {run_id}", None
+
+def wait_for_outcome(run_id: str) -> ChaosOutcome:
+    """Wait for a run's end (reading needs no API) and print its summary."""
+
+    async def go(client: Client) -> ChaosOutcome:
         try:
-            outcome = await handle.result()
+            outcome: ChaosOutcome = await client.get_workflow_handle(run_id, result_type=ChaosOutcome).result()
         except WorkflowFailureError as exc:
             raise CliError(f"chaos run {run_id} refused or failed: {failure_text(exc)}") from exc
-        return render_outcome(run_id, outcome), outcome
+        return outcome
 
-    text, outcome = _run(go)
-    print(text, flush=True)
-    if outcome is not None:
-        if journal_path is not None:
-            journal_path.write_text(json.dumps(outcome.journal, indent=2, default=str), encoding="utf-8")
-        if not outcome.ok:
-            raise typer.Exit(EXIT_FAILED)
+    outcome: ChaosOutcome = _run(go)
+    print(render_outcome(run_id, outcome), flush=True)
+    return outcome
 
 
 @chaos_app.command("abort")
 def abort(
     run_id: Annotated[str, typer.Argument(help="Chaos run id.")],
     reason: Annotated[str, typer.Option("--reason", "-m")] = "aborted from the CLI",
+    token_file: TokenFileOption = None,
 ) -> None:
-    """Abort a chaos run: the method is stopped (its child processes killed) and the rollbacks run."""
-
-    async def go(client: Client) -> str:
-        await client.get_workflow_handle(run_id).signal("abort", reason)
-        return f"abort: requested for {run_id}"
-
-    print(_run(go), flush=True)
+    """Abort a chaos run: the method is stopped (its child processes killed) and the rollbacks run. Through the
+    pitstop API: the policy must allow `abort` of runbook `ChaosExperiment` on the run's targets; the abort reason
+    names the identity your credential proves."""
+    answer = call_api(_settings(), token_file, "POST", ["chaos", run_id, "abort"], {"reason": reason})
+    print(answer["result"], flush=True)
 
 
 @chaos_app.command("status")

@@ -44,7 +44,7 @@ def check(file: FileOption = None) -> None:
 def explain(
     user: Annotated[str, typer.Option("--user", help="The subject asking.")],
     action: Annotated[str, typer.Option("--action", help="start, approve, pause, resume, abort, release.promote, ...")],
-    runbook: Annotated[str, typer.Option("--runbook", help="Runbook name (`release` for releases, `incident`).")],
+    runbook: Annotated[str, typer.Option("--runbook", help="Runbook name (`release` for releases, `incident`, `ChaosExperiment` for chaos runs, `RightsizingLoop`).")],
     group: Annotated[Optional[list[str]], typer.Option("--group", help="A group of the subject (repeatable).")] = None,
     namespace: Annotated[Optional[str], typer.Option("--namespace")] = None,
     service: Annotated[Optional[str], typer.Option("--service")] = None,

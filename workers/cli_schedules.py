@@ -1,5 +1,6 @@
 """CLI commands for the schedules file and its Temporal Schedules: `pitstop schedules validate|schema|diff|
-apply|list|trigger|pause|unpause|delete`. `apply` is what CI/CD runs against a production Temporal."""
+apply|list|trigger|pause|unpause|delete`. `apply` is what CI/CD runs (with its own API credential); it and every
+other change go through the pitstop API, `validate`, `diff` and `list` only read."""
 
 from __future__ import annotations
 
@@ -109,13 +110,17 @@ def diff(file: FileOption = None) -> None:
 
 
 @schedules_app.command("apply")
-def apply(file: FileOption = None) -> None:
-    """Make Temporal's schedules match the file (idempotent). Deletes only schedules pitstop created;
-    never touches others. Exit 1 when an entry's id is taken by a schedule pitstop did not create."""
+def apply(file: FileOption = None, token_file: TokenFileOption = None) -> None:
+    """Make Temporal's schedules match the file (idempotent), through the pitstop API: a `schedule.change` the
+    policy must allow for every schedule in the file and every one it deletes. Deletes only schedules pitstop
+    created; never touches others. Exit 1 when an entry's id is taken by a schedule pitstop did not create."""
     settings = load_settings()
-    entries = checked_entries(settings, file)
-    changes = _with_client(settings, lambda c: temporal_schedules.apply(c, entries, task_queue=settings.temporal.task_queue))
+    checked_entries(settings, file)  # the problems with file:line before anything is sent
+    path = schedules_path(settings, file)
+    answer = call_api(settings, token_file, "POST", ["schedules"], {"file": str(path), "text": path.read_text()})
+    changes = [ScheduleChange.model_validate(change) for change in answer.get("changes", [])]
     _print_changes(changes, done=True)
+    print(f"applied as {answer.get('applied_by')}")
     if any(c.kind == "conflict" for c in changes):
         raise typer.Exit(EXIT_FAILED)
 
@@ -193,8 +198,9 @@ def register(app: typer.Typer) -> None:
 
 
 def apply_on_up(settings: Settings, env: dict[str, str]) -> None:
-    """`pitstop up`: apply the schedules file to the embedded Temporal (in a child process, like any CLI call);
-    a missing or invalid file is reported and `up` goes on."""
+    """`pitstop up`: apply the schedules file to the embedded Temporal (in a child process, like any CLI call:
+    through the pitstop API as the local operator of <state_dir>/cli.token); a missing or invalid file is reported
+    and `up` goes on."""
     import subprocess
     import sys
 

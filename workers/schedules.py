@@ -39,8 +39,9 @@ def started_by(schedule_id: str) -> str:
     return f"schedule {schedule_id}"
 
 
-def schedule_for(entry: ScheduleEntry, *, task_queue: str) -> Schedule:
-    """The Temporal Schedule a file entry declares."""
+def schedule_for(entry: ScheduleEntry, *, task_queue: str, applied_by: str = "") -> Schedule:
+    """The Temporal Schedule a file entry declares (`applied_by`: the verified subject who applied the file, kept
+    in the runs' details)."""
     request = RunbookRequest(
         runbook=entry.runbook, inputs=entry.inputs, dry_run=entry.dry_run, trigger=SCHEDULE_TRIGGER,
         started_by=started_by(entry.id), error_budget=entry.error_budget,
@@ -56,7 +57,8 @@ def schedule_for(entry: ScheduleEntry, *, task_queue: str) -> Schedule:
         static_details=f"started by schedule {entry.id} ({entry.timing()}), owner {entry.owner}"
         + (" (dry run)" if entry.dry_run else "")
         + (f"; skipped while the {entry.error_budget.slo_percent:g}% SLO's error budget over "
-           f"{entry.error_budget.window} is spent" if entry.error_budget is not None else ""),
+           f"{entry.error_budget.window} is spent" if entry.error_budget is not None else "")
+        + (f"; schedule applied by {applied_by}" if applied_by else ""),
     )
     spec = ScheduleSpec(
         cron_expressions=[entry.cron] if entry.cron is not None else [],
@@ -132,17 +134,19 @@ async def plan(client: Client, entries: list[ScheduleEntry], *, task_queue: str)
     return plan_changes(desired, await current_schedules(client, desired))
 
 
-async def apply(client: Client, entries: list[ScheduleEntry], *, task_queue: str) -> list[ScheduleChange]:
+async def apply(client: Client, entries: list[ScheduleEntry], *, task_queue: str,
+                applied_by: str = "") -> list[ScheduleChange]:
     """Make Temporal match the file; returns what was done (conflicts are reported, never touched)."""
     changes = await plan(client, entries, task_queue=task_queue)
     by_id = {e.id: e for e in entries}
     for change in changes:
         if change.kind == "create":
             await client.create_schedule(
-                change.id, schedule_for(by_id[change.id], task_queue=task_queue), memo={MANAGED_MEMO_KEY: MANAGED_BY}
+                change.id, schedule_for(by_id[change.id], task_queue=task_queue, applied_by=applied_by),
+                memo={MANAGED_MEMO_KEY: MANAGED_BY},
             )
         elif change.kind == "update":
-            await _replace(client, change.id, schedule_for(by_id[change.id], task_queue=task_queue))
+            await _replace(client, change.id, schedule_for(by_id[change.id], task_queue=task_queue, applied_by=applied_by))
         elif change.kind == "delete":
             await client.get_schedule_handle(change.id).delete()
     return changes

@@ -64,10 +64,16 @@ class LoopInput(BaseModel):
     settings: LoopSettings
     task_queue: str = Field("", description="base task queue; cluster activities on <base>-<region>")
     evidence: str = Field("", description="one line: where the numbers come from (strategy, window, percentiles)")
+    started_by: str = Field("", description="who started the loop: the subject the pitstop API verified")
 
     @property
     def deployment_name(self) -> str:
         return self.deployment or self.service
+
+
+def loop_workflow_id(region: str, namespace: str, service: str) -> str:
+    """One loop per service and region at a time (the id is taken while it runs)."""
+    return f"rightsizing/{region}/{namespace}/{service}"
 
 
 class LoopPlanInput(BaseModel):

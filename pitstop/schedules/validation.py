@@ -117,11 +117,17 @@ def budget_scope_missing(entry: ScheduleEntry, runbook: Runbook) -> list[str]:
 
 def load_schedules(path: Path, runbooks_dir: Path, *, reach: AuthorReach) -> list[ScheduleEntry]:
     """The file's schedules, checked against the runbooks in `runbooks_dir`; raises SchedulesInvalid."""
+    return parse_checked(path.read_text(), str(path), runbooks_dir, reach=reach)
+
+
+def parse_checked(text: str, file: str, runbooks_dir: Path, *, reach: AuthorReach) -> list[ScheduleEntry]:
+    """A schedules file's text (`file` names it in the problems), checked against the runbooks in `runbooks_dir`;
+    raises SchedulesInvalid."""
     catalog, _ = validate_catalog(runbooks_dir, reach=reach)
     runbooks = {name: runbook for name, (_, runbook) in catalog.items()}
     valid_files = {p.resolve() for p, _ in catalog.values()}
     broken = {p.stem for p in runbook_files(runbooks_dir) if p.resolve() not in valid_files}
-    entries, problems = parse_schedules(path.read_text(), str(path), runbooks, broken)
+    entries, problems = parse_schedules(text, file, runbooks, broken)
     if problems:
         raise SchedulesInvalid(problems)
     return entries

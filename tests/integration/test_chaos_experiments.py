@@ -18,8 +18,9 @@ import pytest_asyncio
 from temporalio.client import Client, WorkflowFailureError
 
 from pitstop.activities.clients import ActivityClients
-from pitstop.chaos.model import ChaosRequest, ChaosStatus
+from pitstop.chaos.model import ChaosOutcome, ChaosRequest, ChaosStatus
 from pitstop.config import Settings
+from tests.fixtures.pitstop_api import RunningApi, running_api
 
 from .chaos_harness import REGION, calls, chaos_engine, chaos_settings, experiment, maybe_record, start_chaos
 
@@ -143,13 +144,21 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_the_cli_validates_runs_reports_and_shows_history(
-    temporal_client: Client, task_queue: str, engine: None, tmp_path: Path
+    temporal_client: Client, task_queue: str, engine: None, tmp_path: Path, pitstop_settings: Settings
 ) -> None:
+    async with running_api(temporal_client, chaos_settings(pitstop_settings), tmp_path / "api") as api:
+        await cli_runs_reports_and_shows_history(temporal_client, task_queue, tmp_path, api)
+
+
+async def cli_runs_reports_and_shows_history(temporal_client: Client, task_queue: str, tmp_path: Path,
+                                             api: RunningApi) -> None:
+    """`chaos run` and `chaos abort` go through the pitstop API (as carol, a verified test user)."""
     from .chaos_harness import TEST_CHAOS_MODULES
 
     env = dict(os.environ, PITSTOP_TEMPORAL__ADDRESS=temporal_client.service_client.config.target_host,
                PITSTOP_TEMPORAL__TASK_QUEUE=task_queue, PITSTOP_CONFIG=str(tmp_path / "absent.yaml"),
-               PITSTOP_STATE_DIR=str(tmp_path), PITSTOP_SECURITY__CHAOS_PROVIDER_MODULES=json.dumps(TEST_CHAOS_MODULES))
+               PITSTOP_STATE_DIR=str(tmp_path), PITSTOP_SECURITY__CHAOS_PROVIDER_MODULES=json.dumps(TEST_CHAOS_MODULES),
+               **api.env_for("carol"))
     log = tmp_path / "calls.log"
     exp = experiment(log)
     (tmp_path / "bad.json").write_text(json.dumps({k: v for k, v in exp.items() if k != "title"}))
@@ -171,6 +180,19 @@ async def test_the_cli_validates_runs_reports_and_shows_history(
     assert json.loads(journal.stdout) == json.loads((tmp_path / "j.json").read_text())
     report = await asyncio.to_thread(_cli, env, "chaos", "report", "--service", "team-chaos/recorded")
     assert "team-chaos/recorded" in report.stdout and "runs=1" in report.stdout, report.stdout + report.stderr
+    long_run = tmp_path / "long.json"
+    long_run.write_text(json.dumps(experiment(tmp_path / "long.log", method_seconds=120)))
+    detached = await asyncio.to_thread(_cli, env, "chaos", "run", str(long_run), "--region", REGION, "--no-wait")
+    assert detached.returncode == 0 and " as carol" in detached.stdout, detached.stdout + detached.stderr
+    long_id = detached.stdout.split()[1]
+    for _ in range(600):  # abort mid-method, through the API
+        if calls(tmp_path / "long.log", "method"):
+            break
+        await asyncio.sleep(0.1)
+    aborted = await asyncio.to_thread(_cli, env, "chaos", "abort", long_id, "-m", "enough")
+    assert aborted.returncode == 0 and f"abort: requested for {long_id} by carol" in aborted.stdout, aborted.stderr
+    outcome = await asyncio.wait_for(temporal_client.get_workflow_handle(long_id, result_type=ChaosOutcome).result(), 60)
+    assert outcome.status is ChaosStatus.ABORTED and "enough by carol" in outcome.reason, outcome
 
 
 async def test_a_leased_target_refuses_or_with_skip_refused_skips(

@@ -223,13 +223,14 @@ async def test_cli_validate_diff_apply_list_pause_trigger_delete(
 
     settings = pitstop_settings.model_copy(update={"runbooks_dir": TEST_RUNBOOKS})
     async with running_api(temporal_client, settings, tmp_path / "api") as api:
-        env.update(api.env_for("carol"))  # pause, unpause, trigger and delete go through the pitstop API
+        env.update(api.env_for("carol"))  # apply, pause, unpause, trigger and delete go through the pitstop API
         assert (await run("validate", "-f", str(path))).stdout.strip() == f"1 schedule(s) valid: {schedule_id}"
         diff = await run("diff", "-f", str(path))
         assert diff.returncode == 0 and f"create    {schedule_id}" in diff.stdout, diff.stdout + diff.stderr
         assert await schedules.describe(temporal_client, schedule_id) is None, "diff changes nothing"
         applied = await run("apply", "-f", str(path))
         assert applied.returncode == 0 and "1 created" in applied.stdout, applied.stdout + applied.stderr
+        assert "applied as carol" in applied.stdout
         assert "1 unchanged" in (await run("apply", "-f", str(path))).stdout
         paused = await run("pause", schedule_id, "--reason", "freeze week")
         assert paused.returncode == 0, paused.stderr

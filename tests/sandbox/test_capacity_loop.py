@@ -43,6 +43,7 @@ from pitstop.config import Settings
 from pitstop.delivery.spec import ContainerResources
 from pitstop.steps.capacity import CollectArgs
 from tests.fixtures.monitoring import SandboxMonitoring
+from tests.fixtures.pitstop_api import running_api
 from pitstop.workers.cli_capacity_apply import wanted_resources
 from pitstop.workers.clients import build_activity_clients
 from pitstop.workflows.delivery import ProgressiveRelease
@@ -136,9 +137,10 @@ async def replayed(client: Client, workflow_id: str, record_as: str = "") -> Non
 
 async def test_good_recommendation_is_rolled_out_to_every_pod(
     temporal_client: Client, temporal_server: Any, sandbox_monitoring: SandboxMonitoring, task_queue: str,
-    tmp_path: Path,
+    tmp_path: Path, pitstop_settings: Settings,
 ) -> None:
-    """Through the CLI, as an SRE would: `pitstop capacity apply --apply --wait` with the team opted in."""
+    """Through the CLI, as an SRE would: `pitstop capacity apply --apply --wait` with the team opted in; the loop
+    is started through the pitstop API as the verified test user alice (her name is in the loop's input)."""
     sandbox = sandbox_monitoring
     service = service_named(sandbox, "battery-analytics")
     wanted = await recommended(sandbox, service)
@@ -146,18 +148,21 @@ async def test_good_recommendation_is_rolled_out_to_every_pod(
     current = (await pod_resources(sandbox, service))[0]
     policy = tmp_path / "policy.yaml"
     policy.write_text(yaml.safe_dump({"teams": {service.team: {"closed_loop": fast().model_dump(mode="json")}}}))
-    async with worker(temporal_client, sandbox, task_queue):
+    async with worker(temporal_client, sandbox, task_queue), \
+            running_api(temporal_client, pitstop_settings, tmp_path / "api") as api:
         started = time.monotonic()
         done = await asyncio.to_thread(cli, sandbox, tmp_path, service.name, "--policy", str(policy), "--apply",
-                                       "--wait", temporal=(temporal_server.address, task_queue))
+                                       "--wait", temporal=(temporal_server.address, task_queue), env=api.env_for("alice"))
         took = time.monotonic() - started
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
     workflow_id = f"rightsizing/{REGION}/{service.team}/{service.name}"
-    assert f"started {workflow_id}" in done.stdout and "rolled out" in done.stdout, done.stdout
+    assert f"started {workflow_id} as alice" in done.stdout and "rolled out" in done.stdout, done.stdout
     outcome = await temporal_client.get_workflow_handle(workflow_id, result_type=LoopOutcome).result()
     print(f"\nsandbox: {service.name} {outcome.summary} in {took:.1f}s (CLI incl. collection) after {outcome.looks}"
           f" looks; {outcome.changes}")
     assert outcome.result == "rolled_out", outcome
+    started = (await temporal_client.get_workflow_handle(workflow_id).fetch_history()).events[0]
+    assert b'"started_by":"alice"' in started.workflow_execution_started_event_attributes.input.payloads[0].data
     assert outcome.looks >= 2 and outcome.signals is not None and outcome.signals.pods.oom_kills == 0
     # what the CLI applied: today's resources with the recommendation's values (read at the CLI's own "now",
     # so they may differ from `wanted`, read at the history's end, by the few live samples since)
@@ -209,9 +214,10 @@ async def test_too_small_memory_limit_oom_kills_the_canary_and_is_reverted(
     await replayed(temporal_client, f"{workflow_id}-second", "refused")
 
 
-def cli(sandbox: SandboxMonitoring, tmp_path: Path, *args: str,
-        temporal: tuple[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """`pitstop capacity apply ARGS --region us-east --step 900` against the sandbox (and Temporal: address, queue)."""
+def cli(sandbox: SandboxMonitoring, tmp_path: Path, *args: str, temporal: tuple[str, str] | None = None,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`pitstop capacity apply ARGS --region us-east --step 900` against the sandbox (and Temporal: address, queue;
+    `env`: the pitstop API's address and a test user's credential, for --apply)."""
     config = tmp_path / "pitstop.yaml"
     regions = {r: {"kubeconfig": str(sandbox.clusters.kubeconfig), "context": c}
                for r, c in sandbox.clusters.contexts.items()}
@@ -220,7 +226,7 @@ def cli(sandbox: SandboxMonitoring, tmp_path: Path, *args: str,
     if temporal is not None:
         values["temporal"] = {"address": temporal[0], "task_queue": temporal[1]}
     config.write_text(yaml.safe_dump(values))
-    env = {**os.environ, "PITSTOP_CONFIG": str(config)}
+    env = {**os.environ, "PITSTOP_CONFIG": str(config), **(env or {})}
     return subprocess.run([sys.executable, "-m", "pitstop.workers.cli", "capacity", "apply", *args, "--region", REGION,
                            "--step", str(STEP)], capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
 

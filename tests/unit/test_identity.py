@@ -98,9 +98,16 @@ def test_routes() -> None:
     assert route("POST", "/api/v1/releases/r1/rollback") == Operation("releases", "r1", "rollback")
     assert route("POST", "/api/v1/schedules/s/unpause") == Operation("schedules", "s", "unpause")
     assert route("GET", "/api/v1/whoami") == "whoami"
+    assert route("POST", "/api/v1/schedules") == Operation("schedules", None, "apply")
+    assert route("POST", "/api/v1/chaos") == Operation("chaos", None, "start")
+    assert route("POST", "/api/v1/chaos/c1/abort") == Operation("chaos", "c1", "abort")
+    assert route("POST", "/api/v1/rightsizing") == Operation("rightsizing", None, "start")
     assert route("POST", "/api/v1/alerts") is None and route("POST", "/alerts") is None
     for method, path, status in (("GET", "/api/v1/runs/x/approve", 405), ("POST", "/api/v1/runs/x/promote", 404),
-                                 ("POST", "/api/v1/runs/x/start", 404), ("POST", "/api/v1/incidents/x/pause", 404)):
+                                 ("POST", "/api/v1/runs/x/start", 404), ("POST", "/api/v1/incidents/x/pause", 404),
+                                 ("POST", "/api/v1/releases", 404), ("POST", "/api/v1/schedules/x/apply", 404),
+                                 ("POST", "/api/v1/chaos/x/start", 404), ("POST", "/api/v1/rightsizing/x/abort", 404),
+                                 ("GET", "/api/v1/chaos", 405)):
         with pytest.raises(ApiRefused) as refused:
             route(method, path)
         assert refused.value.status == status, path
