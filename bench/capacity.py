@@ -95,7 +95,7 @@ def generate_tsdb(services: list[ServiceSpec], regions: list[str], work: Path, s
               f" scrape resolution), as issue 14 allows for this bench: at {SANDBOX_STEP} s this fleet's history would be"
               f" ~{written * step / SANDBOX_STEP / 2**30:.0f} GiB of OpenMetrics (extrapolated from the file above) and"
               f" {step // SANDBOX_STEP} x the samples per range query; the collection queries at the same {step} s step"
-              f" (rate window {2 * step} s), so what it reads is the whole history either way", flush=True)
+              f" (rate window {2 * step} s), whose windows cover the whole history either way", flush=True)
     path.unlink()
     return end
 
