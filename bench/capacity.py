@@ -2,11 +2,13 @@
 
 2 regions x 500 services (defaults; `sandbox.fleet.expand_fleet`, ~970 pods per region) with 14 days of usage
 history: the benchmark writes the fleet's CPU and memory series (`sandbox.history.write_history_openmetrics`,
-Istio series left out) at a COARSER step than a real scrape (default 1800 s, --history-step) into a Prometheus
-TSDB of its own with `promtool tsdb create-blocks-from openmetrics`, starts a real Prometheus on it, then per
-round, in a fresh process: for each region `activities.capacity.collect_usage` (the `capacity.collect` step's
-code after its Kubernetes lists: per-namespace batched range queries through `PrometheusProvider`, streaming
-into the accumulator, strategies, forecasts) and `write_report` (node plans, chargeback, Markdown, JSON, HTML).
+Istio series left out) at a COARSER step than a real scrape and the sandbox's own backfill (30 s): default 1800 s,
+--history-step, as issue 14 allows for this bench (at 30 s the OpenMetrics would be ~30 GiB; it prints the step,
+why, and the extrapolated size), into a Prometheus TSDB of its own with `promtool tsdb create-blocks-from
+openmetrics`, starts a real Prometheus on it, then per round, in a fresh process: for each region
+`activities.capacity.collect_usage` (the `capacity.collect` step's code after its Kubernetes lists: per-namespace
+batched range queries through `PrometheusProvider`, streaming into the accumulator, strategies, forecasts) and
+`write_report` (node plans, chargeback, Markdown, JSON, HTML).
 
 The Deployments, nodes and quotas are the sandbox's manifests (`sandbox.fleet.deployment_manifest`,
 `sandbox.cluster_contents`) parsed by the same pure functions the step uses (`pitstop.capacity.cluster`), without
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import math
 import multiprocessing
 import os
@@ -45,7 +48,7 @@ from pitstop.capacity.collection import RegionCapacity  # noqa: E402
 from pitstop.steps.capacity import CollectArgs, ReportArgs  # noqa: E402
 from pitstop.sandbox.cluster_contents import TeamQuota, node_manifests, team_namespace_manifests  # noqa: E402
 from pitstop.sandbox.fleet import ServiceSpec, deployment_manifest, expand_fleet, load_fleet_spec  # noqa: E402
-from pitstop.sandbox.history import write_history_openmetrics  # noqa: E402
+from pitstop.sandbox.history import backfill_history, write_history_openmetrics  # noqa: E402
 from pitstop.sandbox.monitoring import free_loopback_port  # noqa: E402
 
 
@@ -58,6 +61,9 @@ class UsageOnly:
     def write(self, text: str) -> int:
         kept = "\n".join(line for line in text.split("\n") if not line.startswith("istio_"))
         return int(self.out.write(kept))
+
+
+SANDBOX_STEP = inspect.signature(backfill_history).parameters["step_seconds"].default  # usage step of `pitstop up`
 
 
 def load() -> str:
@@ -80,9 +86,16 @@ def generate_tsdb(services: list[ServiceSpec], regions: list[str], work: Path, s
     if done.returncode != 0:
         sys.exit(f"promtool failed: {done.stderr[-2000:]}")
     size = sum(p.stat().st_size for p in tsdb.rglob("*") if p.is_file())
+    written = path.stat().st_size
     print(f"history: {len(services)} services x {len(regions)} regions, 14 days at a {step} s step: generated"
-          f" {path.stat().st_size / 2**20:.0f} MiB OpenMetrics in {generated - started:.1f} s, promtool"
+          f" {written / 2**20:.0f} MiB OpenMetrics in {generated - started:.1f} s, promtool"
           f" {time.monotonic() - generated:.1f} s, TSDB {size / 2**20:.0f} MiB", flush=True)
+    if step > SANDBOX_STEP:
+        print(f"history step: {step} s, coarser than the {SANDBOX_STEP} s of the sandbox's backfill (`pitstop up`, a real"
+              f" scrape resolution), as issue 14 allows for this bench: at {SANDBOX_STEP} s this fleet's history would be"
+              f" ~{written * step / SANDBOX_STEP / 2**30:.0f} GiB of OpenMetrics (extrapolated from the file above) and"
+              f" {step // SANDBOX_STEP} x the samples per range query; the collection queries at the same {step} s step"
+              f" (rate window {2 * step} s), whose windows cover the whole history either way", flush=True)
     path.unlink()
     return end
 

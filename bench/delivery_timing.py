@@ -24,6 +24,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -123,7 +125,10 @@ async def releases(sandbox: SimpleNamespace, server: DevServer, interval: float,
               f"   bound: 2 x interval + scrape = {2 * interval + 1:g}s")
 
 
-def bench(interval: float, threshold: int, steps: list[int], workdir: Path) -> None:
+@contextmanager
+def one_region_sandbox(workdir: Path, *, services: int = SERVICES) -> Iterator[tuple[SimpleNamespace, DevServer]]:
+    """A one-region sandbox (cluster, fleet, simulator, Prometheus scraping every 1 s) and a Temporal dev server;
+    everything is stopped and the cluster deleted on the way out (also bench/gitops.py's)."""
     started = time.monotonic()
     binaries = ensure_binaries(progress=lambda line: print(line, flush=True))
     arguments = dict(regions=[REGION], state_dir=workdir, bin_dir=binaries.bin_dir,
@@ -132,9 +137,9 @@ def bench(interval: float, threshold: int, steps: list[int], workdir: Path) -> N
     try:
         clusters = create_sandbox_clusters(**arguments)  # type: ignore[arg-type]
         api = new_client_from_config(config_file=str(clusters.kubeconfig), context=clusters.contexts[REGION])
-        services = expand_fleet(load_fleet_spec(), services=SERVICES)
-        apply_fleet(api_client=api, region=REGION, services=services)
-        wait_for_fleet_available(api_client=api, expected_deployments=len(services) + sum(1 for s in services if s.canary_version))
+        fleet = expand_fleet(load_fleet_spec(), services=services)
+        apply_fleet(api_client=api, region=REGION, services=fleet)
+        wait_for_fleet_available(api_client=api, expected_deployments=len(fleet) + sum(1 for s in fleet if s.canary_version))
         simulator = start_simulator_process(kubeconfig=clusters.kubeconfig, contexts=[REGION],
                                             log_path=workdir / "simulator.log", tick_seconds=0.5)
         stack.append(simulator)
@@ -146,13 +151,17 @@ def bench(interval: float, threshold: int, steps: list[int], workdir: Path) -> N
         server.start()
         stack.append(server)
         time.sleep(3)  # a few scrapes, so rate() has data
-        print(f"sandbox ready in {time.monotonic() - started:.0f}s ({SERVICES} services, 1 region)", flush=True)
-        sandbox = SimpleNamespace(clusters=clusters, monitoring=monitoring, api_clients={REGION: api}, services=services)
-        asyncio.run(releases(sandbox, server, interval, threshold, steps))
+        print(f"sandbox ready in {time.monotonic() - started:.0f}s ({services} services, 1 region)", flush=True)
+        yield SimpleNamespace(clusters=clusters, monitoring=monitoring, api_clients={REGION: api}, services=fleet), server
     finally:
         for component in reversed(stack):
             component.stop()  # type: ignore[attr-defined]
         delete_sandbox_clusters(**arguments)  # type: ignore[arg-type]
+
+
+def bench(interval: float, threshold: int, steps: list[int], workdir: Path) -> None:
+    with one_region_sandbox(workdir) as (sandbox, server):
+        asyncio.run(releases(sandbox, server, interval, threshold, steps))
 
 
 def main() -> None:

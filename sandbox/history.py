@@ -289,7 +289,8 @@ def backfill_history(
 ) -> HistoryResult:
     """Generate the history a UTC day per OpenMetrics file and turn each into TSDB blocks in `tsdb_dir`
     (Prometheus not running). promtool maps its input file, so a day per file bounds its memory (and the disk
-    used: each file is deleted once converted unless `keep_openmetrics`)."""
+    used: each file, `<work_dir>/history-YYYYMMDD.om`, is deleted once converted, and every one written is deleted when
+    promtool fails or the backfill is interrupted, unless `keep_openmetrics`)."""
     promtool = shutil.which("promtool")
     if promtool is None:
         raise HistoryError("promtool not found: apt-get install -y --no-install-recommends prometheus")
@@ -305,24 +306,35 @@ def backfill_history(
     converting: tuple[subprocess.Popen[str], Path] | None = None  # promtool on the previous day, while we write this one
     started = time.monotonic()
     day = start - start % DAY
-    while day < stop:
-        path = work_dir / f"history-{time.strftime('%Y%m%d', time.gmtime(day))}.om"
-        writing = time.monotonic()
-        with path.open("w", buffering=1 << 20) as out:
-            writer.write_window(out, start=max(start, day), end=min(stop, day + DAY))
-            out.write("# EOF\n")
-        generate += time.monotonic() - writing
-        size += path.stat().st_size
-        files += 1
+    written: list[Path] = []
+    try:
+        while day < stop:
+            path = work_dir / f"history-{time.strftime('%Y%m%d', time.gmtime(day))}.om"
+            written.append(path)
+            writing = time.monotonic()
+            with path.open("w", buffering=1 << 20) as out:
+                writer.write_window(out, start=max(start, day), end=min(stop, day + DAY))
+                out.write("# EOF\n")
+            generate += time.monotonic() - writing
+            size += path.stat().st_size
+            files += 1
+            if converting is not None:
+                _finish(converting, keep=keep_openmetrics)
+            # a day-aligned file with 24 h blocks makes one block per day
+            converting = (subprocess.Popen(
+                [promtool, "tsdb", "create-blocks-from", "openmetrics", "--max-block-duration=24h", str(path),
+                 str(tsdb_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), path)
+            day += DAY
         if converting is not None:
             _finish(converting, keep=keep_openmetrics)
-        # a day-aligned file with 24 h blocks makes one block per day
-        converting = (subprocess.Popen(
-            [promtool, "tsdb", "create-blocks-from", "openmetrics", "--max-block-duration=24h", str(path),
-             str(tsdb_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), path)
-        day += DAY
-    if converting is not None:
-        _finish(converting, keep=keep_openmetrics)
+    except BaseException:  # promtool failed, or interrupted: no promtool left running, no day file left behind
+        if converting is not None and converting[0].poll() is None:
+            converting[0].kill()
+            converting[0].wait()
+        if not keep_openmetrics:
+            for path in written:
+                path.unlink(missing_ok=True)
+        raise
     return HistoryResult(
         samples=writer.samples, series=writer.series, start_unix=end - days * 86400, end_unix=end,
         openmetrics_bytes=size, generate_seconds=round(generate, 2),

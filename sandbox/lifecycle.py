@@ -6,7 +6,8 @@
   reused with a warning that says how to recreate it;
 - the fleet (`sandbox.fleet`) is applied only to a cluster that does not hold it yet, so pitstop's own
   changes (images, weights, replicas) are never reverted by a restart;
-- history (`sandbox.history`) is backfilled once, into a TSDB that does not exist yet;
+- history (`sandbox.history`) is backfilled once, into a TSDB that does not exist yet (a failed or interrupted
+  backfill removes its partial TSDB, so the next start backfills again);
 - the global traffic authority (`sandbox.gslb`, the GSLB outside every region whose weights the simulator obeys)
   listens on the port of `settings.traffic.authority.url`, state in `<state>/sandbox/gslb`;
 - the authority, the simulator and Prometheus/Alertmanager are child processes of the caller (they stop with
@@ -124,18 +125,22 @@ def ensure_sandbox(
                 progress(f"[sandbox] fleet already in {region}; left as it is")
         tsdb_dir = monitoring_dir(settings) / "prometheus-data"
         if not tsdb_dir.exists():
-            history = backfill_history(
-                services=services,
-                regions=regions,
-                tsdb_dir=tsdb_dir,
-                work_dir=monitoring_dir(settings),
-                pods_by_region={
-                    region: _wait_for_fleet_pods(client, expected=sum(s.replicas for s in services), progress=progress)
-                    for region, client in clients.items()
-                },
-                kube_state_by_region={region: live_snapshot(client, region=region) for region, client in clients.items()},
-                days=history_days,
-            )
+            try:
+                history = backfill_history(
+                    services=services,
+                    regions=regions,
+                    tsdb_dir=tsdb_dir,
+                    work_dir=monitoring_dir(settings),
+                    pods_by_region={
+                        region: wait_for_fleet_pods(client, expected=sum(s.replicas for s in services), progress=progress)
+                        for region, client in clients.items()
+                    },
+                    kube_state_by_region={region: live_snapshot(client, region=region) for region, client in clients.items()},
+                    days=history_days,
+                )
+            except BaseException:  # a partial TSDB would make the next `pitstop up` skip the backfill for good
+                shutil.rmtree(tsdb_dir, ignore_errors=True)
+                raise
             progress(f"[sandbox] {history_days:g} days of history backfilled: {history.summary()}")
     finally:
         for client in clients.values():
@@ -199,7 +204,7 @@ def _fleet_pods(client: ApiClient) -> list[HistoricalPod]:
     ]
 
 
-def _wait_for_fleet_pods(
+def wait_for_fleet_pods(
     client: ApiClient, *, expected: int, progress: Progress, timeout: float = 300
 ) -> list[HistoricalPod]:
     """The fleet's stable pods once `expected` of them exist, so history carries the live pod names."""
