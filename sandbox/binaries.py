@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shlex
@@ -269,6 +270,28 @@ def _error_excerpt(lines: list[str], head: int = 25, tail: int = 50) -> str:
 def _elapsed(started: float) -> str:
     seconds = int(time.monotonic() - started)
     return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def module_source(module: str, target: GoBuildTarget) -> Path:
+    """The downloaded source of `module`, a dependency of `target`'s tools module (`go list -m -json`)."""
+    result = subprocess.run(
+        ["go", "list", "-m", "-json", module], cwd=target.module_dir, capture_output=True, text=True,
+        timeout=120, check=False, env={**os.environ, **target.env},
+    )  # fmt: skip
+    try:
+        return Path(json.loads(result.stdout)["Dir"])
+    except (ValueError, KeyError):
+        raise GoBuildError(f"cannot locate the {module} module source: {result.stderr.strip()[-1000:]}") from None
+
+
+def build_command(ensure: Callable[..., Path]) -> int:
+    """A build entry point (`python -m ...`): build with progress on stderr, print the bin dir; 1 on a build error."""
+    try:
+        print(ensure(progress=lambda line: print(line, file=sys.stderr, flush=True)))
+    except GoBuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,14 +12,13 @@ in the module sources (`config/crd/bases/`); `crd_files` finds them.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from pitstop.sandbox.binaries import GO_TOOLS_DIR, GoBuildError, GoBuildTarget, Progress, cache_dir, exclusive_lock, go_build
+from pitstop.sandbox.binaries import (GO_TOOLS_DIR, GoBuildTarget, Progress, build_command, cache_dir, exclusive_lock,
+                                      go_build, module_source)
 
 FLUX_CONTROLLERS_VERSION = "v1.9.6"
 MODULE_DIR = GO_TOOLS_DIR / "flux"
@@ -64,14 +63,7 @@ def ensure_flux_binaries(progress: Progress = print) -> Path:
 
 def module_source_dir(module: str) -> Path:
     """The downloaded source of one controller module (for its CRDs)."""
-    result = subprocess.run(
-        ["go", "list", "-m", "-json", module], cwd=MODULE_DIR, capture_output=True, text=True,
-        timeout=120, check=False, env={**os.environ, **build_target().env},
-    )  # fmt: skip
-    try:
-        return Path(json.loads(result.stdout)["Dir"])
-    except (ValueError, KeyError):
-        raise GoBuildError(f"cannot locate the {module} module source: {result.stderr.strip()[-1000:]}") from None
+    return module_source(module, build_target())
 
 
 def crd_files() -> list[Path]:
@@ -83,13 +75,7 @@ def crd_files() -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        print(ensure_flux_binaries(progress=lambda line: print(line, file=sys.stderr, flush=True)))
-    except GoBuildError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
+    return build_command(ensure_flux_binaries)
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

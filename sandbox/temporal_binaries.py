@@ -12,13 +12,12 @@ server's config templates and SQL schemas ship in the module source; `temporal_m
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
-from pitstop.sandbox.binaries import GO_TOOLS_DIR, GoBuildError, GoBuildTarget, Progress, cache_dir, exclusive_lock, go_build
+from pitstop.sandbox.binaries import (GO_TOOLS_DIR, GoBuildTarget, Progress, build_command, cache_dir, exclusive_lock,
+                                      go_build, module_source)
 
 TEMPORAL_SERVER_VERSION = "v1.32.2"
 TEMPORAL_GOTOOLCHAIN = "go1.27.3"
@@ -58,25 +57,11 @@ def ensure_temporal_binaries(progress: Progress = print) -> Path:
 
 def temporal_module_dir() -> Path:
     """The downloaded `go.temporal.io/server` source (config templates, schema/postgresql/v12/...)."""
-    result = subprocess.run(
-        ["go", "list", "-m", "-json", "go.temporal.io/server"], cwd=MODULE_DIR, capture_output=True, text=True,
-        timeout=120, check=False, env={**os.environ, **build_target().env},
-    )  # fmt: skip
-    try:
-        directory = Path(json.loads(result.stdout)["Dir"])
-    except (ValueError, KeyError):
-        raise GoBuildError(f"cannot locate the go.temporal.io/server module source: {result.stderr.strip()[-1000:]}") from None
-    return directory
+    return module_source("go.temporal.io/server", build_target())
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        print(ensure_temporal_binaries(progress=lambda line: print(line, file=sys.stderr, flush=True)))
-    except GoBuildError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
+    return build_command(ensure_temporal_binaries)
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

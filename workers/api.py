@@ -44,6 +44,7 @@ from pitstop.access import AccessDecision, AccessPolicy, AccessRequest, Identity
 from pitstop.identity import CredentialRefused
 
 from .api_actions import ACTIONS, COLLECTION_OPS, ActionFailed, ApiActions, Operation, body_model
+from .asgi_body import BodyRefused, read_bounded_body
 from .identity import Authenticator
 
 audit_log = logging.getLogger("pitstop.api.audit")
@@ -177,19 +178,10 @@ class OperatorApi:
 
 
 async def _parse_body(receive: Receive, model: type[BaseModel]) -> BaseModel:
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ApiRefused(400, "client disconnected")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise ApiRefused(413, f"body exceeds {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    raw = b"".join(chunks)
+    try:
+        raw = await read_bounded_body(receive, MAX_BODY_BYTES)
+    except BodyRefused as exc:
+        raise ApiRefused(exc.status, exc.reason) from None
     try:
         return model.model_validate(json.loads(raw) if raw.strip() else {})
     except (ValueError, ValidationError) as exc:

@@ -87,6 +87,7 @@ from pitstop.webhook_auth import (
 )
 
 from .alert_journal import AlertForwarder, AlertJournal, JournalEntry, JournalFull, JournalInUse
+from .asgi_body import BodyRefused, read_bounded_body
 from .metrics import WebhookMetrics, meter_of, sample_journal, webhook_metrics_runtime
 
 log = logging.getLogger("pitstop.webhook")
@@ -349,19 +350,10 @@ class AlertWebhook:
         return 200, {"incidents": results}
 
     async def _read_body(self, receive: Receive) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise RequestRefused(400, "client disconnected")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise RequestRefused(413, f"body exceeds the limit of {self.max_body_bytes} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+        try:
+            return await read_bounded_body(receive, self.max_body_bytes)
+        except BodyRefused as exc:
+            raise RequestRefused(exc.status, exc.reason) from None
 
     async def _deliver(self, note: AlertNotification) -> dict[str, str]:
         """First notification of an (incident, status): journaled now, forwarded to Temporal in the background.
