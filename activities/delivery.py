@@ -47,7 +47,7 @@ from pitstop.rollout import rollout_progress
 from pitstop.traffic_routes import service_route_weights
 
 from .clients import ActivityClients
-from .gitops import commit_promotion
+from .gitops import promote_in_git
 from .kube_api import KubeJson, deployment_path
 from .kube_errors import kube_errors, retry_on_conflict
 from .prometheus import measure
@@ -291,28 +291,33 @@ class ReleaseClusterActivities:
 
     @activity.defn(name="delivery.finalize_stable")
     def finalize_stable(self, request: FinalizeInput) -> FinalizeResult:
-        """The stable Deployment takes the candidate's pod template (new image and version), then waits."""
+        """The stable Deployment takes the candidate's pod template (new image and version), then waits.
+
+        A git-managed stable Deployment gets the change in git first and the engine's apply is awaited (bounded)
+        before the template is written, so no reconcile that fetched git earlier can put the old template back
+        (docs/gitops.md). If the engine does not apply in time, the template is written anyway and the result says so."""
         t = request.target
         api = self._api(t.region)
         path = deployment_path(t.namespace, t.deployment_name)
+        what = f"deployment {t.namespace}/{t.deployment_name}"
+        with kube_errors(what, t.region):
+            stable, candidate = api.get(path), api.get(deployment_path(t.namespace, t.candidate_name))
+        git = promote_in_git(self._clients, stable, candidate, t)
 
         def attempt() -> JsonObject:
-            stable = api.get(path)
-            candidate = api.get(deployment_path(t.namespace, t.candidate_name))
-            template = promoted_template(stable, candidate)
-            if (stable.get("spec") or {}).get("template") != template:
-                # git-managed: the promotion goes to git first, so the engine's next apply agrees (docs/gitops.md)
-                commit_promotion(self._clients, stable, t, image=image_of(candidate, t.container),
-                                 version=version_of(candidate, t.version_label))
-                stable["spec"]["template"] = template
-                stable = api.put(path, stable)
-            return stable
+            current = api.get(path)
+            template = promoted_template(current, candidate)
+            if (current.get("spec") or {}).get("template") != template:
+                current["spec"]["template"] = template
+                current = api.put(path, current)
+            return current
 
-        with kube_errors(f"deployment {t.namespace}/{t.deployment_name}", t.region):
+        with kube_errors(what, t.region):
             stable = retry_on_conflict(attempt)
         replicas = int((stable.get("spec") or {}).get("replicas", 1))
         self._wait_ready(api, t, t.deployment_name, replicas, request.deadline_seconds, request.poll_seconds)
-        return FinalizeResult(image=image_of(stable, t.container), version=version_of(stable, t.version_label), ready_replicas=replicas)
+        return FinalizeResult(image=image_of(stable, t.container), version=version_of(stable, t.version_label),
+                              ready_replicas=replicas, git=git)
 
     @activity.defn(name="delivery.retire_candidate")
     def retire_candidate(self, request: RetireInput) -> str:

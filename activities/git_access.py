@@ -108,5 +108,17 @@ class GitWorkspace:
                 raise GitAccessError(f"git push to {self.remote.url} failed: {pushed.stderr.strip()[-800:]}")
         raise GitAccessError(f"git push to {self.remote.url}: the branch {self.remote.branch} kept moving ({PUSH_ATTEMPTS} attempts)")
 
+    def head(self) -> str:
+        """The commit the clone's branch is on (after `sync` or `commit`: the remote branch's head)."""
+        return self._git("rev-parse", "HEAD").stdout.strip()
+
+    def contains(self, commit: str, revision: str) -> bool:
+        """Whether `revision` (e.g. the commit an engine applied) is `commit` or comes after it on the branch."""
+        if revision == commit:
+            return True
+        if self._git("cat-file", "-e", f"{revision}^{{commit}}", check=False).returncode != 0:
+            self.sync()
+        return self._git("merge-base", "--is-ancestor", commit, revision, check=False).returncode == 0
+
     def commit_files(self, files: dict[str, str], *, message: str, sign_off: str) -> str | None:
         return self.commit(lambda _read: files, message=message, sign_off=sign_off)

@@ -27,6 +27,7 @@ from kubernetes.client.exceptions import ApiException
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from pitstop.gitops import DeploymentEdit, git_source
 from pitstop.hygiene.inventory import RegionInventory, region_inventory
 from pitstop.rollout import (
     container_images,
@@ -68,6 +69,7 @@ from pitstop.steps.kubernetes import (
 from pitstop.undo_values import EARLIER_ATTEMPT, UNDO_VALUES_ANNOTATION, recorded_previous, with_previous
 
 from .clients import ActivityClients
+from .gitops import commit_and_wait
 from .idempotency import idempotency_key, undo_key
 from .kube_api import WORKLOAD_PATHS, KubeJson, deployment_path, label_selector
 from .kube_errors import api_error_detail, kube_errors, retry_on_conflict
@@ -104,6 +106,23 @@ def _undo_metadata(obj: dict[str, Any], key: str, previous: Any) -> dict[str, An
         "resourceVersion": _meta(obj)["resourceVersion"],
         "annotations": {UNDO_VALUES_ANNOTATION: with_previous(_annotations(obj), key, previous)},
     }
+
+
+def _via_git(dep: dict[str, Any]) -> str:
+    source = git_source(dep)
+    return "" if source is None else f" through git ({source.repository}:{source.path})"
+
+
+def git_record_key(record_key: str) -> str:
+    """Where `rollout_undo` of a git-managed Deployment records its edit (beside the revisions, same annotation)."""
+    return f"{record_key}#git"
+
+
+def rollback_edit(template: dict[str, Any]) -> DeploymentEdit:
+    """The git edit of a rollback to a ReplicaSet's pod `template`: its images and its labels (version), not the
+    hash label the ReplicaSet controller adds."""
+    labels = {k: v for k, v in (_meta(template).get("labels") or {}).items() if k != "pod-template-hash"}
+    return DeploymentEdit(images=container_images(template), template_labels=labels)
 
 
 def summarize_deployment(dep: dict[str, Any], region: str) -> DeploymentStatus:
@@ -267,6 +286,15 @@ class KubernetesActivities:
     def _what(args: DeploymentArgs) -> str:
         return f"deployment {args.namespace}/{args.name}"
 
+    def _in_git(self, dep: dict[str, Any], args: DeploymentArgs, edit: DeploymentEdit, action: str) -> tuple[str, str]:
+        """Commit `edit` of git-managed `dep` and wait for the engine's apply; (commit, summary suffix)."""
+        message = f"{action} {args.namespace}/{args.name} in {args.region}: {edit.describe()}"
+        done = commit_and_wait(self._clients, dep, name=args.name, edit=edit, message=message)
+        assert done is not None, "only called for a git-managed Deployment"
+        change, seconds = done
+        applied = "not awaited: no engine configured" if seconds is None else f"applied by the engine in {seconds:.1f}s"
+        return change.commit, f" through git ({change.repository} {change.commit[:12]}, {applied})"
+
     @activity.defn(name="kubernetes.get_deployment")
     def get_deployment(self, invocation: StepInvocation[DeploymentArgs]) -> DeploymentStatus:
         args = invocation.args
@@ -293,7 +321,12 @@ class KubernetesActivities:
             if current == args.replicas:
                 result.summary = f"scaled {what} in {args.region} from {previous} to {args.replicas} replicas{EARLIER_ATTEMPT}"
             elif invocation.dry_run:
-                result.summary = f"would scale {what} from {current} to {args.replicas} replicas"
+                result.summary = f"would scale {what} from {current} to {args.replicas} replicas{_via_git(dep)}"
+            elif git_source(dep) is not None:
+                if recorded is None:
+                    api.patch(path, {"metadata": _undo_metadata(dep, key, previous)}, patch_type="merge")
+                result.git_commit, via = self._in_git(dep, args, DeploymentEdit(replicas=args.replicas), "scale")
+                result.summary = f"scaled {what} in {args.region} from {previous} to {args.replicas} replicas{via}"
             else:
                 api.patch(path, {"metadata": _undo_metadata(dep, key, previous), "spec": {"replicas": args.replicas}}, patch_type="merge")
                 result.summary = f"scaled {what} in {args.region} from {previous} to {args.replicas} replicas"
@@ -331,7 +364,12 @@ class KubernetesActivities:
             if current == args.image:
                 result.summary = f"set {what} container {args.container} image {previous} -> {args.image}{EARLIER_ATTEMPT}"
             elif invocation.dry_run:
-                result.summary = f"would set {what} container {args.container} image {current} -> {args.image}"
+                result.summary = f"would set {what} container {args.container} image {current} -> {args.image}{_via_git(dep)}"
+            elif git_source(dep) is not None:
+                if recorded is None:
+                    api.patch(path, {"metadata": _undo_metadata(dep, key, previous)}, patch_type="merge")
+                result.git_commit, via = self._in_git(dep, args, DeploymentEdit(images={args.container: args.image}), "set image")
+                result.summary = f"set {what} container {args.container} image {previous} -> {args.image}{via}"
             else:
                 patch = {
                     "metadata": _undo_metadata(dep, key, previous),
@@ -397,7 +435,12 @@ class KubernetesActivities:
             spec = dep.get("spec") or {}
             current_revision = revision_of(dep)
             if _annotations(dep).get(UNDO_KEY_ANNOTATION) == key:
-                return _undone_earlier(dep, record_key, what=what, region=args.region)
+                earlier = _undone_earlier(dep, record_key, what=what, region=args.region)
+                recorded_edit = recorded_previous(_annotations(dep), git_record_key(record_key), dict[str, Any])
+                if recorded_edit is not None:  # git-managed: make sure the commit is made and applied
+                    edit = DeploymentEdit.model_validate(recorded_edit.value)
+                    earlier.git_commit, _ = self._in_git(dep, args, edit, "rollback")
+                return earlier
             target_revision, target = _undo_target(api, dep, args, what=what)
             template = (target.get("spec") or {}).get("template") or {}
             result = RolloutUndoResult(
@@ -408,12 +451,24 @@ class KubernetesActivities:
                 return result
             result.changed = True
             if invocation.dry_run:
-                result.summary = f"would roll {what} back from revision {current_revision} to {target_revision} ({result.images})"
+                result.summary = (f"would roll {what} back from revision {current_revision} to {target_revision} "
+                                  f"({result.images}){_via_git(dep)}")
                 return result
             revisions = {"from_revision": current_revision, "to_revision": target_revision}
-            annotations = {UNDO_KEY_ANNOTATION: key, UNDO_VALUES_ANNOTATION: with_previous(_annotations(dep), record_key, revisions)}
-            api.patch(path, rollback_patch(dep, target, extra_annotations=annotations), patch_type="json")
+            record = with_previous(_annotations(dep), record_key, revisions)
             result.summary = f"rolled {what} in {args.region} back from revision {current_revision} to {target_revision}"
+            if git_source(dep) is None:
+                annotations = {UNDO_KEY_ANNOTATION: key, UNDO_VALUES_ANNOTATION: record}
+                api.patch(path, rollback_patch(dep, target, extra_annotations=annotations), patch_type="json")
+                return result
+            # git-managed: record the key, the revisions and the edit first; then the commit and the engine's apply
+            edit = rollback_edit(template)
+            record = with_previous({UNDO_VALUES_ANNOTATION: record}, git_record_key(record_key), edit.model_dump())
+            api.patch(path, {"metadata": {"resourceVersion": _meta(dep)["resourceVersion"],
+                                          "annotations": {UNDO_KEY_ANNOTATION: key, UNDO_VALUES_ANNOTATION: record}}},
+                      patch_type="merge")
+            result.git_commit, via = self._in_git(dep, args, edit, "rollback")
+            result.summary += via
             return result
 
         with kube_errors(what, args.region):

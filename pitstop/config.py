@@ -243,12 +243,24 @@ class BackupSettings(BaseModel):
     )
 
 
+class FluxEngineSettings(BaseModel):
+    """Where the Flux Kustomization applying a repository lives, so pitstop can wait until a commit is applied."""
+
+    region: str = Field(description="the fleet region whose cluster holds the Kustomization object")
+    namespace: str = Field("flux-system", description="the Kustomization's namespace")
+    kustomization: str = Field(description="the Kustomization's name")
+    apply_timeout_seconds: float = Field(300.0, gt=0, le=3000, description="how long to wait for a commit to be applied")
+
+
 class GitRepositorySettings(BaseModel):
     """One git repository a GitOps engine applies (named by `pitstop.dev/gitops-repository` on its objects)."""
 
     url: str = Field(description="HTTP(S) URL or local path of the repository")
     branch: str = Field("main", description="the branch the engine applies")
     token_env: str | None = Field(None, description="environment variable of the worker holding the HTTP token")
+    engine: FluxEngineSettings | None = Field(
+        None, description="the Flux Kustomization applying this repository; set, pitstop waits for each of its commits "
+                          "to be applied before it verifies (unset: it does not wait)")
 
 
 class GitopsSettings(BaseModel):

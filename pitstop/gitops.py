@@ -5,7 +5,9 @@ Ownership (docs/gitops.md): a service's Deployment, Service and PodDisruptionBud
 drift on them); its VirtualService and DestinationRule are pitstop's after the engine first creates them (Flux's
 per-object `kustomize.toolkit.fluxcd.io/ssa: IfNotPresent`), and the candidate `<name>-canary` Deployment is
 never in git. A promotion changes the stable Deployment's pod template (image, version label): for a git-managed
-Deployment it commits that change to git before writing it to the cluster, so the engine's next apply agrees.
+Deployment it commits that change to git before writing it to the cluster, so the engine's next apply agrees; a
+remediation's rollback or scale and a rightsizing promotion are commits too (`DeploymentEdit`). `flux_report` reads
+a Flux Kustomization's status: which commit it applied last, and whether it is Ready.
 """
 
 from __future__ import annotations
@@ -49,23 +51,82 @@ def carve_out(obj: JsonObject) -> JsonObject:
     return obj
 
 
-def promote_in_manifests(text: str, *, name: str, container: str | None, image: str, version_label: str, version: str) -> str:
-    """`text` (multi-document YAML) with Deployment `name`'s pod template on `image` and `version`.
+class DeploymentEdit(BaseModel):
+    """What pitstop changes in a git-managed Deployment's manifest: a promotion (images, resources, version
+    label), a rollback (images, labels of the revision rolled back to), a scale (replicas). Unset parts stay."""
 
-    Raises ValueError naming what is missing (the Deployment, its container)."""
+    images: dict[str, str] = {}
+    """container name -> image"""
+    resources: dict[str, JsonObject] = {}
+    """container name -> its `resources` (requests/limits), replaced whole"""
+    template_labels: dict[str, str] = {}
+    replicas: int | None = None
+
+    def describe(self) -> str:
+        parts = [f"{c}={i}" for c, i in sorted(self.images.items())]
+        parts += [f"{c} resources" for c in sorted(self.resources)]
+        parts += [f"{k}={v}" for k, v in sorted(self.template_labels.items())]
+        if self.replicas is not None:
+            parts.append(f"replicas={self.replicas}")
+        return ", ".join(parts) or "nothing"
+
+
+def edit_deployment_in_manifests(text: str, *, name: str, edit: DeploymentEdit) -> str:
+    """`text` (multi-document YAML) with `edit` made to Deployment `name`. Only what `edit` names changes.
+
+    Raises ValueError naming what is missing (the Deployment, a container)."""
     documents = [d for d in yaml.safe_load_all(text) if d is not None]
-    found = False
-    for doc in documents:
-        if doc.get("kind") != "Deployment" or (doc.get("metadata") or {}).get("name") != name:
-            continue
-        found = True
-        template = doc.setdefault("spec", {}).setdefault("template", {})
-        template.setdefault("metadata", {}).setdefault("labels", {})[version_label] = version
-        containers = (template.get("spec") or {}).get("containers") or []
-        chosen = [c for c in containers if container is None or c.get("name") == container][:1]
-        if not chosen:
-            raise ValueError(f"Deployment {name} has no container {container or '(any)'} in its git manifest")
-        chosen[0]["image"] = image
-    if not found:
+    deployments = [d for d in documents if d.get("kind") == "Deployment" and (d.get("metadata") or {}).get("name") == name]
+    if not deployments:
         raise ValueError(f"no Deployment {name} in the git manifest")
+    for doc in deployments:
+        spec = doc.setdefault("spec", {})
+        if edit.replicas is not None:
+            spec["replicas"] = edit.replicas
+        template = spec.setdefault("template", {})
+        if edit.template_labels:
+            template.setdefault("metadata", {}).setdefault("labels", {}).update(edit.template_labels)
+        containers = {c.get("name"): c for c in (template.get("spec") or {}).get("containers") or []}
+        for container in sorted(set(edit.images) | set(edit.resources)):
+            if container not in containers:
+                raise ValueError(f"Deployment {name} has no container {container} in its git manifest "
+                                 f"(containers: {sorted(c for c in containers if c)})")
+            if container in edit.images:
+                containers[container]["image"] = edit.images[container]
+            if container in edit.resources:
+                containers[container]["resources"] = edit.resources[container]
     return yaml.safe_dump_all(documents, sort_keys=False)
+
+
+def promotion_edit(candidate_template: JsonObject, *, version_label: str) -> DeploymentEdit:
+    """A promotion's edit: every container's image and resources and the version label, from the candidate's pod
+    template (a rightsizing candidate differs by its resources only; a release candidate by its image)."""
+    containers = (candidate_template.get("spec") or {}).get("containers") or []
+    version = ((candidate_template.get("metadata") or {}).get("labels") or {}).get(version_label)
+    return DeploymentEdit(
+        images={c["name"]: c["image"] for c in containers if c.get("name") and c.get("image")},
+        resources={c["name"]: c["resources"] for c in containers if c.get("name") and c.get("resources")},
+        template_labels={version_label: version} if version else {},
+    )
+
+
+def revision_sha(revision: str | None) -> str | None:
+    """The commit of a Flux revision (`main@sha1:<sha>`, `sha1:<sha>` or a bare sha)."""
+    if not revision:
+        return None
+    return revision.rsplit(":", 1)[-1].rsplit("@", 1)[-1] or None
+
+
+class EngineReport(BaseModel):
+    """What a Flux Kustomization says about its last apply."""
+
+    ready: bool
+    applied_sha: str | None
+    message: str = ""
+
+
+def flux_report(kustomization: JsonObject) -> EngineReport:
+    status = kustomization.get("status") or {}
+    ready: JsonObject = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    return EngineReport(ready=ready.get("status") == "True", applied_sha=revision_sha(status.get("lastAppliedRevision")),
+                        message=str(ready.get("message") or ""))

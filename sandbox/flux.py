@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 from kubernetes.client import ApiClient
 
+from pitstop.activities.gitops import FLUX_KUSTOMIZATION
 from pitstop.activities.kube_api import JsonObject, KubeJson, ResourceKind
 from pitstop.gitops import PATH_ANNOTATION, REPOSITORY_ANNOTATION, carve_out
 from pitstop.sandbox.fleet import ServiceSpec, fleet_manifests
@@ -40,7 +41,7 @@ NAMESPACE = ResourceKind("v1", "namespaces", namespaced=False)
 SECRET = ResourceKind("v1", "secrets")
 EVENT = ResourceKind("v1", "events")
 GIT_REPOSITORY = ResourceKind("source.toolkit.fluxcd.io/v1", "gitrepositories")
-KUSTOMIZATION = ResourceKind("kustomize.toolkit.fluxcd.io/v1", "kustomizations")
+KUSTOMIZATION = FLUX_KUSTOMIZATION
 STARTUP_TIMEOUT = 60.0
 
 

@@ -128,10 +128,22 @@ class FinalizeInput(BaseModel):
     poll_seconds: float = 0.5
 
 
+class GitPromotion(BaseModel):
+    """A git-managed stable Deployment's promotion in git: the commit holding it, how long the engine took to
+    apply it (None: no engine configured, or it did not apply within its timeout; see `note`)."""
+
+    repository: str
+    commit: str
+    created: bool
+    engine_apply_seconds: float | None = None
+    note: str = ""
+
+
 class FinalizeResult(BaseModel):
     image: str
     version: str
     ready_replicas: int
+    git: GitPromotion | None = None
 
 
 class RetireInput(BaseModel):

@@ -104,12 +104,18 @@ class DeploymentStatus(StepResult):
     rollout_message: str = ""
 
 
-class ScaleResult(StepResult):
+class GitCommitted(StepResult):
+    git_commit: str | None = Field(
+        None, description="for a git-managed Deployment (docs/gitops.md): the commit holding the change, applied by "
+                          "the GitOps engine before the step ended")
+
+
+class ScaleResult(GitCommitted):
     previous_replicas: int
     replicas: int
 
 
-class SetImageResult(StepResult):
+class SetImageResult(GitCommitted):
     container: str
     previous_image: str
     image: str
@@ -120,7 +126,7 @@ class RolloutRestartResult(StepResult):
     restart_key: str = Field(description="run/step key that makes the restart idempotent")
 
 
-class RolloutUndoResult(StepResult):
+class RolloutUndoResult(GitCommitted):
     from_revision: int | None
     to_revision: int
     images: dict[str, str] = Field(default_factory=dict, description="container -> image after the undo")
@@ -189,6 +195,10 @@ class LastRolloutResult(StepResult):
 # ---------------------------------------------------------------- step types
 
 
+GIT_STEP_TIMEOUT_SECONDS = 3600.0
+"""scale, set_image and rollout_undo of a git-managed Deployment wait for the engine (gitops engine apply timeout)"""
+
+
 class _Kube(StepType):
     regional = True
     default_timeout_seconds = 60.0
@@ -211,6 +221,8 @@ class KubernetesScale(_Kube):
     result_model = ScaleResult
     activity = "kubernetes.scale"
     mutating = True
+    default_timeout_seconds = GIT_STEP_TIMEOUT_SECONDS  # a git-managed Deployment: commit, then the engine's apply
+    heartbeat_seconds = 30.0
 
 
 @register_step_type
@@ -221,6 +233,8 @@ class KubernetesSetImage(_Kube):
     result_model = SetImageResult
     activity = "kubernetes.set_image"
     mutating = True
+    default_timeout_seconds = GIT_STEP_TIMEOUT_SECONDS  # a git-managed Deployment: commit, then the engine's apply
+    heartbeat_seconds = 30.0
 
 
 @register_step_type
@@ -241,6 +255,8 @@ class KubernetesRolloutUndo(_Kube):
     result_model = RolloutUndoResult
     activity = "kubernetes.rollout_undo"
     mutating = True
+    default_timeout_seconds = GIT_STEP_TIMEOUT_SECONDS  # a git-managed Deployment: commit, then the engine's apply
+    heartbeat_seconds = 30.0
 
 
 @register_step_type

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from pitstop.gitops import FLUX_SSA_ANNOTATION, git_source, promote_in_manifests
+from pitstop.gitops import (
+    FLUX_SSA_ANNOTATION,
+    DeploymentEdit,
+    EngineReport,
+    edit_deployment_in_manifests,
+    flux_report,
+    git_source,
+    promotion_edit,
+    revision_sha,
+)
 from pitstop.sandbox.fleet import expand_fleet, load_fleet_spec
 from pitstop.sandbox.flux import gitops_files
 
@@ -30,25 +39,68 @@ def test_pitstop_owned_kinds_are_carved_out_and_the_deployment_names_its_source(
     assert git_source(by_kind["Service"]) is None
 
 
-def test_promotion_edits_only_the_template_image_and_version() -> None:
-    path, docs = _files()
-    text = yaml.safe_dump_all(docs, sort_keys=False)
-    name = docs[0]["metadata"]["name"]
-    promoted = list(yaml.safe_load_all(promote_in_manifests(text, name=name, container=None, image="img:v2",
-                                                             version_label="version", version="v2")))
-    before, after = docs[0], promoted[0]
-    assert after["spec"]["template"]["spec"]["containers"][0]["image"] == "img:v2"
-    assert after["spec"]["template"]["metadata"]["labels"]["version"] == "v2"
-    after["spec"]["template"]["spec"]["containers"][0]["image"] = before["spec"]["template"]["spec"]["containers"][0]["image"]
-    after["spec"]["template"]["metadata"]["labels"]["version"] = before["spec"]["template"]["metadata"]["labels"]["version"]
-    assert promoted == docs  # nothing else changed
-
-
-def test_promotion_names_what_is_missing() -> None:
+def _deployment_text() -> tuple[str, list[dict], str]:
     _, docs = _files()
-    text = yaml.safe_dump_all(docs, sort_keys=False)
+    return yaml.safe_dump_all(docs, sort_keys=False), docs, docs[0]["metadata"]["name"]
+
+
+def test_promotion_edit_takes_images_resources_and_version_from_the_candidate() -> None:
+    template = {"metadata": {"labels": {"app": "a", "version": "v2-rs-1a2b"}},
+                "spec": {"containers": [{"name": "app", "image": "img:v2",
+                                         "resources": {"requests": {"cpu": "150m"}, "limits": {"memory": "256Mi"}}},
+                                        {"name": "sidecar", "image": "proxy:1"}]}}
+    edit = promotion_edit(template, version_label="version")
+    assert edit.images == {"app": "img:v2", "sidecar": "proxy:1"}
+    assert edit.resources == {"app": {"requests": {"cpu": "150m"}, "limits": {"memory": "256Mi"}}}
+    assert edit.template_labels == {"version": "v2-rs-1a2b"} and edit.replicas is None
+
+
+def test_an_edit_changes_only_what_it_names() -> None:
+    text, docs, name = _deployment_text()
+    container = docs[0]["spec"]["template"]["spec"]["containers"][0]["name"]
+    edit = DeploymentEdit(images={container: "img:v2"}, resources={container: {"requests": {"cpu": "50m"}}},
+                          template_labels={"version": "v2"}, replicas=7)
+    edited = list(yaml.safe_load_all(edit_deployment_in_manifests(text, name=name, edit=edit)))
+    after = edited[0]
+    pod = after["spec"]["template"]
+    assert pod["spec"]["containers"][0]["image"] == "img:v2"
+    assert pod["spec"]["containers"][0]["resources"] == {"requests": {"cpu": "50m"}}
+    assert pod["metadata"]["labels"]["version"] == "v2" and after["spec"]["replicas"] == 7
+    before = docs[0]
+    pod["spec"]["containers"][0] = before["spec"]["template"]["spec"]["containers"][0]
+    pod["metadata"]["labels"]["version"] = before["spec"]["template"]["metadata"]["labels"]["version"]
+    after["spec"]["replicas"] = before["spec"]["replicas"]
+    assert edited == docs  # nothing else changed, other documents included
+
+
+def test_a_scale_edit_leaves_the_template_alone() -> None:
+    text, docs, name = _deployment_text()
+    edited = list(yaml.safe_load_all(edit_deployment_in_manifests(text, name=name, edit=DeploymentEdit(replicas=3))))
+    assert edited[0]["spec"]["replicas"] == 3
+    assert edited[0]["spec"]["template"] == docs[0]["spec"]["template"]
+
+
+def test_an_edit_names_what_is_missing() -> None:
+    text, docs, name = _deployment_text()
     with pytest.raises(ValueError, match="no Deployment other"):
-        promote_in_manifests(text, name="other", container=None, image="i", version_label="version", version="v")
+        edit_deployment_in_manifests(text, name="other", edit=DeploymentEdit(replicas=1))
     with pytest.raises(ValueError, match="no container sidecar"):
-        promote_in_manifests(text, name=docs[0]["metadata"]["name"], container="sidecar", image="i",
-                             version_label="version", version="v")
+        edit_deployment_in_manifests(text, name=name, edit=DeploymentEdit(images={"sidecar": "i"}))
+
+
+@pytest.mark.parametrize(("revision", "sha"), [
+    ("main@sha1:0a1b2c", "0a1b2c"), ("sha1:0a1b2c", "0a1b2c"), ("0a1b2c", "0a1b2c"), (None, None), ("", None),
+])
+def test_revision_sha_reads_flux_revisions(revision: str | None, sha: str | None) -> None:
+    assert revision_sha(revision) == sha
+
+
+def test_flux_report_needs_ready_and_reads_the_applied_commit() -> None:
+    status = {"lastAppliedRevision": "main@sha1:abc",
+              "conditions": [{"type": "Reconciling", "status": "True"},
+                             {"type": "Ready", "status": "False", "message": "apply failed: Deployment/x invalid"}]}
+    report = flux_report({"status": status})
+    assert report == EngineReport(ready=False, applied_sha="abc", message="apply failed: Deployment/x invalid")
+    status["conditions"][1].update(status="True", message="Applied revision: main@sha1:abc")
+    assert flux_report({"status": status}).ready
+    assert flux_report({}) == EngineReport(ready=False, applied_sha=None)
