@@ -110,12 +110,12 @@ async def gitops_worker(client: Client, sandbox: Any, flux_gitops: Any, task_que
         yield
 
 
-async def test_canary_of_a_git_managed_service_promotes_and_flux_never_corrects_its_routes(
+async def test_canary_of_a_git_managed_service_promotes_once_and_flux_never_corrects_its_routes(
     temporal_client: Client, flux_gitops: Any, sandbox_monitoring: Any, task_queue: str
 ) -> None:
-    """Weights move only as commanded, the promotion lands in git and on the cluster, and Flux corrects neither
-    the VirtualService nor the DestinationRule nor the canary. Not (yet) promised: that the stable template never
-    flaps back for one interval (the known race in docs/gitops.md)."""
+    """Weights move only as commanded, the promotion lands in git, Flux applies it before pitstop writes the
+    template (the stable image moves old -> new once, never back), and Flux corrects neither the VirtualService nor
+    the DestinationRule nor the canary."""
     sandbox = sandbox_monitoring
     region = flux_gitops.regions[0]
     service = flux_gitops.services[0]
@@ -163,12 +163,10 @@ async def test_canary_of_a_git_managed_service_promotes_and_flux_never_corrects_
     # every observed weight was commanded, in order: nothing moved a weight back (0 only at the start and the end)
     weights = deduplicated([w for w, _, _ in history])
     assert is_subsequence(weights, [0, *commanded]), weights
-    # the stable template starts on the old image and ends on the new one. Known race (seen once in CI, 2026-12-05):
-    # a reconcile that fetched git before the promotion commit can put the old template back for one interval, until
-    # the next reconcile applies the commit; waiting for the engine to report the commit applied before writing the
-    # template (issue 18 item 4) closes it. docs/gitops.md says so.
+    # the stable template moves old -> new exactly once: the promotion waits until Flux applied its commit before
+    # writing the template, so no reconcile that fetched git earlier can put the old template back
     images = deduplicated([i for _, _, i in history])
-    assert images[0] == old_image and images[-1] == image and set(images) == {old_image, image}, images
+    assert images == [old_image, image], images
     assert history[-1] == (0, version, image)
     # Flux's events during the run: no correction of the pitstop-owned objects
     new_events = [e.get("message", "") for e in flux_events(flux_gitops.home_api, region)
