@@ -24,6 +24,8 @@ per region, activities that touch that region's cluster (served on task queue `p
 | `backup` | `BackupExportActivities`, `BackupRestoreActivities` | `backup.export` (regional), `backup.restore`/`backup.verify` (shared; restore targets) |
 | `data_layer` | `DataLayerActivities` | `data.switch_primary` (regional; the sandbox's data hook) |
 | `dr` | `DrActivities` | `dr.mark`, `dr.record` (shared; pure, no client) |
+| `gitops_suspend` | `GitopsSuspendActivities` | `gitops.suspend`, `.resume`, `.resume_expired` (regional: a bounded suspend of the GitOps engine) |
+| `gitops` (+ `git_access`) | functions | git commits of git-managed Deployments and the wait for the engine (used by `kubernetes.*` and `delivery.finalize_stable`) |
 | `leases` | `LeaseActivities` | `lease.request`, `lease.holder_open`, `dr.region_leases` (shared; need `clients.temporal`) |
 
 Sync activities need the worker's `activity_executor` (a ThreadPoolExecutor).
@@ -88,6 +90,7 @@ def build_activities(clients: ActivityClients) -> ActivitySet:
     from .delivery import ReleaseAnalysisActivities, ReleaseClusterActivities
     from .dependency_graph import DependencyGraphActivities
     from .failover import FailoverActivities, FailoverClusterActivities
+    from .gitops_suspend import GitopsSuspendActivities
     from .http import HttpActivities
     from .hygiene import HygieneReports
     from .incidents import IncidentActivities
@@ -125,5 +128,6 @@ def build_activities(clients: ActivityClients) -> ActivitySet:
             CapacityActivities(scoped).collect,
             *activity_methods(CapacityLoopActivities(scoped)),
             *activity_methods(FailoverClusterActivities(scoped)),
+            *activity_methods(GitopsSuspendActivities(scoped)),
         ]
     return ActivitySet(shared=shared, regional=regional)

@@ -130,3 +130,48 @@ def flux_report(kustomization: JsonObject) -> EngineReport:
     ready: JsonObject = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
     return EngineReport(ready=ready.get("status") == "True", applied_sha=revision_sha(status.get("lastAppliedRevision")),
                         message=str(ready.get("message") or ""))
+
+
+# ---------------------------------------------------------------- a bounded suspend of the engine for one object
+
+FLUX_RECONCILE_ANNOTATION = "kustomize.toolkit.fluxcd.io/reconcile"
+"""set to `disabled` on the in-cluster object, kustomize-controller neither applies nor prunes it"""
+FLUX_RECONCILE_DISABLED = "disabled"
+SUSPENDED_UNTIL_ANNOTATION = "pitstop.dev/gitops-suspended-until"
+SUSPEND_REASON_ANNOTATION = "pitstop.dev/gitops-suspend-reason"
+SUSPENDED_BY_ANNOTATION = "pitstop.dev/gitops-suspended-by"
+SUSPEND_ANNOTATIONS = (FLUX_RECONCILE_ANNOTATION, SUSPENDED_UNTIL_ANNOTATION, SUSPEND_REASON_ANNOTATION, SUSPENDED_BY_ANNOTATION)
+
+
+class Suspension(BaseModel):
+    """The engine's reconciliation of one object, as its annotations say."""
+
+    suspended: bool
+    by_pitstop: bool
+    """pitstop made this suspension (it has an end): pitstop may lift it; a suspension made by hand it never lifts"""
+    until: str | None = None
+    by: str = ""
+    reason: str = ""
+
+
+def suspension_of(obj: JsonObject) -> Suspension:
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    until = annotations.get(SUSPENDED_UNTIL_ANNOTATION)
+    return Suspension(suspended=annotations.get(FLUX_RECONCILE_ANNOTATION) == FLUX_RECONCILE_DISABLED,
+                      by_pitstop=until is not None, until=until, by=annotations.get(SUSPENDED_BY_ANNOTATION, ""),
+                      reason=annotations.get(SUSPEND_REASON_ANNOTATION, ""))
+
+
+def suspend_annotations(*, until: str, reason: str, by: str) -> dict[str, str]:
+    return {FLUX_RECONCILE_ANNOTATION: FLUX_RECONCILE_DISABLED, SUSPENDED_UNTIL_ANNOTATION: until,
+            SUSPEND_REASON_ANNOTATION: reason, SUSPENDED_BY_ANNOTATION: by}
+
+
+def resume_annotations() -> dict[str, None]:
+    """A merge patch's annotations removing every suspend annotation."""
+    return {key: None for key in SUSPEND_ANNOTATIONS}
+
+
+def suspension_expired(suspension: Suspension, now_rfc3339: str) -> bool:
+    """A pitstop suspension past its end (RFC 3339 UTC strings of one format compare as text)."""
+    return suspension.by_pitstop and suspension.until is not None and suspension.until <= now_rfc3339

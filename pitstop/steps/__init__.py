@@ -6,8 +6,8 @@ activities that execute the steps live in `activities/` and import their models 
 
 from __future__ import annotations
 
-from . import (backup, capacity, chaos, data, delivery, dr, failover, graph, http, hygiene, istio, kubernetes, notify,
+from . import (backup, capacity, chaos, data, delivery, dr, failover, gitops, graph, http, hygiene, istio, kubernetes, notify,
                prometheus)
 
-__all__ = ["backup", "capacity", "chaos", "data", "delivery", "dr", "failover", "graph", "http", "hygiene", "istio",
+__all__ = ["backup", "capacity", "chaos", "data", "delivery", "dr", "failover", "gitops", "graph", "http", "hygiene", "istio",
            "kubernetes", "notify", "prometheus"]

@@ -15,6 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import Client
@@ -63,6 +64,31 @@ async def _incidents_for(client: Client, service: str, since: datetime) -> list[
     return found
 
 
+def start_fast_monitoring(sm: Any, *, port: int, token: str, state_dir: Path) -> Any:
+    """Prometheus + Alertmanager scraping and evaluating every second, alerting pitstop's webhook on `port`."""
+    return start_monitoring(
+        settings=MonitoringSettings(
+            simulator_target=sm.simulator.target, regions=list(sm.clusters.contexts),
+            scrape_interval="1s", evaluation_interval="1s",
+            webhook_url=f"http://127.0.0.1:{port}/alerts", webhook_bearer_token=token,
+            group_wait="1s", group_interval="2s", repeat_interval="10s", resolve_timeout="10s",
+            rules=AlertRuleSettings(window="10s", restart_window="20s", for_duration="2s"),
+        ),
+        state_dir=state_dir,
+    )
+
+
+async def wait_for_recovery(client: Client, service: str, since: datetime, *, timeout: float) -> list[IncidentStatus]:
+    """The service's incidents since `since`, once all are final and one recovered (bounded by `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        incidents = await _incidents_for(client, service, since)
+        if incidents and all(i.phase.final for i in incidents) and any(i.phase == IncidentPhase.RECOVERED for i in incidents):
+            return incidents
+        assert time.monotonic() < deadline, [(i.incident_id, i.phase.value, [e.message for e in i.timeline]) for i in incidents]
+        await asyncio.sleep(1.0)
+
+
 async def test_crash_loop_is_rolled_back_and_the_alert_resolves(
     sandbox_monitoring, temporal_client: Client, pitstop_settings: Settings, tmp_path: Path  # type: ignore[no-untyped-def]
 ) -> None:
@@ -79,16 +105,7 @@ async def test_crash_loop_is_rolled_back_and_the_alert_resolves(
     monitoring = None
     fault_id = None
     try:
-        monitoring = start_monitoring(
-            settings=MonitoringSettings(
-                simulator_target=sm.simulator.target, regions=list(sm.clusters.contexts),
-                scrape_interval="1s", evaluation_interval="1s",
-                webhook_url=f"http://127.0.0.1:{port}/alerts", webhook_bearer_token=token,
-                group_wait="1s", group_interval="2s", repeat_interval="10s", resolve_timeout="10s",
-                rules=AlertRuleSettings(window="10s", restart_window="20s", for_duration="2s"),
-            ),
-            state_dir=tmp_path / "monitoring",
-        )
+        monitoring = start_fast_monitoring(sm, port=port, token=token, state_dir=tmp_path / "monitoring")
         settings = Settings(
             state_dir=pitstop_settings.state_dir,
             temporal=pitstop_settings.temporal.model_dump(),
@@ -125,16 +142,7 @@ async def test_crash_loop_is_rolled_back_and_the_alert_resolves(
                 fault_id, fault_at = fault.id, time.monotonic()
                 fault_wall = datetime.now(UTC)
 
-                incidents: list[IncidentStatus] = []
-                deadline = time.monotonic() + 240
-                while True:
-                    incidents = await _incidents_for(temporal_client, name, started)
-                    if incidents and all(i.phase.final for i in incidents) and any(
-                            i.phase == IncidentPhase.RECOVERED for i in incidents):
-                        break
-                    assert time.monotonic() < deadline, [
-                        (i.incident_id, i.phase.value, [e.message for e in i.timeline]) for i in incidents]
-                    await asyncio.sleep(1.0)
+                incidents = await wait_for_recovery(temporal_client, name, started, timeout=240)
                 stop.set()
                 await asyncio.wait_for(webhook, 15)
 
