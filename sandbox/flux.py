@@ -270,10 +270,11 @@ class GitopsSandbox:
 
 
 def start_gitops(*, kubeconfig: Path, contexts: dict[str, str], api_clients: dict[str, ApiClient],
-                 services: list[ServiceSpec], state_dir: Path, interval: str = "10s",
+                 services: list[ServiceSpec] | dict[str, list[ServiceSpec]], state_dir: Path, interval: str = "10s",
                  apply_timeout: float = 120.0) -> GitopsSandbox:
-    """Seed a repository per region with `services` (gitops_files), start the git server and Flux, create each
-    region's sync and wait (bounded) until every region applied its seed commit."""
+    """Seed a repository per region with `services` (gitops_files; one list for every region, or a list per
+    region), start the git server and Flux, create each region's sync and wait (bounded) until every region applied
+    its seed commit."""
     from pitstop.activities.git_access import GitRemote, GitWorkspace
     from pitstop.sandbox.git_server import GitServer
 
@@ -287,7 +288,8 @@ def start_gitops(*, kubeconfig: Path, contexts: dict[str, str], api_clients: dic
             git.create_repo(repository_name(region))
             workspace = GitWorkspace(GitRemote(url=git.repo_url(repository_name(region)), token=git.token),
                                      state_dir / "seed" / region)
-            workspace.commit_files(gitops_files(services, region=region), message="services under git management",
+            seeded = services[region] if isinstance(services, dict) else services
+            workspace.commit_files(gitops_files(seeded, region=region), message="services under git management",
                                    sign_off="pitstop sandbox")
             head = workspace.sync()
             assert head is not None

@@ -2,6 +2,7 @@
 team-analytics of the session's fleet from a git server on loopback, prune on, interval 10 s (tests/fixtures/flux.py).
 
 - the engine is real: a manual change to a git-managed Deployment is reverted by Flux;
+- a bad canary of that service rolls back, git is not touched and Flux corrects nothing;
 - a canary release of a git-managed service promotes and no release step is reverted by the engine: weights,
   subsets and the stable template only ever move forward (watched through the run), the promotion is committed to
   git (signed off with the run id) and applied by Flux, Flux's events show no correction of pitstop's objects, and
@@ -19,13 +20,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
 
 from pitstop.activities.kube_api import KubeJson
 from pitstop.config import Settings
 from pitstop.delivery.inputs import ReleaseInput
-from pitstop.delivery.models import ReleaseOutcome
+from pitstop.delivery.models import ReleaseOutcome, ReleasePhase, ReleaseStatus
 from pitstop.delivery.spec import RELEASE_WORKFLOW
+from pitstop.sandbox.faults import BadRelease, clear_fault, inject_fault
 from pitstop.traffic_routes import service_route_weights
 from pitstop.sandbox.flux import FLUX_NAMESPACE, KUSTOMIZATION, applied_revision, flux_events, kustomization, repository_name, wait_applied
 from pitstop.workers.clients import build_activity_clients
@@ -174,3 +176,43 @@ async def test_canary_of_a_git_managed_service_promotes_once_and_flux_never_corr
     corrected = [m for m in new_events for kind in ("VirtualService", "DestinationRule")
                  if f"{kind}/{service.team}/{service.name} configured" in m or f"{service.name}-canary" in m]
     assert not corrected, corrected
+
+
+async def test_a_bad_canary_of_a_git_managed_service_rolls_back_and_flux_corrects_nothing(
+    temporal_client: Client, flux_gitops: Any, sandbox_monitoring: Any, task_queue: str
+) -> None:
+    """A canary whose version fails 40 % of requests rolls back; git is never touched (nothing was promoted), the
+    stable template never moves, and Flux's events show no correction of the routes, subsets or candidate."""
+    sandbox = sandbox_monitoring
+    region = flux_gitops.regions[0]
+    service = flux_gitops.services[0]
+    version = "v6.6.6-bad"
+    kube = KubeJson(sandbox.api_clients[region])
+    before = observe(kube, service)
+    head_before = flux_gitops.workspace(region).sync()
+    since = utc_stamp()
+    fault_id = inject_fault(api_client=sandbox.api_clients[region],
+                            fault=BadRelease(service=service.name, version=version, error_ratio=0.4)).id
+    try:
+        async with gitops_worker(temporal_client, sandbox, flux_gitops, task_queue):
+            handle = await temporal_client.start_workflow(
+                RELEASE_WORKFLOW, ReleaseInput(release=spec_for(service, version, steps=[20, 50, 100]), region=region),
+                id=f"gitops-bad-{uuid.uuid4().hex[:6]}", task_queue=task_queue, result_type=ReleaseOutcome,
+            )
+            with pytest.raises(WorkflowFailureError):
+                await handle.result()
+            status = await handle.query("status", result_type=ReleaseStatus)
+    finally:
+        clear_fault(api_client=sandbox.api_clients[region], fault_id=fault_id)
+    assert status.phase is ReleasePhase.ROLLED_BACK, status
+    force_reconcile(flux_gitops.home_api, region)  # a full apply of git after the rollback moves nothing
+    after = observe(kube, service)
+    assert after == before, (before, after)
+    assert flux_gitops.workspace(region).sync() == head_before, "a rolled-back release committed to git"
+    new_events = [e.get("message", "") for e in flux_events(flux_gitops.home_api, region)
+                  if (e.get("lastTimestamp") or e.get("eventTime") or "") >= since]
+    corrected = [m for m in new_events for kind in ("VirtualService", "DestinationRule")
+                 if f"{kind}/{service.team}/{service.name} configured" in m or f"{service.name}-canary" in m]
+    assert not corrected, corrected
+    print(f"\nflux: bad canary {version} of {service.name} rolled back ({status.rollback_reason}); git untouched, "
+          f"no Flux correction")

@@ -105,7 +105,8 @@ async def test_a_crash_loop_from_git_is_rolled_back_through_git_and_stays_rolled
     # the module's seed commit put git's version back: wait until it runs
     good_version, good_image = _version(kube, path)
     await _wait_for(lambda: _deployment_ready(api, namespace, name, good_version), "the seeded version rolled out", 120)
-    apply_deploy_rbac(sm.clusters, region)
+    for each in sm.clusters.contexts:  # the worker's service account acts in every region (alerts may come from any)
+        apply_deploy_rbac(sm.clusters, each)
     _bind_gitops_engine_role(sm, region)
     token, port = secrets.token_urlsafe(16), _free_port()
     monitoring = None
@@ -199,7 +200,7 @@ async def test_a_bounded_suspend_keeps_flux_off_one_deployment_until_it_ends(
                                                        SUSPENDED_UNTIL_ANNOTATION: past}}}, patch_type="merge")
         sweep = await start_runbook(temporal_client, task_queue, "gitops-resume-expired", {"regions": [region]})
         outcome = await asyncio.wait_for(sweep.result(), 60)
-        assert isinstance(outcome, RunbookOutcome)
+        assert isinstance(outcome, RunbookOutcome) and outcome.status == "succeeded", outcome
         assert f"{service.team}/{service.name}" in str(outcome.model_dump()), outcome
         assert not suspension_of(kube.get(path)).suspended
         kube.patch(path, {"metadata": {"annotations": {FLUX_RECONCILE_ANNOTATION: "disabled"}}}, patch_type="merge")

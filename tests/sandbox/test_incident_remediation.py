@@ -85,7 +85,8 @@ async def wait_for_recovery(client: Client, service: str, since: datetime, *, ti
         incidents = await _incidents_for(client, service, since)
         if incidents and all(i.phase.final for i in incidents) and any(i.phase == IncidentPhase.RECOVERED for i in incidents):
             return incidents
-        assert time.monotonic() < deadline, [(i.incident_id, i.phase.value, [e.message for e in i.timeline]) for i in incidents]
+        assert time.monotonic() < deadline, "incidents not recovered within {:g}s:\n{}".format(timeout, "\n".join(
+            f"{i.incident_id} {i.phase.value}:\n  " + "\n  ".join(e.message for e in i.timeline) for i in incidents))
         await asyncio.sleep(1.0)
 
 
