@@ -305,14 +305,17 @@ class ReleaseClusterActivities:
 
         A git-managed stable Deployment gets the change in git first and the engine's apply is awaited (bounded)
         before the template is written, so no reconcile that fetched git earlier can put the old template back
-        (docs/gitops.md). If the engine does not apply in time, the template is written anyway and the result says so."""
+        (docs/gitops.md). If the engine does not apply in time, the template is written anyway and the result says so.
+        A Deployment released from git is paused: it is unpaused to roll the template out, then paused again."""
         t = request.target
         api = self._api(t.region)
         path = deployment_path(t.namespace, t.deployment_name)
         what = f"deployment {t.namespace}/{t.deployment_name}"
         with kube_errors(what, t.region):
             stable, candidate = api.get(path), api.get(deployment_path(t.namespace, t.candidate_name))
-        git = promote_in_git(self._clients, stable, candidate, t)
+        from_git = released_from_git(stable) and stable["spec"].get("template") == promoted_template(stable, candidate)
+        # released from git: the Deployment already holds git's template (the candidate's); nothing to commit
+        git = None if from_git else promote_in_git(self._clients, stable, candidate, t)
 
         def attempt() -> JsonObject:
             current = api.get(path)
