@@ -68,6 +68,8 @@ class GitReleaseWatch:
         for problem in found.problems:
             self._status.note(f"{region}: {problem}")
         for startable in found.releases:
+            if startable.workflow_id in self._status.started:
+                continue  # started by this watcher (e.g. still running); the id's reuse policy guards the rest
             try:
                 await workflow.start_child_workflow(
                     RELEASE_WORKFLOW, ReleaseInput(release=startable.release, region=region),

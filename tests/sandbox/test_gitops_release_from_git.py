@@ -51,6 +51,7 @@ pytestmark = pytest.mark.sandbox
 APPLY_BOUND = 3 * FLUX_INTERVAL + 10  # a commit is applied within about one interval; three, with slack
 RELEASE_BOUND = 240.0
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
+WATCH_RUN = 30  # polls per watcher run: the test spans several runs, so the releases' ids carry over continue-as-new
 RELEASE_DEFAULTS = {"steps": [10, 50, 100], "warm_window": 0, "progress_deadline": 120,
                     "analysis": {"interval": INTERVAL, "failure_threshold": 2, "window": "5s", "latency_p95_max_ms": 1000}}
 
@@ -111,11 +112,15 @@ def commit(flux_gitops: Any, region: str, service: Any, change: Callable[[str], 
     return head, wait_applied(flux_gitops.home_api, region, head, timeout=APPLY_BOUND)
 
 
-def opted_in(text: str, *, name: str) -> str:
+def opted_in(text: str, *, name: str, value: bool) -> str:
     documents = [d for d in yaml.safe_load_all(text) if d]
     for doc in documents:
         if doc["kind"] == "Deployment" and doc["metadata"]["name"] == name:
-            doc["metadata"].setdefault("labels", {})[RELEASE_FROM_GIT_LABEL] = "true"
+            labels = doc["metadata"].setdefault("labels", {})
+            if value:
+                labels[RELEASE_FROM_GIT_LABEL] = "true"
+            else:
+                labels.pop(RELEASE_FROM_GIT_LABEL, None)
     return yaml.safe_dump_all(documents, sort_keys=False)
 
 
@@ -136,7 +141,7 @@ async def watching(client: Client, sandbox: Any, flux_gitops: Any, task_queue: s
     clients = build_activity_clients(settings, temporal=client, require_clusters=True)
     async with product_workers(client, settings, clients, (ProgressiveRelease, TargetLease, GitReleaseWatch)):
         watcher = await client.start_workflow(
-            GIT_RELEASE_WATCH_WORKFLOW, GitReleaseWatchInput(regions=[region], poll_seconds=1.0),
+            GIT_RELEASE_WATCH_WORKFLOW, GitReleaseWatchInput(regions=[region], poll_seconds=1.0, polls_per_run=WATCH_RUN),
             id=f"git-release-watch-{task_queue}", task_queue=task_queue)
         try:
             yield watcher
@@ -158,12 +163,24 @@ async def test_a_commit_releases_a_canary_and_a_rollback_reverts_git(
 ) -> None:
     sandbox = sandbox_monitoring
     region = flux_gitops.regions[0]
-    service = flux_gitops.services[1]  # services[0] is test_gitops_flux's
+    service = flux_gitops.services[0]  # the session fleet's only team-analytics service; opted out again at the end
     kube = KubeJson(sandbox.api_clients[region])
     dep_path = f"/apis/apps/v1/namespaces/{service.team}/deployments/{service.name}"
     old_image = kube.get(dep_path)["spec"]["template"]["spec"]["containers"][0]["image"]
-    _, seconds = commit(flux_gitops, region, service, lambda t: opted_in(t, name=service.name), "opt in")
+    _, seconds = commit(flux_gitops, region, service, lambda t: opted_in(t, name=service.name, value=True), "opt in")
     print(f"\ngit release: opt-in commit applied by Flux in {seconds:.1f}s")
+    try:
+        await releases_from_git(temporal_client, sandbox, flux_gitops, task_queue, region, service, old_image)
+    finally:  # the service goes back to an ordinary git-managed Deployment for the rest of the session
+        commit(flux_gitops, region, service, lambda t: opted_in(t, name=service.name, value=False), "opt out")
+        KubeJson(sandbox.api_clients[region], field_manager="pitstop").patch(
+            dep_path, {"spec": {"paused": False}}, patch_type="merge")
+
+
+async def releases_from_git(temporal_client: Client, sandbox: Any, flux_gitops: Any, task_queue: str, region: str,
+                            service: Any, old_image: str) -> None:
+    kube = KubeJson(sandbox.api_clients[region])
+    dep_path = f"/apis/apps/v1/namespaces/{service.team}/deployments/{service.name}"
     async with watching(temporal_client, sandbox, flux_gitops, task_queue, region) as watcher:
         started = time.monotonic()
         await asyncio.to_thread(wait_for, "pitstop pauses the opted-in Deployment",
@@ -173,8 +190,8 @@ async def test_a_commit_releases_a_canary_and_a_rollback_reverts_git(
         assert kube.get(dep_path)["spec"].get("paused") is True
         await promotes_by_itself(temporal_client, flux_gitops, watcher, kube, service, region, old_image)
         await bad_version_reverted(temporal_client, flux_gitops, watcher, sandbox.api_clients[region], service, region)
-        started = (await watcher.query("status", result_type=WatchStatus)).started
-        for workflow_id, name in ((watcher.id, "watch"), (started[0], "promoted"), (started[1], "rolled-back")):
+        ids = (await watcher.query("status", result_type=WatchStatus)).started
+        for workflow_id, name in ((watcher.id, "watch"), (ids[0], "promoted"), (ids[1], "rolled-back")):
             await replayed(temporal_client, workflow_id, name)
 
 
@@ -237,6 +254,7 @@ async def bad_version_reverted(client: Client, flux_gitops: Any, watcher: Workfl
     finally:
         clear_fault(api_client=api, fault_id=fault_id)
     history = deduplicated(observer.seen)
+    print(f"git release: the watcher polled {later.polls} times ({later.polls // WATCH_RUN} continue-as-new)")
     print(f"git release: bad commit {head[:10]} pushed -> rolled back {rolled_back:.1f}s -> revert {revert.commit[:10]} "
           f"applied by Flux {revert.engine_apply_seconds}s after it was pushed; forced reconcile "
           f"{time.monotonic() - reconciled:.1f}s; observed: {history}")
@@ -251,4 +269,5 @@ async def bad_version_reverted(client: Client, flux_gitops: Any, watcher: Workfl
     assert all(pods == (good,) for _, _, pods, _ in history), history
     assert history[-1] == (0, good, (good,), True), history
     assert len(later.started) == 2, f"the watcher started {later.started}"
+    assert later.polls > WATCH_RUN, later.polls  # the started releases were carried over a continue-as-new
     assert any(revert.commit[:12] in e.message for e in status.events), status.events
