@@ -9,7 +9,10 @@ kustomize-controller v1.9.6 sync team-analytics from the sandbox's git server, p
   traffic is on the candidate (promotion); the Deployment is paused again after it;
 - a commit with a bad image (the simulator fails 40 % of its requests) starts a release that is rolled back: traffic
   back on stable, the revert committed to git and applied by Flux, and neither the next sync (a forced reconcile)
-  nor the watcher brings the bad version back.
+  nor the watcher brings the bad version back;
+- under the `branch` revert policy the revert is proposed on a branch instead: git's default branch keeps the bad
+  image, the paused Deployment's pods keep the good one, the rejected template is not released again, and merging
+  the branch makes Flux apply the good template.
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import yaml
@@ -130,11 +133,12 @@ def new_image(service: Any, version: str) -> Callable[[str], str]:
 
 
 @asynccontextmanager
-async def watching(client: Client, sandbox: Any, flux_gitops: Any, task_queue: str, region: str) -> AsyncIterator[WorkflowHandle[Any, Any]]:
+async def watching(client: Client, sandbox: Any, flux_gitops: Any, task_queue: str, region: str,
+                   revert: Literal["direct", "branch"] = "direct") -> AsyncIterator[WorkflowHandle[Any, Any]]:
     """The product's workers with releases from git configured, and the watcher started."""
     regions = {r: {"kubeconfig": sandbox.clusters.kubeconfig, "context": c} for r, c in sandbox.clusters.contexts.items()}
     gitops = flux_gitops.settings().model_copy(
-        update={"releases": GitReleaseSettings(poll_seconds=1.0, revert="direct", release=RELEASE_DEFAULTS)})
+        update={"releases": GitReleaseSettings(poll_seconds=1.0, revert=revert, release=RELEASE_DEFAULTS)})
     settings = Settings.model_validate({"temporal": {"task_queue": task_queue}, "kubernetes": {"regions": regions},
                                         "prometheus": {"url": sandbox.monitoring.prometheus_url, "timeout_seconds": 2},
                                         "gitops": gitops})
@@ -164,14 +168,22 @@ async def test_a_commit_releases_a_canary_and_a_rollback_reverts_git(
     sandbox = sandbox_monitoring
     region = flux_gitops.regions[0]
     service = flux_gitops.services[0]  # the session fleet's only team-analytics service; opted out again at the end
+    with opted_in_service(sandbox, flux_gitops, region, service) as old_image:
+        await releases_from_git(temporal_client, sandbox, flux_gitops, task_queue, region, service, old_image)
+
+
+@contextmanager
+def opted_in_service(sandbox: Any, flux_gitops: Any, region: str, service: Any) -> Iterator[str]:
+    """`service` opted in to releases from git (a commit), its image then; afterwards opted out and unpaused, an
+    ordinary git-managed Deployment for the rest of the session."""
     kube = KubeJson(sandbox.api_clients[region])
     dep_path = f"/apis/apps/v1/namespaces/{service.team}/deployments/{service.name}"
-    old_image = kube.get(dep_path)["spec"]["template"]["spec"]["containers"][0]["image"]
+    image = kube.get(dep_path)["spec"]["template"]["spec"]["containers"][0]["image"]
     _, seconds = commit(flux_gitops, region, service, lambda t: opted_in(t, name=service.name, value=True), "opt in")
     print(f"\ngit release: opt-in commit applied by Flux in {seconds:.1f}s")
     try:
-        await releases_from_git(temporal_client, sandbox, flux_gitops, task_queue, region, service, old_image)
-    finally:  # the service goes back to an ordinary git-managed Deployment for the rest of the session
+        yield image
+    finally:
         commit(flux_gitops, region, service, lambda t: opted_in(t, name=service.name, value=False), "opt out")
         KubeJson(sandbox.api_clients[region], field_manager="pitstop").patch(
             dep_path, {"spec": {"paused": False}}, patch_type="merge")
@@ -182,10 +194,7 @@ async def releases_from_git(temporal_client: Client, sandbox: Any, flux_gitops: 
     kube = KubeJson(sandbox.api_clients[region])
     dep_path = f"/apis/apps/v1/namespaces/{service.team}/deployments/{service.name}"
     async with watching(temporal_client, sandbox, flux_gitops, task_queue, region) as watcher:
-        started = time.monotonic()
-        await asyncio.to_thread(wait_for, "pitstop pauses the opted-in Deployment",
-                                lambda: kube.get(dep_path)["spec"].get("paused"), 30)
-        print(f"git release: the watcher paused {service.name} {time.monotonic() - started:.1f}s after it started")
+        await paused_by_the_watcher(kube, dep_path, service)
         force_reconcile(flux_gitops.home_api, region)  # a full apply of git leaves pitstop's pause alone
         assert kube.get(dep_path)["spec"].get("paused") is True
         await promotes_by_itself(temporal_client, flux_gitops, watcher, kube, service, region, old_image)
@@ -193,6 +202,13 @@ async def releases_from_git(temporal_client: Client, sandbox: Any, flux_gitops: 
         ids = (await watcher.query("status", result_type=WatchStatus)).started
         for workflow_id, name in ((watcher.id, "watch"), (ids[0], "promoted"), (ids[1], "rolled-back")):
             await replayed(temporal_client, workflow_id, name)
+
+
+async def paused_by_the_watcher(kube: KubeJson, dep_path: str, service: Any) -> None:
+    started = time.monotonic()
+    await asyncio.to_thread(wait_for, "pitstop pauses the opted-in Deployment",
+                            lambda: kube.get(dep_path)["spec"].get("paused"), 30)
+    print(f"git release: the watcher paused {service.name} {time.monotonic() - started:.1f}s after it started")
 
 
 async def replayed(client: Client, workflow_id: str, record_as: str) -> None:
@@ -230,6 +246,18 @@ async def promotes_by_itself(client: Client, flux_gitops: Any, watcher: Workflow
     assert history[-1] == (0, good, (good,), True), history  # rolled out, paused again
 
 
+async def rolled_back_release(client: Client, flux_gitops: Any, watcher: WorkflowHandle[Any, Any], service: Any,
+                              region: str, version: str, known: int) -> tuple[str, WorkflowHandle[Any, Any], float]:
+    """Commit `version` (the test made it fail), wait for the release the watcher starts after its `known` first ones
+    and for its rollback (bounded): the commit, the release, seconds from the push to the rollback."""
+    pushed = time.monotonic()
+    head, _ = await asyncio.to_thread(commit, flux_gitops, region, service, new_image(service, version), f"release {version}")
+    handle = await started_release(client, watcher, known, APPLY_BOUND)
+    with pytest.raises(WorkflowFailureError):
+        await asyncio.wait_for(handle.result(), RELEASE_BOUND)
+    return head, handle, time.monotonic() - pushed
+
+
 async def bad_version_reverted(client: Client, flux_gitops: Any, watcher: WorkflowHandle[Any, Any], api: Any,
                                service: Any, region: str) -> None:
     good, bad = image_of("v2.0.0", service), image_of("v6.6.6", service)
@@ -237,13 +265,7 @@ async def bad_version_reverted(client: Client, flux_gitops: Any, watcher: Workfl
     fault_id = inject_fault(api_client=api, fault=BadRelease(service=service.name, version="v6.6.6", error_ratio=0.4)).id
     try:
         with Observer(kube, service) as observer:
-            pushed = time.monotonic()
-            head, _ = await asyncio.to_thread(commit, flux_gitops, region, service, new_image(service, "v6.6.6"),
-                                              "release v6.6.6")
-            handle = await started_release(client, watcher, 1, APPLY_BOUND)
-            with pytest.raises(WorkflowFailureError):
-                await asyncio.wait_for(handle.result(), RELEASE_BOUND)
-            rolled_back = time.monotonic() - pushed
+            head, handle, rolled_back = await rolled_back_release(client, flux_gitops, watcher, service, region, "v6.6.6", 1)
             status = await handle.query("status", result_type=ReleaseStatus)
             revert = status.git_revert
             assert status.phase is ReleasePhase.ROLLED_BACK and revert is not None, status
@@ -271,3 +293,56 @@ async def bad_version_reverted(client: Client, flux_gitops: Any, watcher: Workfl
     assert len(later.started) == 2, f"the watcher started {later.started}"
     assert later.polls > WATCH_RUN, later.polls  # the started releases were carried over a continue-as-new
     assert any(revert.commit[:12] in e.message for e in status.events), status.events
+
+
+async def test_under_the_branch_policy_a_rollback_proposes_the_revert_on_a_branch(
+    temporal_client: Client, flux_gitops: Any, sandbox_monitoring: Any, task_queue: str
+) -> None:
+    """`gitops.releases.revert: branch`: the revert is pushed to `pitstop/revert-<deployment>-<hash>` off the bad
+    commit, the default branch keeps the bad image (Flux keeps applying it to the paused Deployment), the stable pods
+    keep the good image and the watcher does not release the rejected template again; merging the branch (a fast
+    forward here, as a human would) makes Flux apply the good template."""
+    sandbox = sandbox_monitoring
+    region = flux_gitops.regions[0]
+    service = flux_gitops.services[0]
+    api = sandbox.api_clients[region]
+    kube = KubeJson(api)
+    dep_path = f"/apis/apps/v1/namespaces/{service.team}/deployments/{service.name}"
+    bad = image_of("v6.6.7", service)
+    with opted_in_service(sandbox, flux_gitops, region, service) as good:
+        async with watching(temporal_client, sandbox, flux_gitops, task_queue, region, revert="branch") as watcher:
+            await paused_by_the_watcher(kube, dep_path, service)
+            fault_id = inject_fault(api_client=api, fault=BadRelease(service=service.name, version="v6.6.7", error_ratio=0.4)).id
+            try:
+                head, handle, rolled_back = await rolled_back_release(temporal_client, flux_gitops, watcher, service,
+                                                                      region, "v6.6.7", 0)
+                revert = (await handle.query("status", result_type=ReleaseStatus)).git_revert
+                await asyncio.to_thread(force_reconcile, flux_gitops.home_api, region)  # the next sync: git's bad image
+                await asyncio.sleep(3)  # three more polls of the watcher
+                dep = kube.get(dep_path)
+                pods = Observer(kube, service).sample()[2]
+                later = await watcher.query("status", result_type=WatchStatus)
+            finally:
+                clear_fault(api_client=api, fault_id=fault_id)
+            assert revert is not None and revert.policy == "branch" and revert.created, revert
+            print(f"git release: bad commit {head[:10]} rolled back {rolled_back:.1f}s after the push; "
+                  f"revert proposed on {revert.branch} ({revert.commit[:10]})")
+            workspace = flux_gitops.workspace(region)
+            assert workspace.sync() == head and bad in (workspace.read(service_path(service)) or "")
+            assert revert.branch.startswith(f"pitstop/revert-{service.name}-")
+            workspace._git("fetch", "--quiet", "origin", revert.branch)
+            proposed = workspace._git("show", f"{revert.commit}:{service_path(service)}").stdout
+            assert good in proposed and bad not in proposed
+            assert workspace._git("rev-parse", f"{revert.commit}^").stdout.strip() == head
+            # git's bad template is on the paused Deployment, its pods keep the good image, nothing restarted it
+            assert dep["spec"]["paused"] and dep["spec"]["template"]["spec"]["containers"][0]["image"] == bad
+            assert pods == (good,) and len(later.started) == 1, (pods, later.started)
+            assert "pitstop.dev/rejected-templates" in dep["metadata"]["annotations"]
+            # a human merges the proposal: Flux applies the good template, which the pods already run
+            workspace._git("push", "--quiet", "origin", f"{revert.commit}:refs/heads/{workspace.remote.branch}")
+            merged = wait_applied(flux_gitops.home_api, region, revert.commit, timeout=APPLY_BOUND)
+            await asyncio.sleep(2)
+            after = Observer(kube, service).sample()
+            assert after[1:] == (good, (good,), True), after
+            assert len((await watcher.query("status", result_type=WatchStatus)).started) == 1
+            print(f"git release: the merged revert applied by Flux {merged:.1f}s after the push; {after}")
