@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -134,8 +136,11 @@ def new_image(service: Any, version: str) -> Callable[[str], str]:
 
 @asynccontextmanager
 async def watching(client: Client, sandbox: Any, flux_gitops: Any, task_queue: str, region: str,
-                   revert: Literal["direct", "branch"] = "direct") -> AsyncIterator[WorkflowHandle[Any, Any]]:
-    """The product's workers with releases from git configured, and the watcher started."""
+                   revert: Literal["direct", "branch"] = "direct",
+                   cli_server: Any = None) -> AsyncIterator[WorkflowHandle[Any, Any]]:
+    """The product's workers with releases from git configured, and the watcher started: by the test with
+    `WATCH_RUN` polls per run, or with `cli_server` (the Temporal test server) as an operator would,
+    `pitstop release watch-git --region R` (its id `git-release-watch`)."""
     regions = {r: {"kubeconfig": sandbox.clusters.kubeconfig, "context": c} for r, c in sandbox.clusters.contexts.items()}
     gitops = flux_gitops.settings().model_copy(
         update={"releases": GitReleaseSettings(poll_seconds=1.0, revert=revert, release=RELEASE_DEFAULTS)})
@@ -144,9 +149,18 @@ async def watching(client: Client, sandbox: Any, flux_gitops: Any, task_queue: s
                                         "gitops": gitops})
     clients = build_activity_clients(settings, temporal=client, require_clusters=True)
     async with product_workers(client, settings, clients, (ProgressiveRelease, TargetLease, GitReleaseWatch)):
-        watcher = await client.start_workflow(
-            GIT_RELEASE_WATCH_WORKFLOW, GitReleaseWatchInput(regions=[region], poll_seconds=1.0, polls_per_run=WATCH_RUN),
-            id=f"git-release-watch-{task_queue}", task_queue=task_queue)
+        if cli_server is None:
+            watcher = await client.start_workflow(
+                GIT_RELEASE_WATCH_WORKFLOW, GitReleaseWatchInput(regions=[region], poll_seconds=1.0, polls_per_run=WATCH_RUN),
+                id=f"git-release-watch-{task_queue}", task_queue=task_queue)
+        else:
+            env = {**os.environ, "PITSTOP_TEMPORAL__ADDRESS": cli_server.address, "PITSTOP_TEMPORAL__TASK_QUEUE": task_queue,
+                   "PITSTOP_GITOPS__RELEASES__POLL_SECONDS": "1"}
+            done = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "pitstop.workers.cli", "release",
+                                                            "watch-git", "--region", region],
+                                           env=env, capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0 and "git-release-watch watching" in done.stdout, (done.stdout, done.stderr)
+            watcher = client.get_workflow_handle("git-release-watch")
         try:
             yield watcher
         finally:
@@ -296,9 +310,9 @@ async def bad_version_reverted(client: Client, flux_gitops: Any, watcher: Workfl
 
 
 async def test_under_the_branch_policy_a_rollback_proposes_the_revert_on_a_branch(
-    temporal_client: Client, flux_gitops: Any, sandbox_monitoring: Any, task_queue: str
+    temporal_client: Client, temporal_server: Any, flux_gitops: Any, sandbox_monitoring: Any, task_queue: str
 ) -> None:
-    """`gitops.releases.revert: branch`: the revert is pushed to `pitstop/revert-<deployment>-<hash>` off the bad
+    """The watcher started by `pitstop release watch-git`, and `gitops.releases.revert: branch`: the revert is pushed to `pitstop/revert-<deployment>-<hash>` off the bad
     commit, the default branch keeps the bad image (Flux keeps applying it to the paused Deployment), the stable pods
     keep the good image and the watcher does not release the rejected template again; merging the branch (a fast
     forward here, as a human would) makes Flux apply the good template."""
@@ -310,7 +324,8 @@ async def test_under_the_branch_policy_a_rollback_proposes_the_revert_on_a_branc
     dep_path = f"/apis/apps/v1/namespaces/{service.team}/deployments/{service.name}"
     bad = image_of("v6.6.7", service)
     with opted_in_service(sandbox, flux_gitops, region, service) as good:
-        async with watching(temporal_client, sandbox, flux_gitops, task_queue, region, revert="branch") as watcher:
+        async with watching(temporal_client, sandbox, flux_gitops, task_queue, region, revert="branch",
+                            cli_server=temporal_server) as watcher:
             await paused_by_the_watcher(kube, dep_path, service)
             fault_id = inject_fault(api_client=api, fault=BadRelease(service=service.name, version="v6.6.7", error_ratio=0.4)).id
             try:
