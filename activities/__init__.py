@@ -18,6 +18,7 @@ per region, activities that touch that region's cluster (served on task queue `p
 | `capacity` | `CapacityActivities` | `capacity.collect` (regional, async: Kubernetes lists + Prometheus), `capacity.report` (shared) |
 | `capacity_loop` | `CapacityLoopActivities` | `capacity.loop_plan`, `capacity.canary_pods` (regional, read-only: the rightsizing loop) |
 | `delivery` | `ReleaseAnalysisActivities`, `ReleaseClusterActivities` | release analysis (shared), cluster changes (regional) |
+| `git_releases` | `GitReleaseActivities` | `gitops.pending_releases`, `delivery.revert_in_git` (regional: releases from git) |
 | `runbook_catalog` | `RunbookCatalog` | `runbook.load` (shared) |
 | `runbook_debug` | `EngineSteps`, `DebugSteps` | the engine's own steps `log`, `fail` (shared); `debug.*` (shared, only with `worker.enable_debug_steps`) |
 | `chaos` | `ChaosActivities` | `chaos.phase`, `chaos.target_pods` (regional: a child process per phase) |
@@ -91,6 +92,7 @@ def build_activities(clients: ActivityClients) -> ActivitySet:
     from .dependency_graph import DependencyGraphActivities
     from .failover import FailoverActivities, FailoverClusterActivities
     from .gitops_suspend import GitopsSuspendActivities
+    from .git_releases import GitReleaseActivities
     from .http import HttpActivities
     from .hygiene import HygieneReports
     from .incidents import IncidentActivities
@@ -122,6 +124,7 @@ def build_activities(clients: ActivityClients) -> ActivitySet:
             *activity_methods(KubernetesActivities(scoped)),
             *activity_methods(IstioActivities(scoped)),
             *activity_methods(ReleaseClusterActivities(scoped)),
+            *activity_methods(GitReleaseActivities(scoped)),
             *activity_methods(ChaosActivities(scoped, region)),
             *activity_methods(BackupExportActivities(scoped)),
             *activity_methods(DataLayerActivities(scoped)),

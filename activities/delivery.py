@@ -43,10 +43,12 @@ from pitstop.delivery.models import (
 )
 from pitstop.delivery.spec import ReleaseTarget
 from pitstop.delivery.workloads import candidate_deployment, image_of, promoted_template, version_of
+from pitstop.git_releases import REJECTED_ANNOTATION, released_from_git, with_rejected
 from pitstop.rollout import rollout_progress
 from pitstop.traffic_routes import service_route_weights
 
 from .clients import ActivityClients
+from .git_releases import roll_out_paused, running_view
 from .gitops import promote_in_git
 from .kube_api import KubeJson, deployment_path
 from .kube_errors import kube_errors, retry_on_conflict
@@ -61,9 +63,10 @@ def _dr_path(t: ReleaseTarget) -> str:
     return f"/apis/{ISTIO_GROUP_VERSION}/namespaces/{t.namespace}/destinationrules/{t.destination_rule_name}"
 
 
-def _snapshot_deployment(dep: JsonObject, t: ReleaseTarget) -> DeploymentSnapshot:
+def _snapshot_deployment(dep: JsonObject, t: ReleaseTarget, pending_template: str = "") -> DeploymentSnapshot:
     spec = dep.get("spec") or {}
     return DeploymentSnapshot(
+        pending_template=pending_template,
         name=dep["metadata"]["name"],
         replicas=int(spec.get("replicas", 1)),
         template=copy.deepcopy(spec.get("template") or {}),
@@ -120,12 +123,13 @@ class ReleaseClusterActivities:
         with kube_errors(f"destinationrule {t.namespace}/{t.destination_rule_name}", t.region):
             dr = api.get(_dr_path(t))
         with kube_errors(f"deployment {t.namespace}/{t.deployment_name}", t.region):
-            stable = api.get(deployment_path(t.namespace, t.deployment_name))
+            # released from git: the stable side is the template the paused Deployment's pods run (git's is the candidate)
+            stable, pending_template = running_view(api, api.get(deployment_path(t.namespace, t.deployment_name)))
         with kube_errors(f"deployment {t.namespace}/{t.candidate_name}", t.region):
             candidate = api.get_optional(deployment_path(t.namespace, t.candidate_name))
         try:
             weights = service_route_weights(http, t.route)
-            snap_stable = _snapshot_deployment(stable, t)
+            snap_stable = _snapshot_deployment(stable, t, pending_template)
         except ValueError as exc:
             raise ApplicationError(f"{t.lease_key}: {exc}", type="Invalid", non_retryable=True) from None
         return ReleaseSnapshot(
@@ -278,9 +282,15 @@ class ReleaseClusterActivities:
             path = deployment_path(t.namespace, t.deployment_name)
             current = api.get(path)
             spec = current.get("spec") or {}
-            if spec.get("template") != snap.stable.template or spec.get("replicas") != snap.stable.replicas:
+            annotations = current["metadata"].setdefault("annotations", {})
+            # released from git: the rejected template is recorded, so the watcher does not release it again
+            rejected = with_rejected(current, snap.stable.pending_template) if snap.stable.pending_template else None
+            if (spec.get("template") != snap.stable.template or spec.get("replicas") != snap.stable.replicas
+                    or (rejected and annotations.get(REJECTED_ANNOTATION) != rejected)):
                 current["spec"]["template"] = snap.stable.template
                 current["spec"]["replicas"] = snap.stable.replicas
+                if rejected:
+                    annotations[REJECTED_ANNOTATION] = rejected
                 api.put(path, current)
 
         with kube_errors(f"deployment {t.namespace}/{t.candidate_name}", t.region):
@@ -295,14 +305,17 @@ class ReleaseClusterActivities:
 
         A git-managed stable Deployment gets the change in git first and the engine's apply is awaited (bounded)
         before the template is written, so no reconcile that fetched git earlier can put the old template back
-        (docs/gitops.md). If the engine does not apply in time, the template is written anyway and the result says so."""
+        (docs/gitops.md). If the engine does not apply in time, the template is written anyway and the result says so.
+        A Deployment released from git is paused: it is unpaused to roll the template out, then paused again."""
         t = request.target
         api = self._api(t.region)
         path = deployment_path(t.namespace, t.deployment_name)
         what = f"deployment {t.namespace}/{t.deployment_name}"
         with kube_errors(what, t.region):
             stable, candidate = api.get(path), api.get(deployment_path(t.namespace, t.candidate_name))
-        git = promote_in_git(self._clients, stable, candidate, t)
+        from_git = released_from_git(stable) and stable["spec"].get("template") == promoted_template(stable, candidate)
+        # released from git: the Deployment already holds git's template (the candidate's); nothing to commit
+        git = None if from_git else promote_in_git(self._clients, stable, candidate, t)
 
         def attempt() -> JsonObject:
             current = api.get(path)
@@ -315,7 +328,14 @@ class ReleaseClusterActivities:
         with kube_errors(what, t.region):
             stable = retry_on_conflict(attempt)
         replicas = int((stable.get("spec") or {}).get("replicas", 1))
-        self._wait_ready(api, t, t.deployment_name, replicas, request.deadline_seconds, request.poll_seconds)
+
+        def wait() -> float:
+            return self._wait_ready(api, t, t.deployment_name, replicas, request.deadline_seconds, request.poll_seconds)
+
+        if released_from_git(stable):  # paused by pitstop: roll the template out, then pause again
+            roll_out_paused(lambda paused: self._write_spec_field(api, path, "paused", paused, what, t.region), wait)
+        else:
+            wait()
         return FinalizeResult(image=image_of(stable, t.container), version=version_of(stable, t.version_label),
                               ready_replicas=replicas, git=git)
 

@@ -87,26 +87,45 @@ class GitWorkspace:
         file = self.work_dir / path
         return file.read_text() if file.is_file() else None
 
+    def _commit_locally(self, files: dict[str, str], *, message: str, sign_off: str) -> bool:
+        """Write `files` and commit them in the clone; False when they change nothing (no commit made)."""
+        for path, text in files.items():
+            target = self.work_dir / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        self._git("add", "--all")
+        if self._git("diff", "--cached", "--quiet", check=False).returncode == 0:
+            return False
+        self._git("commit", "--quiet", "-m", message, "--trailer", f"Signed-off-by: {sign_off} <{COMMITTER[1]}>")
+        return True
+
     def commit(self, compute: Callable[[Reader], dict[str, str]], *, message: str, sign_off: str) -> str | None:
         """Commit the files `compute` returns (path -> text) on the remote branch; the new head, or None when the
         branch already held them (no commit made)."""
         for _ in range(PUSH_ATTEMPTS):
             self.sync()
-            files = compute(self.read)
-            for path, text in files.items():
-                target = self.work_dir / path
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(text)
-            self._git("add", "--all")
-            if self._git("diff", "--cached", "--quiet", check=False).returncode == 0:
+            if not self._commit_locally(compute(self.read), message=message, sign_off=sign_off):
                 return None
-            self._git("commit", "--quiet", "-m", message, "--trailer", f"Signed-off-by: {sign_off} <{COMMITTER[1]}>")
             pushed = self._git("push", "--quiet", "origin", f"HEAD:refs/heads/{self.remote.branch}", check=False)
             if pushed.returncode == 0:
                 return self._git("rev-parse", "HEAD").stdout.strip()
             if "rejected" not in pushed.stderr and "fetch first" not in pushed.stderr:
                 raise GitAccessError(f"git push to {self.remote.url} failed: {pushed.stderr.strip()[-800:]}")
         raise GitAccessError(f"git push to {self.remote.url}: the branch {self.remote.branch} kept moving ({PUSH_ATTEMPTS} attempts)")
+
+    def propose(self, compute: Callable[[Reader], dict[str, str]], *, branch: str, message: str, sign_off: str) -> tuple[str, bool] | None:
+        """Commit the files `compute` returns on a new branch `branch` started from the remote branch, and push it;
+        (its head, whether this call pushed it). A branch that already exists is left as it is (a retry finds its
+        own); None when the remote branch already holds the files (nothing to propose)."""
+        existing = self._git("ls-remote", "origin", f"refs/heads/{branch}").stdout.split() if self.sync() else []
+        if existing:
+            return existing[0], False
+        if not self._commit_locally(compute(self.read), message=message, sign_off=sign_off):
+            return None
+        self._git("push", "--quiet", "origin", f"HEAD:refs/heads/{branch}")
+        head = self._git("rev-parse", "HEAD").stdout.strip()
+        self.sync()  # the clone goes back to the remote branch
+        return head, True
 
     def head(self) -> str:
         """The commit the clone's branch is on (after `sync` or `commit`: the remote branch's head)."""

@@ -43,7 +43,7 @@ _LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
 
 
-def _lock(name: str) -> threading.Lock:
+def repository_lock(name: str) -> threading.Lock:
     with _LOCKS_GUARD:
         return _LOCKS.setdefault(name, threading.Lock())
 
@@ -94,7 +94,7 @@ def commit_edit(clients: ActivityClients, source: GitSource, *, name: str, edit:
         except ValueError as exc:
             raise ApplicationError(f"{source.repository}:{source.path}: {exc}", type="GitManifestInvalid", non_retryable=True) from None
 
-    with _lock(source.repository):
+    with repository_lock(source.repository):
         try:
             made = workspace.commit(compute, message=message, sign_off=f"pitstop run {run_id()}")
             return GitChange(repository=source.repository, path=source.path, commit=made or workspace.head(), created=made is not None)
@@ -116,7 +116,7 @@ def wait_applied(clients: ActivityClients, change: GitChange) -> float | None:
     while True:
         report = flux_report(api.get(path))
         if report.ready and report.applied_sha:
-            with _lock(change.repository):
+            with repository_lock(change.repository):
                 if workspace.contains(change.commit, report.applied_sha):
                     return round(time.monotonic() - started, 2)
         waited = time.monotonic() - started

@@ -263,11 +263,25 @@ class GitRepositorySettings(BaseModel):
                           "to be applied before it verifies (unset: it does not wait)")
 
 
+class GitReleaseSettings(BaseModel):
+    """Releases from git (docs/gitops.md): how the `GitReleaseWatch` workflow starts them and how a rollback reverts."""
+
+    poll_seconds: float = Field(10.0, gt=0, le=3600, description="how often the watcher lists opted-in Deployments")
+    revert: Literal["direct", "branch"] = Field(
+        "direct", description="a rollback's revert: committed to the engine's branch (`direct`), or pushed to a branch "
+                              "`pitstop/revert-<deployment>-<template>` for a human to merge (`branch`)")
+    release: dict[str, Any] = Field(
+        default_factory=dict, description="`ReleaseSpec` fields of every git-started release (steps, analysis, "
+                                          "progress_deadline, warm_window, ...); service, image and version come "
+                                          "from the commit")
+
+
 class GitopsSettings(BaseModel):
     """Git-managed services (docs/gitops.md): promotions of their Deployments are committed to git first."""
 
     repositories: dict[str, GitRepositorySettings] = Field(default_factory=dict, description="name -> repository")
     work_dir: Path | None = Field(None, description="where the worker keeps its clones; default <state_dir>/gitops")
+    releases: GitReleaseSettings = Field(default_factory=GitReleaseSettings)
 
 
 class SandboxSettings(BaseModel):

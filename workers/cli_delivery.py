@@ -1,4 +1,5 @@
-"""CLI commands for releases: `pitstop release status|promote|rollback|abort ID`.
+"""CLI commands for releases: `pitstop release status|promote|rollback|abort ID`, and `pitstop release watch-git`
+(starts the `GitReleaseWatch` workflow: releases started by a commit, docs/gitops.md).
 
 ID is a `ProgressiveRelease` (one region), a `RegionWaves` run (every region), or a runbook run whose
 release step runs as a child workflow (`<run>/release` or `<run>/waves`). Status shows the phase, the
@@ -171,6 +172,37 @@ def abort(
     sent through the pitstop API."""
     warn_ignored_as(claimed)
     print(_act(workflow_id, "abort", {"reason": reason}, token_file), flush=True)
+
+
+@release_app.command("watch-git")
+def watch_git(
+    regions: Annotated[list[str] | None, typer.Option("--region", help="Region to watch (repeat); default every configured region.")] = None,
+) -> None:
+    """Start releases from git: the `GitReleaseWatch` workflow (id `git-release-watch`; already running: left as is)
+    polls the regions every `gitops.releases.poll_seconds` and starts a release for each new template from git."""
+    from temporalio.common import WorkflowIDConflictPolicy
+
+    from pitstop.git_releases import GIT_RELEASE_WATCH_WORKFLOW, GitReleaseWatchInput
+
+    from .cli_settings import load_settings
+
+    settings = load_settings()
+    watched = regions or sorted(settings.kubernetes.regions)
+    if not watched:
+        raise CliError("no region to watch: configure kubernetes.regions or pass --region")
+
+    async def go(client: Client) -> str:
+        handle = await client.start_workflow(
+            GIT_RELEASE_WATCH_WORKFLOW,
+            GitReleaseWatchInput(regions=watched, poll_seconds=settings.gitops.releases.poll_seconds),
+            id=WATCH_ID, task_queue=settings.temporal.task_queue, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+        return f"{WATCH_ID} watching {', '.join(watched)} (run {handle.result_run_id})"
+
+    print(_run(go), flush=True)
+
+
+WATCH_ID = "git-release-watch"
 
 
 def _act(workflow_id: str, op: str, body: dict[str, str], token_file: Path | None) -> str:

@@ -19,6 +19,7 @@ _WORKFLOWS: dict[str, str] = {
     "RemediationBudget": ".remediation_budget",
     "ChaosExperimentWorkflow": ".chaos",
     "RightsizingLoop": ".rightsizing",
+    "GitReleaseWatch": ".git_release_watch",
 }
 
 

@@ -122,7 +122,7 @@ class ReleaseContext:
             region=self.target.region, phase=phase, promoted=phase is ReleasePhase.SUCCEEDED,
             rolled_back=phase is ReleasePhase.ROLLED_BACK, reason=reason, analysis_runs=loop.total_runs,
             failed_runs=loop.total_failed_runs, failed_checks=loop.failed_checks,
-            new_version=self.spec.new_version, changed=phase is ReleasePhase.SUCCEEDED,
+            new_version=self.spec.new_version, changed=phase is ReleasePhase.SUCCEEDED, git_revert=self.status.git_revert,
         )
         outcome.summary = release_summary(outcome)
         return outcome

@@ -8,12 +8,15 @@ from __future__ import annotations
 from typing import NoReturn
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from pitstop.delivery.models import ReleasePhase, RestoreInput, RestoreResult
+    from pitstop.delivery.models import GitRevert, ReleasePhase, RestoreInput, RestoreResult
+    from pitstop.failures import failure_text
 
 from .delivery_context import ReleaseContext
+
+REVERT_CALL_SLACK = 60  # seconds the revert may run past the progress deadline (a commit, then the engine's apply)
 
 
 async def roll_back(ctx: ReleaseContext, reason: str) -> NoReturn:
@@ -39,7 +42,26 @@ async def roll_back_quietly(ctx: ReleaseContext, reason: str) -> None:
         )
         status.weights = dict(restored.weights)
         status.canary_weight = 0
+        if ctx.snapshot.stable.pending_template:  # released from git: traffic is back; now the revert in git
+            await revert_in_git(ctx)
     ctx.set_phase(ReleasePhase.ROLLED_BACK, f"rolled back: {reason}")
+
+
+async def revert_in_git(ctx: ReleaseContext) -> None:
+    """A release from git rolled back: its revert committed to git (or proposed on a branch), the engine's apply
+    awaited (bounded); recorded in the status and the outcome. A failure is recorded, not raised: traffic and the
+    Deployment are already back on the old version."""
+    spec = ctx.spec
+    try:
+        revert = await ctx.cluster(
+            "delivery.revert_in_git", RestoreInput(target=ctx.target, snapshot=ctx.require_snapshot()), GitRevert,
+            timeout=spec.progress_deadline + REVERT_CALL_SLACK, heartbeat=True, summary="revert in git",
+        )
+    except ActivityError as exc:
+        ctx.event(f"revert in git failed: {failure_text(exc)}")
+        return
+    ctx.status.git_revert = revert
+    ctx.event(revert.describe())
 
 
 async def refuse(ctx: ReleaseContext, reason: str) -> NoReturn:

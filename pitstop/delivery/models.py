@@ -55,6 +55,9 @@ class DeploymentSnapshot(BaseModel):
     selector: JsonObject = Field(default_factory=dict)
     version: str = ""
     image: str = ""
+    pending_template: str = Field(
+        "", description="released from git: the hash of git's new template the paused Deployment holds (`template` is "
+                        "the one its pods run, what a rollback writes back and reverts git to); empty otherwise")
 
 
 class ReleaseSnapshot(BaseModel):
@@ -120,6 +123,24 @@ class RestoreResult(BaseModel):
     routes_changed: bool
     weights: dict[str, int]
     candidate: str = Field(description="deleted | restored | absent")
+
+
+class GitRevert(BaseModel):
+    """A rollback of a release from git, in git: the revert commit, on the engine's branch (`direct`, applied by the
+    engine after `engine_apply_seconds`) or on a branch of its own for a human to merge (`branch`)."""
+
+    repository: str
+    commit: str
+    branch: str
+    created: bool
+    policy: str
+    engine_apply_seconds: float | None = None
+    note: str = ""
+
+    def describe(self) -> str:
+        where = ("applied" if self.engine_apply_seconds is not None
+                 else "not applied yet" if self.policy == "direct" else "proposed")
+        return f"revert {self.commit[:12]} on {self.repository} {self.branch} ({where})"
 
 
 class FinalizeInput(BaseModel):
@@ -208,6 +229,7 @@ class ReleaseStatus(BaseModel):
     awaiting_approval: bool = False
     rollback_reason: str = ""
     run_number: int = Field(1, description="run of the continue-as-new chain (1: no continue-as-new yet)")
+    git_revert: GitRevert | None = Field(None, description="a rolled-back release from git: its revert in git")
     measurements_dropped: int = Field(0, description="oldest measurement records no longer kept (query `measurements`)")
 
 
@@ -225,6 +247,7 @@ class ReleaseOutcome(BaseModel):
     new_version: str = ""
     changed: bool = Field(default=False, description="the new version is live (runbook step result)")
     summary: str = Field(default="", description="one human line, e.g. for the runbook step's audit line")
+    git_revert: GitRevert | None = Field(None, description="a rolled-back release from git: its revert in git")
 
 
 def release_summary(outcome: ReleaseOutcome) -> str:
@@ -234,7 +257,8 @@ def release_summary(outcome: ReleaseOutcome) -> str:
     if outcome.promoted:
         return f"promoted{version} in {outcome.region} {runs}"
     if outcome.rolled_back:
-        return f"rolled back{version} in {outcome.region} {runs}: {outcome.reason}"
+        revert = f"; {outcome.git_revert.describe()}" if outcome.git_revert else ""
+        return f"rolled back{version} in {outcome.region} {runs}: {outcome.reason}{revert}"
     return f"release{version} in {outcome.region} {outcome.phase.value}: {outcome.reason}"
 
 

@@ -22,8 +22,8 @@ _DROP_METADATA = ("resourceVersion", "uid", "creationTimestamp", "generation", "
                   "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds")
 _DROP_ANNOTATIONS = ("deployment.kubernetes.io/revision", "kubectl.kubernetes.io/last-applied-configuration",
                      # the candidate is pitstop's, never git's (docs/gitops.md)
-                     "pitstop.dev/gitops-repository", "pitstop.dev/gitops-path")
-_DROP_LABEL_PREFIXES = ("kustomize.toolkit.fluxcd.io/",)
+                     "pitstop.dev/gitops-repository", "pitstop.dev/gitops-path", "pitstop.dev/rejected-templates")
+_DROP_LABEL_PREFIXES = ("kustomize.toolkit.fluxcd.io/", "pitstop.dev/release-from-git")
 
 
 def container_index(template: JsonObject, container: str | None) -> int:

@@ -40,3 +40,30 @@ def test_push_fetch_and_concurrent_commits(tmp_path: Path) -> None:
         assert server.token not in log
     finally:
         server.close()
+
+
+def test_a_proposal_is_a_branch_off_the_remote_branch_made_once(tmp_path: Path) -> None:
+    """`GitWorkspace.propose` (a revert under the `branch` policy): the branch starts at the remote branch's head, the
+    remote branch does not move, a retry finds the branch and pushes nothing, and nothing to change is None."""
+    server = GitServer(tmp_path / "repos")
+    try:
+        server.create_repo("fleet-y")
+        workspace = GitWorkspace(GitRemote(url=server.repo_url("fleet-y"), token=server.token), tmp_path / "w")
+        main = workspace.commit_files({"team/a.yaml": "image: v2\n"}, message="seed", sign_off="pitstop run r0")
+        change = {"team/a.yaml": "image: v1\n"}
+        proposed = workspace.propose(lambda _read: change, branch="pitstop/revert-a-1234", message="revert a",
+                                     sign_off="pitstop run r1")
+        assert proposed is not None and proposed[1]
+        assert workspace.propose(lambda _read: change, branch="pitstop/revert-a-1234", message="revert a",
+                                 sign_off="pitstop run r1") == (proposed[0], False)
+        assert workspace.sync() == main and workspace.read("team/a.yaml") == "image: v2\n"
+        bare = str(tmp_path / "repos" / "fleet-y.git")
+        parent = subprocess.run(["git", "-C", bare, "rev-parse", f"{proposed[0]}^"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        shown = subprocess.run(["git", "-C", bare, "show", "pitstop/revert-a-1234:team/a.yaml"], capture_output=True,
+                               text=True, check=True).stdout
+        assert parent == main and shown == "image: v1\n"
+        assert workspace.propose(lambda _read: {"team/a.yaml": "image: v2\n"}, branch="pitstop/revert-a-5678",
+                                 message="nothing", sign_off="pitstop run r2") is None
+    finally:
+        server.close()
