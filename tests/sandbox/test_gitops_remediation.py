@@ -6,6 +6,8 @@
   leaves the good version in place. The worker runs as its service account under deploy/rbac.yaml (plus the
   `pitstop-gitops-engine` RoleBinding in flux-system). Prints MTTR beside the figure of the non-GitOps test
   (test_incident_remediation.py prints it in the same run).
+- A rightsizing rollout (`RightsizingLoop`) of the git-managed service commits the new requests and limits to git,
+  Flux applies them, and a forced reconcile keeps them.
 - `gitops-suspend` stops Flux from correcting a hand-made change to the Deployment while it runs; cancelling it
   resumes (compensation) and Flux corrects the change again. `gitops-resume-expired` lifts a pitstop suspension
   past its end and leaves a suspension made by hand alone.
@@ -24,10 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from temporalio.client import Client
 
 from pitstop.activities.kube_api import KubeJson
+from pitstop.capacity.closed_loop import LOOP_WORKFLOW, LoopInput, LoopOutcome, LoopSettings
 from pitstop.config import Settings
+from pitstop.delivery.spec import ContainerResources
 from pitstop.gitops import (
     FLUX_RECONCILE_ANNOTATION,
     SUSPENDED_UNTIL_ANNOTATION,
@@ -210,3 +215,48 @@ async def test_a_bounded_suspend_keeps_flux_off_one_deployment_until_it_ends(
             assert suspension_of(kube.get(path)).suspended, "the sweep lifted a suspension made by hand"
         finally:
             kube.patch(path, {"metadata": {"annotations": {FLUX_RECONCILE_ANNOTATION: None}}}, patch_type="merge")
+
+
+async def test_a_rightsizing_rollout_of_a_git_managed_service_lands_in_git_and_flux_keeps_it(
+    sandbox_monitoring: Any, flux_gitops: Any, temporal_client: Client, pitstop_settings: Settings, task_queue: str,
+) -> None:
+    """`RightsizingLoop` (as `pitstop capacity apply --apply` starts it) on a git-managed Deployment: the promotion
+    commits the new requests and limits to git and waits for Flux, so a full reconcile afterwards keeps them."""
+    sm = sandbox_monitoring
+    region, service = flux_gitops.regions[0], flux_gitops.services[0]
+    kube = KubeJson(sm.api_clients[region])
+    path = f"/apis/apps/v1/namespaces/{service.team}/deployments/{service.name}"
+    container = kube.get(path)["spec"]["template"]["spec"]["containers"][0]
+    bigger = {container["name"]: ContainerResources(requests={"cpu": "300m", "memory": "320Mi"},
+                                                    limits={"cpu": "600m", "memory": "640Mi"})}
+    for each in sm.clusters.contexts:
+        apply_deploy_rbac(sm.clusters, each)
+    _bind_gitops_engine_role(sm, region)
+    settings = _settings(sm, flux_gitops, pitstop_settings, prometheus={"url": sm.monitoring.prometheus_url,
+                                                                        "timeout_seconds": 2}).model_copy(
+        update={"temporal": pitstop_settings.temporal.model_copy(update={"task_queue": task_queue})})
+    clients = impersonate(build_activity_clients(settings, temporal=temporal_client, require_clusters=True), WORKER_SA)
+    loop = LoopInput(service=service.name, namespace=service.team, region=region, team=service.team, resources=bigger,
+                     settings=LoopSettings.model_validate({
+                         "enabled": True, "window_seconds": 10, "interval_seconds": 2, "steps": [50], "rate_window": "5s",
+                         "progress_deadline_seconds": 120, "latency_p95_max_ms": 1000, "max_latency_ratio": None}))
+    started = time.monotonic()
+    async with product_workers(temporal_client, settings, clients, ALL_WORKFLOWS):
+        outcome = await temporal_client.execute_workflow(
+            LOOP_WORKFLOW, loop, id=f"gitops-rightsizing-{secrets.token_hex(3)}", task_queue=task_queue,
+            result_type=LoopOutcome, execution_timeout=timedelta(minutes=5))
+    took = time.monotonic() - started
+    assert outcome.result == "rolled_out", outcome
+    wanted = {"requests": {"cpu": "300m", "memory": "320Mi"}, "limits": {"cpu": "600m", "memory": "640Mi"}}
+    workspace = flux_gitops.workspace(region)
+    head = workspace.sync()
+    assert head is not None
+    manifest = next(d for d in yaml.safe_load_all(workspace.read(f"{service.team}/{service.name}.yaml") or "")
+                    if d and d["kind"] == "Deployment")
+    assert manifest["spec"]["template"]["spec"]["containers"][0]["resources"] == wanted, manifest
+    assert "Signed-off-by: pitstop run " in workspace._git("log", "-1", "--format=%B").stdout
+    assert (applied_revision(flux_gitops.home_api, region) or "").endswith(head)
+    force_reconcile(flux_gitops.home_api, region)
+    assert kube.get(path)["spec"]["template"]["spec"]["containers"][0]["resources"] == wanted
+    print(f"\nrightsizing under Flux: {service.name} {outcome.summary} in {took:.1f}s; the new resources are in git "
+          f"({head[:10]}, applied by Flux) and survive a forced reconcile")
