@@ -39,11 +39,11 @@ from pitstop.git_releases import (
     running_template,
     template_hash,
 )
-from pitstop.gitops import DeploymentEdit, edit_deployment_in_manifests, git_source
+from pitstop.gitops import DeploymentEdit, GitSource, git_source
 
 from .clients import ActivityClients
 from .git_access import GitAccessError
-from .gitops import repository_lock, commit_edit, run_id, wait_applied, workspace_for
+from .gitops import commit_edit, manifest_edit, repository_lock, run_id, wait_applied_or_note, workspace_for
 from .kube_api import KubeJson, deployment_path
 from .kube_errors import kube_errors
 
@@ -156,24 +156,13 @@ class GitReleaseActivities:
         change = commit_edit(self._clients, source, name=t.deployment_name, edit=edit, message=message)
         branch = self._clients.settings.gitops.repositories[change.repository].branch
         revert = GitRevert(repository=change.repository, commit=change.commit, branch=branch, created=change.created, policy=policy)
-        try:
-            revert.engine_apply_seconds = wait_applied(self._clients, change)
-        except ApplicationError as exc:
-            if exc.type != "GitOpsApplyTimeout":
-                raise
-            revert.note = str(exc)
+        revert.engine_apply_seconds, revert.note = wait_applied_or_note(self._clients, change)
         return revert
 
     def _propose(self, repository: str, path: str, name: str, digest: str, edit: DeploymentEdit, message: str) -> GitRevert:
         workspace = workspace_for(self._clients, repository)
         branch = revert_branch(name, digest)
-
-        def compute(read: Callable[[str], str | None]) -> dict[str, str]:
-            text = read(path)
-            if text is None:
-                raise ApplicationError(f"{path} is missing from git repository {repository}", type="GitManifestMissing", non_retryable=True)
-            return {path: edit_deployment_in_manifests(text, name=name, edit=edit)}
-
+        compute = manifest_edit(GitSource(repository=repository, path=path), name=name, edit=edit)
         with repository_lock(repository):
             try:
                 made = workspace.propose(compute, branch=branch, message=message, sign_off=f"pitstop run {run_id()}")

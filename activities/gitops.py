@@ -12,6 +12,7 @@ then changes nothing): the engine never re-applies an older revision over pitsto
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from pitstop.gitops import (
 )
 
 from .clients import ActivityClients
-from .git_access import GitAccessError, GitRemote, GitWorkspace
+from .git_access import GitAccessError, GitRemote, GitWorkspace, Reader
 from .kube_api import KubeJson, ResourceKind
 from .sync_sleep import sleep_or_cancel
 
@@ -79,12 +80,11 @@ def run_id() -> str:
     return f"{info.workflow_id}/{info.workflow_run_id}"
 
 
-def commit_edit(clients: ActivityClients, source: GitSource, *, name: str, edit: DeploymentEdit, message: str) -> GitChange:
-    """Commit `edit` to Deployment `name` in its git manifest. Idempotent: a retry finds its change already on the
-    branch and makes no second commit (`created=False`, `commit` = the head holding it). Git failures are retryable."""
-    workspace = workspace_for(clients, source.repository)
+def manifest_edit(source: GitSource, *, name: str, edit: DeploymentEdit) -> Callable[[Reader], dict[str, str]]:
+    """What a commit (or a proposed branch) writes: `edit` made to Deployment `name` in the file `source` names. A
+    missing file or Deployment/container is a non-retryable error naming the repository and the file."""
 
-    def compute(read: Any) -> dict[str, str]:
+    def compute(read: Reader) -> dict[str, str]:
         text = read(source.path)
         if text is None:
             raise ApplicationError(f"{source.path} is missing from git repository {source.repository}",
@@ -94,9 +94,17 @@ def commit_edit(clients: ActivityClients, source: GitSource, *, name: str, edit:
         except ValueError as exc:
             raise ApplicationError(f"{source.repository}:{source.path}: {exc}", type="GitManifestInvalid", non_retryable=True) from None
 
+    return compute
+
+
+def commit_edit(clients: ActivityClients, source: GitSource, *, name: str, edit: DeploymentEdit, message: str) -> GitChange:
+    """Commit `edit` to Deployment `name` in its git manifest. Idempotent: a retry finds its change already on the
+    branch and makes no second commit (`created=False`, `commit` = the head holding it). Git failures are retryable."""
+    workspace = workspace_for(clients, source.repository)
     with repository_lock(source.repository):
         try:
-            made = workspace.commit(compute, message=message, sign_off=f"pitstop run {run_id()}")
+            made = workspace.commit(manifest_edit(source, name=name, edit=edit), message=message,
+                                    sign_off=f"pitstop run {run_id()}")
             return GitChange(repository=source.repository, path=source.path, commit=made or workspace.head(), created=made is not None)
         except GitAccessError as exc:
             raise ApplicationError(str(exc), type="GitAccess") from None
@@ -130,6 +138,18 @@ def wait_applied(clients: ActivityClients, change: GitChange) -> float | None:
         sleep_or_cancel(APPLY_POLL_SECONDS)
 
 
+def wait_applied_or_note(clients: ActivityClients, change: GitChange) -> tuple[float | None, str]:
+    """`wait_applied`, with an engine that does not apply in time noted instead of failing: (seconds, note). For a
+    change that is already in git and that pitstop also writes (a promotion) or that keeps (a revert)."""
+    try:
+        return wait_applied(clients, change), ""
+    except ApplicationError as exc:
+        if exc.type != "GitOpsApplyTimeout":
+            raise
+        activity.logger.warning("%s:%s: %s", change.repository, change.path, exc)
+        return None, str(exc)
+
+
 def commit_and_wait(clients: ActivityClients, dep: dict[str, Any], *, name: str, edit: DeploymentEdit, message: str) -> tuple[GitChange, float | None] | None:
     """For a git-managed Deployment `dep`: commit `edit` and wait for the engine (see `wait_applied`); None when
     `dep` is not git-managed (the caller changes the cluster directly)."""
@@ -141,9 +161,9 @@ def commit_and_wait(clients: ActivityClients, dep: dict[str, Any], *, name: str,
 
 
 def promote_in_git(clients: ActivityClients, stable: dict[str, Any], candidate: dict[str, Any], t: ReleaseTarget) -> GitPromotion | None:
-    """A promotion of git-managed `stable`: the candidate's images, resources and version committed to its manifest,
-    then the engine's apply awaited. None when `stable` is not git-managed or git already matches the cluster's
-    candidate. An engine that does not apply within its timeout is noted, not fatal: the commit is in git, the
+    """A promotion of git-managed `stable`: the candidate's images, resources and version committed to its manifest
+    (no second commit when git already holds them), then the engine's apply awaited. None when `stable` is not
+    git-managed. An engine that does not apply within its timeout is noted, not fatal: the commit is in git, the
     caller writes the same template, and the engine's next apply agrees."""
     source = git_source(stable)
     if source is None:
@@ -153,12 +173,6 @@ def promote_in_git(clients: ActivityClients, stable: dict[str, Any], candidate: 
     message = (f"release {t.namespace}/{t.deployment_name} in {t.region}: promote "
                f"{edit.template_labels.get(t.version_label, '')} ({edit.describe()})")
     change = commit_edit(clients, source, name=t.deployment_name, edit=edit, message=message)
-    promotion = GitPromotion(repository=change.repository, commit=change.commit, created=change.created)
-    try:
-        promotion.engine_apply_seconds = wait_applied(clients, change)
-    except ApplicationError as exc:
-        if exc.type != "GitOpsApplyTimeout":
-            raise
-        promotion.note = str(exc)
-        activity.logger.warning("promotion of %s/%s: %s", t.namespace, t.deployment_name, exc)
-    return promotion
+    seconds, note = wait_applied_or_note(clients, change)
+    return GitPromotion(repository=change.repository, commit=change.commit, created=change.created,
+                        engine_apply_seconds=seconds, note=note)

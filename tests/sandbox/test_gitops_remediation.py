@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import socket
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
